@@ -1,0 +1,1 @@
+"""Learner and actor processes, the manager, and weight sharing."""

@@ -1,0 +1,1 @@
+"""RL algorithms written against nets and a Gymnasium env, with no knowledge of processes."""

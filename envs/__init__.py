@@ -1,0 +1,1 @@
+"""Environment construction and wrappers on Gymnasium."""

@@ -1,0 +1,16 @@
+"""nets: a small define-by-run network engine on NumPy/Numba (CPU) and CuPy (GPU)."""
+from . import backend, functional, init
+from .backend import gpu_available, to_device
+from .layers import Dense, Linear
+from .module import FlatParameters, Module, Parameter, Sequential
+from .rng import seed
+from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_grad_enabled, no_grad,
+                     set_check_mode)
+
+F = functional
+
+__all__ = [
+    "F", "backend", "functional", "init", "gpu_available", "to_device", "Dense", "Linear",
+    "FlatParameters", "Module", "Parameter", "Sequential", "seed", "Function", "NonFiniteError",
+    "Tensor", "check_mode", "is_grad_enabled", "no_grad", "set_check_mode",
+]

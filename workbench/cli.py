@@ -1,0 +1,38 @@
+"""`workbench` console script: one subcommand per module in workbench.commands."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each module defines `add_parser(subparsers)` (registering its flags) and `run(args) -> int`.
+COMMANDS = ["doctor"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench",
+        description="Parallel reinforcement learning and supervised recipes on a NumPy/Numba/CuPy engine.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"workbench.commands.{name.replace('-', '_')}")
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.run(args) or 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""`workbench doctor`: what is installed and whether the engine's kernels and devices work."""
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import time
+
+PACKAGES = ["numpy", "numba", "multiprocess", "tensorboardX", "gymnasium", "ale-py", "cupy-cuda12x",
+            "ray", "tqdm", "imageio"]
+
+
+def add_parser(subparsers):
+    return subparsers.add_parser(
+        "doctor", help="print versions and check Numba compilation and the GPU",
+        description="Print Python and library versions, check that Numba compiles a kernel, and "
+                    "whether CuPy sees an NVIDIA GPU.")
+
+
+def _version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _numba_status() -> str:
+    try:
+        import numba
+        import numpy as np
+
+        start = time.perf_counter()
+        add_one = numba.njit(lambda a: a + 1)
+        ok = add_one(np.arange(3)).tolist() == [1, 2, 3]
+        return f"compiles ({time.perf_counter() - start:.2f} s)" if ok else "compiled a wrong result"
+    except Exception as error:  # noqa: BLE001 - report any failure, do not crash the doctor
+        return f"FAILED: {error}"
+
+
+def _gpu_status() -> str:
+    from nets import backend
+
+    if not backend.gpu_available():
+        return "no GPU (CuPy not installed or no CUDA device)"
+    cupy = backend.cupy_module()
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    return f"{props['name'].decode()} (CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()})"
+
+
+def run(args) -> int:
+    print(f"python        {platform.python_version()} on {platform.platform()}")
+    for name in PACKAGES:
+        print(f"{name:<14}{_version(name)}")
+    print(f"numba kernel  {_numba_status()}")
+    print(f"gpu           {_gpu_status()}")
+    return 0
