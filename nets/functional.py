@@ -119,17 +119,23 @@ class MatMul(Function):
 
 
 class Linear(Function):
-    """y = x W + b in one op: x (batch, in), W (in, out), b (out,) or None."""
+    """y = x W + b in one op: x (..., in), W (in, out), b (out,) or None.
+
+    Leading axes are folded into one, so a (batch, time, in) input is a time-distributed dense.
+    """
 
     def forward(self, x, w, b=None):
-        self.x, self.w = x, w
-        y = x @ w
+        self.in_shape = x.shape
+        self.x = x.reshape(-1, x.shape[-1])
+        self.w = w
+        y = self.x @ w
         if b is not None:
             y += b
-        return y
+        return y.reshape(*x.shape[:-1], w.shape[1])
 
     def backward(self, gy):
-        gx = gy @ self.w.T if self.inputs[0].requires_grad else None
+        gy = gy.reshape(-1, gy.shape[-1])
+        gx = (gy @ self.w.T).reshape(self.in_shape) if self.inputs[0].requires_grad else None
         gw = self.x.T @ gy
         if len(self.inputs) == 3:
             return gx, gw, gy.sum(axis=0)

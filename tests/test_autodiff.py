@@ -116,3 +116,11 @@ def test_float32_by_default():
     assert model.weight.dtype == np.float32
     y = model(np.ones((1, 3), dtype=np.float32))
     assert y.dtype == np.float32
+
+
+def test_linear_is_time_distributed_over_leading_axes(rng):
+    from nets.gradcheck import to_float64
+    layer = to_float64(nets.Linear(4, 3))
+    x = t64(rng, 2, 5, 4)
+    assert layer(x).shape == (2, 5, 3)
+    gradcheck(lambda: layer(x), [x] + layer.parameters())
