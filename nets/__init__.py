@@ -1,5 +1,5 @@
 """nets: a small define-by-run network engine on NumPy/Numba (CPU) and CuPy (GPU)."""
-from . import backend, functional, init
+from . import backend, checkpoint, functional, init, optim
 from .backend import gpu_available, to_device
 from .layers import Dense, Linear
 from .module import FlatParameters, Module, Parameter, Sequential
@@ -10,7 +10,7 @@ from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_grad_enabl
 F = functional
 
 __all__ = [
-    "F", "backend", "functional", "init", "gpu_available", "to_device", "Dense", "Linear",
+    "F", "backend", "checkpoint", "functional", "init", "optim", "gpu_available", "to_device", "Dense", "Linear",
     "FlatParameters", "Module", "Parameter", "Sequential", "seed", "Function", "NonFiniteError",
     "Tensor", "check_mode", "is_grad_enabled", "no_grad", "set_check_mode",
 ]

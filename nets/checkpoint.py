@@ -1,0 +1,153 @@
+"""Checkpoints: a model's state, an optimizer's state and a JSON header in one `.npz` file.
+
+Layout of the archive (plain `np.savez`, readable with `np.load(path, allow_pickle=False)`):
+    __header__         uint8 array holding UTF-8 JSON: format, version, the model's entries
+                       (name, shape, dtype), the optimizer's type and keys, and `meta`
+    model/<name>       one array per entry of `model.state_dict()`
+    optimizer/<key>    one array per entry of `optimizer.state_dict()`
+
+Writes are atomic: a temporary file in the same directory is written, fsynced and renamed over
+the target, so a crash leaves the previous checkpoint intact. Loading never unpickles, and
+every problem is a `CheckpointError` with a one-line message that names it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT = "workbench-checkpoint"
+VERSION = 1
+HEADER = "__header__"
+MODEL, OPTIMIZER = "model/", "optimizer/"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged, of another format, or that does not fit the model."""
+
+
+def save(path, model, optimizer=None, meta: dict | None = None) -> None:
+    """Write `model` (and `optimizer`, and the JSON-serializable `meta`) to `path` atomically."""
+    path = os.fspath(path)
+    model_state = model.state_dict()
+    arrays = {MODEL + name: value for name, value in model_state.items()}
+    header = {
+        "format": FORMAT, "version": VERSION,
+        "model": {"type": type(model).__name__,
+                  "entries": [{"name": name, "shape": list(value.shape), "dtype": value.dtype.str}
+                              for name, value in model_state.items()]},
+        "optimizer": None,
+        "meta": meta if meta is not None else {},
+    }
+    if optimizer is not None:
+        optimizer_state = optimizer.state_dict()
+        arrays.update({OPTIMIZER + key: value for key, value in optimizer_state.items()})
+        header["optimizer"] = {"type": type(optimizer).__name__, "keys": sorted(optimizer_state)}
+    try:
+        text = json.dumps(header)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"meta must be JSON-serializable: {error}") from None
+    arrays[HEADER] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    _write_atomically(path, arrays)
+
+
+def _write_atomically(path: str, arrays: dict) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+    try:  # make the rename itself durable; not every platform can open a directory
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read(path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of a checkpoint, for tools that inspect it without a model. Array keys
+    keep their `model/` and `optimizer/` prefixes; the header is not among them."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is truncated or corrupt (not a zip archive; an .npz "
+                              f"checkpoint is one)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            # reading every member to its end makes zipfile verify each CRC
+            arrays = {key: archive[key] for key in archive.files}
+    except Exception as error:  # noqa: BLE001 - zip, zlib and npy-header errors alike
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path} is truncated or corrupt ({reason})") from None
+    if HEADER not in arrays:
+        raise CheckpointError(f"{path} is not a workbench checkpoint (no {HEADER} entry; "
+                              f"write checkpoints with nets.checkpoint.save)")
+    try:
+        header = json.loads(arrays.pop(HEADER).tobytes().decode("utf-8"))
+        fmt, version = header["format"], header["version"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} has an unreadable header ({type(error).__name__}: {error})") from None
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path} is not a workbench checkpoint (format {fmt!r}, expected {FORMAT!r})")
+    if version != VERSION:
+        newer = " (written by a newer workbench)" if isinstance(version, int) and version > VERSION else ""
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}{newer}; "
+                              f"this workbench reads version {VERSION}")
+    listed = {entry["name"] for entry in header["model"]["entries"]}
+    stored = {key[len(MODEL):] for key in arrays if key.startswith(MODEL)}
+    if listed != stored:
+        raise CheckpointError(f"{path} is corrupt: header lists model entries {sorted(listed ^ stored)} "
+                              f"that do not match the stored arrays")
+    return header, arrays
+
+
+def load(path, model=None, optimizer=None) -> dict:
+    """Load `path` into `model` and `optimizer` (either may be None) and return its `meta`.
+
+    Everything is checked before anything is changed, so a failed load leaves both untouched.
+    """
+    path = os.fspath(path)
+    header, arrays = read(path)
+    model_state = {key[len(MODEL):]: value for key, value in arrays.items() if key.startswith(MODEL)}
+    if model is not None:
+        _check_model(path, model, model_state)
+    if optimizer is not None:
+        if header["optimizer"] is None:
+            raise CheckpointError(f"{path} holds no optimizer state")
+        state = {key[len(OPTIMIZER):]: value for key, value in arrays.items() if key.startswith(OPTIMIZER)}
+        try:
+            optimizer.load_state_dict(state)
+        except ValueError as error:
+            raise CheckpointError(f"{path}: {error}") from None
+    if model is not None:
+        model.load_state_dict(model_state)
+    return header["meta"]
+
+
+def _check_model(path: str, model, saved: dict) -> None:
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{path} does not fit {type(model).__name__}: missing {missing}, "
+                              f"unexpected {unexpected}")
+    for name, value in own.items():
+        if saved[name].shape != value.shape:
+            raise CheckpointError(f"{path}: shape mismatch for {name!r}: checkpoint "
+                                  f"{saved[name].shape}, model {value.shape}")
+        if saved[name].dtype != value.dtype:
+            raise CheckpointError(f"{path}: dtype mismatch for {name!r}: checkpoint "
+                                  f"{saved[name].dtype}, model {value.dtype}")
