@@ -10,7 +10,8 @@ from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_grad_enabl
 F = functional
 
 __all__ = [
-    "F", "backend", "checkpoint", "functional", "init", "optim", "gpu_available", "to_device", "Dense", "Linear",
+    "F", "backend", "checkpoint", "functional", "init", "optim", "gpu_available", "to_device",
+    "Dense", "Linear",
     "FlatParameters", "Module", "Parameter", "Sequential", "seed", "Function", "NonFiniteError",
     "Tensor", "check_mode", "is_grad_enabled", "no_grad", "set_check_mode",
 ]

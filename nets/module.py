@@ -59,8 +59,10 @@ class Module:
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
-        for registry in (self._parameters, self._modules, self._buffers):
+        for registry in (self._parameters, self._modules):
             registry.pop(name, None)
+        if isinstance(value, (Parameter, Module)):  # a re-assigned buffer (`self.count += 1`) stays one
+            self._buffers.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
             self._invalidate_flat()
