@@ -7,7 +7,8 @@ Layout of the archive (plain `np.savez`, readable with `np.load(path, allow_pick
     optimizer/<key>    one array per entry of `optimizer.state_dict()`
 
 Writes are atomic: a temporary file in the same directory is written, fsynced and renamed over
-the target, so a crash leaves the previous checkpoint intact. Loading never unpickles, and
+the target, so a crash leaves the previous checkpoint intact (a killed process may leave a
+`.NAME.*.tmp` file beside it, never a damaged checkpoint). Loading never unpickles, and
 every problem is a `CheckpointError` with a one-line message that names it.
 """
 from __future__ import annotations
@@ -99,15 +100,21 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         header = json.loads(arrays.pop(HEADER).tobytes().decode("utf-8"))
         fmt, version = header["format"], header["version"]
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{path} has an unreadable header ({type(error).__name__}: {error})") from None
     if fmt != FORMAT:
         raise CheckpointError(f"{path} is not a workbench checkpoint (format {fmt!r}, expected {FORMAT!r})")
-    if version != VERSION:
+    if version != VERSION:  # checked before the rest of the header, whose layout may differ
         newer = " (written by a newer workbench)" if isinstance(version, int) and version > VERSION else ""
         raise CheckpointError(f"{path} has checkpoint format version {version!r}{newer}; "
                               f"this workbench reads version {VERSION}")
-    listed = {entry["name"] for entry in header["model"]["entries"]}
+    try:
+        listed = {entry["name"] for entry in header["model"]["entries"]}
+    except (KeyError, TypeError) as error:
+        raise CheckpointError(f"{path} has an unreadable header ({type(error).__name__}: {error})") from None
+    absent = sorted({"optimizer", "meta"} - set(header))
+    if absent:
+        raise CheckpointError(f"{path} has an unreadable header (no {absent})")
     stored = {key[len(MODEL):] for key in arrays if key.startswith(MODEL)}
     if listed != stored:
         raise CheckpointError(f"{path} is corrupt: header lists model entries {sorted(listed ^ stored)} "

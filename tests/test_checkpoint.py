@@ -141,6 +141,18 @@ def test_plain_npz_without_header(tmp_path):
     assert "is truncated or corrupt (not a zip archive" in error(npy)
 
 
+def test_damaged_or_foreign_header(tmp_path):
+    path = tmp_path / "h.npz"
+    np.savez(path, __header__=np.frombuffer(b"{not json", dtype=np.uint8))
+    assert "has an unreadable header (JSONDecodeError" in error(path)
+    np.savez(path, __header__=np.frombuffer(b'{"format": "other", "version": 1}', dtype=np.uint8))
+    assert error(path).endswith("is not a workbench checkpoint (format 'other', expected "
+                                "'workbench-checkpoint')")
+    header = {"format": "workbench-checkpoint", "version": 1, "model": {}}
+    np.savez(path, __header__=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+    assert error(path).endswith("has an unreadable header (KeyError: 'entries')")
+
+
 def test_unknown_format_version(saved, monkeypatch, tmp_path):
     path, model = saved[0], saved[1]
     monkeypatch.setattr(checkpoint, "VERSION", 2)
