@@ -1,7 +1,8 @@
 """nets: a small define-by-run network engine on NumPy/Numba (CPU) and CuPy (GPU)."""
 from . import backend, checkpoint, functional, init, optim
 from .backend import gpu_available, to_device
-from .layers import Dense, Linear
+from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Flatten,
+                     GlobalAvgPool, Linear, MaxPool2D)
 from .module import FlatParameters, Module, Parameter, Sequential
 from .rng import seed
 from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_grad_enabled, no_grad,
@@ -11,7 +12,8 @@ F = functional
 
 __all__ = [
     "F", "backend", "checkpoint", "functional", "init", "optim", "gpu_available", "to_device",
-    "Dense", "Linear",
+    "Dense", "Linear", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
+    "Embedding", "Flatten", "GlobalAvgPool", "MaxPool2D",
     "FlatParameters", "Module", "Parameter", "Sequential", "seed", "Function", "NonFiniteError",
     "Tensor", "check_mode", "is_grad_enabled", "no_grad", "set_check_mode",
 ]

@@ -109,12 +109,18 @@ class MatMul(Function):
         return a @ b
 
     def backward(self, gy):
-        a, b = self.a, self.b
+        # a 1-D operand is a row vector on the left and a column vector on the right, as in forward
+        a = self.a[None, :] if self.a.ndim == 1 else self.a
+        b = self.b[:, None] if self.b.ndim == 1 else self.b
+        if self.b.ndim == 1:
+            gy = gy[..., None]
+        if self.a.ndim == 1:
+            gy = gy[..., None, :]
         ga = gb = None
         if self.inputs[0].requires_grad:
-            ga = unbroadcast(gy @ b.swapaxes(-1, -2), a.shape)
+            ga = unbroadcast(gy @ b.swapaxes(-1, -2), a.shape).reshape(self.a.shape)
         if self.inputs[1].requires_grad:
-            gb = unbroadcast(a.swapaxes(-1, -2) @ gy, b.shape)
+            gb = unbroadcast(a.swapaxes(-1, -2) @ gy, b.shape).reshape(self.b.shape)
         return ga, gb
 
 
@@ -316,7 +322,7 @@ class Sqrt(Function):
 class Abs(Function):
     def forward(self, x):
         self.sign = _xp(x).sign(x)
-        return abs(x)
+        return _xp(x).abs(x)  # the builtin `abs` is shadowed by this module's own
 
     def backward(self, gy):
         return gy * self.sign
@@ -540,3 +546,8 @@ class Huber(Function):
 
 def huber_loss(prediction, target, delta: float = 1.0, reduction: str = "mean"):
     return _reduce(Huber(delta)(prediction, target), reduction)
+
+
+# -- layer ops (convolution, pooling, dropout, embedding, batch norm) live in their own module ---
+from .functional_layers import (avg_pool2d, batch_norm, conv2d, dropout,  # noqa: E402
+                                embedding, max_pool2d)

@@ -1,6 +1,12 @@
 """Layers: Modules that own parameters and call into nets.functional."""
+from .basic import Dropout, Flatten
+from .conv import Conv2D
 from .dense import Linear
+from .embedding import Embedding
+from .normalization import BatchNorm
+from .pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
 
 Dense = Linear
 
-__all__ = ["Dense", "Linear"]
+__all__ = ["AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", "Flatten",
+           "GlobalAvgPool", "Linear", "MaxPool2D"]

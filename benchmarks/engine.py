@@ -1,0 +1,220 @@
+"""workbench's engine against PyTorch CPU on the same nets, in one run.
+
+    python benchmarks/engine.py [--quick]
+
+Cases: the A3C Atari net (conv 16x8x8/4, conv 32x4x4/2, dense 256, ReLU, policy head 7 and value
+head 1 on 4x84x84 input) train step (forward, A3C loss, backward, RMSProp) at batch 1, 20 and 128,
+its forward pass alone at batch 1, and the MNIST MLP 784-800-10 train step (SGD) at batch 128.
+Recurrent cases come from engine_recurrent.py when it exists. PyTorch runs with as many threads
+as workbench uses (Numba's thread count, which OpenBLAS also uses by default).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numba
+import numpy as np
+
+import nets
+from nets import F
+from harness import Case, format_table, machine_line, run_case, torch_module
+
+ACTIONS = 7
+RMSPROP = dict(lr=7e-4, alpha=0.99, eps=0.1)
+
+
+def _data(batch: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    frames = rng.random((batch, 4, 84, 84), dtype=np.float32)
+    actions = rng.integers(0, ACTIONS, batch)
+    returns = rng.standard_normal(batch).astype(np.float32)
+    return frames, actions, returns
+
+
+# -- workbench -------------------------------------------------------------------------------
+class AtariNet(nets.Module):
+    """Mnih et al. 2016 (A3C), after Mnih et al. 2013: two convs, one dense layer, two heads."""
+
+    def __init__(self, actions: int = ACTIONS):
+        super().__init__()
+        self.conv1 = nets.Conv2D(4, 16, 8, stride=4)
+        self.conv2 = nets.Conv2D(16, 32, 4, stride=2)
+        self.fc = nets.Linear(32 * 9 * 9, 256)
+        self.policy = nets.Linear(256, actions)
+        self.value = nets.Linear(256, 1)
+
+    def forward(self, x):
+        h = F.relu(self.conv1(x))
+        h = F.relu(self.conv2(h))
+        h = F.relu(self.fc(F.flatten(h)))
+        return self.policy(h), self.value(h)
+
+
+def a3c_loss(logits, value, actions, returns, entropy_beta: float = 0.01):
+    """Policy gradient with the value baseline, half the squared value error, entropy bonus."""
+    log_probs = F.log_softmax(logits)
+    value = F.reshape(value, (-1,))
+    advantage = returns - value.data
+    picked = log_probs[np.arange(len(actions)), actions]
+    policy_loss = -F.mean(picked * advantage)
+    entropy = -F.mean(F.sum(F.exp(log_probs) * log_probs, axis=1))
+    value_loss = F.mean((returns - value) ** 2)
+    return policy_loss + 0.5 * value_loss - entropy_beta * entropy
+
+
+def workbench_a3c_train(batch: int):
+    def setup():
+        nets.seed(0)
+        model = AtariNet()
+        optimizer = nets.optim.RMSProp(model, **RMSPROP)
+        frames, actions, returns = _data(batch)
+
+        def step():
+            optimizer.zero_grad()
+            logits, value = model(frames)
+            a3c_loss(logits, value, actions, returns).backward()
+            optimizer.step()
+        return step
+    return setup
+
+
+def workbench_a3c_forward():
+    nets.seed(0)
+    model = AtariNet()
+    frames = _data(1)[0]
+
+    def step():
+        with nets.no_grad():
+            return model(frames)
+    return step
+
+
+def workbench_mlp_train():
+    nets.seed(0)
+    model = nets.Sequential(nets.Linear(784, 800), F.relu, nets.Linear(800, 10))
+    optimizer = nets.optim.SGD(model, lr=0.01)
+    rng = np.random.default_rng(0)
+    images = rng.random((128, 784), dtype=np.float32)
+    labels = rng.integers(0, 10, 128)
+
+    def step():
+        optimizer.zero_grad()
+        F.softmax_cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    return step
+
+
+# -- PyTorch (imported only when a case runs) ----------------------------------------------------
+def _torch_atari_net():
+    torch = torch_module()
+    nn = torch.nn
+
+    class TorchAtariNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(4, 16, 8, stride=4)
+            self.conv2 = nn.Conv2d(16, 32, 4, stride=2)
+            self.fc = nn.Linear(32 * 9 * 9, 256)
+            self.policy = nn.Linear(256, ACTIONS)
+            self.value = nn.Linear(256, 1)
+
+        def forward(self, x):
+            h = torch.relu(self.conv1(x))
+            h = torch.relu(self.conv2(h))
+            h = torch.relu(self.fc(h.flatten(1)))
+            return self.policy(h), self.value(h)
+
+    torch.manual_seed(0)
+    return TorchAtariNet()
+
+
+def torch_a3c_train(batch: int):
+    def setup():
+        torch = torch_module()
+        model = _torch_atari_net()
+        optimizer = torch.optim.RMSprop(model.parameters(), **RMSPROP)
+        frames, actions, returns = (torch.from_numpy(a) for a in _data(batch))
+        rows = torch.arange(batch)
+
+        def step():
+            optimizer.zero_grad()
+            logits, value = model(frames)
+            log_probs = torch.log_softmax(logits, dim=1)
+            value = value.reshape(-1)
+            advantage = returns - value.detach()
+            policy_loss = -(log_probs[rows, actions] * advantage).mean()
+            entropy = -(log_probs.exp() * log_probs).sum(dim=1).mean()
+            value_loss = ((returns - value) ** 2).mean()
+            (policy_loss + 0.5 * value_loss - 0.01 * entropy).backward()
+            optimizer.step()
+        return step
+    return setup
+
+
+def torch_a3c_forward():
+    torch = torch_module()
+    model = _torch_atari_net()
+    frames = torch.from_numpy(_data(1)[0])
+
+    def step():
+        with torch.no_grad():
+            return model(frames)
+    return step
+
+
+def torch_mlp_train():
+    torch = torch_module()
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(784, 800), nn.ReLU(), nn.Linear(800, 10))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.random((128, 784), dtype=np.float32))
+    labels = torch.from_numpy(rng.integers(0, 10, 128))
+
+    def step():
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(images), labels).backward()
+        optimizer.step()
+    return step
+
+
+CASES = [
+    Case("a3c atari train b=1", workbench_a3c_train(1), torch_a3c_train(1), repeats=100),
+    Case("a3c atari train b=20", workbench_a3c_train(20), torch_a3c_train(20), repeats=60),
+    Case("a3c atari train b=128", workbench_a3c_train(128), torch_a3c_train(128), repeats=30),
+    Case("a3c atari forward b=1", workbench_a3c_forward, torch_a3c_forward, repeats=300),
+    Case("mnist mlp train b=128", workbench_mlp_train, torch_mlp_train, repeats=100),
+]
+
+try:  # recurrent cases live beside this file once they are written
+    from engine_recurrent import CASES as RECURRENT_CASES
+except ImportError as error:
+    if error.name != "engine_recurrent":
+        raise  # the file exists but is broken: say so instead of hiding it
+    RECURRENT_CASES = []
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a fifth of the repeats (a smoke run)")
+    parser.add_argument("--only", metavar="TEXT", help="run only cases whose name contains TEXT")
+    args = parser.parse_args(argv)
+    threads = numba.get_num_threads()
+    torch = torch_module()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    print(machine_line(threads))
+    cases = [c for c in CASES + RECURRENT_CASES if not args.only or args.only in c.name]
+    results = []
+    for case in cases:
+        results.append(run_case(case, args.quick, torch is not None))
+        print(f"  done: {case.name}", file=sys.stderr, flush=True)
+    print(format_table(results))
+    print("ms per step; ratio = workbench median / torch median (<= 1.0: workbench as fast or faster)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

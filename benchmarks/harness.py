@@ -1,0 +1,107 @@
+"""Timing and reporting shared by the benchmarks: cases, repeated timing, the machine line, tables.
+
+A Case names a workload and gives one setup function per framework; each setup builds its model
+and data and returns a zero-argument `step` to time. The frameworks are timed in alternating
+blocks, so that load from other processes on the machine falls on both columns alike.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+Step = Callable[[], object]
+
+
+@dataclass
+class Case:
+    name: str
+    workbench: Callable[[], Step]
+    torch: Optional[Callable[[], Step]] = None  # None: no PyTorch counterpart
+    repeats: int = 30  # timed steps per framework (a quick run takes a fifth)
+
+
+@dataclass
+class Result:
+    name: str
+    workbench_ms: list[float]
+    torch_ms: Optional[list[float]]  # None when PyTorch is missing or the case has no torch side
+
+
+def torch_module():
+    """PyTorch, or None when it is not installed (imported only here, only for benchmarks)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_line(threads: int) -> str:
+    import numba
+    import numpy
+    torch = torch_module()
+    versions = f"numpy {numpy.__version__}, numba {numba.__version__}, " + (
+        f"torch {torch.__version__}" if torch else "torch not installed")
+    return (f"{os.cpu_count()} cores ({cpu_model()}), {threads} threads per framework; "
+            f"{versions}; python {platform.python_version()}")
+
+
+def _time_block(step: Step, count: int, into: list[float]) -> None:
+    for _ in range(count):
+        start = time.perf_counter()
+        step()
+        into.append((time.perf_counter() - start) * 1e3)
+
+
+def run_case(case: Case, quick: bool, torch_available: bool, warmup: int = 3,
+             block: int = 5) -> Result:
+    """Warm up each side, then time `repeats` steps of each in alternating blocks."""
+    repeats = max(3, case.repeats // 5) if quick else case.repeats
+    sides = {"workbench": case.workbench()}
+    if torch_available and case.torch is not None:
+        sides["torch"] = case.torch()
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for step in sides.values():
+        for _ in range(warmup):
+            step()
+    done = 0
+    while done < repeats:
+        count = min(block, repeats - done)
+        for name, step in sides.items():
+            _time_block(step, count, times[name])
+        done += count
+    return Result(case.name, times["workbench"], times.get("torch"))
+
+
+def format_table(results: list[Result], torch_note: str = "not installed") -> str:
+    """case | workbench ms (min, median) | torch ms (min, median) | ratio of medians."""
+    header = ("case", "workbench min", "workbench med", "torch min", "torch med", "ratio")
+    rows = []
+    for r in results:
+        wb_min, wb_med = min(r.workbench_ms), statistics.median(r.workbench_ms)
+        if r.torch_ms:
+            t_min, t_med = min(r.torch_ms), statistics.median(r.torch_ms)
+            torch_cells = (f"{t_min:.3f}", f"{t_med:.3f}", f"{wb_med / t_med:.2f}")
+        else:
+            torch_cells = (torch_note, "", "")
+        rows.append((r.name, f"{wb_min:.3f}", f"{wb_med:.3f}", *torch_cells))
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                       for i, (cell, w) in enumerate(zip(row, widths))) for row in (header, *rows)]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
