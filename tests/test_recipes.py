@@ -1,0 +1,183 @@
+"""Every recipe end to end on tiny data the tests write, through the `workbench recipe` command."""
+import argparse
+
+import numpy as np
+import pytest
+
+from nets import checkpoint
+from test_datasets import write_idx
+from workbench import cli
+from workbench.recipes import common, recipes
+from workbench.runs import RunDir
+
+FAST = ["--no-progress", "--no-histograms"]
+
+
+def run_recipe(tmp_path, name, *flags, run_name="run"):
+    code = cli.main(["recipe", name, "--logdir", str(tmp_path / "runs"), "--name", run_name,
+                     *FAST, *flags])
+    assert code == 0
+    return tmp_path / "runs" / run_name
+
+
+def history(run_dir):
+    header, _ = checkpoint.read(RunDir(run_dir).checkpoint_path())
+    return header["meta"]["history"]
+
+
+def assert_learns(run_dir):
+    epochs = history(run_dir)
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+    assert (run_dir / "summary.txt").read_text().startswith(f"run folder: {run_dir}")
+
+
+def write_mnist(folder, n_train=240, n_test=60):
+    """Digits that are learnable: each class lights its own block of pixels, plus noise."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):
+            row, col = divmod(int(label), 5)
+            images[i, 4 + 10 * row:12 + 10 * row, 2 + 5 * col:6 + 5 * col] = 255
+        write_idx(folder / f"{split}-images-idx3-ubyte.gz", images, compress=True)
+        write_idx(folder / f"{split}-labels-idx1-ubyte", labels)
+    return folder
+
+
+TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on a mat.\n" * 40)
+
+
+def test_list_names_every_recipe(capsys):
+    assert cli.main(["recipe", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow"):
+        assert name in out
+
+
+@pytest.mark.parametrize("name", ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow"])
+def test_help_shows_every_flag(name, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["recipe", name, "--help"])
+    text = capsys.readouterr().out
+    parser = argparse.ArgumentParser()
+    recipes()[name].add_arguments(parser)
+    flags = [option for action in parser._actions for option in action.option_strings]
+    assert "--epochs" in flags and "--resume" in flags
+    for option in flags:
+        assert option in text, option
+
+
+def test_caesar_learns_the_shift(tmp_path, capsys):
+    run_dir = run_recipe(tmp_path, "caesar", "--epochs", "3", "--samples", "520")
+    assert_learns(run_dir)
+    out = capsys.readouterr().out
+    assert "abcdefghijklmnopqrstuvwxyz -> bcdefghijklmnopqrstuvwxyza" in out
+    assert "uif rvjdl cspxo gpy" in out
+
+
+def test_mnist_mlp_learns_tiny_digits(tmp_path, capsys):
+    data = write_mnist(tmp_path / "mnist")
+    run_dir = run_recipe(tmp_path, "mnist-mlp", "--data", str(data), "--validation", "40",
+                         "--hidden", "32", "--epochs", "3", "--batch-size", "20")
+    assert_learns(run_dir)
+    assert "test accuracy:" in capsys.readouterr().out
+
+
+def test_mnist_cnn_learns_tiny_digits(tmp_path):
+    data = write_mnist(tmp_path / "mnist", n_train=140, n_test=20)
+    run_dir = run_recipe(tmp_path, "mnist-cnn", "--data", str(data), "--validation", "40",
+                         "--filters", "4,8", "--hidden", "16", "--epochs", "3",
+                         "--batch-size", "20", "--lr", "0.05")
+    assert_learns(run_dir)
+
+
+def test_missing_data_names_the_files_and_where_to_get_them(tmp_path, capsys):
+    assert cli.main(["recipe", "mnist-mlp", "--logdir", str(tmp_path), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "--data FOLDER is required" in err and "t10k-labels-idx1-ubyte[.gz]" in err
+    assert "never downloads" in err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["recipe", "mnist-cnn", "--data", str(tmp_path / "empty"), *FAST]) == 2
+    assert "missing" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # no run folder for a run that could not start
+    assert cli.main(["recipe", "char-rnn", *FAST]) == 2
+    assert "--text FILE is required" in capsys.readouterr().err
+
+
+def test_resume_of_a_folder_that_is_not_a_run_is_an_error(tmp_path, capsys):
+    assert cli.main(["recipe", "caesar", "--resume", str(tmp_path), *FAST]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+CHAR = ["--hidden", "24", "--layers", "1", "--embed", "8", "--seq-len", "16", "--batch-size", "8",
+        "--sample-length", "20", "--lr", "0.01"]
+
+
+def test_char_rnn_learns_and_generates_reproducibly(tmp_path, capsys):
+    text = tmp_path / "input.txt"
+    text.write_text(TEXT)
+    run_dir = run_recipe(tmp_path, "char-rnn", "--text", str(text), "--epochs", "3", *CHAR)
+    assert_learns(run_dir)
+    out = capsys.readouterr().out
+    assert "bits/char" in out and "next-letter accuracy" in out and "sample after epoch 3" in out
+
+    def generate(*flags):
+        assert cli.main(["recipe", "char-rnn", "--from", str(run_dir), "--generate", "60",
+                         "--seed-text", "the ", *flags]) == 0
+        return capsys.readouterr().out
+
+    first = generate("--seed", "3")
+    assert first.startswith("the ") and len(first.rstrip("\n")) >= 64
+    assert generate("--seed", "3") == first
+    assert generate("--seed", "4") != first
+    best = run_dir / "checkpoints" / "best.npz"
+    assert cli.main(["recipe", "char-rnn", "--from", str(best), "--generate", "60",
+                     "--seed-text", "the ", "--seed", "3"]) == 0
+    assert capsys.readouterr().out == first  # the folder means its best checkpoint
+    assert cli.main(["recipe", "char-rnn", "--from", str(run_dir), "--seed-text", "Q!"]) == 2
+    assert "never saw" in capsys.readouterr().err
+
+
+def test_char_rnn_resumed_continues_where_it_stopped(tmp_path):
+    text = tmp_path / "input.txt"
+    text.write_text(TEXT)
+    flags = ["--text", str(text), "--cell", "gru", "--dropout", "0.2", *CHAR]
+    straight = run_recipe(tmp_path, "char-rnn", *flags, "--epochs", "2", run_name="straight")
+    split = run_recipe(tmp_path, "char-rnn", *flags, "--epochs", "1", run_name="split")
+    assert cli.main(["recipe", "char-rnn", "--resume", str(split), "--epochs", "2", *FAST]) == 0
+    header_a, arrays_a = checkpoint.read(RunDir(straight).checkpoint_path())
+    header_b, arrays_b = checkpoint.read(RunDir(split).checkpoint_path())
+    assert (header_b["meta"]["epoch"], header_b["meta"]["step"]) == (header_a["meta"]["epoch"],
+                                                                    header_a["meta"]["step"])
+    assert sorted(arrays_a) == sorted(arrays_b)
+    for key in arrays_a:
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
+    assert [h["val_loss"] for h in header_b["meta"]["history"]] == \
+        [h["val_loss"] for h in header_a["meta"]["history"]]
+
+
+def test_cbow_learns_embeddings_and_exports_them(tmp_path, capsys):
+    text = tmp_path / "book.txt"
+    text.write_text("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n" + TEXT * 2
+                    + "*** END OF THE PROJECT GUTENBERG EBOOK X ***\nlicense license license\n")
+    run_dir = run_recipe(tmp_path, "cbow", "--text", str(text), "--dim", "8", "--epochs", "3",
+                         "--min-count", "1", "--probe", "cat,license", "--lr", "0.01")
+    assert_learns(run_dir)
+    out = capsys.readouterr().out
+    assert "nearest to cat:" in out and "nearest to license: (not in the vocabulary)" in out
+    assert "analogies:" in out
+    assert (run_dir / "projector_config.pbtxt").exists()
+
+
+def test_resolve_prefers_given_flags_then_the_saved_config_then_defaults():
+    args = argparse.Namespace(epochs=7, lr=None, seed=None,
+                              flag_defaults={"epochs": 1, "lr": 0.1, "seed": 0})
+    common.resolve(args, {"epochs": 3, "lr": 0.5})
+    assert (args.epochs, args.lr, args.seed) == (7, 0.5, 0)
+
+
+def test_every_recipe_is_registered_once():
+    assert list(recipes()) == ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow"]

@@ -1,0 +1,48 @@
+"""`workbench recipe`: list the supervised recipes, or run one with its own flags."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nets.checkpoint import CheckpointError
+from workbench.datasets import DatasetError
+from workbench.recipes import common, recipes
+from workbench.runs import RunError
+from workbench.training import TrainingError
+
+ERRORS = (common.RecipeError, DatasetError, CheckpointError, RunError, TrainingError)
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        "recipe", help="supervised recipes: MNIST, char-RNN, CBOW embeddings, Caesar cipher",
+        description="Train a supervised recipe into a run folder under --logdir (TensorBoard events, "
+                    "checkpoints every epoch, config.json, summary.txt). `workbench recipe list` "
+                    "names them; `workbench recipe NAME --help` shows a recipe's flags.")
+    names = parser.add_subparsers(dest="recipe_command", metavar="NAME")
+    names.add_parser("list", help="list the recipes", description="List the recipes.")
+    for recipe in recipes().values():
+        sub = names.add_parser(recipe.name, help=recipe.description,
+                               description=recipe.details or recipe.description,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        recipe.add_arguments(sub)
+        sub.set_defaults(recipe=recipe, flag_defaults=common.defaults_of(sub))
+    parser.set_defaults(recipe_parser=parser)
+    return parser
+
+
+def run(args) -> int:
+    if args.recipe_command is None:
+        args.recipe_parser.print_help()
+        return 2
+    if args.recipe_command == "list":
+        table = recipes()
+        width = max(len(name) for name in table)
+        for name, recipe in table.items():
+            print(f"{name:<{width}}  {recipe.description}")
+        return 0
+    try:
+        return args.recipe.run(args)
+    except ERRORS as error:
+        print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,214 @@
+"""What the recipes share: flags whose defaults a resumed run can tell apart from given ones, the
+optimizer and training settings every recipe offers, the run folder, a classification task.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import nets
+from nets import F
+from logs import EventWriter
+from workbench import training
+from workbench.datasets import minibatches
+from workbench.runs import RunDir, default_name
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
+_INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "flag_defaults")
+
+
+# -- flags ------------------------------------------------------------------------------------------
+def flag(parser, *names: str, default, help: str, **options) -> None:
+    """Add a flag (to a parser or an argument group) whose default is applied after parsing (see
+    `resolve`), so that a resumed run knows which flags were given again. --help shows it."""
+    shown = repr(default) if isinstance(default, str) and default != default.strip() else default
+    action = parser.add_argument(*names, default=None, help=f"{help} (default: {shown})", **options)
+    action.workbench_default = default
+
+
+def defaults_of(parser: argparse.ArgumentParser) -> dict:
+    """dest -> default of every `flag` of a parser, its groups included."""
+    return {a.dest: a.workbench_default for a in parser._actions if hasattr(a, "workbench_default")}
+
+
+def resolve(args: argparse.Namespace, saved: dict | None = None) -> argparse.Namespace:
+    """Fill every flag not given on the command line: from `saved` (a resumed run's config), else
+    from the recipe's default."""
+    for name, default in args.flag_defaults.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, (saved or {}).get(name, default))
+    return args
+
+
+def config_of(args: argparse.Namespace) -> dict:
+    """The flags of a run, as saved in its config.json."""
+    return {k: v for k, v in vars(args).items() if k not in _INTERNAL}
+
+
+def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, lr: float,
+                       patience: int | None = None, min_epochs: int = 0, schedule: str = "none",
+                       lr_floor: float = 0.0, plateau_patience: int = 1, weight_decay: float = 0.0,
+                       clip: float | None = None, momentum: float = 0.9) -> None:
+    """The flags of the shared training loop, with this recipe's defaults."""
+    group = parser.add_argument_group("training")
+    flag(group, "--epochs", default=epochs, type=int, help="passes over the training data")
+    flag(group, "--batch-size", default=batch_size, type=int, help="examples per minibatch")
+    flag(group, "--optimizer", default=optimizer, choices=OPTIMIZERS, help="update rule")
+    flag(group, "--lr", default=lr, type=float, help="learning rate")
+    flag(group, "--momentum", default=momentum, type=float, help="momentum of sgd momentum/nesterov")
+    flag(group, "--weight-decay", default=weight_decay, type=float, help="L2 penalty coefficient")
+    flag(group, "--l1", default=0.0, type=float, help="L1 penalty coefficient")
+    flag(group, "--clip", default=clip, type=float, help="clip the global gradient norm to this")
+    flag(group, "--schedule", default=schedule, choices=("none", "plateau", "linear"),
+         help="learning-rate annealing: halve on a validation-loss plateau, or linear to --lr-floor")
+    flag(group, "--lr-floor", default=lr_floor, type=float, help="annealing never goes below this")
+    flag(group, "--plateau-patience", default=plateau_patience, type=int,
+         help="epochs without a better validation loss before --schedule plateau halves the rate")
+    flag(group, "--patience", default=patience, type=int,
+         help="stop after this many epochs without a better validation metric (none: never)")
+    flag(group, "--min-epochs", default=min_epochs, type=int,
+         help="early stopping never stops before this many epochs")
+    flag(group, "--seed", default=0, type=int, help="seed of initial weights, shuffling and dropout")
+    flag(group, "--threads", default=0, type=int, help="Numba threads (0: all cores)")
+    run = parser.add_argument_group("run folder")
+    flag(run, "--logdir", default="runs", help="parent folder of run folders")
+    flag(run, "--name", default="", help="run folder name (default: RECIPE-DATE-TIME)")
+    flag(run, "--resume", default="", metavar="RUN",
+         help="continue the run in folder RUN from its last checkpoint; its config.json supplies "
+              "every flag not given again")
+    flag(run, "--log-every", default=50, type=int, help="steps between train/loss points")
+    flag(run, "--no-progress", default=False, action="store_true", help="no progress bar")
+    flag(run, "--no-histograms", default=False, action="store_true",
+         help="no weight/bias histograms (they cost a little time each epoch)")
+
+
+def make_optimizer(model: nets.Module, args) -> nets.optim.Optimizer:
+    decay = dict(weight_decay=args.weight_decay, l1=args.l1)
+    if args.optimizer == "sgd":
+        return nets.optim.SGD(model, args.lr, **decay)
+    if args.optimizer in ("momentum", "nesterov"):
+        return nets.optim.SGD(model, args.lr, momentum=args.momentum,
+                              nesterov=args.optimizer == "nesterov", **decay)
+    if args.optimizer == "adam":
+        return nets.optim.Adam(model, args.lr, **decay)
+    if args.optimizer == "rmsprop":
+        return nets.optim.RMSProp(model, args.lr, **decay)
+    return nets.optim.Adagrad(model, args.lr, **decay)
+
+
+def fit_config(args) -> training.FitConfig:
+    return training.FitConfig(
+        epochs=args.epochs, patience=args.patience, min_epochs=args.min_epochs,
+        schedule=args.schedule, lr_floor=args.lr_floor, plateau_patience=args.plateau_patience,
+        clip=args.clip, log_every=args.log_every,
+        histograms=not args.no_histograms, progress=not args.no_progress, seed=args.seed)
+
+
+def set_threads(args) -> None:
+    if args.threads:
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+
+
+# -- run folder -------------------------------------------------------------------------------------
+class RecipeError(ValueError):
+    """A flag or input the recipe cannot use; the message says which and what would work."""
+
+
+def saved_config(run: str | Path) -> dict:
+    """The flags saved in a run folder's config.json (for --resume)."""
+    config = RunDir.existing(run).read_config()
+    if "recipe" not in config or "args" not in config:
+        raise RecipeError(f"--resume {run}: its config.json was not written by `workbench recipe`")
+    return config["args"]
+
+
+def setup(args) -> argparse.Namespace:
+    """Fill the flags (from the resumed run's config.json where not given again), set the thread
+    count and seed the engine. Call before loading data and building the model."""
+    resolve(args, saved_config(args.resume) if args.resume else None)
+    set_threads(args)
+    nets.seed(args.seed)
+    return args
+
+
+def open_run(args, recipe: str) -> RunDir:
+    """The resumed run folder, or a new one holding this run's config.json."""
+    if args.resume:  # flags given again (e.g. more --epochs) hold for later resumes too
+        run = RunDir.existing(args.resume)
+    else:
+        run = RunDir.create(args.logdir, args.name or default_name(recipe), chosen=bool(args.name))
+    run.write_config({"recipe": recipe, "args": {**config_of(args), "resume": ""}})
+    return run
+
+
+@contextlib.contextmanager
+def events_for(run: RunDir):
+    """The run's TensorBoard writer, closed (and flushed) however the block ends."""
+    events = EventWriter(str(run.path))
+    try:
+        yield events
+    finally:
+        events.close()
+
+
+# -- classification ---------------------------------------------------------------------------------
+class ClassificationTask:
+    """Inputs -> class logits with softmax cross-entropy; metrics: loss and accuracy.
+
+    `splits` maps 'train', 'val' and optionally 'test' to (inputs, labels) arrays.
+    """
+
+    monitor = ("loss", "min")
+
+    def __init__(self, model: nets.Module, splits: dict, batch_size: int, eval_batch: int = 1000):
+        if batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
+        self.model, self.splits = model, splits
+        self.batch_size, self.eval_batch = batch_size, eval_batch
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.splits["train"][0]) / self.batch_size)
+
+    def batches(self, rng):
+        return minibatches(self.splits["train"], self.batch_size, rng)
+
+    def loss(self, batch):
+        x, y = batch
+        return F.softmax_cross_entropy(self.model(x), y)
+
+    def logits(self, x) -> np.ndarray:
+        """Logits of many inputs, in evaluation batches (host array)."""
+        return np.concatenate([nets.backend.to_host(self.model(x[i:i + self.eval_batch]).data)
+                               for i in range(0, len(x), self.eval_batch)])
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        if split not in self.splits:
+            return {}
+        x, y = self.splits[split]
+        logits = self.logits(x)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = -float(log_probs[np.arange(len(y)), y].mean())
+        return {"loss": loss, "accuracy": float((logits.argmax(axis=1) == y).mean())}
+
+
+def report(run: RunDir, result: training.FitResult, extra: list[str] = ()) -> list[str]:
+    """The closing lines of a run: printed, and written to the run's summary.txt."""
+    lines = [f"run folder: {run.path}",
+             f"epochs: {result.epochs} ({result.steps} steps)"
+             + (", stopped early" if result.stopped_early else "")
+             + f"; {result.seconds:.1f} s in this session"]
+    if result.best_epoch:
+        lines.append(f"best epoch: {result.best_epoch}")
+    for split, metrics in (("val", result.val), ("test", result.test)):
+        if metrics:
+            lines.append(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    lines.extend(extra)
+    print("\n".join(lines))
+    run.write_summary(lines)
+    return lines

@@ -1,0 +1,176 @@
+"""`mnist-mlp` and `mnist-cnn`: digit classifiers on MNIST (or Fashion-MNIST, same file names).
+
+mnist-mlp: 784-800-10 with ReLU by default (the one-hidden-layer net of Simard et al. 2003, the
+usual 98.3-98.4% anchor); `--preset book` is the book's MLP, 784-500-10 tanh (the Deep Learning
+Tutorials' MLP that Deep Learning with Theano ch. 2 follows).
+mnist-cnn: the book's LeNet-style net: conv 5x5x20, max-pool 2, conv 5x5x50, max-pool 2, dense
+500, softmax 10 (ReLU and dropout before the last layer by default; `--activation tanh` for the
+original).
+
+The last --validation images of a seeded shuffle of the training set are held out for validation
+(early stopping, annealing); the test set is scored once, with the best parameters, at the end.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import nets
+from nets import F
+from workbench import training
+from workbench.datasets import MNIST_FILES, MNIST_SOURCE, PCAWhitening, load_mnist, split_indices
+from workbench.recipes import Recipe, common, register
+
+ACTIVATIONS = {"relu": F.relu, "tanh": F.tanh, "sigmoid": F.sigmoid}
+
+
+class MLP(nets.Module):
+    def __init__(self, sizes: list[int], activation: str = "relu", dropout: float = 0.0,
+                 input_dropout: float = 0.0):
+        super().__init__()
+        self.activation = ACTIVATIONS[activation]
+        self.input_dropout = nets.Dropout(input_dropout)
+        self.dropout = nets.Dropout(dropout)
+        self.layers = []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            initializer = nets.init.he_normal if activation == "relu" else nets.init.glorot_uniform
+            layer = nets.Linear(fan_in, fan_out, initializer=initializer if i < len(sizes) - 2
+                                else nets.init.glorot_uniform)
+            setattr(self, f"fc{i + 1}", layer)
+            self.layers.append(layer)
+
+    def forward(self, x):
+        h = self.input_dropout(x)
+        for layer in self.layers[:-1]:
+            h = self.dropout(self.activation(layer(h)))
+        return self.layers[-1](h)
+
+
+class LeNet(nets.Module):
+    def __init__(self, filters=(20, 50), hidden: int = 500, activation: str = "relu",
+                 dropout: float = 0.5):
+        super().__init__()
+        self.activation = ACTIVATIONS[activation]
+        self.conv1 = nets.Conv2D(1, filters[0], 5)
+        self.conv2 = nets.Conv2D(filters[0], filters[1], 5)
+        self.pool = nets.MaxPool2D(2)
+        self.fc1 = nets.Linear(filters[1] * 4 * 4, hidden,
+                               initializer=nets.init.he_normal if activation == "relu"
+                               else nets.init.glorot_uniform)
+        self.dropout = nets.Dropout(dropout)
+        self.fc2 = nets.Linear(hidden, 10)
+
+    def forward(self, x):
+        h = self.pool(self.activation(self.conv1(x)))
+        h = self.pool(self.activation(self.conv2(h)))
+        h = self.dropout(self.activation(self.fc1(F.flatten(h))))
+        return self.fc2(h)
+
+
+def load(folder, validation: int, seed: int, images: bool) -> dict:
+    """Train/val/test splits as float32 in [0, 1]: (n, 784) rows, or (n, 1, 28, 28) images."""
+    if folder is None:
+        files = ", ".join(f"{stem}[.gz]" for pair in MNIST_FILES.values() for stem in pair)
+        raise common.RecipeError(f"--data FOLDER is required: a folder holding {files} "
+                         f"({MNIST_SOURCE}); workbench never downloads data")
+    x_train, y_train = load_mnist(folder, "train")
+    x_test, y_test = load_mnist(folder, "test")
+    if not 0 < validation < len(x_train):
+        raise common.RecipeError(f"--validation must be between 1 and {len(x_train) - 1}, got {validation}")
+    train_idx, val_idx = split_indices(len(x_train), (1 - validation / len(x_train), validation / len(x_train)), seed)
+    shape = (-1, 1, *x_train.shape[1:]) if images else (-1, int(np.prod(x_train.shape[1:])))
+
+    def prepare(x):
+        return (x.astype(np.float32) / np.float32(255)).reshape(shape)
+
+    return {"train": (prepare(x_train[train_idx]), y_train[train_idx]),
+            "val": (prepare(x_train[val_idx]), y_train[val_idx]),
+            "test": (prepare(x_test), y_test)}
+
+
+def _data_flags(parser) -> None:
+    group = parser.add_argument_group("data")
+    common.flag(group, "--data", default=None, metavar="FOLDER",
+                help="folder with the MNIST IDX files (train-images-idx3-ubyte[.gz], ...)")
+    common.flag(group, "--validation", default=5000, type=int,
+                help="training images held out for validation")
+
+
+def add_mlp_arguments(parser) -> None:
+    _data_flags(parser)
+    group = parser.add_argument_group("model")
+    common.flag(group, "--preset", default="default", choices=("default", "book"),
+                help="default: 784-800-10 ReLU; book: 784-500-10 tanh (sets --hidden and --activation)")
+    common.flag(group, "--hidden", default="800", metavar="N[,N...]", help="hidden layer sizes")
+    common.flag(group, "--activation", default="relu", choices=tuple(ACTIVATIONS), help="hidden units")
+    common.flag(group, "--dropout", default=0.2, type=float, help="dropout after each hidden layer")
+    common.flag(group, "--input-dropout", default=0.0, type=float, help="dropout on the pixels")
+    common.flag(group, "--pca", default=0, type=int,
+                help="PCA-whiten the pixels onto this many components first (0: off)")
+    common.add_training_flags(parser, epochs=30, batch_size=128, optimizer="momentum", lr=0.05,
+                              schedule="linear", lr_floor=0.001, patience=10)
+
+
+def add_cnn_arguments(parser) -> None:
+    _data_flags(parser)
+    group = parser.add_argument_group("model")
+    common.flag(group, "--filters", default="20,50", metavar="N,N", help="channels of the two convolutions")
+    common.flag(group, "--hidden", default=500, type=int, help="units of the dense layer")
+    common.flag(group, "--activation", default="relu", choices=("relu", "tanh"), help="hidden units")
+    common.flag(group, "--dropout", default=0.5, type=float, help="dropout before the output layer")
+    common.add_training_flags(parser, epochs=20, batch_size=64, optimizer="momentum", lr=0.02,
+                              schedule="linear", lr_floor=0.0005, patience=8)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        raise common.RecipeError(f"expected comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise common.RecipeError(f"layer sizes must be positive integers, got {text!r}")
+    return sizes
+
+
+def run_mlp(args) -> int:
+    common.setup(args)
+    if args.preset == "book":
+        args.hidden, args.activation = "500", "tanh"
+    splits = load(args.data, args.validation, args.seed, images=False)
+    if args.pca:
+        pca = PCAWhitening(args.pca).fit(splits["train"][0])
+        splits = {k: (pca.transform(x), y) for k, (x, y) in splits.items()}
+    sizes = [splits["train"][0].shape[1], *_sizes(args.hidden), 10]
+    model = MLP(sizes, args.activation, args.dropout, args.input_dropout)
+    return _train(args, model, splits, "mnist-mlp", sizes=sizes)
+
+
+def run_cnn(args) -> int:
+    common.setup(args)
+    filters = _sizes(args.filters)
+    if len(filters) != 2:
+        raise common.RecipeError(f"--filters takes two channel counts, got {args.filters!r}")
+    splits = load(args.data, args.validation, args.seed, images=True)
+    if splits["train"][0].shape[2:] != (28, 28):
+        raise common.RecipeError(f"mnist-cnn expects 28x28 images, got {splits['train'][0].shape[2:]}")
+    model = LeNet(tuple(filters), args.hidden, args.activation, args.dropout)
+    return _train(args, model, splits, "mnist-cnn")
+
+
+def _train(args, model, splits, recipe: str, **meta) -> int:
+    run_folder = common.open_run(args, recipe)
+    task = common.ClassificationTask(model, splits, args.batch_size)
+    optimizer = common.make_optimizer(model, args)
+    print(f"{recipe}: {model.num_parameters():,} parameters; {len(splits['train'][0])} training, "
+          f"{len(splits['val'][0])} validation, {len(splits['test'][0])} test images")
+    with common.events_for(run_folder) as events:
+        result = training.fit(task, optimizer, common.fit_config(args), run_folder, events,
+                              resume=bool(args.resume), meta={"recipe": recipe, **meta})
+    common.report(run_folder, result, [f"test accuracy: {100 * result.test['accuracy']:.2f}% "
+                                       f"(error {100 * (1 - result.test['accuracy']):.2f}%)"])
+    return 0
+
+
+register(Recipe("mnist-mlp", "784-800-10 ReLU MLP on MNIST (or the book's 784-500-10 tanh); target >= 98.3% test",
+                add_mlp_arguments, run_mlp, details=__doc__))
+register(Recipe("mnist-cnn", "the book's LeNet-style CNN (conv/pool x2 + dense 500) on MNIST; target >= 99.2% test",
+                add_cnn_arguments, run_cnn, details=__doc__))
