@@ -38,15 +38,14 @@ class AtariNet(nets.Module):
 
     def __init__(self, actions: int = ACTIONS):
         super().__init__()
-        self.conv1 = nets.Conv2D(4, 16, 8, stride=4)
-        self.conv2 = nets.Conv2D(16, 32, 4, stride=2)
+        self.conv1 = nets.Conv2D(4, 16, 8, stride=4, activation="relu")
+        self.conv2 = nets.Conv2D(16, 32, 4, stride=2, activation="relu")
         self.fc = nets.Linear(32 * 9 * 9, 256)
         self.policy = nets.Linear(256, actions)
         self.value = nets.Linear(256, 1)
 
     def forward(self, x):
-        h = F.relu(self.conv1(x))
-        h = F.relu(self.conv2(h))
+        h = self.conv2(self.conv1(x))
         h = F.relu(self.fc(F.flatten(h)))
         return self.policy(h), self.value(h)
 

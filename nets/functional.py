@@ -548,6 +548,6 @@ def huber_loss(prediction, target, delta: float = 1.0, reduction: str = "mean"):
     return _reduce(Huber(delta)(prediction, target), reduction)
 
 
-# -- layer ops (convolution, pooling, dropout, embedding, batch norm) live in their own module ---
-from .functional_layers import (avg_pool2d, batch_norm, conv2d, dropout,  # noqa: E402
-                                embedding, max_pool2d)
+# -- layer ops (convolution, pooling, dropout, embedding, batch norm) live in their own modules --
+from .functional_conv import conv2d  # noqa: E402
+from .functional_layers import avg_pool2d, batch_norm, dropout, embedding, max_pool2d  # noqa: E402

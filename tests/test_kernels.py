@@ -193,3 +193,58 @@ def test_workspace_reuses_only_released_buffers():
     first_id = id(first)
     del first
     assert id(workspace.take(np, (7, 3), np.float32)) == first_id
+
+
+# -- GPU versions (same contract; skipped without CuPy and a device) ------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,kernel,stride,padding", CONV_CASES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gpu_im2col_and_col2im_match_cpu(rng, shape, kernel, stride, padding, channels_last):
+    from nets import backend
+    cp = backend.cupy_module()
+    x = rng.standard_normal(shape).astype(np.float32)
+    if channels_last:
+        x = channels_last_copy(x)
+    expected = ref_im2col(x, kernel, stride, padding, channels_last)
+    cols = cp.empty(expected.shape, dtype=cp.float32)
+    x_gpu = cp.asarray(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2) \
+        if channels_last else cp.asarray(x)
+    conv.im2col(x_gpu, cols, 0, shape[0], kernel, stride, padding, channels_last)
+    np.testing.assert_array_equal(cp.asnumpy(cols), expected)
+    dx = cp.empty(shape, dtype=cp.float32)
+    conv.col2im(cols, dx, kernel, stride, padding, channels_last)
+    np.testing.assert_allclose(cp.asnumpy(dx), ref_col2im(expected, shape, kernel, stride, padding,
+                                                          channels_last), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape,kernel,stride", POOL_CASES)
+def test_gpu_pooling_matches_cpu(rng, shape, kernel, stride):
+    from nets import backend
+    cp = backend.cupy_module()
+    x = rng.standard_normal(shape).astype(np.float32)
+    expected = ref_pool(x, kernel, stride, np.max)
+    out, argmax = cp.empty(expected.shape, cp.float32), cp.empty(expected.shape, cp.int32)
+    pool.max_pool_forward(cp.asarray(x), out, argmax, kernel, stride, False)
+    np.testing.assert_array_equal(cp.asnumpy(out), expected)
+    gy = rng.standard_normal(expected.shape).astype(np.float32)
+    gx = cp.empty(shape, cp.float32)
+    pool.max_pool_backward(cp.asarray(gy), argmax, gx, kernel, stride)
+    np.testing.assert_allclose(cp.asnumpy(gx), ref_max_pool_backward(x, gy, kernel, stride), rtol=1e-6)
+    pool.avg_pool_forward(cp.asarray(x), out, kernel, stride, False)
+    np.testing.assert_allclose(cp.asnumpy(out), ref_pool(x, kernel, stride, np.mean), rtol=1e-5)
+    pool.avg_pool_backward(cp.asarray(gy), gx, kernel, stride)
+    np.testing.assert_allclose(cp.asnumpy(gx), ref_avg_pool_backward(shape, gy, kernel, stride),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_gpu_embedding_scatter_add_matches_cpu(rng):
+    from nets import backend
+    cp = backend.cupy_module()
+    table = np.zeros((5, 3), dtype=np.float32)
+    indices, rows = np.array([4, 0, 4]), rng.standard_normal((3, 3)).astype(np.float32)
+    on_gpu = cp.asarray(table)
+    scatter_add(on_gpu, cp.asarray(indices), cp.asarray(rows))
+    scatter_add(table, indices, rows)
+    np.testing.assert_allclose(cp.asnumpy(on_gpu), table, rtol=1e-6)

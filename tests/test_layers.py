@@ -41,26 +41,40 @@ CONV_CASES = [  # batch, in, out, size, kernel, stride, padding
     (1, 2, 3, (9, 9), 4, 2, 1),  # batch 1, stride and padding
     (3, 1, 2, (8, 7), (3, 2), (2, 1), (1, 0)),  # rectangular everything
     (2, 4, 2, (5, 5), 1, 1, 0),  # 1x1 kernel
+    (2, 3, 2, (11, 10), 3, 4, 1),  # stride larger than the kernel
 ]
 
 
+@pytest.fixture(params=["patches", "blocks"])
+def conv_method(request, monkeypatch):
+    """Run the test with each of F.conv2d's two methods (both hold for any geometry)."""
+    from nets import functional_conv
+    forced = request.param == "blocks"
+    monkeypatch.setattr(functional_conv, "_blocks_pay", lambda x, w_shape, stride: forced)
+    return request.param
+
+
 @pytest.mark.parametrize("batch,cin,cout,size,kernel,stride,padding", CONV_CASES)
-def test_conv2d_gradients(rng, batch, cin, cout, size, kernel, stride, padding):
-    layer = nets.Conv2D(cin, cout, kernel, stride=stride, padding=padding)
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_conv2d_gradients(rng, conv_method, batch, cin, cout, size, kernel, stride, padding, activation):
+    layer = nets.Conv2D(cin, cout, kernel, stride=stride, padding=padding, activation=activation)
     layer.bias.data[:] = rng.standard_normal(cout)
     check_layer(layer, t64(rng, batch, cin, *size))
 
 
 @pytest.mark.parametrize("batch,cin,cout,size,kernel,stride,padding", CONV_CASES)
-def test_conv2d_forward_matches_direct_loops(rng, batch, cin, cout, size, kernel, stride, padding):
+def test_conv2d_forward_matches_direct_loops(rng, conv_method, batch, cin, cout, size, kernel, stride,
+                                             padding):
     layer = to_float64(nets.Conv2D(cin, cout, kernel, stride=stride, padding=padding))
     layer.bias.data[:] = rng.standard_normal(cout)
     x = rng.standard_normal((batch, cin, *size))
     expected = ref_conv2d(x, layer.weight.data, layer.bias.data, layer.stride, layer.padding)
     np.testing.assert_allclose(layer(x).data, expected, rtol=1e-10, atol=1e-12)
+    layer.activation = "relu"
+    np.testing.assert_allclose(layer(x).data, np.maximum(expected, 0), rtol=1e-10, atol=1e-12)
 
 
-def test_stacked_convs_read_channels_last_input(rng):
+def test_stacked_convs_read_channels_last_input(rng, conv_method):
     """A conv's output is channels-last memory; the next conv and pool take that path."""
     first, second = to_float64(nets.Conv2D(2, 5, 3)), to_float64(nets.Conv2D(5, 3, 2, stride=2, padding=1))
     x = t64(rng, 2, 2, 9, 8)
@@ -73,27 +87,40 @@ def test_stacked_convs_read_channels_last_input(rng):
               [x, *first.parameters(), *second.parameters()])
 
 
-def test_conv2d_batch_larger_than_one_chunk(rng, monkeypatch):
-    """Large batches run in chunks of samples and rebuild their patches for the weight gradient."""
-    from nets import functional_layers
-    monkeypatch.setattr(functional_layers, "CHUNK_BYTES", 1)  # one sample per chunk
-    monkeypatch.setattr(functional_layers, "KEEP_PATCHES_BYTES", 1)  # never keep the patches
-    check_layer(nets.Conv2D(2, 3, 3, stride=2, padding=1), t64(rng, 3, 2, 7, 7))
+def test_conv2d_batch_larger_than_one_chunk(rng, conv_method, monkeypatch):
+    """Large batches run in chunks of samples (and rebuild their patches for the weight gradient)."""
+    from nets import functional_conv
+    monkeypatch.setattr(functional_conv, "CHUNK_BYTES", 1)  # one sample per chunk
+    monkeypatch.setattr(functional_conv, "KEEP_PATCHES_BYTES", 1)  # never keep the patches
+    check_layer(nets.Conv2D(2, 3, 3, stride=2, padding=1, activation="relu"), t64(rng, 3, 2, 7, 7))
 
 
-def test_conv2d_without_bias_and_frozen_input(rng):
-    layer = to_float64(nets.Conv2D(2, 3, 2, bias=False))
+def test_conv2d_without_bias_and_frozen_input(rng, conv_method):
+    layer = to_float64(nets.Conv2D(2, 3, 2, stride=2, bias=False))
     x = nets.Tensor(rng.standard_normal((2, 2, 5, 5)))  # no gradient wanted for the input
     assert layer.bias is None and len(layer.parameters()) == 1
     gradcheck(lambda: layer(x), layer.parameters())
 
 
-def test_conv2d_under_no_grad_matches_training_forward(rng):
-    layer = nets.Conv2D(3, 4, 3, stride=2)
+def test_conv2d_under_no_grad_matches_training_forward(rng, conv_method):
+    layer = nets.Conv2D(3, 4, 3, stride=2, activation="relu")
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     with nets.no_grad():
         quiet = layer(x).data.copy()
     np.testing.assert_array_equal(layer(x).data, quiet)
+
+
+def test_conv2d_picks_blocks_for_strided_convs_over_many_channels():
+    from nets.functional_conv import Conv2DBlocks, Conv2DPatches
+    atari = nets.Conv2D(4, 16, 8, stride=4)
+    assert type(atari(np.zeros((1, 4, 84, 84), dtype=np.float32)).creator) is Conv2DBlocks
+    mnist = nets.Conv2D(1, 8, 5)
+    assert type(mnist(np.zeros((1, 1, 28, 28), dtype=np.float32)).creator) is Conv2DPatches
+
+
+def test_conv2d_rejects_unknown_activation():
+    with pytest.raises(ValueError, match=r"activation must be one of \(None, 'relu'\), got 'gelu'"):
+        nets.Conv2D(1, 1, 3, activation="gelu")
 
 
 def test_conv2d_defaults_and_float32(rng):

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from .. import functional as F
-from ..functional_layers import _pair
+from ..functional_conv import pair
 from ..module import Module
 
 
@@ -10,8 +10,8 @@ class MaxPool2D(Module):
 
     def __init__(self, kernel_size, stride=None):
         super().__init__()
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
 
     def forward(self, x):
         return F.max_pool2d(x, self.kernel_size, self.stride)

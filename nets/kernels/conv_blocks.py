@@ -1,0 +1,160 @@
+"""Convolution by space-to-depth blocks, with no patch matrix (CPU only).
+
+A (kh, kw) convolution with stride (sy, sx) reads the input in sy x sx blocks: space-to-depth
+turns x into S, one row per block position (sample, by, bx) holding the block's C * sy * sx values.
+The kernel then covers qy x qx blocks (q = ceil(k / s)), and
+
+    Z = S @ Wb                              (rows, C*sy*sx) @ (C*sy*sx, qy*qx*out)
+    out[n, oy, ox] = sum over (dy, dx) of Z[(n, oy + dy, ox + dx), (dy, dx, :)]     (shift_add)
+
+costs one well-shaped matrix product and no expanded patch matrix (im2col writes every input value
+about (k / s)^2 times). The backward pass mirrors it: `spread` lays the output gradient out like Z
+(dZ), then dWb = S^T @ dZ, dS = dZ @ Wb^T, and depth_to_space is a plain permutation back to x.
+
+Column orders of S: (c, ry, rx) for channels-first x, (ry, rx, c) for channels-last x, so the
+innermost copies are contiguous. Blocks outside the padded input read as zero. Like the other CPU
+kernels these are single-threaded and index with unsigned integers (see conv.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba import uint64 as u
+
+
+@njit(cache=True)
+def _space_to_depth_chw(x, S, n0, n1, hb, wb, sy, sx, py, px):
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    for n in range(n0, n1):
+        for by in range(hb):
+            for bx in range(wb):
+                row = u(((n - n0) * hb + by) * wb + bx)
+                x0 = bx * sx - px
+                inside = x0 >= 0 and x0 + sx <= width
+                k = 0
+                for c in range(channels):
+                    for ry in range(sy):
+                        y = by * sy + ry - py
+                        if y < 0 or y >= height:
+                            for rx in range(sx):
+                                S[row, u(k + rx)] = 0
+                        elif inside:
+                            for rx in range(sx):
+                                S[row, u(k + rx)] = x[u(n), u(c), u(y), u(x0 + rx)]
+                        else:
+                            for rx in range(sx):
+                                xx = x0 + rx
+                                S[row, u(k + rx)] = x[u(n), u(c), u(y), u(xx)] if 0 <= xx < width else 0
+                        k += sx
+
+
+@njit(cache=True)
+def _space_to_depth_hwc(x, S, n0, n1, hb, wb, sy, sx, py, px):
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    for n in range(n0, n1):
+        for by in range(hb):
+            for bx in range(wb):
+                row = u(((n - n0) * hb + by) * wb + bx)
+                k = 0
+                for ry in range(sy):
+                    y = by * sy + ry - py
+                    for rx in range(sx):
+                        xx = bx * sx + rx - px
+                        if y < 0 or y >= height or xx < 0 or xx >= width:
+                            for c in range(channels):
+                                S[row, u(k + c)] = 0
+                        else:
+                            for c in range(channels):
+                                S[row, u(k + c)] = x[u(n), u(c), u(y), u(xx)]
+                        k += channels
+
+
+def space_to_depth(x, S, n0: int, n1: int, grid, stride, padding, channels_last: bool) -> None:
+    """Fill S ((n1 - n0) * hb * wb, c * sy * sx) with the sy x sx blocks of samples n0..n1-1."""
+    fn = _space_to_depth_hwc if channels_last else _space_to_depth_chw
+    fn(x, S, n0, n1, grid[0], grid[1], stride[0], stride[1], padding[0], padding[1])
+
+
+@njit(cache=True)
+def _depth_to_space(dS, dx, hb, wb, sy, sx, py, px, hwc):
+    channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
+    for n in range(dx.shape[0]):
+        for y in range(height):
+            by, ry = (y + py) // sy, (y + py) % sy
+            for xx in range(width):
+                bx, rx = (xx + px) // sx, (xx + px) % sx
+                row = u((n * hb + by) * wb + bx)
+                covered = by < hb and bx < wb
+                for c in range(channels):
+                    k = (ry * sx + rx) * channels + c if hwc else (c * sy + ry) * sx + rx
+                    dx[u(n), u(c), u(y), u(xx)] = dS[row, u(k)] if covered else 0
+
+
+def depth_to_space(dS, dx, grid, stride, padding, channels_last: bool) -> None:
+    """Write every element of dx (n, c, h, w) from the block rows dS (the inverse permutation;
+    pixels that no block covers, past the last window, get zero)."""
+    _depth_to_space(dS, dx, grid[0], grid[1], stride[0], stride[1], padding[0], padding[1],
+                    channels_last)
+
+
+@njit(cache=True)
+def _shift_add(Z, out, bias, n_count, hb, wb, oh, ow, qy, qx, relu):
+    channels = out.shape[1]
+    for n in range(n_count):
+        for oy in range(oh):
+            for ox in range(ow):
+                row = u((n * oh + oy) * ow + ox)
+                for o in range(channels):
+                    out[row, u(o)] = bias[u(o)]
+                for dy in range(qy):
+                    for dx in range(qx):
+                        source = u((n * hb + oy + dy) * wb + ox + dx)
+                        k = (dy * qx + dx) * channels
+                        for o in range(channels):
+                            out[row, u(o)] += Z[source, u(k + o)]
+                if relu:
+                    for o in range(channels):
+                        out[row, u(o)] = max(out[row, u(o)], 0)
+
+
+def shift_add(Z, out, bias, n_count: int, grid, out_hw, blocks, relu: bool) -> None:
+    """out rows (n, oy, ox) = bias + the sum over kernel blocks (dy, dx) of Z[(n, oy+dy, ox+dx),
+    (dy, dx, :)], for n_count samples, then max(0, .) if `relu`; writes every element of `out`."""
+    _shift_add(Z, out, bias, n_count, grid[0], grid[1], out_hw[0], out_hw[1], blocks[0], blocks[1],
+               relu)
+
+
+@njit(cache=True)
+def _spread(gy, y, dZ, gb, n0, n1, hb, wb, qy, qx, relu):
+    channels, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
+    for n in range(n0, n1):
+        for by in range(hb):
+            for bx in range(wb):
+                row = u(((n - n0) * hb + by) * wb + bx)
+                for dy in range(qy):
+                    oy = by - dy
+                    for dx in range(qx):
+                        ox = bx - dx
+                        k = (dy * qx + dx) * channels
+                        if 0 <= oy < oh and 0 <= ox < ow:
+                            for o in range(channels):
+                                g = gy[u(n), u(o), u(oy), u(ox)]
+                                if relu and not y[u(n), u(o), u(oy), u(ox)] > 0:
+                                    g = 0
+                                dZ[row, u(k + o)] = g
+                            if gb.size and dy == 0 and dx == 0:  # each position once
+                                for o in range(channels):
+                                    gb[u(o)] += dZ[row, u(k + o)]
+                        else:
+                            for o in range(channels):
+                                dZ[row, u(k + o)] = 0
+
+
+def spread(gy, dZ, n0: int, n1: int, grid, blocks, y=None, gb=None) -> None:
+    """dZ[(n, by, bx), (dy, dx, o)] = gy[n, o, by - dy, bx - dx] (zero off the output), for samples
+    n0..n1-1 of gy (n, out, oh, ow): the adjoint of shift_add. With `y` (the output of a fused
+    ReLU) the gradient is zero where y is not positive; with `gb` (out,) the bias gradient of
+    these samples is added into it."""
+    relu = y is not None
+    _spread(gy, y if relu else gy, dZ, gb if gb is not None else np.empty(0, dtype=gy.dtype),
+            n0, n1, grid[0], grid[1], blocks[0], blocks[1], relu)
