@@ -1,1 +1,38 @@
 """RL algorithms written against nets and a Gymnasium env, with no knowledge of processes."""
+from __future__ import annotations
+
+import dataclasses
+
+from .a3c import A3C, A3CConfig
+from .base import Agent, Policy, config_from_dict
+from .nstep_q import NStepQ, NStepQConfig, OneStepQ, OneStepQConfig
+from .reinforce import Reinforce, ReinforceConfig
+from .rollout import Batch, Rollout, join
+
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (A3C, NStepQ, OneStepQ, Reinforce)}
+
+
+def agent_class(name: str) -> type[Agent]:
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; choose one of {', '.join(AGENTS)}")
+    return AGENTS[name]
+
+
+def make_config(name: str, overrides: dict | None = None):
+    """The agent's config dataclass: published defaults, then `overrides` (unknown keys fail)."""
+    cls = agent_class(name)
+    return config_from_dict(cls.Config, overrides or {})
+
+
+def make_agent(name: str, observation_space, action_space, config=None, learner: bool = True) -> Agent:
+    cls = agent_class(name)
+    return cls(observation_space, action_space, config or cls.Config(), learner)
+
+
+def config_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+__all__ = ["AGENTS", "A3C", "A3CConfig", "Agent", "Batch", "NStepQ", "NStepQConfig", "OneStepQ",
+           "OneStepQConfig", "Policy", "Reinforce", "ReinforceConfig", "Rollout", "agent_class",
+           "config_dict", "join", "make_agent", "make_config"]

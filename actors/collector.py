@@ -1,0 +1,65 @@
+"""Stepping E environments with a policy into Rollouts: the body of every actor.
+
+The envs are stepped in a plain loop (no vector-env wrapper): each one is reset when its episode
+ends, the final observation of a truncated episode is kept for bootstrapping, and the policy sees
+all E observations in one batched forward pass.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from agents import Policy, Rollout
+
+
+class Collector:
+    def __init__(self, envs: list, policy: Policy, actor: int = 0):
+        self.envs, self.policy, self.actor = envs, policy, actor
+        first = [env.reset()[0] for env in envs]
+        self.obs = np.stack(first)
+        self.episodes = 0
+
+    def collect(self, length: int | None, step: int, version: int = 0) -> Rollout:
+        """`length` steps in every env, or (length None, one env) one whole episode. `step` is the
+        run's global env step when the rollout starts (for exploration schedules)."""
+        whole_episode = length is None
+        if whole_episode and len(self.envs) != 1:
+            raise ValueError("whole-episode rollouts take one env per actor")
+        E = len(self.envs)
+        obs, actions, rewards, terminated, truncated = [], [], [], [], []
+        final_obs, final_index, returns, lengths = [], [], [], []
+        t = 0
+        while whole_episode or t < length:
+            current = self.obs.copy()
+            chosen = self.policy.act(current, step + t * E)
+            row_r, row_term, row_trunc = [], [], []
+            for e, (env, action) in enumerate(zip(self.envs, chosen.tolist())):
+                o, r, term, trunc, info = env.step(action)
+                row_r.append(r)
+                row_term.append(term)
+                row_trunc.append(trunc and not term)
+                if term or trunc:
+                    returns.append(float(info["episode"]["r"]))
+                    lengths.append(int(info["episode"]["l"]))
+                    if trunc and not term:
+                        final_obs.append(o)
+                        final_index.append((t, e))
+                    o, _ = env.reset()
+                self.obs[e] = o
+            obs.append(current)
+            actions.append(chosen)
+            rewards.append(row_r)
+            terminated.append(row_term)
+            truncated.append(row_trunc)
+            t += 1
+            if whole_episode and returns:
+                break
+        self.episodes += len(returns)
+        shape = self.obs.shape[1:]
+        return Rollout(
+            obs=np.stack(obs), actions=np.stack(actions).astype(np.int64),
+            rewards=np.asarray(rewards, dtype=np.float32),
+            terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
+            final_obs=np.asarray(final_obs, dtype=self.obs.dtype).reshape(-1, *shape),
+            final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),
+            last_obs=self.obs.copy(), episode_returns=returns, episode_lengths=lengths,
+            actor=self.actor, version=version, scalars=self.policy.scalars(step))

@@ -1,0 +1,50 @@
+"""Actors stepped in the learner's own process, one rollout per `receive`, in turn.
+
+Same contract as LocalProcesses, no processes: for tests, debugging and profiling. With a seed,
+a run is exactly reproducible.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .transport import ActorSpec, Transport
+from .worker import build_collector
+
+
+class InlineActors(Transport):
+    def __init__(self, spec: ActorSpec, n_actors: int):
+        if n_actors < 1:
+            raise ValueError(f"need at least one actor, got {n_actors}")
+        self.spec, self.n_actors = spec, n_actors
+        self.actors: list = []
+        self.generations = [0] * n_actors
+        self.step, self.version, self._turn = 0, 0, 0
+
+    def start(self):
+        self.actors = [build_collector(self.spec, slot, 0) for slot in range(self.n_actors)]
+
+    def publish(self, weights, step):
+        for agent, _ in self.actors:
+            np.copyto(agent.network.flat().data, weights)
+        self.step = step
+        self.version += 2  # even, like the shared-memory sequence lock
+        return self.version
+
+    def receive(self, timeout):
+        agent, collector = self.actors[self._turn]
+        self._turn = (self._turn + 1) % self.n_actors
+        return [collector.collect(agent.rollout_length, self.step, self.version)]
+
+    def dead_actors(self):
+        return {}
+
+    def restart(self, slot):
+        self.generations[slot] += 1
+        self.actors[slot] = build_collector(self.spec, slot, self.generations[slot])
+        return "in process"
+
+    def stop(self):
+        for _, collector in self.actors:
+            for env in collector.envs:
+                env.close()
+        self.actors = []

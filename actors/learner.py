@@ -1,0 +1,165 @@
+"""The learner loop: take rollouts, update, publish, supervise actors, log, checkpoint.
+
+Everything arriving together is learned from in one update (A3C's accumulated gradients from
+several actors, applied at once): when the learner is the bottleneck its batches grow instead of
+the queue and the policy lag.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from agents import Agent, join
+from logs import EventWriter, Window, progress_line
+
+RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
+
+
+@dataclass
+class Progress:
+    """The counters a checkpoint keeps, so that a resumed run continues them."""
+
+    step: int = 0          # env steps learned from, all actors together
+    updates: int = 0
+    episodes: int = 0
+    elapsed: float = 0.0   # seconds of training, over every session of the run
+    recent_returns: deque = field(default_factory=lambda: deque(maxlen=RECENT_EPISODES))
+
+    def mean_return(self) -> float | None:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else None
+
+    def to_meta(self) -> dict:
+        return {"step": self.step, "updates": self.updates, "episodes": self.episodes,
+                "elapsed": self.elapsed, "recent_returns": list(self.recent_returns)}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Progress":
+        return cls(step=int(meta["step"]), updates=int(meta["updates"]), episodes=int(meta["episodes"]),
+                   elapsed=float(meta["elapsed"]),
+                   recent_returns=deque(meta["recent_returns"], maxlen=RECENT_EPISODES))
+
+
+class ActorFailure(RuntimeError):
+    """An actor slot keeps dying before it sends anything (a broken env or config)."""
+
+
+class Learner:
+    """Drives one run. `checkpoint(progress, periodic)` is called every `checkpoint_every` steps
+    (periodic=True) and at the end (False); `events` receives TensorBoard scalars and histograms; `console` gets text lines."""
+
+    def __init__(self, agent: Agent, transport, total_steps: int, *, progress: Progress | None = None,
+                 events: EventWriter | None = None, console: Callable[[str], None] = print,
+                 checkpoint: Callable[[Progress, bool], None] | None = None, checkpoint_every: int = 0,
+                 histogram_every: int = 0, log_every: float = 2.0, scalar_every: float = 1.0,
+                 supervise_every: float = 0.5, max_startup_failures: int = 3):
+        self.agent, self.transport, self.total_steps = agent, transport, total_steps
+        self.progress = progress or Progress()
+        self.events, self.console, self.checkpoint = events, console, checkpoint
+        self.checkpoint_every, self.histogram_every = checkpoint_every, histogram_every
+        self.log_every, self.scalar_every, self.supervise_every = log_every, scalar_every, supervise_every
+        self.max_startup_failures = max_startup_failures
+        self.window = Window()
+        self.startup_failures = [0] * transport.n_actors  # deaths in a row before a first rollout
+        self.restarts = 0
+
+    def run(self, should_stop: Callable[[Progress], bool] = lambda progress: False) -> str:
+        """Train until `total_steps` or until `should_stop(progress)`; returns "finished" or
+        "stopped". Actors are stopped and a final checkpoint is written either way."""
+        p, agent, transport = self.progress, self.agent, self.transport
+        weights = agent.network.flat().data
+        started = time.monotonic()
+        base_elapsed = p.elapsed
+        transport.start()
+        version = transport.publish(weights, p.step)
+        now = time.monotonic()
+        self._last_scalars = p.step, now
+        next_log, next_scalars, next_supervise = now + self.log_every, now + self.scalar_every, now
+        next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
+        last_log_step, last_log_time = p.step, now
+        outcome = "finished"
+        try:
+            while p.step < self.total_steps:
+                if should_stop(p):
+                    outcome = "stopped"
+                    break
+                rollouts = transport.receive(timeout=0.05)
+                if rollouts:
+                    batch = join(rollouts)
+                    stats = agent.update(batch, p.step / self.total_steps)
+                    p.step += batch.steps
+                    p.updates += 1
+                    version = transport.publish(weights, p.step)
+                    self._record(rollouts, stats, version)
+                    if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
+                        self.events.histograms(agent.network, p.step)
+                now = time.monotonic()
+                p.elapsed = base_elapsed + now - started
+                if now >= next_supervise:
+                    self._supervise()
+                    next_supervise = now + self.supervise_every
+                if now >= next_scalars:
+                    self._write_scalars(now)
+                    next_scalars = now + self.scalar_every
+                if now >= next_log:
+                    fps = (p.step - last_log_step) / (now - last_log_time)
+                    self.console(progress_line(p.step, self.total_steps, fps, p.mean_return(),
+                                               p.episodes, p.elapsed))
+                    last_log_step, last_log_time, next_log = p.step, now, now + self.log_every
+                if self.checkpoint_every and p.step >= next_checkpoint:
+                    self._checkpoint(periodic=True)
+                    next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
+        finally:
+            transport.stop()
+        p.elapsed = base_elapsed + time.monotonic() - started
+        self._write_scalars(time.monotonic())
+        self._checkpoint(periodic=False)
+        return outcome
+
+    @staticmethod
+    def _next_multiple(step: int, every: int) -> int:
+        return (step // every + 1) * every if every else 0
+
+    def _record(self, rollouts, stats: dict, version: int) -> None:
+        p, window = self.progress, self.window
+        window.add_all("losses", {k: v for k, v in stats.items() if k not in ("grad_norm", "learning_rate", "q_values")})
+        window.add("charts/grad_norm", stats["grad_norm"])
+        window.add("charts/learning_rate", stats["learning_rate"])
+        if "q_values" in stats:
+            window.add("charts/q_values", stats["q_values"])
+        for r in rollouts:
+            self.startup_failures[r.actor] = 0
+            window.add("charts/policy_lag", (version - 2 - r.version) / 2)  # publishes behind
+            window.add_all("charts", r.scalars)
+            for ret, length in zip(r.episode_returns, r.episode_lengths):
+                window.add("charts/episodic_return", ret)
+                window.add("charts/episodic_length", length)
+                p.recent_returns.append(ret)
+            p.episodes += len(r.episode_returns)
+        window.add("charts/batch_steps", sum(r.steps for r in rollouts))
+
+    def _write_scalars(self, now: float) -> None:
+        means = self.window.drain()
+        step, (last_step, last_time) = self.progress.step, self._last_scalars
+        if now > last_time:
+            means["charts/fps"] = (step - last_step) / (now - last_time)
+        self._last_scalars = step, now
+        if self.events:
+            self.events.scalars(means, step)
+
+    def _supervise(self) -> None:
+        for slot, reason in self.transport.dead_actors().items():
+            self.startup_failures[slot] += 1
+            if self.startup_failures[slot] > self.max_startup_failures:
+                raise ActorFailure(f"actor {slot} {reason} {self.startup_failures[slot]} times in a row "
+                                   f"before sending a rollout; see its error above")
+            where = self.transport.restart(slot)
+            self.restarts += 1
+            self.console(f"actor {slot} {reason}; replaced it ({where})")
+
+    def _checkpoint(self, periodic: bool) -> None:
+        if self.checkpoint:
+            self.checkpoint(self.progress, periodic)

@@ -1,0 +1,72 @@
+"""The learner's view of its actors, as a small interface a backend implements.
+
+`LocalProcesses` (actors/local.py) runs actors as local processes; `InlineActors`
+(actors/inline.py) steps them in the learner's own process for tests and debugging. A cluster
+backend (e.g. Ray actors with the weights in Ray's object store) implements the same six methods
+and the learner, the supervisor and the agents stay as they are.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agents import Rollout
+
+
+@dataclass
+class ActorSpec:
+    """Everything an actor needs to build itself: it makes its own envs and a copy of the agent."""
+
+    env_id: str
+    agent: str
+    agent_config: object  # the agent's config dataclass
+    envs_per_actor: int = 1
+    seed: int = 0
+    env_options: dict = field(default_factory=dict)
+
+
+def actor_seeds(spec: ActorSpec, slot: int, generation: int) -> tuple[list[int], np.random.Generator]:
+    """(env seeds, policy generator) for an actor slot; a replacement (generation + 1) gets new
+    streams, so it does not replay its predecessor's episodes."""
+    sequence = np.random.SeedSequence([spec.seed, slot, generation])
+    env_seeds = [int(s) for s in sequence.generate_state(spec.envs_per_actor, dtype=np.uint32)]
+    return env_seeds, np.random.default_rng(sequence.spawn(1)[0])
+
+
+class Transport:
+    """Start actors, publish weights, receive experience, find dead actors, restart, stop."""
+
+    n_actors: int
+
+    def start(self) -> None:
+        """Start every actor. They wait for the first `publish` before acting."""
+        raise NotImplementedError
+
+    def publish(self, weights: np.ndarray, step: int) -> int:
+        """Make `weights` (the flat float32 vector) the actors' next policy, and tell them the
+        global env step (for their exploration schedules). Returns the new version."""
+        raise NotImplementedError
+
+    def receive(self, timeout: float) -> list[Rollout]:
+        """Rollouts that have arrived, waiting up to `timeout` seconds for the first; [] if none."""
+        raise NotImplementedError
+
+    def dead_actors(self) -> dict[int, str]:
+        """Slot -> reason, for actors that exited or stopped sending (hung)."""
+        raise NotImplementedError
+
+    def restart(self, slot: int) -> str:
+        """Replace the actor in `slot` with a fresh one; returns a short description (e.g. pid)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop every actor and free what the transport holds. Safe to call twice."""
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+

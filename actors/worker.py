@@ -1,0 +1,64 @@
+"""The body of an actor process: act with the latest published weights, send rollouts.
+
+Flow control: an actor may have `max_in_flight` rollouts the learner has not yet taken; the
+learner answers each rollout it takes with one credit byte on the same pipe. This bounds the
+policy lag and lets idle actors sleep instead of competing with a busy learner for cores.
+"""
+from __future__ import annotations
+
+import pickle
+import signal
+import time
+
+from agents import make_agent
+from envs import make_env
+
+from .collector import Collector
+from .shared import SharedState, attach
+from .transport import ActorSpec, actor_seeds
+
+CREDIT = b"+"
+POLL_SECONDS = 0.2  # how often a waiting actor looks at the stop flag
+
+
+def build_collector(spec: ActorSpec, slot: int, generation: int):
+    """(agent, collector) for one actor: its envs, an acting-only agent and its policy."""
+    env_seeds, rng = actor_seeds(spec, slot, generation)
+    envs = [make_env(spec.env_id, seed=s, **spec.env_options) for s in env_seeds]
+    agent = make_agent(spec.agent, envs[0].observation_space, envs[0].action_space,
+                       spec.agent_config, learner=False)
+    return agent, Collector(envs, agent.policy(slot, rng), actor=slot)
+
+
+def run_actor(spec: ActorSpec, slot: int, generation: int, segment_name: str, n_slots: int,
+              conn, max_in_flight: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the learner decides
+    segment = attach(segment_name)
+    agent, collector = build_collector(spec, slot, generation)
+    weights = agent.network.flat().data
+    shared = SharedState(segment.buf, len(weights), n_slots)
+    version, in_flight = -1, 0
+    try:
+        while not shared.stopping:
+            while conn.poll(0):  # credits for rollouts the learner has taken
+                conn.recv_bytes()
+                in_flight -= 1
+            if shared.version == 0:  # the learner has not published yet
+                time.sleep(0.002)
+                continue
+            if in_flight >= max_in_flight:
+                if conn.poll(POLL_SECONDS):
+                    conn.recv_bytes()
+                    in_flight -= 1
+                continue
+            version = shared.pull(weights, version)
+            rollout = collector.collect(agent.rollout_length, shared.step, version)
+            shared.beat(slot)
+            conn.send_bytes(pickle.dumps(rollout, protocol=pickle.HIGHEST_PROTOCOL))
+            in_flight += 1
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        pass  # the learner is gone or closed our pipe: nothing left to do
+    finally:
+        del shared  # its views into the segment must go before the segment closes
+        segment.close()
+        conn.close()

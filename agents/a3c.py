@@ -1,0 +1,82 @@
+"""A3C: asynchronous advantage actor-critic (Mnih et al. 2016, "Asynchronous Methods for Deep
+Reinforcement Learning", Algorithm S3)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import nets
+
+from .base import Agent, Policy, sample_categorical
+from .losses import actor_critic_loss
+from .networks import ActorCritic, make_trunk
+from .returns import next_state_values, nstep_returns
+
+
+@dataclass
+class A3CConfig:
+    """A3C hyperparameters.
+
+    From the paper: t_max 5, gamma 0.99, entropy beta 0.01, RMSProp with alpha 0.99 and eps 0.1
+    inside the square root (the shared-statistics RMSProp of the paper's code; ChainerRL/PFRL's
+    RMSpropAsync), learning rate annealed linearly to 0 over the run. The paper draws lr from
+    LogUniform(1e-4, 1e-2); 1e-2, the top of that range, learns CartPole fastest here (PFRL's
+    Atari default is 7e-4). Gradient-norm clipping at 40 is PFRL's A3C default
+    (examples/atari/train_a3c.py). The loss is
+    -log pi(a|s) A - beta H(pi) + value_coef / 2 (R - V)^2 summed over the rollout's steps.
+    The trunk and its sizes suit vector observations (CartPole); Atari uses a conv trunk.
+    """
+
+    lr: float = 1e-2
+    gamma: float = 0.99
+    t_max: int = 5
+    entropy_beta: float = 0.01
+    value_coef: float = 1.0
+    rmsprop_alpha: float = 0.99
+    rmsprop_eps: float = 0.1
+    max_grad_norm: float = 40.0
+    lr_anneal: bool = True
+    trunk: str = "mlp"
+    hidden: tuple[int, ...] = (64, 64)
+
+
+class SoftmaxPolicy(Policy):
+    """Samples from the policy head's softmax."""
+
+    def __init__(self, network: ActorCritic, rng: np.random.Generator):
+        self.network, self.rng = network, rng
+
+    def act(self, obs, step):
+        with nets.no_grad():
+            logits = self.network.logits(obs)
+        return sample_categorical(logits.data, self.rng)
+
+
+class A3C(Agent):
+    name = "a3c"
+    Config = A3CConfig
+
+    def build_network(self):
+        trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
+        return ActorCritic(trunk, self.n_actions)
+
+    def policy(self, actor_index, rng):
+        return SoftmaxPolicy(self.network, rng)
+
+    def update(self, batch, progress):
+        T, E = batch.rewards.shape
+        n = T * E
+        # One forward pass over the rollout's states and the truncation states it bootstraps from.
+        obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
+        logits, values = self.network(obs)
+        v = values.data.reshape(-1)
+        following = next_state_values(v[:n].reshape(T, E), batch.truncated, v[n:])
+        returns = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
+                                self.config.gamma)
+        loss, stats = actor_critic_loss(logits, values, batch.actions.reshape(-1),
+                                        returns.reshape(-1), self.config.entropy_beta,
+                                        self.config.value_coef)
+        stats["grad_norm"] = self._apply_gradients(loss, progress)
+        stats["learning_rate"] = self.optimizer.lr
+        return stats

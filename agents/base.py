@@ -1,0 +1,102 @@
+"""What every agent offers the actor system, which knows nothing else about it.
+
+An agent is built from the env's spaces and its config dataclass. In an actor process it only
+acts: `policy(actor_index, rng)` gives a Policy that reads `agent.network` (whose flat vector the
+actor overwrites with published weights). In the learner it learns: `update(batch, progress)`
+computes targets and the loss from a Batch of rollouts and steps its optimizer.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+import nets
+from nets import optim
+
+
+class Policy:
+    """Chooses actions for a batch of observations in one actor; may keep per-actor state."""
+
+    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
+        """Actions (E,) for observations (E, ...); `step` is the run's global env step."""
+        raise NotImplementedError
+
+    def scalars(self, step: int) -> dict[str, float]:
+        """Values worth logging (e.g. epsilon)."""
+        return {}
+
+
+class Agent:
+    """Base class. Subclasses set `Config`, build `network` (and `model` if a checkpoint holds
+    more than the published network) and implement `policy` and `update`."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type] = object
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
+                 learner: bool = True):
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError(f"agent {self.name} needs a discrete action space, not {action_space}")
+        self.config = config
+        self.observation_shape = tuple(observation_space.shape)
+        self.n_actions = int(action_space.n)
+        self.network = self.build_network()
+        self.network.flat()  # one contiguous vector: what the learner publishes and actors copy
+        self.model = self.network
+        self.optimizer = self.make_optimizer() if learner else None
+
+    def build_network(self) -> nets.Module:
+        raise NotImplementedError
+
+    def make_optimizer(self) -> optim.Optimizer:
+        """The paper's shared-statistics RMSProp (alpha, eps inside the root) from the config."""
+        c = self.config
+        return optim.RMSProp(self.network, lr=c.lr, alpha=c.rmsprop_alpha, eps=c.rmsprop_eps,
+                             eps_inside_sqrt=True)
+
+    @property
+    def rollout_length(self) -> int | None:
+        """Steps per rollout (t_max), or None for whole episodes."""
+        return self.config.t_max
+
+    def policy(self, actor_index: int, rng: np.random.Generator) -> Policy:
+        raise NotImplementedError
+
+    def update(self, batch, progress: float) -> dict[str, float]:
+        """One gradient step from a Batch; `progress` in [0, 1] drives the schedules."""
+        raise NotImplementedError
+
+    def after_load(self) -> None:
+        """Called when a checkpoint has been loaded into `model` and the optimizer."""
+
+    # -- shared learner pieces -----------------------------------------------------------
+    def _apply_gradients(self, loss, progress: float) -> float:
+        """Backward, clip, anneal the learning rate, step; returns the gradient norm."""
+        self.optimizer.zero_grad()
+        loss.backward()
+        norm = optim.clip_grad_norm(self.optimizer, self.config.max_grad_norm)
+        anneal = max(0.0, 1.0 - progress) if self.config.lr_anneal else 1.0
+        self.optimizer.lr = self.config.lr * anneal
+        self.optimizer.step()
+        return norm
+
+
+def config_from_dict(config_class, values: dict):
+    """A config dataclass from a dict, rejecting unknown keys with a one-line error."""
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown {config_class.__name__} settings {unknown}; known: {sorted(fields)}")
+    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return config_class(**converted)
+
+
+def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One action per row of logits, by inverse CDF (one uniform per row)."""
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cdf = np.cumsum(p, axis=1)
+    u = rng.random((len(cdf), 1)) * cdf[:, -1:]
+    return np.minimum((cdf < u).sum(axis=1), logits.shape[1] - 1)

@@ -1,0 +1,103 @@
+"""The agents' losses, each one fused op (forward and analytic backward in plain NumPy).
+
+Composed from nets ops these would be ~15 graph nodes per update, whose Python overhead dominates
+a small network's update; tests hold both against hand-computed values and finite differences.
+Losses are sums over steps, like A3C's gradients accumulated over t_max steps.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nets import Function
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+class ActorCriticLoss(Function):
+    """sum_i [ -log pi(a_i|s_i) A_i - beta H(pi(.|s_i)) + value_coef/2 (R_i - V(s_i))^2 ],
+    A_i = R_i - V(s_i) held constant in the policy term (Mnih et al. 2016, A3C).
+
+    Inputs: logits (M, actions) and values (M, 1) for M >= N rows, of which the first N are the
+    rollout's steps (rows after them, e.g. bootstrap states evaluated in the same forward pass,
+    get no gradient). After forward, `stats` holds per-step means of each term.
+    """
+
+    def __init__(self, actions: np.ndarray, returns: np.ndarray, entropy_beta: float,
+                 value_coef: float = 1.0):
+        self.actions, self.returns = actions, returns.astype(np.float32, copy=False)
+        self.beta, self.value_coef = np.float32(entropy_beta), np.float32(value_coef)
+
+    def forward(self, logits, values):
+        n = len(self.returns)
+        self.shapes = logits.shape, values.shape
+        logp = _log_softmax(logits[:n])
+        p = np.exp(logp)
+        v = values[:n].reshape(n)
+        advantage = self.returns - v
+        entropy = -(p * logp).sum(axis=1)
+        rows = np.arange(n)
+        policy_loss = -(logp[rows, self.actions] * advantage).sum()
+        value_loss = np.float32(0.5) * (advantage * advantage).sum()
+        self.logp, self.p, self.advantage, self.entropy = logp, p, advantage, entropy
+        self.stats = {"policy_loss": float(policy_loss) / n, "value_loss": float(value_loss) / n,
+                      "entropy": float(entropy.sum()) / n}
+        return np.asarray(policy_loss - self.beta * entropy.sum() + self.value_coef * value_loss,
+                          dtype=np.float32)
+
+    def backward(self, gy):
+        n, p, advantage = len(self.returns), self.p, self.advantage
+        # d(-A log p_a)/dz = -A (onehot_a - p);  d(-beta H)/dz = beta p (log p + H)
+        g_policy = p * (advantage[:, None] + self.beta * (self.logp + self.entropy[:, None]))
+        g_policy[np.arange(n), self.actions] -= advantage
+        g_logits = np.zeros(self.shapes[0], dtype=np.float32)
+        g_logits[:n] = g_policy * gy
+        g_values = np.zeros(self.shapes[1], dtype=np.float32)
+        g_values[:n] = (-self.value_coef * gy * advantage).reshape(n, *self.shapes[1][1:])
+        return g_logits, g_values
+
+
+def actor_critic_loss(logits, values, actions, returns, entropy_beta: float, value_coef: float = 1.0):
+    """(loss tensor, stats) of ActorCriticLoss."""
+    op = ActorCriticLoss(actions, returns, entropy_beta, value_coef)
+    loss = op(logits, values)
+    return loss, op.stats
+
+
+class QLoss(Function):
+    """sum_i 1/2 (y_i - Q(s_i, a_i))^2, or the Huber loss with `delta` (DQN's clipped error).
+
+    Input: q (N, actions). After forward, `stats` holds the per-step mean loss and mean Q(s, a).
+    """
+
+    def __init__(self, actions: np.ndarray, targets: np.ndarray, delta: float | None = None):
+        self.actions, self.targets, self.delta = actions, targets.astype(np.float32, copy=False), delta
+
+    def forward(self, q):
+        n = len(self.targets)
+        self.shape = q.shape
+        chosen = q[np.arange(n), self.actions]
+        error = chosen - self.targets
+        if self.delta is None:
+            loss = 0.5 * error * error
+            self.g = error
+        else:
+            small = np.abs(error) <= self.delta
+            loss = np.where(small, 0.5 * error * error, self.delta * (np.abs(error) - 0.5 * self.delta))
+            self.g = np.clip(error, -self.delta, self.delta)
+        self.stats = {"q_loss": float(loss.sum()) / n, "q_values": float(chosen.mean())}
+        return np.asarray(loss.sum(), dtype=np.float32)
+
+    def backward(self, gy):
+        g = np.zeros(self.shape, dtype=np.float32)
+        g[np.arange(len(self.targets)), self.actions] = self.g * gy
+        return g
+
+
+def q_loss(q, actions, targets, delta: float | None = None):
+    """(loss tensor, stats) of QLoss."""
+    op = QLoss(actions, targets, delta)
+    loss = op(q)
+    return loss, op.stats

@@ -1,0 +1,86 @@
+"""Networks the agents use: a trunk that turns observations into features, and heads on top.
+
+Trunks are looked up by name in TRUNKS, so a new observation type plugs in without touching the
+agents: `register_trunk("nature-cnn", factory)` where `factory(observation_shape, hidden)` returns
+a Module with an `out_features` attribute whose forward maps a float32 or uint8 batch of
+observations (N, *observation_shape) to features (N, out_features). An agent config names the
+trunk (`trunk="mlp"`) and its sizes (`hidden`).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable
+
+import numpy as np
+
+import nets
+from nets import F, init
+
+
+def _orthogonal(gain: float):
+    return functools.partial(init.orthogonal, gain=gain)
+
+
+class MLPTrunk(nets.Module):
+    """Flattened observations through tanh layers (tanh keeps small control nets well behaved;
+    CleanRL's and SB3's defaults for vector observations)."""
+
+    def __init__(self, observation_shape: tuple[int, ...], hidden: tuple[int, ...]):
+        super().__init__()
+        sizes = [math.prod(observation_shape), *hidden]
+        self.layers = nets.Sequential(*[
+            nets.Linear(a, b, initializer=_orthogonal(math.sqrt(2))) for a, b in zip(sizes, sizes[1:])])
+        self.in_features, self.out_features = sizes[0], sizes[-1]
+
+    def forward(self, obs):
+        x = obs if isinstance(obs, nets.Tensor) else np.asarray(obs, dtype=np.float32)
+        x = x.reshape(x.shape[0], self.in_features)
+        for layer in self.layers:
+            x = F.tanh(layer(x))
+        return x
+
+
+TRUNKS: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], nets.Module]] = {"mlp": MLPTrunk}
+
+
+def register_trunk(name: str, factory: Callable[[tuple[int, ...], tuple[int, ...]], nets.Module]) -> None:
+    TRUNKS[name] = factory
+
+
+def make_trunk(name: str, observation_shape: tuple[int, ...], hidden: tuple[int, ...]) -> nets.Module:
+    if name not in TRUNKS:
+        raise ValueError(f"unknown trunk {name!r}; known: {', '.join(sorted(TRUNKS))}")
+    return TRUNKS[name](tuple(observation_shape), tuple(hidden))
+
+
+class ActorCritic(nets.Module):
+    """Shared trunk, a softmax policy head (logits) and a state-value head."""
+
+    def __init__(self, trunk: nets.Module, n_actions: int):
+        super().__init__()
+        self.trunk = trunk
+        # Small policy weights start near-uniform (CleanRL/PPO practice: gain 0.01).
+        self.policy = nets.Linear(trunk.out_features, n_actions, initializer=_orthogonal(0.01))
+        self.value = nets.Linear(trunk.out_features, 1, initializer=_orthogonal(1.0))
+
+    def forward(self, obs):
+        """(logits (N, actions), values (N, 1))."""
+        features = self.trunk(obs)
+        return self.policy(features), self.value(features)
+
+    def logits(self, obs):
+        """The policy head alone: what acting needs."""
+        return self.policy(self.trunk(obs))
+
+
+class QNetwork(nets.Module):
+    """Trunk and one linear output per action: Q(s, .)."""
+
+    def __init__(self, trunk: nets.Module, n_actions: int):
+        super().__init__()
+        self.trunk = trunk
+        self.q = nets.Linear(trunk.out_features, n_actions, initializer=_orthogonal(1.0))
+
+    def forward(self, obs):
+        return self.q(self.trunk(obs))

@@ -1,0 +1,139 @@
+"""Asynchronous n-step and one-step Q-learning (Mnih et al. 2016, "Asynchronous Methods for Deep
+Reinforcement Learning", Algorithms S1 and S2)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import nets
+
+from .base import Agent, Policy
+from .losses import q_loss
+from .networks import QNetwork, make_trunk
+from .returns import next_state_values, nstep_returns
+
+# The paper's per-thread final exploration rates and how often each is drawn.
+FINAL_EPSILONS = (0.1, 0.01, 0.5)
+FINAL_EPSILON_PROBS = (0.4, 0.3, 0.3)
+
+
+@dataclass
+class NStepQConfig:
+    """Async n-step Q-learning hyperparameters.
+
+    From the paper: rollouts of t_max 5 steps whose every state takes the longest available
+    return, y = sum_k gamma^k r_k + gamma^m max_a Q_target(s_m, a) (n_step None; 1 gives
+    one-step Q), gamma 0.99, shared RMSProp (alpha 0.99, eps 0.1 inside the root), learning rate
+    annealed to 0 (1e-2, the top of the paper's LogUniform(1e-4, 1e-2) range, learns CartPole
+    fastest here), a target network refreshed periodically (every 40k frames on Atari) and each
+    actor's epsilon annealed from 1 to a final value drawn from {0.1, 0.01, 0.5} with
+    probabilities {0.4, 0.3, 0.3} (over 4M frames on Atari). The schedules here are scaled to
+    classic control: target refresh every `target_update_interval` updates, epsilon annealed
+    over the first `epsilon_anneal_steps` env steps of the run. The squared error is summed
+    over steps; `huber_delta` clips it DQN-style when set.
+    """
+
+    lr: float = 1e-2
+    gamma: float = 0.99
+    t_max: int = 5
+    n_step: int | None = None
+    target_update_interval: int = 100
+    epsilon_anneal_steps: int = 20_000
+    huber_delta: float | None = None
+    rmsprop_alpha: float = 0.99
+    rmsprop_eps: float = 0.1
+    max_grad_norm: float = 40.0
+    lr_anneal: bool = True
+    trunk: str = "mlp"
+    hidden: tuple[int, ...] = (64, 64)
+
+
+@dataclass
+class OneStepQConfig(NStepQConfig):
+    """Async one-step Q-learning: the n-step agent with one-step targets
+    y = r + gamma max_a Q_target(s', a); gradients are still accumulated over t_max steps."""
+
+    n_step: int | None = 1
+
+
+class EpsilonGreedy(Policy):
+    """Greedy in Q with probability 1 - epsilon; epsilon anneals linearly from 1 to this actor's
+    final value over the run's first `anneal_steps` env steps."""
+
+    def __init__(self, network: QNetwork, rng: np.random.Generator, anneal_steps: int):
+        self.network, self.rng, self.anneal_steps = network, rng, anneal_steps
+        self.final_epsilon = float(rng.choice(FINAL_EPSILONS, p=FINAL_EPSILON_PROBS))
+
+    def epsilon(self, step: int) -> float:
+        fraction = min(1.0, step / self.anneal_steps) if self.anneal_steps > 0 else 1.0
+        return 1.0 + (self.final_epsilon - 1.0) * fraction
+
+    def act(self, obs, step):
+        with nets.no_grad():
+            q = self.network(obs).data
+        actions = q.argmax(axis=1)
+        explore = self.rng.random(len(actions)) < self.epsilon(step)
+        actions[explore] = self.rng.integers(q.shape[1], size=int(explore.sum()))
+        return actions
+
+    def scalars(self, step):
+        return {"epsilon": self.epsilon(step)}
+
+
+class QModel(nets.Module):
+    """What a checkpoint holds: the online network and its target (never flattened together)."""
+
+    def __init__(self, online: QNetwork, target: QNetwork):
+        super().__init__()
+        self.online, self.target = online, target
+
+
+class NStepQ(Agent):
+    name = "nstep-q"
+    Config = NStepQConfig
+
+    def __init__(self, observation_space, action_space, config: NStepQConfig, learner: bool = True):
+        super().__init__(observation_space, action_space, config, learner)
+        if config.n_step is not None and config.n_step < 1:
+            raise ValueError(f"n_step must be >= 1 or None, got {config.n_step}")
+        if learner:
+            self.target = self.build_network()
+            self.sync_target()
+            self.model = QModel(self.network, self.target)
+
+    def build_network(self):
+        trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
+        return QNetwork(trunk, self.n_actions)
+
+    def sync_target(self) -> None:
+        self.target.flat().data[...] = self.network.flat().data
+
+    def policy(self, actor_index, rng):
+        return EpsilonGreedy(self.network, rng, self.config.epsilon_anneal_steps)
+
+    def update(self, batch, progress):
+        T, E = batch.rewards.shape
+        n = T * E
+        obs = batch.obs.reshape(n, *self.observation_shape)
+        q = self.network(obs)
+        with nets.no_grad():
+            if self.config.n_step is None:  # only the cut points bootstrap
+                bootstrap = self.target(batch.final_obs).data.max(axis=1)
+                following = next_state_values(np.zeros((T, E), np.float32), batch.truncated, bootstrap)
+            else:
+                best = self.target(np.concatenate([obs, batch.final_obs])).data.max(axis=1)
+                following = next_state_values(best[:n].reshape(T, E), batch.truncated, best[n:])
+        targets = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
+                                self.config.gamma, self.config.n_step)
+        loss, stats = q_loss(q, batch.actions.reshape(-1), targets.reshape(-1), self.config.huber_delta)
+        stats["grad_norm"] = self._apply_gradients(loss, progress)
+        stats["learning_rate"] = self.optimizer.lr
+        if self.optimizer.steps % self.config.target_update_interval == 0:
+            self.sync_target()
+        return stats
+
+
+class OneStepQ(NStepQ):
+    name = "onestep-q"
+    Config = OneStepQConfig

@@ -1,0 +1,61 @@
+"""`make_env`: a seeded Gymnasium environment with episode statistics, or a one-line error."""
+from __future__ import annotations
+
+import difflib
+import importlib
+
+import gymnasium as gym
+
+# Namespaces whose environments are registered by importing a package (not imported up front:
+# ale-py is an optional extra and slow to import).
+_NAMESPACE_PACKAGES = {"ALE": "ale_py"}
+
+
+class UnknownEnvError(ValueError):
+    """An environment id that is not registered with Gymnasium."""
+
+
+def _registered(env_id: str) -> bool:
+    if env_id in gym.registry:
+        return True
+    namespace = env_id.split("/", 1)[0] if "/" in env_id else None
+    package = _NAMESPACE_PACKAGES.get(namespace)
+    if package is None:
+        return False
+    try:
+        gym.register_envs(importlib.import_module(package))
+    except ImportError:
+        raise UnknownEnvError(f"environment {env_id!r} needs the {package!r} package: "
+                              f"pip install -e \".[atari]\"") from None
+    return env_id in gym.registry
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise UnknownEnvError (one line, with close matches) unless `env_id` is registered."""
+    if _registered(env_id):
+        return
+    known = list(gym.registry)
+    matches = difflib.get_close_matches(env_id, known, n=5, cutoff=0.6)
+    if not matches:  # case and version slips: compare lower-cased names without the version
+        stem = env_id.split("-v")[0].lower()
+        matches = [k for k in known if stem and stem in k.lower()][:5]
+    hint = f"; close matches: {', '.join(matches)}" if matches else "; see gymnasium.pprint_registry()"
+    raise UnknownEnvError(f"unknown environment id {env_id!r}{hint}")
+
+
+def make_env(env_id: str, seed: int | None = None, **options) -> gym.Env:
+    """A Gymnasium env wrapped in RecordEpisodeStatistics (`info["episode"]` at each episode end).
+
+    `options` go to `gymnasium.make` (e.g. `max_episode_steps`, `render_mode`, or an env's own
+    keyword arguments). With a `seed`, the env's first reset and its action space are seeded, so
+    the same seed gives the same episodes; call `reset()` (no seed) to start.
+    """
+    check_env_id(env_id)
+    options.setdefault("disable_env_checker", True)  # the checker only re-validates known envs
+    env = gym.make(env_id, **options)
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    if seed is not None:
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+    return env
+

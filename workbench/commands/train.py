@@ -1,0 +1,186 @@
+"""`workbench train`: parallel RL training (one learner, N actor processes) into a run folder.
+
+Settings come from three layers, later ones winning: the agent's published defaults, a JSON
+config file (`--config`, e.g. a run's saved config.json), then the flags given on the command
+line. The heavy imports happen in `run`, after the thread limits are set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce")
+# Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
+AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
+               "hidden": "hidden", "target_update": "target_update_interval"}
+# Flags that set a TrainConfig field directly.
+RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "logdir",
+             "checkpoint_every", "histogram_every", "log_every", "actor_timeout", "max_in_flight")
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE parsed as JSON when it is JSON (numbers, lists, true/null)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return key.replace("-", "_"), value
+
+
+def _hidden(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected layer sizes like 64,64, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
+    return sizes
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "train", help="train an RL agent with one learner and N actor processes",
+        description="Train an agent on a Gymnasium environment: actor processes act with the "
+                    "latest weights and send rollouts; the learner updates and publishes. Writes "
+                    "one run folder (config.json, TensorBoard events, checkpoints/, summary.txt). "
+                    "Ctrl-C or SIGTERM stops cleanly with a checkpoint; --resume continues.",
+        epilog="examples:\n"
+               "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
+               "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
+               "  workbench train --config runs/NAME/config.json --resume\n"
+               "  tensorboard --logdir runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Every default is None here, so that only flags actually given override the config file.
+    run = p.add_argument_group("run")
+    run.add_argument("--env", help="Gymnasium environment id (default CartPole-v1)")
+    run.add_argument("--agent", choices=AGENT_NAMES, help="algorithm (default a3c)")
+    run.add_argument("--actors", type=int, metavar="N", help="actor processes (default 2)")
+    run.add_argument("--envs-per-actor", type=int, metavar="N",
+                     help="environments each actor steps, batched in one forward pass "
+                          "(default 4; reinforce: 1)")
+    run.add_argument("--steps", type=int, metavar="N",
+                     help="env steps to train for, all actors together (default 100000)")
+    run.add_argument("--seed", type=int, help="seed for weights, envs and sampling (default 0)")
+    run.add_argument("--env-option", type=_key_value, action="append", metavar="KEY=VALUE",
+                     default=None, help="keyword for gymnasium.make, e.g. max_episode_steps=200 "
+                                        "(repeatable)")
+    run.add_argument("--backend", choices=("processes", "inline"),
+                     help="processes: actor processes (default); inline: actors stepped in the "
+                          "learner's process, reproducible, for debugging")
+    hyper = p.add_argument_group("agent hyperparameters (defaults: the agent's published values)")
+    hyper.add_argument("--lr", type=float, help="learning rate (annealed to 0 for a3c and the Q agents)")
+    hyper.add_argument("--gamma", type=float, help="discount factor")
+    hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
+    hyper.add_argument("--entropy-beta", type=float, metavar="BETA", help="entropy bonus (a3c, reinforce)")
+    hyper.add_argument("--target-update", type=int, metavar="UPDATES",
+                       help="updates between target-network refreshes (nstep-q, onestep-q)")
+    hyper.add_argument("--hidden", type=_hidden, metavar="SIZES", help="hidden layer sizes, e.g. 64,64")
+    hyper.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", default=None,
+                       dest="agent_set", help="any other agent hyperparameter, e.g. "
+                                              "rmsprop_eps=0.01 (repeatable)")
+    files = p.add_argument_group("files")
+    files.add_argument("--config", type=Path, metavar="FILE",
+                       help="JSON settings (a run's config.json works); flags override it")
+    files.add_argument("--resume", action="store_true",
+                       help="continue the run whose config.json is --config (or --logdir/--name) "
+                            "from its latest checkpoint: step count, optimizer and schedules")
+    files.add_argument("--logdir", metavar="DIR", help="where run folders go (default runs)")
+    files.add_argument("--name", help="run folder name (default <env>-<agent>-<YYYYmmdd-HHMMSS>)")
+    files.add_argument("--checkpoint-every", type=int, metavar="STEPS",
+                       help="env steps between periodic checkpoints (default a tenth of the run)")
+    logging = p.add_argument_group("logging and supervision")
+    logging.add_argument("--log-every", type=float, metavar="SECONDS",
+                         help="seconds between progress lines (default 2)")
+    logging.add_argument("--histogram-every", type=int, metavar="UPDATES",
+                         help="updates between weight/bias histograms in TensorBoard (default 500)")
+    logging.add_argument("--actor-timeout", type=float, metavar="SECONDS",
+                         help="an actor silent this long is killed and replaced (default 60)")
+    logging.add_argument("--max-in-flight", type=int, metavar="N",
+                         help="rollouts an actor may send ahead of the learner (default 2)")
+    return p
+
+
+def _limit_threads(actors: int) -> None:
+    """Leave the cores the actors use to them: the learner's BLAS/OpenMP/Numba get the rest."""
+    spare = str(max(1, (os.cpu_count() or 1) - actors))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(name, spare)
+
+
+def _settings(args) -> tuple[dict, "Path | None"]:
+    """(TrainConfig fields, the run folder to resume) from the config file and the flags."""
+    from workbench.runs import RunDir, read_json
+
+    values = read_json(args.config) if args.config else {}
+    agent_config = dict(values.get("agent_config", {}))
+    env_options = dict(values.get("env_options", {}))
+    if args.agent is not None and args.agent != values.get("agent", args.agent):
+        agent_config = {}  # another agent's hyperparameters do not carry over
+    for flag in RUN_FLAGS:
+        if getattr(args, flag) is not None:
+            values[flag] = getattr(args, flag)
+    for flag, field_name in AGENT_FLAGS.items():
+        if getattr(args, flag) is not None:
+            agent_config[field_name] = getattr(args, flag)
+    agent_config.update(dict(args.agent_set or []))
+    env_options.update(dict(args.env_option or []))
+    values["agent_config"], values["env_options"] = agent_config, env_options
+    resume = None
+    if args.resume:
+        if args.config:
+            resume = RunDir.existing(args.config.parent)
+        elif args.name:
+            resume = RunDir.existing(Path(values.get("logdir", "runs")) / args.name)
+        else:
+            raise ValueError("--resume needs the run: --config RUN/config.json or --name NAME")
+    return values, resume
+
+
+def run(args) -> int:
+    try:
+        values, resume = _settings(args)
+    except ValueError as error:
+        print(f"workbench train: {error}", file=sys.stderr)
+        return 2
+    _limit_threads(int(values.get("actors", 2)))
+    from actors import ActorFailure
+    from nets.checkpoint import CheckpointError
+    from workbench.rl import TrainConfig, train
+
+    try:
+        config = TrainConfig.from_dict(values)
+        config.validate()
+    except (ValueError, TypeError) as error:
+        print(f"workbench train: {error}", file=sys.stderr)
+        return 2
+
+    received = []
+
+    def on_signal(signum, frame):
+        received.append(signal.Signals(signum).name)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = train(config, name=args.name if not resume else None, resume=resume,
+                       should_stop=lambda progress: bool(received),
+                       console=lambda line: print(line, flush=True))
+    except (ActorFailure, CheckpointError, ValueError) as error:
+        print(f"workbench train: {error}", file=sys.stderr)
+        return 1
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if result.outcome == "stopped":
+        print(f"stopped by {received[0]} at step {result.progress.step:,}; checkpoint saved. "
+              f"Continue with: workbench train --config {result.run.config_path} --resume", flush=True)
+    else:
+        print(f"done: {result.progress.step:,} steps; summary in {result.run.path / 'summary.txt'}",
+              flush=True)
+    return 0

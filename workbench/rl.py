@@ -1,0 +1,169 @@
+"""Parallel RL training as a library call: `train(TrainConfig(...))` is what `workbench train` runs.
+
+It builds the agent and the actor transport, opens (or resumes) a run folder, and hands them to
+the Learner, which writes TensorBoard events, checkpoints and progress lines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from typing import Callable
+
+import nets
+from actors import ActorSpec, InlineActors, Learner, LocalProcesses, Progress
+from agents import agent_class, config_dict, make_agent, make_config
+from envs import check_env_id, make_env
+from logs import EventWriter, format_duration
+from nets import checkpoint
+
+from .runs import RunDir, default_name
+
+BACKENDS = ("processes", "inline")
+# Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
+# per forward pass, which amortises the network's per-call cost over more env steps.
+ENVS_PER_ACTOR = {"a3c": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved as the run's config.json."""
+
+    env: str = "CartPole-v1"
+    agent: str = "a3c"
+    actors: int = 2
+    envs_per_actor: int | None = None  # None: the agent's default (ENVS_PER_ACTOR)
+    steps: int = 100_000
+    seed: int = 0
+    backend: str = "processes"
+    env_options: dict = field(default_factory=dict)
+    agent_config: dict = field(default_factory=dict)  # overrides of the agent's defaults
+    logdir: str = "runs"
+    checkpoint_every: int | None = None  # env steps; None: a tenth of the run
+    histogram_every: int = 500  # updates
+    log_every: float = 2.0  # seconds between console lines
+    actor_timeout: float = 60.0  # seconds without a rollout before an actor counts as hung
+    max_in_flight: int = 2  # rollouts an actor may have sent that the learner has not taken
+
+    def validate(self) -> None:
+        """One-line ValueErrors for settings that cannot work."""
+        check_env_id(self.env)
+        agent_class(self.agent)
+        for name in ("actors", "steps", "histogram_every", "max_in_flight"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.envs_per_actor is not None and self.envs_per_actor < 1:
+            raise ValueError(f"envs-per-actor must be >= 1, got {self.envs_per_actor}")
+        if self.agent == "reinforce" and self.resolved_envs_per_actor != 1:
+            raise ValueError("reinforce learns from whole episodes: envs-per-actor must be 1")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        for name in ("log_every", "actor_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        make_config(self.agent, self.agent_config)  # unknown or mistyped hyperparameters
+
+    @property
+    def resolved_envs_per_actor(self) -> int:
+        return self.envs_per_actor or ENVS_PER_ACTOR[self.agent]
+
+    def to_dict(self) -> dict:
+        """The saved form: defaults filled in, the agent's full hyperparameters included."""
+        values = dataclasses.asdict(self)
+        values["envs_per_actor"] = self.resolved_envs_per_actor
+        values["agent_config"] = config_dict(make_config(self.agent, self.agent_config))
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass
+class RunResult:
+    run: RunDir
+    outcome: str  # "finished" or "stopped"
+    progress: Progress
+    restarts: int
+
+
+def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None = None,
+          should_stop: Callable[[Progress], bool] = lambda progress: False,
+          console: Callable[[str], None] = print) -> RunResult:
+    """Run (or, with `resume`, continue) one training run and return how it ended."""
+    config.validate()
+    envs_per_actor = config.resolved_envs_per_actor
+    agent_settings = make_config(config.agent, config.agent_config)
+    nets.seed(config.seed)
+    probe = make_env(config.env, **config.env_options)
+    agent = make_agent(config.agent, probe.observation_space, probe.action_space, agent_settings)
+    probe.close()
+
+    progress = Progress()
+    if resume is not None:
+        run = resume
+        latest = run.latest_checkpoint()
+        if latest is None:
+            raise checkpoint.CheckpointError(f"{run.path} has no checkpoint to resume from")
+        progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
+        agent.after_load()
+        console(f"resuming {run.path} at step {progress.step:,} (update {progress.updates:,})")
+    else:
+        run = RunDir.create(config.logdir, name or default_name(config.env, config.agent),
+                            chosen=name is not None)
+        console(f"run folder {run.path}")
+    run.write_config(config.to_dict())
+
+    # A resumed run's actors get new seeds, so they do not replay the episodes already learned from.
+    spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=agent_settings,
+                     envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
+                     env_options=config.env_options)
+    n_params = len(agent.network.flat())
+    if config.backend == "inline":
+        transport = InlineActors(spec, config.actors)
+    else:
+        transport = LocalProcesses(spec, config.actors, n_params, max_in_flight=config.max_in_flight,
+                                   actor_timeout=config.actor_timeout)
+    events = EventWriter(str(run.path))
+    if progress.step == 0:
+        events.text("config", "```\n" + "\n".join(f"{k}: {v}" for k, v in config.to_dict().items()) + "\n```")
+
+    def save(p: Progress, periodic: bool) -> None:
+        meta = {**p.to_meta(), "env": config.env, "agent": config.agent}
+        checkpoint.save(run.checkpoint_path(), agent.model, agent.optimizer, meta)
+        if periodic:
+            checkpoint.save(run.checkpoint_path(p.step), agent.model, agent.optimizer, meta)
+
+    console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
+            f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}")
+    learner = Learner(agent, transport, config.steps, progress=progress, events=events,
+                      console=console, checkpoint=save,
+                      checkpoint_every=config.checkpoint_every or max(1, config.steps // 10),
+                      histogram_every=config.histogram_every, log_every=config.log_every)
+    try:
+        outcome = learner.run(should_stop)
+    finally:
+        events.close()
+    p = learner.progress
+    mean = p.mean_return()
+    run.write_summary([
+        f"run          {run.path}",
+        f"env / agent  {config.env} / {config.agent} ({config.actors} actors x {envs_per_actor} envs)",
+        f"outcome      {outcome} at step {p.step:,} of {config.steps:,}",
+        f"updates      {p.updates:,}",
+        f"episodes     {p.episodes:,}",
+        f"return       {'-' if mean is None else f'{mean:.1f}'} (mean of the last {len(p.recent_returns)} episodes)",
+        f"time         {format_duration(p.elapsed)} of training ({p.step / max(p.elapsed, 1e-9):,.0f} steps/s)",
+        f"restarts     {learner.restarts} actor(s) replaced",
+        f"checkpoint   {run.checkpoint_path()}",
+        f"host         {platform.node()} python {sys.version.split()[0]} ({os.cpu_count()} cores)",
+    ])
+    return RunResult(run, outcome, p, learner.restarts)

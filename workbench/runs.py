@@ -1,0 +1,120 @@
+"""Run folders: one per run under a log directory, for RL training and supervised recipes alike.
+
+    runs/<name>/
+        config.json          everything needed to run it again (`--config` reads it back)
+        events.out.tfevents.*  TensorBoard events (the folder is the writer's logdir)
+        checkpoints/latest.npz, checkpoints/step-000100000.npz
+        summary.txt          a few lines written when the run ends
+
+Names default to `<part>-<part>-YYYYmmdd-HHMMSS` (e.g. CartPole-v1-a3c-20260101-120000). JSON and
+summary writes are atomic (temporary file, then rename), like checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+
+CONFIG, SUMMARY, CHECKPOINTS, LATEST = "config.json", "summary.txt", "checkpoints", "latest.npz"
+
+
+class RunError(ValueError):
+    """A run folder that is missing, already taken, or incomplete."""
+
+
+def default_name(*parts: str) -> str:
+    """`parts` joined by '-' with the start time; characters unsafe in a path become '_'."""
+    stem = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", p) for p in parts if p)
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are ordinary files
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def read_json(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"no config file at {path}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RunError(f"{path} is not valid JSON (line {error.lineno}: {error.msg})") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path} must hold a JSON object, not {type(value).__name__}")
+    return value
+
+
+class RunDir:
+    """One run's folder."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, logdir, name: str, chosen: bool = False) -> "RunDir":
+        """A new, empty run folder. A default name that is taken (two runs started in the same
+        second) gets a numeric suffix; a `chosen` name that is taken is an error."""
+        base = Path(logdir) / name
+        if chosen and base.exists():
+            raise RunError(f"run folder {base} already exists; pass --resume to continue it or "
+                           f"choose another --name")
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        path.mkdir(parents=True)
+        return cls(path)
+
+    @classmethod
+    def existing(cls, path) -> "RunDir":
+        run = cls(path)
+        if not (run.path / CONFIG).is_file():
+            raise RunError(f"{run.path} is not a run folder (no {CONFIG})")
+        return run
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    def write_config(self, config: dict) -> None:
+        write_atomically(self.config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    def read_config(self) -> dict:
+        return read_json(self.config_path)
+
+    def checkpoint_path(self, step: int | None = None) -> Path:
+        """checkpoints/latest.npz, or the periodic file for `step`."""
+        name = LATEST if step is None else f"step-{step:09d}.npz"
+        return self.path / CHECKPOINTS / name
+
+    def latest_checkpoint(self) -> Path | None:
+        path = self.checkpoint_path()
+        return path if path.is_file() else None
+
+    def write_summary(self, lines: list[str]) -> None:
+        write_atomically(self.path / SUMMARY, "\n".join(lines) + "\n")
