@@ -123,7 +123,7 @@ class CBOWTask(common.ClassificationTask):
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("data and model")
     common.flag(group, "--text", default=None, metavar="FILE",
-                help="a plain UTF-8 text, e.g. ../shared/data/huckfinn/huckfinn.txt")
+                help="a plain UTF-8 text, e.g. ../shared/data/huckfinn/huckfinn.txt (required)")
     common.flag(group, "--dim", default=64, type=int, help="embedding size")
     common.flag(group, "--window", default=2, type=int, help="context words on each side")
     common.flag(group, "--min-count", default=3, type=int,
@@ -132,7 +132,7 @@ def add_arguments(parser) -> None:
     common.flag(group, "--probe", default="tom,jim,river,night,money,king,said,three", metavar="W,W,...",
                 help="words whose nearest neighbours are printed")
     common.flag(group, "--analogies", default=None, metavar="FILE",
-                help="extra analogy questions (word2vec questions-words.txt format)")
+                help="extra analogy questions (word2vec questions-words.txt format) besides the built-in ones")
     common.add_training_flags(parser, epochs=10, batch_size=128, optimizer="adam", lr=0.003,
                               patience=2, schedule="plateau", plateau_patience=0, lr_floor=1e-4)
 

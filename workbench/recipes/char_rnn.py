@@ -161,7 +161,7 @@ def split_text(ids: np.ndarray, val_fraction: float, test_fraction: float) -> di
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("data and model")
     common.flag(group, "--text", default=None, metavar="FILE",
-                help="a plain UTF-8 text, e.g. ../shared/data/tinyshakespeare/input.txt")
+                help="a plain UTF-8 text, e.g. ../shared/data/tinyshakespeare/input.txt (required to train)")
     common.flag(group, "--cell", default="lstm", choices=tuple(CELLS), help="recurrent cell")
     common.flag(group, "--hidden", default=256, type=int, help="units per recurrent layer")
     common.flag(group, "--layers", default=2, type=int, help="stacked recurrent layers")

@@ -25,9 +25,12 @@ _INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "fla
 # -- flags ------------------------------------------------------------------------------------------
 def flag(parser, *names: str, default, help: str, **options) -> None:
     """Add a flag (to a parser or an argument group) whose default is applied after parsing (see
-    `resolve`), so that a resumed run knows which flags were given again. --help shows it."""
-    shown = repr(default) if isinstance(default, str) and default != default.strip() else default
-    action = parser.add_argument(*names, default=None, help=f"{help} (default: {shown})", **options)
+    `resolve`), so that a resumed run knows which flags were given again. --help shows the
+    default unless it is None (then `help` says what leaving the flag out means)."""
+    if default is not None:
+        shown = repr(default) if isinstance(default, str) and default != default.strip() else default
+        help = f"{help} (default: {shown})"
+    action = parser.add_argument(*names, default=None, help=help, **options)
     action.workbench_default = default
 
 
@@ -63,14 +66,16 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
     flag(group, "--momentum", default=momentum, type=float, help="momentum of sgd momentum/nesterov")
     flag(group, "--weight-decay", default=weight_decay, type=float, help="L2 penalty coefficient")
     flag(group, "--l1", default=0.0, type=float, help="L1 penalty coefficient")
-    flag(group, "--clip", default=clip, type=float, help="clip the global gradient norm to this")
+    flag(group, "--clip", default=clip, type=float,
+         help="clip the global gradient norm to this" + ("" if clip else " (default: no clipping)"))
     flag(group, "--schedule", default=schedule, choices=("none", "plateau", "linear"),
          help="learning-rate annealing: halve on a validation-loss plateau, or linear to --lr-floor")
     flag(group, "--lr-floor", default=lr_floor, type=float, help="annealing never goes below this")
     flag(group, "--plateau-patience", default=plateau_patience, type=int,
          help="epochs without a better validation loss before --schedule plateau halves the rate")
     flag(group, "--patience", default=patience, type=int,
-         help="stop after this many epochs without a better validation metric (none: never)")
+         help="stop after this many epochs without a better validation metric"
+              + ("" if patience else " (default: never stop early)"))
     flag(group, "--min-epochs", default=min_epochs, type=int,
          help="early stopping never stops before this many epochs")
     flag(group, "--seed", default=0, type=int, help="seed of initial weights, shuffling and dropout")

@@ -90,7 +90,7 @@ def load(folder, validation: int, seed: int, images: bool) -> dict:
 def _data_flags(parser) -> None:
     group = parser.add_argument_group("data")
     common.flag(group, "--data", default=None, metavar="FOLDER",
-                help="folder with the MNIST IDX files (train-images-idx3-ubyte[.gz], ...)")
+                help="folder with the MNIST IDX files (train-images-idx3-ubyte[.gz], ...; required)")
     common.flag(group, "--validation", default=5000, type=int,
                 help="training images held out for validation")
 
