@@ -22,6 +22,7 @@ class InlineActors(Transport):
 
     def start(self):
         self.actors = [build_collector(self.spec, slot, 0) for slot in range(self.n_actors)]
+        return ["in process"] * self.n_actors
 
     def publish(self, weights, step):
         for agent, _ in self.actors:

@@ -71,9 +71,10 @@ class Learner:
         "stopped". Actors are stopped and a final checkpoint is written either way."""
         p, agent, transport = self.progress, self.agent, self.transport
         weights = agent.network.flat().data
-        started = time.monotonic()
+        begin = time.monotonic()
         base_elapsed = p.elapsed
-        transport.start()
+        started = transport.start()
+        self.console("started actors: " + ", ".join(f"{slot} ({where})" for slot, where in enumerate(started)))
         version = transport.publish(weights, p.step)
         now = time.monotonic()
         self._last_scalars = p.step, now
@@ -97,7 +98,7 @@ class Learner:
                     if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
                         self.events.histograms(agent.network, p.step)
                 now = time.monotonic()
-                p.elapsed = base_elapsed + now - started
+                p.elapsed = base_elapsed + now - begin
                 if now >= next_supervise:
                     self._supervise()
                     next_supervise = now + self.supervise_every
@@ -114,7 +115,7 @@ class Learner:
                     next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
         finally:
             transport.stop()
-        p.elapsed = base_elapsed + time.monotonic() - started
+        p.elapsed = base_elapsed + time.monotonic() - begin
         self._write_scalars(time.monotonic())
         self._checkpoint(periodic=False)
         return outcome

@@ -98,9 +98,10 @@ class LocalProcesses(Transport):
         return self.manager.address
 
     # -- Transport ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self):
         for slot in range(self.n_actors):
             self._spawn(slot, generation=0)
+        return [f"pid {actor.process.pid}" for actor in self.actors.values()]
 
     def _spawn(self, slot: int, generation: int) -> None:
         learner_end, actor_end = self._ctx.Pipe(duplex=True)

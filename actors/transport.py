@@ -39,8 +39,9 @@ class Transport:
 
     n_actors: int
 
-    def start(self) -> None:
-        """Start every actor. They wait for the first `publish` before acting."""
+    def start(self) -> list[str]:
+        """Start every actor; returns a short description of each (e.g. its pid). Actors wait
+        for the first `publish` before acting."""
         raise NotImplementedError
 
     def publish(self, weights: np.ndarray, step: int) -> int:

@@ -27,12 +27,14 @@ class ActorCriticLoss(Function):
 
     def __init__(self, actions: np.ndarray, returns: np.ndarray, entropy_beta: float,
                  value_coef: float = 1.0):
-        self.actions, self.returns = actions, returns.astype(np.float32, copy=False)
-        self.beta, self.value_coef = np.float32(entropy_beta), np.float32(value_coef)
+        self.actions, self.returns = actions, returns
+        self.beta, self.value_coef = entropy_beta, value_coef
 
     def forward(self, logits, values):
-        n = len(self.returns)
-        self.shapes = logits.shape, values.shape
+        n, dtype = len(self.returns), logits.dtype  # float32 in training, float64 in gradient checks
+        self.shapes, self.dtype = (logits.shape, values.shape), dtype
+        self.returns = self.returns.astype(dtype, copy=False)
+        self.beta, self.value_coef = dtype.type(self.beta), dtype.type(self.value_coef)
         logp = _log_softmax(logits[:n])
         p = np.exp(logp)
         v = values[:n].reshape(n)
@@ -40,21 +42,21 @@ class ActorCriticLoss(Function):
         entropy = -(p * logp).sum(axis=1)
         rows = np.arange(n)
         policy_loss = -(logp[rows, self.actions] * advantage).sum()
-        value_loss = np.float32(0.5) * (advantage * advantage).sum()
+        value_loss = dtype.type(0.5) * (advantage * advantage).sum()
         self.logp, self.p, self.advantage, self.entropy = logp, p, advantage, entropy
         self.stats = {"policy_loss": float(policy_loss) / n, "value_loss": float(value_loss) / n,
                       "entropy": float(entropy.sum()) / n}
         return np.asarray(policy_loss - self.beta * entropy.sum() + self.value_coef * value_loss,
-                          dtype=np.float32)
+                          dtype=dtype)
 
     def backward(self, gy):
         n, p, advantage = len(self.returns), self.p, self.advantage
         # d(-A log p_a)/dz = -A (onehot_a - p);  d(-beta H)/dz = beta p (log p + H)
         g_policy = p * (advantage[:, None] + self.beta * (self.logp + self.entropy[:, None]))
         g_policy[np.arange(n), self.actions] -= advantage
-        g_logits = np.zeros(self.shapes[0], dtype=np.float32)
+        g_logits = np.zeros(self.shapes[0], dtype=self.dtype)
         g_logits[:n] = g_policy * gy
-        g_values = np.zeros(self.shapes[1], dtype=np.float32)
+        g_values = np.zeros(self.shapes[1], dtype=self.dtype)
         g_values[:n] = (-self.value_coef * gy * advantage).reshape(n, *self.shapes[1][1:])
         return g_logits, g_values
 
@@ -73,11 +75,12 @@ class QLoss(Function):
     """
 
     def __init__(self, actions: np.ndarray, targets: np.ndarray, delta: float | None = None):
-        self.actions, self.targets, self.delta = actions, targets.astype(np.float32, copy=False), delta
+        self.actions, self.targets, self.delta = actions, targets, delta
 
     def forward(self, q):
         n = len(self.targets)
-        self.shape = q.shape
+        self.shape, self.dtype = q.shape, q.dtype
+        self.targets = self.targets.astype(q.dtype, copy=False)
         chosen = q[np.arange(n), self.actions]
         error = chosen - self.targets
         if self.delta is None:
@@ -88,10 +91,10 @@ class QLoss(Function):
             loss = np.where(small, 0.5 * error * error, self.delta * (np.abs(error) - 0.5 * self.delta))
             self.g = np.clip(error, -self.delta, self.delta)
         self.stats = {"q_loss": float(loss.sum()) / n, "q_values": float(chosen.mean())}
-        return np.asarray(loss.sum(), dtype=np.float32)
+        return np.asarray(loss.sum(), dtype=q.dtype)
 
     def backward(self, gy):
-        g = np.zeros(self.shape, dtype=np.float32)
+        g = np.zeros(self.shape, dtype=self.dtype)
         g[np.arange(len(self.targets)), self.actions] = self.g * gy
         return g
 

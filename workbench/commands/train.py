@@ -149,6 +149,10 @@ def run(args) -> int:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
     _limit_threads(int(values.get("actors", 2)))
+    # tensorboardX imports PyTorch when it can (about a second) only to recognise its tensors;
+    # this process never makes one.
+    if "torch" not in sys.modules:
+        sys.modules["torch"] = None
     from actors import ActorFailure
     from nets.checkpoint import CheckpointError
     from workbench.rl import TrainConfig, train

@@ -1,0 +1,183 @@
+"""The actor system: shared weights, the manager's authkey, actor processes dying and being
+replaced, and the learner loop's bookkeeping (checkpoints, stopping, supervision)."""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from multiprocess import AuthenticationError, connection, forkserver, resource_tracker
+
+import nets
+from actors import ActorFailure, ActorSpec, InlineActors, Learner, LocalProcesses
+from actors.shared import VERSION, SharedState
+from agents import make_agent, make_config
+from envs import make_env
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_helper_processes_left():
+    """The fork server and resource tracker outlive a transport by design (they serve the whole
+    learner process); stop them so this module leaves no child process behind."""
+    yield
+    forkserver._forkserver._stop()
+    resource_tracker._resource_tracker._stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie is as good as gone
+        return f.read().split(") ")[1][0] != "Z"
+
+
+def cartpole_agent(name="a3c"):
+    env = make_env("CartPole-v1")
+    config = make_config(name)
+    return make_agent(name, env.observation_space, env.action_space, config), config
+
+
+# -- shared weights ---------------------------------------------------------------------------
+def test_publish_and_pull_copy_only_when_the_version_moves():
+    buffer = bytearray(SharedState.size(5, 2))
+    shared = SharedState(memoryview(buffer), 5, 2)
+    local = np.zeros(5, np.float32)
+    assert shared.pull(local, known_version=0) == 0 and not local.any()
+    version = shared.publish(np.arange(5, dtype=np.float32), step=123)
+    assert version == 2 and shared.step == 123
+    assert shared.pull(local, known_version=0) == 2
+    np.testing.assert_array_equal(local, np.arange(5))
+    local[:] = -1
+    assert shared.pull(local, known_version=2) == 2 and (local == -1).all()  # no copy
+
+
+def test_pull_waits_out_a_publish_in_progress():
+    buffer = bytearray(SharedState.size(3, 1))
+    shared = SharedState(memoryview(buffer), 3, 1)
+    shared.publish(np.zeros(3, np.float32), 0)
+    shared.header[VERSION] += 1  # a writer is halfway through
+    shared.weights[:] = 7
+
+    def finish():
+        time.sleep(0.05)
+        shared.weights[:] = 9
+        shared.header[VERSION] += 1
+
+    writer = threading.Thread(target=finish)
+    writer.start()
+    local = np.zeros(3, np.float32)
+    assert shared.pull(local, known_version=2) == 4
+    writer.join()
+    np.testing.assert_array_equal(local, 9)
+
+
+# -- local processes --------------------------------------------------------------------------
+def test_manager_listens_on_localhost_and_refuses_a_wrong_authkey():
+    agent, config = cartpole_agent()
+    transport = LocalProcesses(ActorSpec("CartPole-v1", "a3c", config), 1, len(agent.network.flat()))
+    try:
+        host, port = transport.address
+        assert host == "127.0.0.1"
+        with pytest.raises(AuthenticationError):
+            connection.Client((host, port), authkey=b"not this run's key")
+        connection.Client((host, port), authkey=transport.authkey).close()
+    finally:
+        transport.stop()
+
+
+def test_actor_killed_by_sigkill_is_detected_and_replaced():
+    agent, config = cartpole_agent()
+    weights = agent.network.flat().data
+    spec = ActorSpec("CartPole-v1", "a3c", config, envs_per_actor=2, seed=1)
+    transport = LocalProcesses(spec, 2, len(weights), actor_timeout=30)
+    segment = f"/dev/shm/{transport.segment.name.lstrip('/')}"
+    try:
+        transport.start()
+        transport.publish(weights, 0)
+        first = transport.pids()
+
+        def rollouts_from(slots, deadline=20.0):
+            seen, end = set(), time.monotonic() + deadline
+            while not slots <= seen and time.monotonic() < end:
+                seen |= {r.actor for r in transport.receive(timeout=0.1)}
+            return seen
+
+        assert rollouts_from({0, 1}) == {0, 1}
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        dead = {}
+        while not dead and time.monotonic() < deadline:
+            transport.receive(timeout=0.05)
+            dead = transport.dead_actors()
+        assert dead == {0: "was killed by SIGKILL"}
+        transport.restart(0)
+        assert transport.pids()[0] != first[0] and transport.pids()[1] == first[1]
+        assert 0 in rollouts_from({0})
+        assert transport.dead_actors() == {}
+    finally:
+        transport.stop()
+    assert os.path.exists("/dev/shm") and not os.path.exists(segment)  # the manager unlinked it
+    for pid in (*first.values(), *transport.pids().values()):
+        assert not alive(pid)
+
+
+# -- the learner loop -------------------------------------------------------------------------
+def test_learner_counts_steps_checkpoints_and_stops_on_request():
+    nets.seed(0)
+    agent, config = cartpole_agent()
+    spec = ActorSpec("CartPole-v1", "a3c", config, envs_per_actor=2)
+    saved = []
+    learner = Learner(agent, InlineActors(spec, 2), 1000, console=lambda line: None,
+                      checkpoint=lambda p, periodic: saved.append((p.step, periodic)),
+                      checkpoint_every=300)
+    assert learner.run() == "finished"
+    assert learner.progress.step == 1000 and learner.progress.updates == 100  # 5 steps x 2 envs
+    assert [periodic for _, periodic in saved] == [True, True, True, False]
+    assert [step for step, _ in saved] == [300, 600, 900, 1000]
+
+    learner = Learner(agent, InlineActors(spec, 1), 10_000, console=lambda line: None)
+    assert learner.run(should_stop=lambda p: p.step >= 50) == "stopped"
+    assert learner.progress.step == 50
+
+
+class FlakyTransport(InlineActors):
+    """Actor 1 is found dead at every check; with `ever_works` its replacement then delivers."""
+
+    def __init__(self, spec, ever_works):
+        super().__init__(spec, 2)
+        self.ever_works, self.restarts = ever_works, 0
+
+    def receive(self, timeout):
+        rollouts = super().receive(timeout)
+        if not self.ever_works:
+            return [r for r in rollouts if r.actor != 1]
+        return rollouts
+
+    def dead_actors(self):
+        return {1: "exited with code 1"} if self.restarts < 2 else {}
+
+    def restart(self, slot):
+        self.restarts += 1
+        return super().restart(slot)
+
+
+def test_supervisor_replaces_dead_actors_and_gives_up_on_one_that_never_starts():
+    agent, config = cartpole_agent()
+    spec = ActorSpec("CartPole-v1", "a3c", config)
+    lines = []
+    learner = Learner(agent, FlakyTransport(spec, ever_works=True), 400, console=lines.append,
+                      supervise_every=0.0)
+    assert learner.run() == "finished"
+    assert learner.restarts == 2 and "actor 1 exited with code 1; replaced it (in process)" in lines
+
+    class NeverStarts(FlakyTransport):
+        def dead_actors(self):
+            return {1: "exited with code 1"}
+
+    learner = Learner(agent, NeverStarts(spec, ever_works=False), 10**6, console=lines.append,
+                      supervise_every=0.0, max_startup_failures=3)
+    with pytest.raises(ActorFailure, match="actor 1 exited with code 1 4 times in a row"):
+        learner.run()

@@ -1,0 +1,231 @@
+"""Agents: returns on hand-made rollouts, losses against hand-computed values and finite
+differences, exploration, and a single-process agent that learns CartPole."""
+import math
+
+import numpy as np
+import pytest
+
+import nets
+from actors import ActorSpec, InlineActors, Learner
+from actors.collector import Collector
+from agents import Rollout, join, make_agent, make_config
+from agents.base import sample_categorical
+from agents.losses import actor_critic_loss, q_loss
+from agents.nstep_q import FINAL_EPSILONS, EpsilonGreedy
+from agents.returns import next_state_values, nstep_returns
+from envs import make_env
+from nets.gradcheck import gradcheck
+
+F_, T_ = False, True
+
+
+def columns(*cols):
+    """(T, E) array from per-env columns."""
+    return np.array(cols).T
+
+
+# -- n-step returns ---------------------------------------------------------------------------
+# Three envs, three steps, rewards 1, 2, 3, gamma 0.5, the rollout cut after the last step
+# (value there 10): env 0 runs on, env 1 terminates after step 1, env 2 is truncated after
+# step 1 where its final state is worth 6.
+REWARDS = columns([1, 2, 3], [1, 2, 3], [1, 2, 3]).astype(np.float32)
+TERMINATED = columns([F_, F_, F_], [F_, T_, F_], [F_, F_, F_])
+TRUNCATED = columns([F_, F_, T_], [F_, F_, T_], [F_, T_, T_])
+NEXT_VALUES = columns([4, 5, 10], [4, 99, 10], [4, 6, 10]).astype(np.float32)
+
+
+def test_full_rollout_returns_bootstrap_only_where_the_episode_was_cut():
+    returns = nstep_returns(REWARDS, TERMINATED, TRUNCATED, NEXT_VALUES, gamma=0.5)
+    # env 0: G2 = 3 + .5*10 = 8, G1 = 2 + .5*8 = 6, G0 = 1 + .5*6 = 4
+    # env 1: terminal after step 1: G1 = 2, G0 = 1 + .5*2 = 2; step 2 starts a new episode: 8
+    # env 2: truncated after step 1: G1 = 2 + .5*6 = 5, G0 = 1 + .5*5 = 3.5; then 8
+    np.testing.assert_allclose(returns, columns([4, 6, 8], [2, 2, 8], [3.5, 5, 8]))
+
+
+def test_one_step_returns_bootstrap_every_step_except_terminal():
+    returns = nstep_returns(REWARDS, TERMINATED, TRUNCATED, NEXT_VALUES, gamma=0.5, n=1)
+    np.testing.assert_allclose(returns, columns([3, 4.5, 8], [3, 2, 8], [3, 5, 8]))
+
+
+def test_two_step_returns():
+    returns = nstep_returns(REWARDS, TERMINATED, TRUNCATED, NEXT_VALUES, gamma=0.5, n=2)
+    # env 0: G0 = 1 + .5*2 + .25*5 = 3.25, G1 = 2 + .5*3 + .25*10 = 6, G2 = 8
+    # env 1: G0 = 1 + .5*2 (terminal) = 2, G1 = 2, G2 = 8
+    # env 2: G0 = 1 + .5*2 + .25*6 = 3.5, G1 = 5, G2 = 8
+    np.testing.assert_allclose(returns, columns([3.25, 6, 8], [2, 2, 8], [3.5, 5, 8]))
+
+
+def test_horizon_as_long_as_the_rollout_equals_the_full_forward_view(rng):
+    T, E = 6, 4
+    rewards = rng.standard_normal((T, E)).astype(np.float32)
+    terminated = rng.random((T, E)) < 0.2
+    truncated = (rng.random((T, E)) < 0.2) & ~terminated
+    truncated[-1] |= ~terminated[-1]
+    values = rng.standard_normal((T, E)).astype(np.float32)
+    full = nstep_returns(rewards, terminated, truncated, values, 0.9)
+    np.testing.assert_allclose(nstep_returns(rewards, terminated, truncated, values, 0.9, n=T), full,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="n must be"):
+        nstep_returns(rewards, terminated, truncated, values, 0.9, n=0)
+
+
+def test_next_state_values_take_final_values_at_truncations():
+    values = columns([1, 3, 5], [2, 4, 6]).astype(np.float32)
+    truncated = columns([F_, F_, T_], [T_, F_, T_])
+    following = next_state_values(values, truncated, np.array([20, 30, 40], np.float32))
+    # truncations in C order: (0, 1) -> 20, (2, 0) -> 30, (2, 1) -> 40
+    np.testing.assert_array_equal(following, columns([3, 5, 30], [20, 6, 40]))
+
+
+# -- joining rollouts -------------------------------------------------------------------------
+def rollout(T, E, terminated=(), truncated=(), actor=0):
+    obs = np.arange(T * E, dtype=np.float32).reshape(T, E, 1) + 100 * actor
+    term = np.zeros((T, E), bool)
+    trunc = np.zeros((T, E), bool)
+    for t, e in terminated:
+        term[t, e] = True
+    for t, e in truncated:
+        trunc[t, e] = True
+    final_index = np.array(sorted(truncated), np.int64).reshape(-1, 2)
+    final_obs = np.array([[-(t * 10 + e) - 100 * actor] for t, e in sorted(truncated)],
+                         np.float32).reshape(-1, 1)
+    last_obs = np.array([[50 + e + 100 * actor] for e in range(E)], np.float32)
+    return Rollout(obs=obs, actions=np.zeros((T, E), np.int64), rewards=np.ones((T, E), np.float32),
+                   terminated=term, truncated=trunc, final_obs=final_obs, final_index=final_index,
+                   last_obs=last_obs, actor=actor)
+
+
+def test_join_cuts_open_rollout_ends_and_orders_final_states():
+    a = rollout(2, 2, terminated=[(1, 1)], truncated=[(0, 1)], actor=0)
+    b = rollout(2, 1, actor=1)
+    batch = join([a, b])
+    assert batch.obs.shape == (2, 3, 1)
+    np.testing.assert_array_equal(batch.truncated, [[F_, T_, F_], [T_, F_, T_]])
+    np.testing.assert_array_equal(batch.terminated, [[F_, F_, F_], [F_, T_, F_]])
+    # C order of the truncations: (0,1) a's final state, (1,0) a's env 0 open end, (1,2) b's end
+    np.testing.assert_array_equal(batch.final_obs[:, 0], [-1, 50, 150])
+
+
+def test_join_whole_episodes_along_time():
+    a, b = rollout(3, 1, terminated=[(2, 0)]), rollout(2, 1, truncated=[(1, 0)], actor=1)
+    batch = join([a, b])
+    assert batch.rewards.shape == (5, 1)
+    np.testing.assert_array_equal(batch.terminated[:, 0], [F_, F_, T_, F_, F_])
+    np.testing.assert_array_equal(batch.truncated[:, 0], [F_, F_, F_, F_, T_])
+    with pytest.raises(ValueError, match="one length or one env"):
+        join([rollout(3, 2), rollout(2, 2)])
+
+
+# -- losses -----------------------------------------------------------------------------------
+def test_actor_critic_loss_matches_hand_computation():
+    logits = np.array([[0.0, math.log(3.0)], [1.0, 1.0]])  # softmax: (.25, .75), (.5, .5)
+    values = np.array([[2.0], [1.0]])
+    actions, returns = np.array([1, 0]), np.array([5.0, 0.0])  # advantages 3, -1
+    beta, value_coef = 0.01, 0.5
+    loss, stats = actor_critic_loss(nets.Tensor(logits), nets.Tensor(values), actions, returns,
+                                    beta, value_coef)
+    policy = -3 * math.log(0.75) + 1 * math.log(0.5)
+    entropy = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75)) + math.log(2)
+    value = 0.5 * (9 + 1)
+    assert loss.item() == pytest.approx(policy - beta * entropy + value_coef * value, rel=1e-12)
+    assert stats == pytest.approx({"policy_loss": policy / 2, "value_loss": value / 2,
+                                   "entropy": entropy / 2})
+
+
+def test_actor_critic_loss_gradient_and_extra_rows(rng):
+    logits = nets.Tensor(rng.standard_normal((6, 3)), requires_grad=True)
+    values = nets.Tensor(rng.standard_normal((6, 1)), requires_grad=True)
+    actions, returns = rng.integers(3, size=4), rng.standard_normal(4)  # rows 4, 5: bootstrap only
+    # the advantage is a constant of the policy term, so only the logits' gradient is the
+    # derivative of the loss's value; the values' is value_coef * (V - R)
+    gradcheck(lambda: actor_critic_loss(logits, values, actions, returns, 0.3, 0.7)[0], [logits])
+    loss, _ = actor_critic_loss(logits, values, actions, returns, 0.3, 0.7)
+    logits.grad, values.grad = None, None
+    loss.backward()
+    np.testing.assert_allclose(values.grad[:4, 0], 0.7 * (values.data[:4, 0] - returns))
+    assert not logits.grad[4:].any() and not values.grad[4:].any()
+
+
+def test_q_loss_matches_hand_computation(rng):
+    q = nets.Tensor(np.array([[1.0, 2.0], [3.0, 4.0]]), requires_grad=True)
+    actions, targets = np.array([1, 0]), np.array([0.0, 5.0])  # errors +2, -2
+    loss, stats = q_loss(q, actions, targets)
+    loss.backward()
+    assert loss.item() == pytest.approx(4.0) and stats["q_loss"] == pytest.approx(2.0)
+    np.testing.assert_allclose(q.grad, [[0, 2], [-2, 0]])
+    q.grad = None
+    loss, _ = q_loss(q, actions, targets, delta=1.0)  # Huber: 2 * (2 - .5)
+    loss.backward()
+    assert loss.item() == pytest.approx(3.0)
+    np.testing.assert_allclose(q.grad, [[0, 1], [-1, 0]])
+    q = nets.Tensor(rng.standard_normal((5, 3)), requires_grad=True)
+    gradcheck(lambda: q_loss(q, rng.integers(3, size=5) * 0, np.arange(5.0), delta=0.5)[0], [q])
+
+
+# -- acting -----------------------------------------------------------------------------------
+def test_final_epsilons_follow_the_paper_mix():
+    draws = [EpsilonGreedy(None, np.random.default_rng(i), 100).final_epsilon for i in range(3000)]
+    shares = [draws.count(e) / len(draws) for e in FINAL_EPSILONS]
+    assert shares == pytest.approx([0.4, 0.3, 0.3], abs=0.04)
+
+
+def test_epsilon_anneals_from_one_to_the_actor_final_value():
+    policy = EpsilonGreedy(None, np.random.default_rng(0), anneal_steps=1000)
+    final = policy.final_epsilon
+    assert policy.epsilon(0) == 1.0
+    assert policy.epsilon(500) == pytest.approx((1 + final) / 2)
+    assert policy.epsilon(5000) == pytest.approx(final)
+
+
+def test_categorical_sampling_follows_the_softmax():
+    logits = np.log(np.tile([[0.1, 0.2, 0.7]], (20000, 1)))
+    counts = np.bincount(sample_categorical(logits, np.random.default_rng(0)), minlength=3)
+    np.testing.assert_allclose(counts / counts.sum(), [0.1, 0.2, 0.7], atol=0.01)
+
+
+def test_collector_keeps_final_states_of_truncated_episodes():
+    envs = [make_env("CartPole-v1", seed=s, max_episode_steps=3) for s in (1, 2)]
+    agent = make_agent("a3c", envs[0].observation_space, envs[0].action_space, learner=False)
+    collector = Collector(envs, agent.policy(0, np.random.default_rng(0)))
+    r = collector.collect(5, step=0)
+    assert r.obs.shape == (5, 2, 4) and r.rewards.shape == (5, 2)
+    # every episode that lasts 3 steps is truncated at t=2; one that falls earlier terminates
+    for e in range(2):
+        ended = np.nonzero(r.terminated[:, e] | r.truncated[:, e])[0]
+        assert ended[0] <= 2
+    assert len(r.final_obs) == r.truncated.sum() == len(r.final_index)
+    assert len(r.episode_returns) == (r.terminated | r.truncated).sum()
+
+
+def test_whole_episode_rollouts_end_with_the_episode():
+    env = make_env("CartPole-v1", seed=3)
+    agent = make_agent("reinforce", env.observation_space, env.action_space, learner=False)
+    r = Collector([env], agent.policy(0, np.random.default_rng(0))).collect(None, step=0)
+    assert r.terminated[-1, 0] or r.truncated[-1, 0]
+    assert not (r.terminated[:-1] | r.truncated[:-1]).any()
+    assert r.episode_lengths == [r.rewards.shape[0]]
+
+
+def test_unknown_hyperparameter_and_continuous_actions_fail_clearly():
+    with pytest.raises(ValueError, match="unknown A3CConfig settings \\['learning_rate'\\]"):
+        make_config("a3c", {"learning_rate": 0.1})
+    env = make_env("Pendulum-v1")
+    with pytest.raises(ValueError, match="needs a discrete action space"):
+        make_agent("a3c", env.observation_space, env.action_space)
+
+
+# -- learning ---------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("agent,steps,threshold", [("a3c", 40_000, 195), ("nstep-q", 40_000, 100)])
+def test_single_process_agent_learns_cartpole(agent, steps, threshold):
+    """Random play scores about 22; CartPole-v0 counted 195 as solved. The Q agent's returns
+    are those of its exploring actors (final epsilon up to 0.5), hence its lower bar."""
+    nets.seed(0)
+    env = make_env("CartPole-v1")
+    config = make_config(agent)
+    learner_agent = make_agent(agent, env.observation_space, env.action_space, config)
+    spec = ActorSpec("CartPole-v1", agent, config, envs_per_actor=4, seed=0)
+    learner = Learner(learner_agent, InlineActors(spec, 2), steps, console=lambda line: None)
+    assert learner.run() == "finished"
+    recent = list(learner.progress.recent_returns)[-20:]
+    assert np.mean(recent) >= threshold, recent

@@ -1,0 +1,45 @@
+"""make_env: seeding, Gymnasium's episode statistics, options, and unknown ids."""
+import numpy as np
+import pytest
+
+from envs import UnknownEnvError, make_env
+
+
+def play(env, steps):
+    env.reset()
+    out = []
+    for _ in range(steps):
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        out.append(obs)
+        if terminated or truncated:
+            env.reset()
+    return np.array(out)
+
+
+def test_same_seed_same_episodes_other_seed_others():
+    a, b, c = (make_env("CartPole-v1", seed=s) for s in (5, 5, 6))
+    np.testing.assert_array_equal(play(a, 50), play(b, 50))
+    assert not np.array_equal(play(make_env("CartPole-v1", seed=5), 50), play(c, 50))
+
+
+def test_episode_statistics_and_gymnasium_options():
+    env = make_env("CartPole-v1", seed=0, max_episode_steps=4)
+    env.reset()
+    for _ in range(4):  # four pushes cannot tip the pole past 12 degrees: the limit ends it
+        obs, reward, terminated, truncated, info = env.step(0)
+    assert truncated and not terminated
+    assert info["episode"]["l"] == 4 and info["episode"]["r"] == 4.0
+
+
+@pytest.mark.parametrize("typo,match", [("CartPol-v1", "CartPole-v1"), ("cartpole", "CartPole-v1"),
+                                        ("MountainCar-v9", "MountainCar-v0")])
+def test_unknown_id_is_one_line_with_close_matches(typo, match):
+    with pytest.raises(UnknownEnvError) as error:
+        make_env(typo)
+    message = str(error.value)
+    assert "\n" not in message and f"unknown environment id {typo!r}" in message and match in message
+
+
+def test_unknown_id_without_any_match_points_to_the_registry():
+    with pytest.raises(UnknownEnvError, match="pprint_registry"):
+        make_env("Zzzzzz-v0")
