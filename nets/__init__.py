@@ -3,6 +3,8 @@ from . import backend, checkpoint, functional, init, optim
 from .backend import gpu_available, to_device
 from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Flatten,
                      GlobalAvgPool, Linear, MaxPool2D)
+from .layers import (GRU, LSTM, RHN, RNN, Bidirectional, DeepTransitionRNN, GRUCell, Highway,
+                     LSTMCell, RNNCell, detach_state)
 from .module import FlatParameters, Module, Parameter, Sequential
 from .rng import seed
 from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_grad_enabled, no_grad,
@@ -17,3 +19,5 @@ __all__ = [
     "FlatParameters", "Module", "Parameter", "Sequential", "seed", "Function", "NonFiniteError",
     "Tensor", "check_mode", "is_grad_enabled", "no_grad", "set_check_mode",
 ]
+__all__ += ["GRU", "LSTM", "RHN", "RNN", "Bidirectional", "DeepTransitionRNN", "GRUCell", "Highway",
+            "LSTMCell", "RNNCell", "detach_state"]

@@ -5,8 +5,12 @@ from .dense import Linear
 from .embedding import Embedding
 from .normalization import BatchNorm
 from .pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
+from .recurrent import (GRU, LSTM, RHN, RNN, Bidirectional, DeepTransitionRNN, GRUCell, Highway,
+                        LSTMCell, RNNCell, detach_state)
 
 Dense = Linear
 
 __all__ = ["AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", "Flatten",
            "GlobalAvgPool", "Linear", "MaxPool2D"]
+__all__ += ["GRU", "LSTM", "RHN", "RNN", "Bidirectional", "DeepTransitionRNN", "GRUCell", "Highway",
+            "LSTMCell", "RNNCell", "detach_state"]
