@@ -52,9 +52,11 @@ TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on 
 
 def test_list_names_every_recipe(capsys):
     assert cli.main(["recipe", "list"]) == 0
-    out = capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert cli.main(["recipe"]) == 2  # no name: the command's help
+    usage = capsys.readouterr().out
     for name in ("caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow"):
-        assert name in out
+        assert name in listed and name in usage
 
 
 @pytest.mark.parametrize("name", ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow"])

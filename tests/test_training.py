@@ -133,7 +133,8 @@ def test_annealing_stops_at_the_floor(tmp_path):
     task = ScriptedTask([1.0] * 6)  # a plateau from the start: halve every epoch after patience 0
     optimizer = nets.optim.SGD(task.model, 0.1)
     training.fit(task, optimizer, quiet(epochs=6, schedule="plateau", plateau_patience=0,
-                                        lr_floor=0.02), RunDir(tmp_path), RecordingWriter(), log=lambda *_: None)
+                                        lr_floor=0.02), RunDir(tmp_path), RecordingWriter(),
+                 log=lambda *_: None)
     assert optimizer.lr == pytest.approx(0.02)
     task = ScriptedTask([1.0] * 4)
     optimizer = nets.optim.SGD(task.model, 0.1)

@@ -268,7 +268,7 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
                 + ("  (best)" if stopping.best_epoch == epoch else ""))
             if stopping.stopped:
                 say(f"early stopping: no improvement of val {monitor} for "
-                          f"{stopping.bad_epochs} epochs; best was epoch {stopping.best_epoch}")
+                    f"{stopping.bad_epochs} epochs; best was epoch {stopping.best_epoch}")
             events.writer.flush()
     finally:
         bar.close()

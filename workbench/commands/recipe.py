@@ -22,7 +22,7 @@ def add_parser(subparsers):
     names = parser.add_subparsers(dest="recipe_command", metavar="NAME")
     names.add_parser("list", help="list the recipes", description="List the recipes.")
     for recipe in recipes().values():
-        sub = names.add_parser(recipe.name, help=recipe.description,
+        sub = names.add_parser(recipe.name, help=recipe.description.replace("%", "%%"),
                                description=recipe.details or recipe.description,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         recipe.add_arguments(sub)

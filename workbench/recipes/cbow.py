@@ -132,7 +132,8 @@ def add_arguments(parser) -> None:
     common.flag(group, "--probe", default="tom,jim,river,night,money,king,said,three", metavar="W,W,...",
                 help="words whose nearest neighbours are printed")
     common.flag(group, "--analogies", default=None, metavar="FILE",
-                help="extra analogy questions (word2vec questions-words.txt format) besides the built-in ones")
+                help="more analogy questions (word2vec questions-words.txt format) besides the "
+                     "built-in ones")
     common.add_training_flags(parser, epochs=10, batch_size=128, optimizer="adam", lr=0.003,
                               patience=2, schedule="plateau", plateau_patience=0, lr_floor=1e-4)
 

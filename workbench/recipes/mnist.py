@@ -75,8 +75,10 @@ def load(folder, validation: int, seed: int, images: bool) -> dict:
     x_train, y_train = load_mnist(folder, "train")
     x_test, y_test = load_mnist(folder, "test")
     if not 0 < validation < len(x_train):
-        raise common.RecipeError(f"--validation must be between 1 and {len(x_train) - 1}, got {validation}")
-    train_idx, val_idx = split_indices(len(x_train), (1 - validation / len(x_train), validation / len(x_train)), seed)
+        raise common.RecipeError(f"--validation must be between 1 and {len(x_train) - 1}, "
+                                 f"got {validation}")
+    share = validation / len(x_train)
+    train_idx, val_idx = split_indices(len(x_train), (1 - share, share), seed)
     shape = (-1, 1, *x_train.shape[1:]) if images else (-1, int(np.prod(x_train.shape[1:])))
 
     def prepare(x):
@@ -117,7 +119,7 @@ def add_cnn_arguments(parser) -> None:
     common.flag(group, "--hidden", default=500, type=int, help="units of the dense layer")
     common.flag(group, "--activation", default="relu", choices=("relu", "tanh"), help="hidden units")
     common.flag(group, "--dropout", default=0.5, type=float, help="dropout before the output layer")
-    common.add_training_flags(parser, epochs=20, batch_size=64, optimizer="momentum", lr=0.02,
+    common.add_training_flags(parser, epochs=15, batch_size=64, optimizer="momentum", lr=0.02,
                               schedule="linear", lr_floor=0.0005, patience=8)
 
 
@@ -170,7 +172,7 @@ def _train(args, model, splits, recipe: str, **meta) -> int:
     return 0
 
 
-register(Recipe("mnist-mlp", "784-800-10 ReLU MLP on MNIST (or the book's 784-500-10 tanh); target >= 98.3% test",
-                add_mlp_arguments, run_mlp, details=__doc__))
-register(Recipe("mnist-cnn", "the book's LeNet-style CNN (conv/pool x2 + dense 500) on MNIST; target >= 99.2% test",
-                add_cnn_arguments, run_cnn, details=__doc__))
+register(Recipe("mnist-mlp", "784-800-10 ReLU MLP on MNIST (or the book's 784-500-10 tanh); "
+                "target >= 98.3% test", add_mlp_arguments, run_mlp, details=__doc__))
+register(Recipe("mnist-cnn", "the book's LeNet-style CNN (conv/pool x2 + dense 500) on MNIST; "
+                "target >= 99.2% test", add_cnn_arguments, run_cnn, details=__doc__))
