@@ -5,6 +5,8 @@ from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Fl
                      GlobalAvgPool, Linear, MaxPool2D)
 from .layers import (GRU, LSTM, RHN, RNN, Bidirectional, DeepTransitionRNN, GRUCell, Highway,
                      LSTMCell, RNNCell, detach_state)
+from .layers import AdditiveAttention, DotAttention, Seq2Seq
+from . import sampling
 from .module import FlatParameters, Module, Parameter, Sequential
 from .rng import seed
 from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_grad_enabled, no_grad,
@@ -20,4 +22,5 @@ __all__ = [
     "Tensor", "check_mode", "is_grad_enabled", "no_grad", "set_check_mode",
 ]
 __all__ += ["GRU", "LSTM", "RHN", "RNN", "Bidirectional", "DeepTransitionRNN", "GRUCell", "Highway",
-            "LSTMCell", "RNNCell", "detach_state"]
+            "LSTMCell", "RNNCell", "detach_state", "AdditiveAttention", "DotAttention", "Seq2Seq",
+            "sampling"]

@@ -1,4 +1,5 @@
 """Layers: Modules that own parameters and call into nets.functional."""
+from .attention import AdditiveAttention, DotAttention, Seq2Seq, dot_attention, masked_softmax
 from .basic import Dropout, Flatten
 from .conv import Conv2D
 from .dense import Linear
@@ -14,3 +15,4 @@ __all__ = ["AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", 
            "GlobalAvgPool", "Linear", "MaxPool2D"]
 __all__ += ["GRU", "LSTM", "RHN", "RNN", "Bidirectional", "DeepTransitionRNN", "GRUCell", "Highway",
             "LSTMCell", "RNNCell", "detach_state"]
+__all__ += ["AdditiveAttention", "DotAttention", "Seq2Seq", "dot_attention", "masked_softmax"]
