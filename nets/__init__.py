@@ -6,6 +6,8 @@ from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Fl
 from .layers import (GRU, LSTM, RHN, RNN, Bidirectional, DeepTransitionRNN, GRUCell, Highway,
                      LSTMCell, RNNCell, detach_state)
 from .layers import AdditiveAttention, DotAttention, Seq2Seq
+from .layers import (NTM, ConvTranspose2D, DenseBlock, DenseNet, DenseTransition, MemoryNetwork,
+                     ResidualBlock, ResNet, SpatialTransformer, Upsample)
 from . import sampling
 from .module import FlatParameters, Module, Parameter, Sequential
 from .rng import seed
@@ -24,3 +26,5 @@ __all__ = [
 __all__ += ["GRU", "LSTM", "RHN", "RNN", "Bidirectional", "DeepTransitionRNN", "GRUCell", "Highway",
             "LSTMCell", "RNNCell", "detach_state", "AdditiveAttention", "DotAttention", "Seq2Seq",
             "sampling"]
+__all__ += ["NTM", "ConvTranspose2D", "DenseBlock", "DenseNet", "DenseTransition", "MemoryNetwork",
+            "ResidualBlock", "ResNet", "SpatialTransformer", "Upsample"]

@@ -548,6 +548,14 @@ def huber_loss(prediction, target, delta: float = 1.0, reduction: str = "mean"):
     return _reduce(Huber(delta)(prediction, target), reduction)
 
 
+def binary_cross_entropy_with_logits(logits, targets, reduction: str = "mean"):
+    """-t log sigmoid(x) - (1 - t) log(1 - sigmoid(x)) = softplus(x) - t x, stable for any x;
+    targets in [0, 1] (soft labels allowed)."""
+    return _reduce(sub(softplus(logits), mul(logits, targets)), reduction)
+
+
 # -- layer ops (convolution, pooling, dropout, embedding, batch norm) live in their own modules --
 from .functional_conv import conv2d  # noqa: E402
 from .functional_layers import avg_pool2d, batch_norm, dropout, embedding, max_pool2d  # noqa: E402
+from .functional_image import (affine_grid, conv_transpose2d, grid_sample, resize_bilinear,  # noqa: E402
+                              upsample_bilinear, upsample_nearest)
