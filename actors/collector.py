@@ -1,8 +1,9 @@
 """Stepping E environments with a policy into Rollouts: the body of every actor.
 
 The envs are stepped in a plain loop (no vector-env wrapper): each one is reset when its episode
-ends, the final observation of a truncated episode is kept for bootstrapping, and the policy sees
-all E observations in one batched forward pass.
+ends, and the policy sees all E observations in one batched forward pass. Where a return must
+bootstrap (an episode truncated by its time limit, or still running when the rollout ends), the
+state it bootstraps from is kept in `final_obs`: the learner then needs nothing else.
 """
 from __future__ import annotations
 
@@ -31,18 +32,21 @@ class Collector:
         while whole_episode or t < length:
             current = self.obs.copy()
             chosen = self.policy.act(current, step + t * E)
+            last_row = not whole_episode and t == length - 1
             row_r, row_term, row_trunc = [], [], []
             for e, (env, action) in enumerate(zip(self.envs, chosen.tolist())):
                 o, r, term, trunc, info = env.step(action)
+                cut = not term and (trunc or last_row)
                 row_r.append(r)
                 row_term.append(term)
-                row_trunc.append(trunc and not term)
+                row_trunc.append(cut)
+                if cut:
+                    final_obs.append(o)
+                    final_index.append((t, e))
                 if term or trunc:
-                    returns.append(float(info["episode"]["r"]))
-                    lengths.append(int(info["episode"]["l"]))
-                    if trunc and not term:
-                        final_obs.append(o)
-                        final_index.append((t, e))
+                    if "episode" in info:  # absent when a lost life ends an Atari episode for learning only
+                        returns.append(float(info["episode"]["r"]))
+                        lengths.append(int(info["episode"]["l"]))
                     o, _ = env.reset()
                 self.obs[e] = o
             obs.append(current)
@@ -61,5 +65,5 @@ class Collector:
             terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
             final_obs=np.asarray(final_obs, dtype=self.obs.dtype).reshape(-1, *shape),
             final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),
-            last_obs=self.obs.copy(), episode_returns=returns, episode_lengths=lengths,
+            episode_returns=returns, episode_lengths=lengths,
             actor=self.actor, version=version, scalars=self.policy.scalars(step))

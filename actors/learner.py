@@ -17,6 +17,7 @@ from agents import Agent, join
 from logs import EventWriter, Window, progress_line
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
+CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
 
 
 @dataclass
@@ -49,7 +50,8 @@ class ActorFailure(RuntimeError):
 
 class Learner:
     """Drives one run. `checkpoint(progress, periodic)` is called every `checkpoint_every` steps
-    (periodic=True) and at the end (False); `events` receives TensorBoard scalars and histograms; `console` gets text lines."""
+    (periodic=True) and at the end (False); `events` receives TensorBoard scalars and
+    histograms; `console` gets text lines."""
 
     def __init__(self, agent: Agent, transport, total_steps: int, *, progress: Progress | None = None,
                  events: EventWriter | None = None, console: Callable[[str], None] = print,
@@ -74,7 +76,8 @@ class Learner:
         begin = time.monotonic()
         base_elapsed = p.elapsed
         started = transport.start()
-        self.console("started actors: " + ", ".join(f"{slot} ({where})" for slot, where in enumerate(started)))
+        self.console("started actors: " + ", ".join(f"{slot} ({where})"
+                                                    for slot, where in enumerate(started)))
         version = transport.publish(weights, p.step)
         now = time.monotonic()
         self._last_scalars = p.step, now
@@ -106,19 +109,25 @@ class Learner:
                     self._write_scalars(now)
                     next_scalars = now + self.scalar_every
                 if now >= next_log:
-                    fps = (p.step - last_log_step) / (now - last_log_time)
-                    self.console(progress_line(p.step, self.total_steps, fps, p.mean_return(),
-                                               p.episodes, p.elapsed))
+                    self._progress_line(p.step - last_log_step, now - last_log_time)
                     last_log_step, last_log_time, next_log = p.step, now, now + self.log_every
                 if self.checkpoint_every and p.step >= next_checkpoint:
                     self._checkpoint(periodic=True)
                     next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
         finally:
             transport.stop()
-        p.elapsed = base_elapsed + time.monotonic() - begin
-        self._write_scalars(time.monotonic())
+        now = time.monotonic()
+        p.elapsed = base_elapsed + now - begin
+        self._progress_line(p.step - last_log_step, now - last_log_time)
+        self._write_scalars(now)
         self._checkpoint(periodic=False)
         return outcome
+
+    def _progress_line(self, steps: int, seconds: float) -> None:
+        p = self.progress
+        fps = steps / seconds if seconds > 0 else 0.0
+        self.console(progress_line(p.step, self.total_steps, fps, list(p.recent_returns), p.episodes,
+                                   p.elapsed))
 
     @staticmethod
     def _next_multiple(step: int, every: int) -> int:
@@ -126,11 +135,9 @@ class Learner:
 
     def _record(self, rollouts, stats: dict, version: int) -> None:
         p, window = self.progress, self.window
-        window.add_all("losses", {k: v for k, v in stats.items() if k not in ("grad_norm", "learning_rate", "q_values")})
-        window.add("charts/grad_norm", stats["grad_norm"])
-        window.add("charts/learning_rate", stats["learning_rate"])
-        if "q_values" in stats:
-            window.add("charts/q_values", stats["q_values"])
+        charts = {k: v for k, v in stats.items() if k in CHART_STATS}
+        window.add_all("losses", {k: v for k, v in stats.items() if k not in CHART_STATS})
+        window.add_all("charts", charts)
         for r in rollouts:
             self.startup_failures[r.actor] = 0
             window.add("charts/policy_lag", (version - 2 - r.version) / 2)  # publishes behind

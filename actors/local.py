@@ -75,7 +75,7 @@ class _Actor:
 
 
 class LocalProcesses(Transport):
-    def __init__(self, spec: ActorSpec, n_actors: int, n_params: int, max_in_flight: int = 2,
+    def __init__(self, spec: ActorSpec, n_actors: int, n_params: int, max_in_flight: int = 1,
                  actor_timeout: float = 60.0):
         if n_actors < 1:
             raise ValueError(f"need at least one actor, got {n_actors}")
@@ -89,7 +89,8 @@ class LocalProcesses(Transport):
         with _single_threaded_children():
             self.manager.start()  # the first process this run starts: it brings up the fork server
         self.segment = self.manager.SharedMemory(SharedState.size(n_params, n_actors))
-        resource_tracker.unregister(self.segment._name, "shared_memory")  # noqa: SLF001 - the manager unlinks it
+        # the manager unlinks it; this process's resource tracker must not (see shared.attach)
+        resource_tracker.unregister(self.segment._name, "shared_memory")  # noqa: SLF001
         self.state = SharedState(self.segment.buf, n_params, n_actors)
         self._stopped = False
 

@@ -23,8 +23,10 @@ class A3CConfig:
     RMSpropAsync), learning rate annealed linearly to 0 over the run. The paper draws lr from
     LogUniform(1e-4, 1e-2); 1e-2, the top of that range, learns CartPole fastest here (PFRL's
     Atari default is 7e-4). Gradient-norm clipping at 40 is PFRL's A3C default
-    (examples/atari/train_a3c.py). The loss is
-    -log pi(a|s) A - beta H(pi) + value_coef / 2 (R - V)^2 summed over the rollout's steps.
+    (examples/atari/train_a3c.py), and so is value_coef 0.5 in the loss
+    -log pi(a|s) A - beta H(pi) + value_coef / 2 (R - V)^2, summed over the rollout's steps
+    (value_coef 1 is the plain 0.5 (R - V)^2; 0.5 keeps the shared trunk's policy stable once
+    CartPole is balanced).
     The trunk and its sizes suit vector observations (CartPole); Atari uses a conv trunk.
     """
 
@@ -32,7 +34,7 @@ class A3CConfig:
     gamma: float = 0.99
     t_max: int = 5
     entropy_beta: float = 0.01
-    value_coef: float = 1.0
+    value_coef: float = 0.5
     rmsprop_alpha: float = 0.99
     rmsprop_eps: float = 0.1
     max_grad_norm: float = 40.0
@@ -71,7 +73,7 @@ class A3C(Agent):
         obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
         logits, values = self.network(obs)
         v = values.data.reshape(-1)
-        following = next_state_values(v[:n].reshape(T, E), batch.truncated, v[n:])
+        following = next_state_values(v[:n].reshape(T, E), batch.final_index, v[n:])
         returns = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
                                 self.config.gamma)
         loss, stats = actor_critic_loss(logits, values, batch.actions.reshape(-1),

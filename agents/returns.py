@@ -2,24 +2,24 @@
 
 Arrays are (T, E): T steps of E environments. `terminated[t]` means s_{t+1} is terminal (its value
 is 0); `truncated[t]` means the episode was cut after step t (time limit, or the rollout's end) and
-the return bootstraps from the value of the state it was cut at. An episode that ends at step t
-never leaks into the return of step t: the next row belongs to a new episode.
+the return bootstraps from the value of the state it was cut at. The last row is always a cut or
+a termination. An episode that ends at step t never leaks into the return of step t: the next row
+belongs to a new episode.
 """
 from __future__ import annotations
 
 import numpy as np
 
 
-def next_state_values(values: np.ndarray, truncated: np.ndarray,
+def next_state_values(values: np.ndarray, final_index: np.ndarray,
                       final_values: np.ndarray) -> np.ndarray:
     """Value of the state after each step: `values[t + 1]` (the value of obs[t + 1]) within an
-    episode, and where the step was truncated, the value of its final observation
-    (`final_values`, in `np.nonzero(truncated)` order). Entries after a terminated step are
-    never read by `nstep_returns`, so they are left as whatever follows."""
+    episode, and at each cut step (t, e) listed in `final_index`, the value of the state it was
+    cut at (`final_values`). Entries after a terminated step are never read by `nstep_returns`."""
     following = np.empty_like(values)
     following[:-1] = values[1:]
-    following[-1] = 0  # the last step is always truncated or terminated in a joined batch
-    following[truncated] = final_values
+    following[-1] = 0  # the last row is always cut (listed) or terminated
+    following[final_index[:, 0], final_index[:, 1]] = final_values
     return following
 
 

@@ -13,12 +13,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
-def progress_line(step: int, total: int, fps: float, mean_return: float | None, episodes: int,
+def progress_line(step: int, total: int, fps: float, returns: list[float], episodes: int,
                   elapsed: float) -> str:
-    """e.g. `step 12,000/30,000  40% | 9,870 steps/s | return 123.4 (last 100) | 310 episodes |
-    0:04 elapsed, ETA 0:02`."""
+    """e.g. `step 12,000/30,000  40% | 9,870 steps/s | return 201.3 last 10, 123.4 last 100 |
+    310 episodes | 0:04 elapsed, ETA 0:02`; `returns` are the latest episodes' returns."""
     share = 100.0 * step / total if total else 100.0
-    eta = (total - step) / fps if fps > 0 else math.inf
-    ret = "return    - " if mean_return is None else f"return {mean_return:7.1f} (last 100)"
-    return (f"step {step:,}/{total:,} {share:3.0f}% | {fps:8,.0f} steps/s | {ret} | "
+    eta = (total - step) / fps if fps > 0 and step < total else 0.0 if step >= total else math.inf
+    if returns:
+        recent, window = returns[-10:], returns[-100:]
+        ret = (f"return {sum(recent) / len(recent):5.1f} last {len(recent)}, "
+               f"{sum(window) / len(window):5.1f} last {len(window)}")
+    else:
+        ret = "return - (no episode has ended yet)"
+    return (f"step {step:,}/{total:,} {share:3.0f}% | {fps:7,.0f} steps/s | {ret} | "
             f"{episodes:,} episodes | {format_duration(elapsed)} elapsed, ETA {format_duration(eta)}")

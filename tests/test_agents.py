@@ -71,47 +71,46 @@ def test_horizon_as_long_as_the_rollout_equals_the_full_forward_view(rng):
 
 def test_next_state_values_take_final_values_at_truncations():
     values = columns([1, 3, 5], [2, 4, 6]).astype(np.float32)
-    truncated = columns([F_, F_, T_], [T_, F_, T_])
-    following = next_state_values(values, truncated, np.array([20, 30, 40], np.float32))
-    # truncations in C order: (0, 1) -> 20, (2, 0) -> 30, (2, 1) -> 40
+    cuts = np.array([[2, 1], [0, 1], [2, 0]])  # any order
+    following = next_state_values(values, cuts, np.array([40, 20, 30], np.float32))
     np.testing.assert_array_equal(following, columns([3, 5, 30], [20, 6, 40]))
 
 
 # -- joining rollouts -------------------------------------------------------------------------
-def rollout(T, E, terminated=(), truncated=(), actor=0):
+def rollout(T, E, terminated=(), cuts=(), actor=0):
+    """Observations count up from 100 * actor; the state each cut (t, e) bootstraps from is
+    -(10 t + e) - 100 * actor."""
     obs = np.arange(T * E, dtype=np.float32).reshape(T, E, 1) + 100 * actor
-    term = np.zeros((T, E), bool)
-    trunc = np.zeros((T, E), bool)
+    term, trunc = np.zeros((T, E), bool), np.zeros((T, E), bool)
     for t, e in terminated:
         term[t, e] = True
-    for t, e in truncated:
+    for t, e in cuts:
         trunc[t, e] = True
-    final_index = np.array(sorted(truncated), np.int64).reshape(-1, 2)
-    final_obs = np.array([[-(t * 10 + e) - 100 * actor] for t, e in sorted(truncated)],
-                         np.float32).reshape(-1, 1)
-    last_obs = np.array([[50 + e + 100 * actor] for e in range(E)], np.float32)
+    final_obs = np.array([[-(t * 10 + e) - 100 * actor] for t, e in cuts], np.float32).reshape(-1, 1)
     return Rollout(obs=obs, actions=np.zeros((T, E), np.int64), rewards=np.ones((T, E), np.float32),
-                   terminated=term, truncated=trunc, final_obs=final_obs, final_index=final_index,
-                   last_obs=last_obs, actor=actor)
+                   terminated=term, truncated=trunc, final_obs=final_obs,
+                   final_index=np.array(cuts, np.int64).reshape(-1, 2), actor=actor)
 
 
-def test_join_cuts_open_rollout_ends_and_orders_final_states():
-    a = rollout(2, 2, terminated=[(1, 1)], truncated=[(0, 1)], actor=0)
-    b = rollout(2, 1, actor=1)
+def test_join_along_envs_shifts_the_cut_positions():
+    # a: env 1 hits its time limit at t=0 and terminates at t=1; env 0 runs past the end
+    a = rollout(2, 2, terminated=[(1, 1)], cuts=[(0, 1), (1, 0)], actor=0)
+    b = rollout(2, 1, cuts=[(1, 0)], actor=1)
     batch = join([a, b])
     assert batch.obs.shape == (2, 3, 1)
     np.testing.assert_array_equal(batch.truncated, [[F_, T_, F_], [T_, F_, T_]])
     np.testing.assert_array_equal(batch.terminated, [[F_, F_, F_], [F_, T_, F_]])
-    # C order of the truncations: (0,1) a's final state, (1,0) a's env 0 open end, (1,2) b's end
-    np.testing.assert_array_equal(batch.final_obs[:, 0], [-1, 50, 150])
+    np.testing.assert_array_equal(batch.final_index, [[0, 1], [1, 0], [1, 2]])
+    np.testing.assert_array_equal(batch.final_obs[:, 0], [-1, -10, -110])
+    np.testing.assert_array_equal(batch.obs[:, 2, 0], [100, 101])
 
 
 def test_join_whole_episodes_along_time():
-    a, b = rollout(3, 1, terminated=[(2, 0)]), rollout(2, 1, truncated=[(1, 0)], actor=1)
+    a, b = rollout(3, 1, terminated=[(2, 0)]), rollout(2, 1, cuts=[(1, 0)], actor=1)
     batch = join([a, b])
     assert batch.rewards.shape == (5, 1)
     np.testing.assert_array_equal(batch.terminated[:, 0], [F_, F_, T_, F_, F_])
-    np.testing.assert_array_equal(batch.truncated[:, 0], [F_, F_, F_, F_, T_])
+    np.testing.assert_array_equal(batch.final_index, [[4, 0]])
     with pytest.raises(ValueError, match="one length or one env"):
         join([rollout(3, 2), rollout(2, 2)])
 
@@ -189,12 +188,15 @@ def test_collector_keeps_final_states_of_truncated_episodes():
     collector = Collector(envs, agent.policy(0, np.random.default_rng(0)))
     r = collector.collect(5, step=0)
     assert r.obs.shape == (5, 2, 4) and r.rewards.shape == (5, 2)
-    # every episode that lasts 3 steps is truncated at t=2; one that falls earlier terminates
-    for e in range(2):
-        ended = np.nonzero(r.terminated[:, e] | r.truncated[:, e])[0]
-        assert ended[0] <= 2
+    ends = r.terminated | r.truncated
+    assert ends[2].all()  # 3 steps: the time limit (or an earlier fall) ends every first episode
+    assert ends[-1].all()  # the rollout's end cuts whatever still runs
     assert len(r.final_obs) == r.truncated.sum() == len(r.final_index)
-    assert len(r.episode_returns) == (r.terminated | r.truncated).sum()
+    assert r.truncated[tuple(r.final_index.T)].all()
+    # the cut at the time limit keeps the episode's last state, not the reset one
+    t, e = r.final_index[0]
+    assert not np.array_equal(r.final_obs[0], r.obs[t + 1, e])
+    assert len(r.episode_returns) == ends[:3].sum()
 
 
 def test_whole_episode_rollouts_end_with_the_episode():

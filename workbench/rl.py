@@ -14,7 +14,7 @@ from typing import Callable
 
 import nets
 from actors import ActorSpec, InlineActors, Learner, LocalProcesses, Progress
-from agents import agent_class, config_dict, make_agent, make_config
+from agents import Agent, agent_class, config_dict, make_agent, make_config
 from envs import check_env_id, make_env
 from logs import EventWriter, format_duration
 from nets import checkpoint
@@ -43,9 +43,9 @@ class TrainConfig:
     logdir: str = "runs"
     checkpoint_every: int | None = None  # env steps; None: a tenth of the run
     histogram_every: int = 500  # updates
-    log_every: float = 2.0  # seconds between console lines
+    log_every: float = 1.0  # seconds between console lines
     actor_timeout: float = 60.0  # seconds without a rollout before an actor counts as hung
-    max_in_flight: int = 2  # rollouts an actor may have sent that the learner has not taken
+    max_in_flight: int = 1  # rollouts an actor may have sent that the learner has not taken
 
     def validate(self) -> None:
         """One-line ValueErrors for settings that cannot work."""
@@ -97,8 +97,11 @@ class RunResult:
 
 def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None = None,
           should_stop: Callable[[Progress], bool] = lambda progress: False,
-          console: Callable[[str], None] = print) -> RunResult:
-    """Run (or, with `resume`, continue) one training run and return how it ended."""
+          console: Callable[[str], None] = print,
+          on_start: Callable[[Agent], None] | None = None) -> RunResult:
+    """Run (or, with `resume`, continue) one training run and return how it ended.
+    `on_start(agent)` sees the learner's agent before training (e.g. to evaluate it from
+    `should_stop`)."""
     config.validate()
     envs_per_actor = config.resolved_envs_per_actor
     agent_settings = make_config(config.agent, config.agent_config)
@@ -134,7 +137,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
                                    actor_timeout=config.actor_timeout)
     events = EventWriter(str(run.path))
     if progress.step == 0:
-        events.text("config", "```\n" + "\n".join(f"{k}: {v}" for k, v in config.to_dict().items()) + "\n```")
+        settings = "\n".join(f"{k}: {v}" for k, v in config.to_dict().items())
+        events.text("config", f"```\n{settings}\n```")
 
     def save(p: Progress, periodic: bool) -> None:
         meta = {**p.to_meta(), "env": config.env, "agent": config.agent}
@@ -144,6 +148,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
 
     console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
             f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}")
+    if on_start:
+        on_start(agent)
     learner = Learner(agent, transport, config.steps, progress=progress, events=events,
                       console=console, checkpoint=save,
                       checkpoint_every=config.checkpoint_every or max(1, config.steps // 10),
@@ -160,8 +166,10 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         f"outcome      {outcome} at step {p.step:,} of {config.steps:,}",
         f"updates      {p.updates:,}",
         f"episodes     {p.episodes:,}",
-        f"return       {'-' if mean is None else f'{mean:.1f}'} (mean of the last {len(p.recent_returns)} episodes)",
-        f"time         {format_duration(p.elapsed)} of training ({p.step / max(p.elapsed, 1e-9):,.0f} steps/s)",
+        f"return       {'-' if mean is None else f'{mean:.1f}'} "
+        f"(mean of the last {len(p.recent_returns)} episodes)",
+        f"time         {format_duration(p.elapsed)} of training "
+        f"({p.step / max(p.elapsed, 1e-9):,.0f} steps/s)",
         f"restarts     {learner.restarts} actor(s) replaced",
         f"checkpoint   {run.checkpoint_path()}",
         f"host         {platform.node()} python {sys.version.split()[0]} ({os.cpu_count()} cores)",

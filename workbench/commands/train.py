@@ -96,13 +96,14 @@ def add_parser(subparsers):
                        help="env steps between periodic checkpoints (default a tenth of the run)")
     logging = p.add_argument_group("logging and supervision")
     logging.add_argument("--log-every", type=float, metavar="SECONDS",
-                         help="seconds between progress lines (default 2)")
+                         help="seconds between progress lines (default 1)")
     logging.add_argument("--histogram-every", type=int, metavar="UPDATES",
                          help="updates between weight/bias histograms in TensorBoard (default 500)")
     logging.add_argument("--actor-timeout", type=float, metavar="SECONDS",
                          help="an actor silent this long is killed and replaced (default 60)")
     logging.add_argument("--max-in-flight", type=int, metavar="N",
-                         help="rollouts an actor may send ahead of the learner (default 2)")
+                         help="rollouts an actor may send ahead of the learner (default 1: the least "
+                              "policy lag)")
     return p
 
 

@@ -1,0 +1,239 @@
+"""Parallel RL benchmark on this machine's cores.
+
+(a) Wall-clock time to solve CartPole-v1 (mean return of 100 episodes >= 475) for A3C and async
+    n-step Q with 2 actor processes, over several seeds, and for stable-baselines3's A2C with its
+    default settings when it is installed (benchmark-only: `pip install stable-baselines3`; it
+    brings PyTorch). Times include each library's setup. A3C and A2C are judged on their last 100
+    training episodes. The Q agent's actors explore with a final epsilon of up to 0.5 (the
+    paper's mix), so its training episodes never reach 475: its greedy policy is evaluated every
+    few seconds instead (100 episodes, cut short once they cannot reach the bar), and that time
+    counts.
+(b) Throughput: env steps/s of a whole training run (actors + learner on the same cores) against
+    raw `env.step` with random actions in as many processes as there are actors.
+
+    python benchmarks/rl.py                  # 3 seeds, up to 120 s per run
+    python benchmarks/rl.py --budget quick   # 1 seed, shorter caps: about two minutes in all
+
+Other people's load on a shared machine changes every figure; (b) interleaves its raw and
+system measurements and reports the load average next to them.
+"""
+from __future__ import annotations
+
+import os
+
+# The learner gets one BLAS/OpenMP thread, like `workbench train` gives it when the actors take
+# the cores (set before NumPy loads).
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nets  # noqa: E402
+from envs import make_env  # noqa: E402
+from workbench.rl import TrainConfig, train  # noqa: E402
+
+SOLVED = 475.0
+MAX_RETURN = 500.0  # CartPole-v1's time limit
+BUDGETS = {  # seeds, cap per own run (s), cap per SB3 run (s), seconds per throughput sample
+    "quick": (1, 60, 60, 4),
+    "full": (3, 120, 300, 8),
+}
+
+
+def solved(returns) -> bool:
+    return len(returns) >= 100 and float(np.mean(list(returns)[-100:])) >= SOLVED
+
+
+def greedy_returns(agent, episodes: int = 100, n_envs: int = 25, seed: int = 10_000) -> list[float]:
+    """Returns of greedy episodes (argmax of the Q values or policy logits) in `n_envs` envs at
+    once. Stops as soon as the 100-episode mean can no longer reach the bar (episodes score at
+    most 500, so the shortfalls below 500 may add up to 100 x 25 at most)."""
+    envs = [make_env("CartPole-v1", seed=seed + i) for i in range(n_envs)]
+    obs = np.stack([env.reset()[0] for env in envs])
+    running, returns = np.zeros(n_envs), []
+    network = agent.network
+    while len(returns) < episodes:
+        if sum(MAX_RETURN - r for r in returns) > episodes * (MAX_RETURN - SOLVED):
+            break
+        with nets.no_grad():
+            scores = network.logits(obs) if hasattr(network, "logits") else network(obs)
+        for i, (env, action) in enumerate(zip(envs, scores.data.argmax(axis=1).tolist())):
+            obs[i], reward, terminated, truncated, _ = env.step(action)
+            running[i] += reward
+            if terminated or truncated:
+                returns.append(running[i])
+                running[i] = 0.0
+                obs[i] = env.reset()[0]
+    return returns[:episodes]
+
+
+def own_solve(agent: str, seed: int, cap: float, logdir: str, steps: int,
+              evaluate_every: float | None = None) -> dict:
+    """Seconds (from the call, setup included) and env steps until solved, or the best 100-episode
+    mean reached within `cap` seconds. With `evaluate_every` (seconds), judged by greedy
+    evaluation instead of the training episodes."""
+    start = time.monotonic()
+    best, learner_agent, state = [0.0], [], {"next_eval": evaluate_every, "solved": False}
+
+    def stop(progress):
+        if evaluate_every is None:
+            if progress.recent_returns:
+                best[0] = max(best[0], progress.mean_return())
+            state["solved"] = solved(progress.recent_returns)
+        elif time.monotonic() - start >= state["next_eval"]:
+            returns = greedy_returns(learner_agent[0])
+            best[0] = max(best[0], float(np.mean(returns)))
+            state["solved"] = len(returns) == 100 and np.mean(returns) >= SOLVED
+            state["next_eval"] = time.monotonic() - start + evaluate_every
+        return state["solved"] or time.monotonic() - start > cap
+
+    result = train(TrainConfig(env="CartPole-v1", agent=agent, actors=2, steps=steps, seed=seed,
+                               logdir=logdir), should_stop=stop, console=lambda line: None,
+                   on_start=learner_agent.append)
+    return {"solved": state["solved"], "seconds": round(time.monotonic() - start, 1),
+            "steps": result.progress.step, "best_mean_100": round(best[0], 1)}
+
+
+def sb3_solve(seed: int, cap: float) -> dict:
+    import torch  # noqa: F401 - fail here, not inside the timing, if it is missing
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Stop(BaseCallback):
+        def __init__(self, start):
+            super().__init__()
+            self.start, self.returns, self.best = start, [], 0.0
+
+        def _on_step(self):
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    self.returns.append(info["episode"]["r"])
+                    if len(self.returns) >= 100:
+                        self.best = max(self.best, float(np.mean(self.returns[-100:])))
+            return not solved(self.returns) and time.monotonic() - self.start < cap
+
+    start = time.monotonic()
+    model = A2C("MlpPolicy", "CartPole-v1", seed=seed)  # SB3's defaults: 1 env, n_steps 5, RMSprop
+    callback = Stop(start)
+    model.learn(total_timesteps=10**8, callback=callback)
+    return {"solved": solved(callback.returns), "seconds": round(time.monotonic() - start, 1),
+            "steps": model.num_timesteps, "best_mean_100": round(callback.best, 1)}
+
+
+def raw_steps(seconds: float, seed: int) -> int:
+    """env.step with pre-drawn random actions for `seconds`; returns the steps taken."""
+    env = make_env("CartPole-v1", seed=seed)
+    actions = np.random.default_rng(seed).integers(env.action_space.n, size=4096).tolist()
+    steps, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        steps += len(actions)
+    return steps
+
+
+def raw_throughput(processes: int, seconds: float) -> float:
+    import multiprocess as mp
+
+    with mp.get_context("forkserver").Pool(processes) as pool:
+        counts = pool.starmap(raw_steps, [(seconds, seed) for seed in range(processes)])
+    return sum(counts) / seconds
+
+
+def system_throughput(seconds: float, envs_per_actor: int, logdir: str, warmup: float = 2.0) -> float:
+    """Env steps/s learned from by a 2-actor A3C run, after `warmup` seconds."""
+    marks = {}
+
+    def stop(progress):
+        now = time.monotonic()
+        if "first" not in marks and progress.elapsed >= warmup:
+            marks["first"] = (now, progress.step)
+        marks["last"] = (now, progress.step)
+        return progress.elapsed >= warmup + seconds
+
+    train(TrainConfig(env="CartPole-v1", agent="a3c", actors=2, steps=10**9,
+                      envs_per_actor=envs_per_actor, logdir=logdir), should_stop=stop,
+          console=lambda line: None)
+    (t0, s0), (t1, s1) = marks["first"], marks["last"]
+    return (s1 - s0) / (t1 - t0)
+
+
+def summarize(runs: list[dict]) -> str:
+    done = [r["seconds"] for r in runs if r["solved"]]
+    median = f"median {statistics.median(done):.1f} s" if done else "never"
+    return (f"solved {len(done)}/{len(runs)}, {median} "
+            f"(runs: {', '.join(str(r['seconds']) + ('' if r['solved'] else ' unsolved') for r in runs)})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", choices=BUDGETS, default="full",
+                        help="quick: 1 seed, short caps; full: 3 seeds (default)")
+    parser.add_argument("--steps", type=int, default=150_000,
+                        help="--steps of our runs: the learning rate anneals to 0 over it (default 150000)")
+    parser.add_argument("--skip", action="append", default=[], choices=("solve", "sb3", "throughput"),
+                        help="leave a part out (repeatable)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    seeds, own_cap, sb3_cap, sample = BUDGETS[args.budget]
+    results: dict = {"machine": f"{os.cpu_count()} cores", "budget": args.budget}
+    logdir = tempfile.mkdtemp(prefix="rl-benchmark-")
+    print(f"CartPole-v1 on {os.cpu_count()} cores, budget {args.budget}; run folders in {logdir}",
+          flush=True)
+
+    if "solve" not in args.skip:
+        for agent, evaluate_every in (("a3c", None), ("nstep-q", 2.0)):
+            runs = []
+            for seed in range(seeds):
+                runs.append(own_solve(agent, seed, own_cap, logdir, args.steps, evaluate_every))
+                print(f"  {agent} seed {seed}: {runs[-1]}", flush=True)
+            results[agent] = runs
+            print(f"(a) {agent:8s} 2 actors: {summarize(runs)}", flush=True)
+    if "sb3" not in args.skip:
+        try:
+            runs = []
+            for seed in range(seeds):
+                runs.append(sb3_solve(seed, sb3_cap))
+                print(f"  sb3-a2c seed {seed}: {runs[-1]}", flush=True)
+            results["sb3-a2c"] = runs
+            print(f"(a) sb3-a2c  defaults: {summarize(runs)}", flush=True)
+        except ImportError as error:
+            print(f"(a) sb3-a2c  skipped: {error} (pip install stable-baselines3)", flush=True)
+
+    if "throughput" not in args.skip:
+        raw, system = [], {}
+        for envs_per_actor in (4, 32):
+            raw.append(raw_throughput(2, sample))
+            system[envs_per_actor] = system_throughput(sample, envs_per_actor, logdir)
+        raw.append(raw_throughput(2, sample))
+        raw_mean = statistics.mean(raw)
+        results["throughput"] = {"raw_steps_per_s": round(raw_mean),
+                                 "raw_samples": [round(r) for r in raw],
+                                 "load_average": os.getloadavg()}
+        print(f"(b) raw env.step, random actions, 2 processes: {raw_mean:,.0f} steps/s "
+              f"(samples {', '.join(f'{r:,.0f}' for r in raw)}; load average "
+              f"{os.getloadavg()[0]:.1f})", flush=True)
+        for envs_per_actor, rate in system.items():
+            results["throughput"][f"system_{envs_per_actor}_envs_per_actor"] = round(rate)
+            print(f"    whole system, a3c, 2 actors x {envs_per_actor:2d} envs: {rate:,.0f} steps/s = "
+                  f"{100 * rate / raw_mean:.0f}% of raw", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
