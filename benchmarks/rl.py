@@ -10,6 +10,8 @@
     counts.
 (b) Throughput: env steps/s of a whole training run (actors + learner on the same cores) against
     raw `env.step` with random actions in as many processes as there are actors.
+(c) Weight sharing: one publish plus one pull of the A3C Atari net's 678k float32 parameters
+    through the shared segment.
 
     python benchmarks/rl.py                  # 3 seeds, up to 120 s per run
     python benchmarks/rl.py --budget quick   # 1 seed, shorter caps: about two minutes in all
@@ -170,6 +172,32 @@ def system_throughput(seconds: float, envs_per_actor: int, logdir: str, warmup: 
     return (s1 - s0) / (t1 - t0)
 
 
+def publish_and_pull_ms(n_params: int = 678_000, repeats: int = 200) -> tuple[float, float]:
+    """Median milliseconds of SharedState.publish and of a pull that finds a new version."""
+    from multiprocess import shared_memory
+
+    from actors.shared import SharedState
+
+    segment = shared_memory.SharedMemory(create=True, size=SharedState.size(n_params, 2))
+    try:
+        shared = SharedState(segment.buf, n_params, 2)
+        weights = np.random.default_rng(0).standard_normal(n_params).astype(np.float32)
+        local = np.empty_like(weights)
+        publish, pull = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            version = shared.publish(weights, 0)
+            t1 = time.perf_counter()
+            shared.pull(local, version - 2)
+            pull.append(time.perf_counter() - t1)
+            publish.append(t1 - t0)
+        del shared
+    finally:
+        segment.close()
+        segment.unlink()
+    return 1e3 * statistics.median(publish), 1e3 * statistics.median(pull)
+
+
 def summarize(runs: list[dict]) -> str:
     done = [r["seconds"] for r in runs if r["solved"]]
     median = f"median {statistics.median(done):.1f} s" if done else "never"
@@ -184,7 +212,8 @@ def main() -> int:
                         help="quick: 1 seed, short caps; full: 3 seeds (default)")
     parser.add_argument("--steps", type=int, default=150_000,
                         help="--steps of our runs: the learning rate anneals to 0 over it (default 150000)")
-    parser.add_argument("--skip", action="append", default=[], choices=("solve", "sb3", "throughput"),
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=("solve", "sb3", "throughput", "weights"),
                         help="leave a part out (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -230,6 +259,11 @@ def main() -> int:
             results["throughput"][f"system_{envs_per_actor}_envs_per_actor"] = round(rate)
             print(f"    whole system, a3c, 2 actors x {envs_per_actor:2d} envs: {rate:,.0f} steps/s = "
                   f"{100 * rate / raw_mean:.0f}% of raw", flush=True)
+    if "weights" not in args.skip:
+        publish, pull = publish_and_pull_ms()
+        results["weights_ms"] = {"publish": round(publish, 3), "pull": round(pull, 3)}
+        print(f"(c) 678k parameters: publish {publish:.3f} ms + pull {pull:.3f} ms = "
+              f"{publish + pull:.3f} ms", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -124,6 +124,22 @@ def test_actor_killed_by_sigkill_is_detected_and_replaced():
         assert not alive(pid)
 
 
+def test_silent_actor_counts_as_hung_and_is_killed():
+    agent, config = cartpole_agent()
+    transport = LocalProcesses(ActorSpec("CartPole-v1", "a3c", config), 1, len(agent.network.flat()),
+                               actor_timeout=0.5)
+    try:
+        transport.start()  # never published: the actor waits and sends nothing
+        pid = transport.pids()[0]
+        time.sleep(0.6)
+        dead = transport.dead_actors()
+        assert list(dead) == [0] and dead[0].startswith("sent nothing for ")
+        transport.actors[0].process.join(timeout=5)
+        assert not alive(pid)
+    finally:
+        transport.stop()
+
+
 # -- the learner loop -------------------------------------------------------------------------
 def test_learner_counts_steps_checkpoints_and_stops_on_request():
     nets.seed(0)
