@@ -1,24 +1,29 @@
 """workbench's engine against PyTorch CPU on the same nets, in one run.
 
-    python benchmarks/engine.py [--quick]
+    python benchmarks/engine.py [--quick] [--threads N [--cpu-time]] [--only TEXT]
 
 Cases: the A3C Atari net (conv 16x8x8/4, conv 32x4x4/2, dense 256, ReLU, policy head 7 and value
 head 1 on 4x84x84 input) train step (forward, A3C loss, backward, RMSProp) at batch 1, 20 and 128,
 its forward pass alone at batch 1, and the MNIST MLP 784-800-10 train step (SGD) at batch 128.
 Recurrent cases come from engine_recurrent.py when it exists. PyTorch runs with as many threads
-as workbench uses (Numba's thread count, which OpenBLAS also uses by default).
+as workbench uses (by default every core, for OpenBLAS and Numba alike; `--threads N` sets both).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-import numba
-import numpy as np
+from harness import threads_from_argv
 
-import nets
-from nets import F
-from harness import Case, format_table, machine_line, run_case, torch_module
+if __name__ == "__main__":
+    threads_from_argv()  # before NumPy loads OpenBLAS
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import nets  # noqa: E402
+from nets import F  # noqa: E402
+from harness import Case, format_table, machine_line, run_case, torch_module  # noqa: E402
 
 ACTIONS = 7
 RMSPROP = dict(lr=7e-4, alpha=0.99, eps=0.1)
@@ -199,16 +204,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the repeats (a smoke run)")
     parser.add_argument("--only", metavar="TEXT", help="run only cases whose name contains TEXT")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="threads per framework (default: every core)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time process CPU instead of wall time (needs --threads 1; for busy machines)")
     args = parser.parse_args(argv)
+    if args.cpu_time and args.threads != 1:
+        parser.error("--cpu-time needs --threads 1 (CPU time adds up over threads)")
     threads = numba.get_num_threads()
     torch = torch_module()
     if torch is not None:
         torch.set_num_threads(threads)
-    print(machine_line(threads))
+    print(machine_line(threads, args.cpu_time))
     cases = [c for c in CASES + RECURRENT_CASES if not args.only or args.only in c.name]
     results = []
     for case in cases:
-        results.append(run_case(case, args.quick, torch is not None))
+        results.append(run_case(case, args.quick, torch is not None, cpu_time=args.cpu_time))
         print(f"  done: {case.name}", file=sys.stderr, flush=True)
     print(format_table(results))
     print("ms per step; ratio = workbench median / torch median (<= 1.0: workbench as fast or faster)")

@@ -3,12 +3,16 @@
 A Case names a workload and gives one setup function per framework; each setup builds its model
 and data and returns a zero-argument `step` to time. The frameworks are timed in alternating
 blocks, so that load from other processes on the machine falls on both columns alike.
+
+Thread counts have to be fixed before NumPy loads OpenBLAS, so a benchmark script calls
+`threads_from_argv()` before its other imports.
 """
 from __future__ import annotations
 
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -31,6 +35,25 @@ class Result:
     torch_ms: Optional[list[float]]  # None when PyTorch is missing or the case has no torch side
 
 
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def threads_from_argv(argv=None) -> Optional[int]:
+    """The value of `--threads N` on the command line, exported to the BLAS, OpenMP and Numba
+    thread variables (call before importing numpy); None when it is not given."""
+    args = sys.argv[1:] if argv is None else argv
+    for i, arg in enumerate(args):
+        value = arg.split("=", 1)[1] if arg.startswith("--threads=") else (
+            args[i + 1] if arg == "--threads" and i + 1 < len(args) else None)
+        if value is not None:
+            if not value.isdigit() or int(value) < 1:
+                raise SystemExit(f"--threads needs a positive integer, got {value!r}")
+            for name in THREAD_VARIABLES:
+                os.environ[name] = value
+            return int(value)
+    return None
+
+
 def torch_module():
     """PyTorch, or None when it is not installed (imported only here, only for benchmarks)."""
     try:
@@ -51,26 +74,33 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine_line(threads: int) -> str:
+def machine_line(threads: int, cpu_time: bool = False) -> str:
     import numba
     import numpy
     torch = torch_module()
     versions = f"numpy {numpy.__version__}, numba {numba.__version__}, " + (
         f"torch {torch.__version__}" if torch else "torch not installed")
-    return (f"{os.cpu_count()} cores ({cpu_model()}), {threads} threads per framework; "
-            f"{versions}; python {platform.python_version()}")
+    clock = "process CPU time" if cpu_time else "wall time"
+    return (f"{os.cpu_count()} cores ({cpu_model()}), {threads} threads per framework, {clock}; "
+            f"{versions}; python {platform.python_version()}; load average "
+            f"{os.getloadavg()[0]:.1f} at start")
 
 
-def _time_block(step: Step, count: int, into: list[float]) -> None:
+def _time_block(step: Step, count: int, into: list[float], clock) -> None:
     for _ in range(count):
-        start = time.perf_counter()
+        start = clock()
         step()
-        into.append((time.perf_counter() - start) * 1e3)
+        into.append((clock() - start) * 1e3)
 
 
-def run_case(case: Case, quick: bool, torch_available: bool, warmup: int = 3,
-             block: int = 5) -> Result:
-    """Warm up each side, then time `repeats` steps of each in alternating blocks."""
+def run_case(case: Case, quick: bool, torch_available: bool, warmup: int = 3, block: int = 5,
+             cpu_time: bool = False) -> Result:
+    """Warm up each side, then time `repeats` steps of each in alternating blocks.
+
+    `cpu_time` measures process CPU time instead of wall time: with one thread per framework it
+    leaves out the time other processes on a shared machine hold the core.
+    """
+    clock = time.process_time if cpu_time else time.perf_counter
     repeats = max(3, case.repeats // 5) if quick else case.repeats
     sides = {"workbench": case.workbench()}
     if torch_available and case.torch is not None:
@@ -83,7 +113,7 @@ def run_case(case: Case, quick: bool, torch_available: bool, warmup: int = 3,
     while done < repeats:
         count = min(block, repeats - done)
         for name, step in sides.items():
-            _time_block(step, count, times[name])
+            _time_block(step, count, times[name], clock)
         done += count
     return Result(case.name, times["workbench"], times.get("torch"))
 

@@ -30,7 +30,7 @@ from .tensor import Function, Tensor, is_grad_enabled
 
 _xp = backend.get_array_module
 
-CHUNK_BYTES = 1 << 20  # scratch per chunk of samples: small enough to stay in L2 cache
+CHUNK_BYTES = 1 << 18  # scratch per chunk of samples: several buffers of it stay in L2 cache
 KEEP_PATCHES_BYTES = 1 << 22  # patch matrices up to this size are kept for the weight gradient
 BLOCKS_MIN_DEPTH = 32  # blocks pay when a block row (channels * stride area) is at least this long
 BLOCKS_MAX_WASTE = 1.5  # ... and padding the kernel to whole blocks adds at most this much work
@@ -217,10 +217,12 @@ class Conv2DBlocks(_Conv2D):
         if need_x:
             gx = empty_images(np, self.x.shape, gy.dtype, self.channels_last)
             dS = workspace.take(np, (self.chunk * self.rows_per_sample, depth), gy.dtype)
+        gy_rows = blocks_kernels.rows(gy)  # a view when gy is channels-last, else one copy
+        y_rows = blocks_kernels.rows(self.y) if self.relu else None
         for n0, n1, r0, r1 in self.spans:
             dz = dZ[:r1 - r0]
-            blocks_kernels.spread(gy, dz, n0, n1, self.grid, self.blocks,
-                                  self.y if self.relu else None, gb)
+            blocks_kernels.spread_rows(gy_rows, y_rows, self.out_hw, dz, n0, n1, self.grid,
+                                       self.blocks, gb)
             if need_w:
                 part = self.S[r0:r1].T @ dz
                 gw_mat = part if gw_mat is None else np.add(gw_mat, part, out=gw_mat)

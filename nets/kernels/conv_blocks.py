@@ -49,8 +49,8 @@ def _space_to_depth_chw(x, S, n0, n1, hb, wb, sy, sx, py, px):
 
 
 @njit(cache=True)
-def _space_to_depth_hwc(x, S, n0, n1, hb, wb, sy, sx, py, px):
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+def _space_to_depth_hwc(x_nhwc, S, n0, n1, hb, wb, sy, sx, py, px):
+    height, width, channels = x_nhwc.shape[1], x_nhwc.shape[2], x_nhwc.shape[3]
     for n in range(n0, n1):
         for by in range(hb):
             for bx in range(wb):
@@ -65,36 +65,60 @@ def _space_to_depth_hwc(x, S, n0, n1, hb, wb, sy, sx, py, px):
                                 S[row, u(k + c)] = 0
                         else:
                             for c in range(channels):
-                                S[row, u(k + c)] = x[u(n), u(c), u(y), u(xx)]
+                                S[row, u(k + c)] = x_nhwc[u(n), u(y), u(xx), u(c)]
                         k += channels
 
 
 def space_to_depth(x, S, n0: int, n1: int, grid, stride, padding, channels_last: bool) -> None:
     """Fill S ((n1 - n0) * hb * wb, c * sy * sx) with the sy x sx blocks of samples n0..n1-1."""
-    fn = _space_to_depth_hwc if channels_last else _space_to_depth_chw
-    fn(x, S, n0, n1, grid[0], grid[1], stride[0], stride[1], padding[0], padding[1])
+    if channels_last:  # index the contiguous (n, h, w, c) view: the channel loop vectorises
+        _space_to_depth_hwc(x.transpose(0, 2, 3, 1), S, n0, n1, grid[0], grid[1], stride[0],
+                            stride[1], padding[0], padding[1])
+    else:
+        _space_to_depth_chw(x, S, n0, n1, grid[0], grid[1], stride[0], stride[1], padding[0],
+                            padding[1])
 
 
 @njit(cache=True)
-def _depth_to_space(dS, dx, hb, wb, sy, sx, py, px, hwc):
+def _depth_to_space_chw(dS, dx, hb, wb, sy, sx, py, px):
     channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
     for n in range(dx.shape[0]):
+        for c in range(channels):
+            for y in range(height):
+                by, ry = (y + py) // sy, (y + py) % sy
+                for xx in range(width):
+                    bx, rx = (xx + px) // sx, (xx + px) % sx
+                    if by < hb and bx < wb:
+                        dx[u(n), u(c), u(y), u(xx)] = dS[u((n * hb + by) * wb + bx), u((c * sy + ry) * sx + rx)]
+                    else:
+                        dx[u(n), u(c), u(y), u(xx)] = 0
+
+
+@njit(cache=True)
+def _depth_to_space_hwc(dS, dx_nhwc, hb, wb, sy, sx, py, px):
+    height, width, channels = dx_nhwc.shape[1], dx_nhwc.shape[2], dx_nhwc.shape[3]
+    for n in range(dx_nhwc.shape[0]):
         for y in range(height):
             by, ry = (y + py) // sy, (y + py) % sy
             for xx in range(width):
                 bx, rx = (xx + px) // sx, (xx + px) % sx
-                row = u((n * hb + by) * wb + bx)
-                covered = by < hb and bx < wb
-                for c in range(channels):
-                    k = (ry * sx + rx) * channels + c if hwc else (c * sy + ry) * sx + rx
-                    dx[u(n), u(c), u(y), u(xx)] = dS[row, u(k)] if covered else 0
+                if by < hb and bx < wb:
+                    row, k = u((n * hb + by) * wb + bx), (ry * sx + rx) * channels
+                    for c in range(channels):
+                        dx_nhwc[u(n), u(y), u(xx), u(c)] = dS[row, u(k + c)]
+                else:
+                    for c in range(channels):
+                        dx_nhwc[u(n), u(y), u(xx), u(c)] = 0
 
 
 def depth_to_space(dS, dx, grid, stride, padding, channels_last: bool) -> None:
     """Write every element of dx (n, c, h, w) from the block rows dS (the inverse permutation;
     pixels that no block covers, past the last window, get zero)."""
-    _depth_to_space(dS, dx, grid[0], grid[1], stride[0], stride[1], padding[0], padding[1],
-                    channels_last)
+    if channels_last:
+        _depth_to_space_hwc(dS, dx.transpose(0, 2, 3, 1), grid[0], grid[1], stride[0], stride[1],
+                            padding[0], padding[1])
+    else:
+        _depth_to_space_chw(dS, dx, grid[0], grid[1], stride[0], stride[1], padding[0], padding[1])
 
 
 @njit(cache=True)
@@ -125,8 +149,8 @@ def shift_add(Z, out, bias, n_count: int, grid, out_hw, blocks, relu: bool) -> N
 
 
 @njit(cache=True)
-def _spread(gy, y, dZ, gb, n0, n1, hb, wb, qy, qx, relu):
-    channels, oh, ow = gy.shape[1], gy.shape[2], gy.shape[3]
+def _spread(gy_rows, y_rows, dZ, gb, n0, n1, oh, ow, hb, wb, qy, qx, relu):
+    channels = gy_rows.shape[1]
     for n in range(n0, n1):
         for by in range(hb):
             for bx in range(wb):
@@ -137,11 +161,14 @@ def _spread(gy, y, dZ, gb, n0, n1, hb, wb, qy, qx, relu):
                         ox = bx - dx
                         k = (dy * qx + dx) * channels
                         if 0 <= oy < oh and 0 <= ox < ow:
-                            for o in range(channels):
-                                g = gy[u(n), u(o), u(oy), u(ox)]
-                                if relu and not y[u(n), u(o), u(oy), u(ox)] > 0:
-                                    g = 0
-                                dZ[row, u(k + o)] = g
+                            source = u((n * oh + oy) * ow + ox)
+                            if relu:
+                                for o in range(channels):
+                                    g = gy_rows[source, u(o)]
+                                    dZ[row, u(k + o)] = g if y_rows[source, u(o)] > 0 else 0
+                            else:
+                                for o in range(channels):
+                                    dZ[row, u(k + o)] = gy_rows[source, u(o)]
                             if gb.size and dy == 0 and dx == 0:  # each position once
                                 for o in range(channels):
                                     gb[u(o)] += dZ[row, u(k + o)]
@@ -150,11 +177,23 @@ def _spread(gy, y, dZ, gb, n0, n1, hb, wb, qy, qx, relu):
                                 dZ[row, u(k + o)] = 0
 
 
+def rows(images):
+    """(n * h * w, c) view of a channels-last (n, c, h, w) array (a copy for other layouts)."""
+    return images.transpose(0, 2, 3, 1).reshape(-1, images.shape[1])
+
+
 def spread(gy, dZ, n0: int, n1: int, grid, blocks, y=None, gb=None) -> None:
     """dZ[(n, by, bx), (dy, dx, o)] = gy[n, o, by - dy, bx - dx] (zero off the output), for samples
     n0..n1-1 of gy (n, out, oh, ow): the adjoint of shift_add. With `y` (the output of a fused
     ReLU) the gradient is zero where y is not positive; with `gb` (out,) the bias gradient of
-    these samples is added into it."""
-    relu = y is not None
-    _spread(gy, y if relu else gy, dZ, gb if gb is not None else np.empty(0, dtype=gy.dtype),
-            n0, n1, grid[0], grid[1], blocks[0], blocks[1], relu)
+    these samples is added into it. Pass gy and y as row views (see `rows`) of the whole batch
+    to avoid re-arranging them per chunk: spread_rows does that."""
+    spread_rows(rows(gy), None if y is None else rows(y), gy.shape[2:], dZ, n0, n1, grid, blocks, gb)
+
+
+def spread_rows(gy_rows, y_rows, out_hw, dZ, n0: int, n1: int, grid, blocks, gb=None) -> None:
+    """spread, with gy and y given as (n * oh * ow, out) rows."""
+    relu = y_rows is not None
+    _spread(gy_rows, y_rows if relu else gy_rows, dZ,
+            gb if gb is not None else np.empty(0, dtype=gy_rows.dtype), n0, n1, out_hw[0], out_hw[1],
+            grid[0], grid[1], blocks[0], blocks[1], relu)
