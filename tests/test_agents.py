@@ -218,15 +218,19 @@ def test_unknown_hyperparameter_and_continuous_actions_fail_clearly():
 
 # -- learning ---------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("agent,steps,threshold", [("a3c", 40_000, 195), ("nstep-q", 40_000, 100)])
+@pytest.mark.parametrize("agent,steps,threshold", [
+    ("a3c", 40_000, 195), ("nstep-q", 40_000, 100), ("onestep-q", 40_000, 100),
+    ("reinforce", 40_000, 100)])
 def test_single_process_agent_learns_cartpole(agent, steps, threshold):
-    """Random play scores about 22; CartPole-v0 counted 195 as solved. The Q agent's returns
-    are those of its exploring actors (final epsilon up to 0.5), hence its lower bar."""
+    """Random play scores about 22; CartPole-v0 counted 195 as solved. The Q agents' returns
+    are those of their exploring actors (final epsilon up to 0.5), and REINFORCE learns from
+    whole episodes only, hence their lower bar."""
     nets.seed(0)
     env = make_env("CartPole-v1")
     config = make_config(agent)
     learner_agent = make_agent(agent, env.observation_space, env.action_space, config)
-    spec = ActorSpec("CartPole-v1", agent, config, envs_per_actor=4, seed=0)
+    spec = ActorSpec("CartPole-v1", agent, config, envs_per_actor=1 if agent == "reinforce" else 4,
+                     seed=0)
     learner = Learner(learner_agent, InlineActors(spec, 2), steps, console=lambda line: None)
     assert learner.run() == "finished"
     recent = list(learner.progress.recent_returns)[-20:]
