@@ -50,7 +50,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, gy):
         gx = empty_images(_xp(gy), self.in_shape, gy.dtype, self.hwc)
-        pool_kernels.max_pool_backward(gy, self.argmax, gx, self.kernel, self.stride)
+        pool_kernels.max_pool_backward(gy, self.argmax, gx, self.kernel, self.stride, self.hwc)
         return gx
 
 
@@ -65,7 +65,7 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, gy):
         gx = empty_images(_xp(gy), self.in_shape, gy.dtype, self.hwc)
-        pool_kernels.avg_pool_backward(gy, gx, self.kernel, self.stride)
+        pool_kernels.avg_pool_backward(gy, gx, self.kernel, self.stride, self.hwc)
         return gx
 
 

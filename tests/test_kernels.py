@@ -145,11 +145,15 @@ def test_max_pool_matches_reference(rng, shape, kernel, stride, channels_last):
     expected = ref_pool(x, kernel, stride, np.max)
     out = np.empty(expected.shape)
     argmax = np.empty(expected.shape, dtype=np.int32)
+    if channels_last:
+        out, argmax = channels_last_copy(out), channels_last_copy(argmax)
     pool.max_pool_forward(x, out, argmax, kernel, stride, channels_last)
     np.testing.assert_array_equal(out, expected)
     gy = rng.standard_normal(expected.shape)
     gx = np.full(shape, np.nan)
-    pool.max_pool_backward(gy, argmax, gx, kernel, stride)
+    if channels_last:
+        argmax, gy, gx = (channels_last_copy(a) for a in (argmax, gy, gx))
+    pool.max_pool_backward(gy, argmax, gx, kernel, stride, channels_last)
     np.testing.assert_allclose(gx, ref_max_pool_backward(x, gy, kernel, stride), rtol=1e-12, atol=1e-12)
 
 
@@ -161,11 +165,15 @@ def test_avg_pool_matches_reference(rng, shape, kernel, stride, channels_last):
         x = channels_last_copy(x)
     expected = ref_pool(x, kernel, stride, np.mean)
     out = np.empty(expected.shape)
+    if channels_last:
+        out = channels_last_copy(out)
     pool.avg_pool_forward(x, out, kernel, stride, channels_last)
     np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
     gy = rng.standard_normal(expected.shape)
     gx = np.full(shape, np.nan)
-    pool.avg_pool_backward(gy, gx, kernel, stride)
+    if channels_last:
+        gy, gx = channels_last_copy(gy), channels_last_copy(gx)
+    pool.avg_pool_backward(gy, gx, kernel, stride, channels_last)
     np.testing.assert_allclose(gx, ref_avg_pool_backward(shape, gy, kernel, stride), rtol=1e-12, atol=1e-12)
 
 
@@ -229,11 +237,11 @@ def test_gpu_pooling_matches_cpu(rng, shape, kernel, stride):
     np.testing.assert_array_equal(cp.asnumpy(out), expected)
     gy = rng.standard_normal(expected.shape).astype(np.float32)
     gx = cp.empty(shape, cp.float32)
-    pool.max_pool_backward(cp.asarray(gy), argmax, gx, kernel, stride)
+    pool.max_pool_backward(cp.asarray(gy), argmax, gx, kernel, stride, False)
     np.testing.assert_allclose(cp.asnumpy(gx), ref_max_pool_backward(x, gy, kernel, stride), rtol=1e-6)
     pool.avg_pool_forward(cp.asarray(x), out, kernel, stride, False)
     np.testing.assert_allclose(cp.asnumpy(out), ref_pool(x, kernel, stride, np.mean), rtol=1e-5)
-    pool.avg_pool_backward(cp.asarray(gy), gx, kernel, stride)
+    pool.avg_pool_backward(cp.asarray(gy), gx, kernel, stride, False)
     np.testing.assert_allclose(cp.asnumpy(gx), ref_avg_pool_backward(shape, gy, kernel, stride),
                                rtol=1e-5, atol=1e-6)
 

@@ -9,7 +9,8 @@ Contract, the same on every device:
 - `col2im` writes every element of its output: the sum over all patches of each pixel's entries.
 
 col2im is written as a gather (each pixel sums the patch entries that cover it), so it needs no
-zeroed output and no two iterations write one pixel.
+zeroed output. Channels-last arrays are indexed through their contiguous (n, h, w, c) view, so the
+innermost channel loops vectorise.
 
 The kernels are single-threaded on purpose: the matrix products around them already use every core
 through BLAS, and a second thread pool (Numba's) spinning beside BLAS's made whole steps several
@@ -23,6 +24,7 @@ from numba import uint64 as u
 
 from .. import backend
 
+
 def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
@@ -35,62 +37,53 @@ def is_channels_last(x) -> bool:
 # Indices are cast to unsigned before use: Numba then skips its negative-index wraparound
 # check, which otherwise blocks vectorisation and makes these copies 3-4x slower.
 
+
 # -- im2col ------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def _im2col_line_chw(x, cols, n, oy, row0, kh, kw, sy, sx, py, px):
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    ow = (width + 2 * px - kw) // sx + 1
-    for ox in range(ow):
-        row = u(row0 + ox)
-        ix0 = ox * sx - px
-        inside = ix0 >= 0 and ix0 + kw <= width
-        k = 0
-        for c in range(channels):
-            for ky in range(kh):
-                iy = oy * sy + ky - py
-                if iy < 0 or iy >= height:
-                    for kx in range(kw):
-                        cols[row, u(k + kx)] = 0
-                elif inside:
-                    for kx in range(kw):
-                        cols[row, u(k + kx)] = x[u(n), u(c), u(iy), u(ix0 + kx)]
-                else:
-                    for kx in range(kw):
-                        ix = ix0 + kx
-                        cols[row, u(k + kx)] = x[u(n), u(c), u(iy), u(ix)] if 0 <= ix < width else 0
-                k += kw
-
-
-@njit(cache=True, inline="always")
-def _im2col_line_hwc(x, cols, n, oy, row0, kh, kw, sy, sx, py, px):
-    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
-    ow = (width + 2 * px - kw) // sx + 1
-    for ox in range(ow):
-        row = u(row0 + ox)
-        k = 0
-        for ky in range(kh):
-            iy = oy * sy + ky - py
-            for kx in range(kw):
-                ix = ox * sx + kx - px
-                if iy < 0 or iy >= height or ix < 0 or ix >= width:
-                    for c in range(channels):
-                        cols[row, u(k + c)] = 0
-                else:
-                    for c in range(channels):
-                        cols[row, u(k + c)] = x[u(n), u(c), u(iy), u(ix)]
-                k += channels
-
-
 @njit(cache=True)
 def _im2col_chw(x, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px):
-    for line in range((n1 - n0) * oh):
-        _im2col_line_chw(x, cols, n0 + line // oh, line % oh, line * ow, kh, kw, sy, sx, py, px)
+    channels, height, width = x.shape[1], x.shape[2], x.shape[3]
+    for n in range(n0, n1):
+        for oy in range(oh):
+            for ox in range(ow):
+                row = u(((n - n0) * oh + oy) * ow + ox)
+                ix0 = ox * sx - px
+                inside = ix0 >= 0 and ix0 + kw <= width
+                k = 0
+                for c in range(channels):
+                    for ky in range(kh):
+                        iy = oy * sy + ky - py
+                        if iy < 0 or iy >= height:
+                            for kx in range(kw):
+                                cols[row, u(k + kx)] = 0
+                        elif inside:
+                            for kx in range(kw):
+                                cols[row, u(k + kx)] = x[u(n), u(c), u(iy), u(ix0 + kx)]
+                        else:
+                            for kx in range(kw):
+                                ix = ix0 + kx
+                                cols[row, u(k + kx)] = x[u(n), u(c), u(iy), u(ix)] if 0 <= ix < width else 0
+                        k += kw
 
 
 @njit(cache=True)
-def _im2col_hwc(x, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px):
-    for line in range((n1 - n0) * oh):
-        _im2col_line_hwc(x, cols, n0 + line // oh, line % oh, line * ow, kh, kw, sy, sx, py, px)
+def _im2col_hwc(x_nhwc, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px):
+    height, width, channels = x_nhwc.shape[1], x_nhwc.shape[2], x_nhwc.shape[3]
+    for n in range(n0, n1):
+        for oy in range(oh):
+            for ox in range(ow):
+                row = u(((n - n0) * oh + oy) * ow + ox)
+                k = 0
+                for ky in range(kh):
+                    iy = oy * sy + ky - py
+                    for kx in range(kw):
+                        ix = ox * sx + kx - px
+                        if iy < 0 or iy >= height or ix < 0 or ix >= width:
+                            for c in range(channels):
+                                cols[row, u(k + c)] = 0
+                        else:
+                            for c in range(channels):
+                                cols[row, u(k + c)] = x_nhwc[u(n), u(iy), u(ix), u(c)]
+                        k += channels
 
 
 def im2col(x, cols, n0: int, n1: int, kernel, stride, padding, channels_last: bool) -> None:
@@ -101,8 +94,10 @@ def im2col(x, cols, n0: int, n1: int, kernel, stride, padding, channels_last: bo
         from . import conv_gpu
         conv_gpu.im2col(x, cols, n0, n1, kernel, stride, padding, channels_last)
         return
-    fn = _im2col_hwc if channels_last else _im2col_chw
-    fn(x, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px)
+    if channels_last:  # index the contiguous (n, h, w, c) view: the channel loop vectorises
+        _im2col_hwc(x.transpose(0, 2, 3, 1), cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px)
+    else:
+        _im2col_chw(x, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px)
 
 
 # -- col2im ------------------------------------------------------------------------------------
@@ -114,38 +109,39 @@ def _tap_range(i, kernel, stride, pad, out_len):
     return max(lo, 0), min(hi, out_len - 1)
 
 
-@njit(cache=True, inline="always")
-def _col2im_line(cols, dx, n, iy, oh, ow, kh, kw, sy, sx, py, px, hwc):
-    channels, width = dx.shape[1], dx.shape[3]
-    oy_lo, oy_hi = _tap_range(iy, kh, sy, py, oh)
-    if hwc:  # channels innermost: contiguous in cols and in channels-last dx
-        for ix in range(width):
-            ox_lo, ox_hi = _tap_range(ix, kw, sx, px, ow)
-            for c in range(channels):
-                dx[u(n), u(c), u(iy), u(ix)] = 0
-            for oy in range(oy_lo, oy_hi + 1):
-                for ox in range(ox_lo, ox_hi + 1):
-                    row = u((n * oh + oy) * ow + ox)
-                    k = ((iy + py - oy * sy) * kw + ix + px - ox * sx) * channels
-                    for c in range(channels):
-                        dx[u(n), u(c), u(iy), u(ix)] += cols[row, u(k + c)]
-    else:
-        for c in range(channels):
+@njit(cache=True)
+def _col2im_hwc(cols, dx_nhwc, oh, ow, kh, kw, sy, sx, py, px):
+    height, width, channels = dx_nhwc.shape[1], dx_nhwc.shape[2], dx_nhwc.shape[3]
+    for n in range(dx_nhwc.shape[0]):
+        for iy in range(height):
+            oy_lo, oy_hi = _tap_range(iy, kh, sy, py, oh)
             for ix in range(width):
                 ox_lo, ox_hi = _tap_range(ix, kw, sx, px, ow)
-                total = cols[0, 0] * 0
+                for c in range(channels):
+                    dx_nhwc[u(n), u(iy), u(ix), u(c)] = 0
                 for oy in range(oy_lo, oy_hi + 1):
                     for ox in range(ox_lo, ox_hi + 1):
                         row = u((n * oh + oy) * ow + ox)
-                        total += cols[row, u((c * kh + iy + py - oy * sy) * kw + ix + px - ox * sx)]
-                dx[u(n), u(c), u(iy), u(ix)] = total
+                        k = ((iy + py - oy * sy) * kw + ix + px - ox * sx) * channels
+                        for c in range(channels):
+                            dx_nhwc[u(n), u(iy), u(ix), u(c)] += cols[row, u(k + c)]
 
 
 @njit(cache=True)
-def _col2im(cols, dx, oh, ow, kh, kw, sy, sx, py, px, hwc):
-    height = dx.shape[2]
-    for line in range(dx.shape[0] * height):
-        _col2im_line(cols, dx, line // height, line % height, oh, ow, kh, kw, sy, sx, py, px, hwc)
+def _col2im_chw(cols, dx, oh, ow, kh, kw, sy, sx, py, px):
+    channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
+    for n in range(dx.shape[0]):
+        for c in range(channels):
+            for iy in range(height):
+                oy_lo, oy_hi = _tap_range(iy, kh, sy, py, oh)
+                for ix in range(width):
+                    ox_lo, ox_hi = _tap_range(ix, kw, sx, px, ow)
+                    total = cols.dtype.type(0)
+                    for oy in range(oy_lo, oy_hi + 1):
+                        for ox in range(ox_lo, ox_hi + 1):
+                            row = u((n * oh + oy) * ow + ox)
+                            total += cols[row, u((c * kh + iy + py - oy * sy) * kw + ix + px - ox * sx)]
+                    dx[u(n), u(c), u(iy), u(ix)] = total
 
 
 def col2im(cols, dx, kernel, stride, padding, channels_last: bool) -> None:
@@ -156,4 +152,7 @@ def col2im(cols, dx, kernel, stride, padding, channels_last: bool) -> None:
         from . import conv_gpu
         conv_gpu.col2im(cols, dx, kernel, stride, padding, channels_last)
         return
-    _col2im(cols, dx, oh, ow, kh, kw, sy, sx, py, px, channels_last)
+    if channels_last:
+        _col2im_hwc(cols, dx.transpose(0, 2, 3, 1), oh, ow, kh, kw, sy, sx, py, px)
+    else:
+        _col2im_chw(cols, dx, oh, ow, kh, kw, sy, sx, py, px)

@@ -5,11 +5,10 @@ Contract, the same on every device:
   `out` (batch, channels, oh, ow); max pooling also writes `argmax`, the flat index iy * width + ix
   of the winning pixel (the first one on ties), for the backward pass.
 - backward writes every element of `dx` (shaped like x): each pixel gathers the gradients of the
-  windows that cover it, so overlapping windows (stride < kernel) need no atomic adds and the work
-  splits by input line across threads.
-Loops run channels-innermost when `hwc` is set (channels-last memory, as Conv2D returns) and
-width-innermost otherwise. Like the conv kernels, these are single-threaded and index with unsigned
-integers (see nets/kernels/conv.py for why).
+  windows that cover it, so overlapping windows (stride < kernel) need no zeroing or scatter.
+With `hwc` (channels-last memory, as Conv2D returns) the CPU kernels index the contiguous
+(n, h, w, c) views and loop over channels innermost. Like the conv kernels, they are
+single-threaded and index with unsigned integers (see nets/kernels/conv.py for why).
 """
 from __future__ import annotations
 
@@ -21,127 +20,157 @@ from .. import backend
 from .conv import _tap_range
 
 
+def _nhwc(a):
+    return a.transpose(0, 2, 3, 1)
+
+
 # -- max pooling -------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def _max_line(x, out, argmax, n, oy, kh, kw, sy, sx, hwc):
+@njit(cache=True)
+def _max_forward_chw(x, out, argmax, kh, kw, sy, sx):
     channels, width = x.shape[1], x.shape[3]
-    ow = out.shape[3]
-    if hwc:
-        for ox in range(ow):
-            for c in range(channels):
-                out[u(n), u(c), u(oy), u(ox)] = x[u(n), u(c), u(oy * sy), u(ox * sx)]
-                argmax[u(n), u(c), u(oy), u(ox)] = oy * sy * width + ox * sx
-            for ky in range(kh):
-                iy = oy * sy + ky
-                for kx in range(kw):
-                    ix = ox * sx + kx
-                    for c in range(channels):
-                        v = x[u(n), u(c), u(iy), u(ix)]
-                        if v > out[u(n), u(c), u(oy), u(ox)]:
-                            out[u(n), u(c), u(oy), u(ox)] = v
-                            argmax[u(n), u(c), u(oy), u(ox)] = iy * width + ix
-    else:
+    oh, ow = out.shape[2], out.shape[3]
+    for n in range(x.shape[0]):
         for c in range(channels):
+            for oy in range(oh):
+                for ox in range(ow):
+                    best = x[u(n), u(c), u(oy * sy), u(ox * sx)]
+                    where = oy * sy * width + ox * sx
+                    for ky in range(kh):
+                        iy = oy * sy + ky
+                        for kx in range(kw):
+                            v = x[u(n), u(c), u(iy), u(ox * sx + kx)]
+                            if v > best:
+                                best, where = v, iy * width + ox * sx + kx
+                    out[u(n), u(c), u(oy), u(ox)] = best
+                    argmax[u(n), u(c), u(oy), u(ox)] = where
+
+
+@njit(cache=True)
+def _max_forward_hwc(x, out, argmax, kh, kw, sy, sx):
+    width, channels = x.shape[2], x.shape[3]
+    oh, ow = out.shape[1], out.shape[2]
+    for n in range(x.shape[0]):
+        for oy in range(oh):
             for ox in range(ow):
-                best = x[u(n), u(c), u(oy * sy), u(ox * sx)]
-                where = oy * sy * width + ox * sx
+                for c in range(channels):
+                    out[u(n), u(oy), u(ox), u(c)] = x[u(n), u(oy * sy), u(ox * sx), u(c)]
+                    argmax[u(n), u(oy), u(ox), u(c)] = oy * sy * width + ox * sx
                 for ky in range(kh):
                     iy = oy * sy + ky
                     for kx in range(kw):
                         ix = ox * sx + kx
-                        v = x[u(n), u(c), u(iy), u(ix)]
-                        if v > best:
-                            best = v
-                            where = iy * width + ix
-                out[u(n), u(c), u(oy), u(ox)] = best
-                argmax[u(n), u(c), u(oy), u(ox)] = where
+                        for c in range(channels):
+                            v = x[u(n), u(iy), u(ix), u(c)]
+                            if v > out[u(n), u(oy), u(ox), u(c)]:
+                                out[u(n), u(oy), u(ox), u(c)] = v
+                                argmax[u(n), u(oy), u(ox), u(c)] = iy * width + ix
 
 
 @njit(cache=True)
-def _max_forward(x, out, argmax, kh, kw, sy, sx, hwc):
-    oh = out.shape[2]
-    for line in range(out.shape[0] * oh):
-        _max_line(x, out, argmax, line // oh, line % oh, kh, kw, sy, sx, hwc)
-
-
-@njit(cache=True, inline="always")
-def _max_backward_line(gy, argmax, dx, n, iy, kh, kw, sy, sx):
-    channels, width = dx.shape[1], dx.shape[3]
+def _max_backward_chw(gy, argmax, dx, kh, kw, sy, sx):
+    channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
     oh, ow = gy.shape[2], gy.shape[3]
-    oy_lo, oy_hi = _tap_range(iy, kh, sy, 0, oh)
-    for c in range(channels):
-        for ix in range(width):
-            ox_lo, ox_hi = _tap_range(ix, kw, sx, 0, ow)
-            total = gy.dtype.type(0)
-            here = iy * width + ix
-            for oy in range(oy_lo, oy_hi + 1):
-                for ox in range(ox_lo, ox_hi + 1):
-                    if argmax[u(n), u(c), u(oy), u(ox)] == here:
-                        total += gy[u(n), u(c), u(oy), u(ox)]
-            dx[u(n), u(c), u(iy), u(ix)] = total
+    for n in range(dx.shape[0]):
+        for c in range(channels):
+            for iy in range(height):
+                oy_lo, oy_hi = _tap_range(iy, kh, sy, 0, oh)
+                for ix in range(width):
+                    ox_lo, ox_hi = _tap_range(ix, kw, sx, 0, ow)
+                    total = gy.dtype.type(0)
+                    here = iy * width + ix
+                    for oy in range(oy_lo, oy_hi + 1):
+                        for ox in range(ox_lo, ox_hi + 1):
+                            if argmax[u(n), u(c), u(oy), u(ox)] == here:
+                                total += gy[u(n), u(c), u(oy), u(ox)]
+                    dx[u(n), u(c), u(iy), u(ix)] = total
 
 
 @njit(cache=True)
-def _max_backward(gy, argmax, dx, kh, kw, sy, sx):
-    height = dx.shape[2]
-    for line in range(dx.shape[0] * height):
-        _max_backward_line(gy, argmax, dx, line // height, line % height, kh, kw, sy, sx)
+def _max_backward_hwc(gy, argmax, dx, kh, kw, sy, sx):
+    height, width, channels = dx.shape[1], dx.shape[2], dx.shape[3]
+    oh, ow = gy.shape[1], gy.shape[2]
+    for n in range(dx.shape[0]):
+        for iy in range(height):
+            oy_lo, oy_hi = _tap_range(iy, kh, sy, 0, oh)
+            for ix in range(width):
+                ox_lo, ox_hi = _tap_range(ix, kw, sx, 0, ow)
+                here = iy * width + ix
+                for c in range(channels):
+                    dx[u(n), u(iy), u(ix), u(c)] = 0
+                for oy in range(oy_lo, oy_hi + 1):
+                    for ox in range(ox_lo, ox_hi + 1):
+                        for c in range(channels):
+                            if argmax[u(n), u(oy), u(ox), u(c)] == here:
+                                dx[u(n), u(iy), u(ix), u(c)] += gy[u(n), u(oy), u(ox), u(c)]
 
 
 # -- average pooling ---------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def _avg_line(x, out, n, oy, kh, kw, sy, sx, hwc):
-    channels = x.shape[1]
-    ow = out.shape[3]
+@njit(cache=True)
+def _avg_forward_chw(x, out, kh, kw, sy, sx):
     scale = 1.0 / (kh * kw)
-    if hwc:
-        for ox in range(ow):
-            for c in range(channels):
-                out[u(n), u(c), u(oy), u(ox)] = 0
-            for ky in range(kh):
-                for kx in range(kw):
-                    for c in range(channels):
-                        out[u(n), u(c), u(oy), u(ox)] += x[u(n), u(c), u(oy * sy + ky), u(ox * sx + kx)]
-            for c in range(channels):
-                out[u(n), u(c), u(oy), u(ox)] *= scale
-    else:
-        for c in range(channels):
-            for ox in range(ow):
-                total = x.dtype.type(0)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for oy in range(out.shape[2]):
+                for ox in range(out.shape[3]):
+                    total = x.dtype.type(0)
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            total += x[u(n), u(c), u(oy * sy + ky), u(ox * sx + kx)]
+                    out[u(n), u(c), u(oy), u(ox)] = total * scale
+
+
+@njit(cache=True)
+def _avg_forward_hwc(x, out, kh, kw, sy, sx):
+    channels = x.shape[3]
+    scale = 1.0 / (kh * kw)
+    for n in range(x.shape[0]):
+        for oy in range(out.shape[1]):
+            for ox in range(out.shape[2]):
+                for c in range(channels):
+                    out[u(n), u(oy), u(ox), u(c)] = 0
                 for ky in range(kh):
                     for kx in range(kw):
-                        total += x[u(n), u(c), u(oy * sy + ky), u(ox * sx + kx)]
-                out[u(n), u(c), u(oy), u(ox)] = total * scale
+                        for c in range(channels):
+                            out[u(n), u(oy), u(ox), u(c)] += x[u(n), u(oy * sy + ky), u(ox * sx + kx), u(c)]
+                for c in range(channels):
+                    out[u(n), u(oy), u(ox), u(c)] *= scale
 
 
 @njit(cache=True)
-def _avg_forward(x, out, kh, kw, sy, sx, hwc):
-    oh = out.shape[2]
-    for line in range(out.shape[0] * oh):
-        _avg_line(x, out, line // oh, line % oh, kh, kw, sy, sx, hwc)
-
-
-@njit(cache=True, inline="always")
-def _avg_backward_line(gy, dx, n, iy, kh, kw, sy, sx):
-    channels, width = dx.shape[1], dx.shape[3]
-    oh, ow = gy.shape[2], gy.shape[3]
+def _avg_backward_chw(gy, dx, kh, kw, sy, sx):
     scale = 1.0 / (kh * kw)
-    oy_lo, oy_hi = _tap_range(iy, kh, sy, 0, oh)
-    for c in range(channels):
-        for ix in range(width):
-            ox_lo, ox_hi = _tap_range(ix, kw, sx, 0, ow)
-            total = gy.dtype.type(0)
-            for oy in range(oy_lo, oy_hi + 1):
-                for ox in range(ox_lo, ox_hi + 1):
-                    total += gy[u(n), u(c), u(oy), u(ox)]
-            dx[u(n), u(c), u(iy), u(ix)] = total * scale
+    oh, ow = gy.shape[2], gy.shape[3]
+    for n in range(dx.shape[0]):
+        for c in range(dx.shape[1]):
+            for iy in range(dx.shape[2]):
+                oy_lo, oy_hi = _tap_range(iy, kh, sy, 0, oh)
+                for ix in range(dx.shape[3]):
+                    ox_lo, ox_hi = _tap_range(ix, kw, sx, 0, ow)
+                    total = gy.dtype.type(0)
+                    for oy in range(oy_lo, oy_hi + 1):
+                        for ox in range(ox_lo, ox_hi + 1):
+                            total += gy[u(n), u(c), u(oy), u(ox)]
+                    dx[u(n), u(c), u(iy), u(ix)] = total * scale
 
 
 @njit(cache=True)
-def _avg_backward(gy, dx, kh, kw, sy, sx):
-    height = dx.shape[2]
-    for line in range(dx.shape[0] * height):
-        _avg_backward_line(gy, dx, line // height, line % height, kh, kw, sy, sx)
+def _avg_backward_hwc(gy, dx, kh, kw, sy, sx):
+    channels = dx.shape[3]
+    scale = 1.0 / (kh * kw)
+    oh, ow = gy.shape[1], gy.shape[2]
+    for n in range(dx.shape[0]):
+        for iy in range(dx.shape[1]):
+            oy_lo, oy_hi = _tap_range(iy, kh, sy, 0, oh)
+            for ix in range(dx.shape[2]):
+                ox_lo, ox_hi = _tap_range(ix, kw, sx, 0, ow)
+                for c in range(channels):
+                    dx[u(n), u(iy), u(ix), u(c)] = 0
+                for oy in range(oy_lo, oy_hi + 1):
+                    for ox in range(ox_lo, ox_hi + 1):
+                        for c in range(channels):
+                            dx[u(n), u(iy), u(ix), u(c)] += gy[u(n), u(oy), u(ox), u(c)]
+                for c in range(channels):
+                    dx[u(n), u(iy), u(ix), u(c)] *= scale
 
 
 # -- dispatch ----------------------------------------------------------------------------------
@@ -153,22 +182,34 @@ def _gpu():
 def max_pool_forward(x, out, argmax, kernel, stride, hwc: bool) -> None:
     if backend.get_array_module(x) is not np:
         return _gpu().max_pool_forward(x, out, argmax, kernel, stride)
-    _max_forward(x, out, argmax, kernel[0], kernel[1], stride[0], stride[1], hwc)
+    if hwc:
+        _max_forward_hwc(_nhwc(x), _nhwc(out), _nhwc(argmax), *kernel, *stride)
+    else:
+        _max_forward_chw(x, out, argmax, *kernel, *stride)
 
 
-def max_pool_backward(gy, argmax, dx, kernel, stride) -> None:
+def max_pool_backward(gy, argmax, dx, kernel, stride, hwc: bool) -> None:
     if backend.get_array_module(gy) is not np:
         return _gpu().max_pool_backward(gy, argmax, dx, kernel, stride)
-    _max_backward(gy, argmax, dx, kernel[0], kernel[1], stride[0], stride[1])
+    if hwc:
+        _max_backward_hwc(_nhwc(gy), _nhwc(argmax), _nhwc(dx), *kernel, *stride)
+    else:
+        _max_backward_chw(gy, argmax, dx, *kernel, *stride)
 
 
 def avg_pool_forward(x, out, kernel, stride, hwc: bool) -> None:
     if backend.get_array_module(x) is not np:
         return _gpu().avg_pool_forward(x, out, kernel, stride)
-    _avg_forward(x, out, kernel[0], kernel[1], stride[0], stride[1], hwc)
+    if hwc:
+        _avg_forward_hwc(_nhwc(x), _nhwc(out), *kernel, *stride)
+    else:
+        _avg_forward_chw(x, out, *kernel, *stride)
 
 
-def avg_pool_backward(gy, dx, kernel, stride) -> None:
+def avg_pool_backward(gy, dx, kernel, stride, hwc: bool) -> None:
     if backend.get_array_module(gy) is not np:
         return _gpu().avg_pool_backward(gy, dx, kernel, stride)
-    _avg_backward(gy, dx, kernel[0], kernel[1], stride[0], stride[1])
+    if hwc:
+        _avg_backward_hwc(_nhwc(gy), _nhwc(dx), *kernel, *stride)
+    else:
+        _avg_backward_chw(gy, dx, *kernel, *stride)
