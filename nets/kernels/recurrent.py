@@ -6,22 +6,26 @@ with one contract, chosen by `for_array(name, x)`:
 - `name` (Numba, CPU): one pass over each (batch row, unit), vectorised by LLVM;
 - `name_xp` (plain array code, NumPy or CuPy): the GPU path, and a second opinion in the tests.
 
-Layout (batch-major, so that no transposes are needed around the layer):
-- `A` (batch, time, [depth,] gates*hidden): filled with the input projection (plus bias) before the
-  loop; the forward kernel of step t replaces row t by the gate activations, and the backward
-  kernel replaces those by the gradient of the gate pre-activations (what the weight gradients
-  need, in one matmul each after the loop).
-- `Hs` / `C` / `S` (batch, time, [depth,] hidden): hidden states, LSTM cells, transition states
-  of every step, kept for the backward pass.
-- Forward kernels carry the running state in `h` / `c` / `s` (batch, hidden), updated in place,
-  never read from the time-indexed arrays: a row read and a row written in the same array defeat
+Layout. Everything the loop and the weight gradients touch is time-major, so that a step's rows
+are one contiguous block (the operand of that step's matmul) and the weight gradients are single
+matmuls over (time * batch) rows without copies; only the layer's outputs and their gradients
+are batch-major, as the layer returns them:
+- `A` ([depth,] time, batch, gates*hidden): the input projection (plus bias) before the loop;
+  the forward kernel of step t replaces row t by the gate activations, the backward kernel by the
+  gradients of the gate pre-activations.
+- `Hin` (time + 1, batch, hidden): the recurrent matmul's operand of each step, h' * mh (the
+  previous state under the variational dropout mask `mh`, ones when off). The kernel of step t
+  writes the operand of the next step, `tn` (t + 1, or t - 1 in reverse; row `time` is a scratch
+  row after the last step).
+- `C` / `S` (time, batch, hidden) / ([depth,] time, batch, hidden): LSTM cells and transition
+  states, kept for the backward pass. `Hs` (batch, time, hidden): the outputs; `dHs` theirs.
+- Forward kernels carry the running state in `h` / `c` / `s` (batch, hidden), updated in place:
+  reading one row of an array and writing another row of the same array in one loop defeats
   LLVM's alias analysis and the loop stays scalar (5x slower).
-- Backward kernels read the previous step `tp` (t - 1, or t + 1 when running in reverse) from the
-  stored states; `tp < 0` means the initial state `h0` / `c0` (batch, hidden).
+- Backward kernels read the previous step `tp` from the stored states; `tp < 0` means the
+  initial state `h0` / `c0` (batch, hidden).
 - `mask` (batch, time) of 0/1: at a 0 the state is carried over unchanged (padding), and no
   gradient reaches the gates there.
-- `mh` (batch, hidden): the variational dropout mask on the recurrent input (ones when off);
-  `hbar` (batch, hidden) is h * mh, the operand of the next step's recurrent matmul.
 - `rec` (batch, hidden): the recurrent gradient (next step's gate gradients @ W_hh^T), not yet
   multiplied by `mh`; `carry` (batch, hidden): gradient reaching h directly (not through the
   matmul), e.g. over a padded step or the GRU's update path.
@@ -91,15 +95,17 @@ def _sigmoid_xp(xp, x):
 
 # -- LSTM: gates [i, f, g, o]; c = f c' + i g; h = o tanh(c); peepholes add p_i c', p_f c', p_o c --
 @njit(**_JIT)
-def lstm_forward(A, R, h, c, hbar, mh, Hs, C, mask, t, peep, use_peep):
+def lstm_forward(A, R, h, c, Hin, mh, Hs, C, mask, t, tn, peep, use_peep):
     H = h.shape[1]
-    for b in range(A.shape[0]):
-        hr, cr, hb, m, hs, cs = h[b], c[b], hbar[b], mh[b], Hs[b, t], C[b, t]
+    for b in range(A.shape[1]):
+        hr, cr, hn, m, hs, cs = h[b], c[b], Hin[tn, b], mh[b], Hs[b, t], C[t, b]
         if mask[b, t] == 0:
-            hs[:] = hr
-            cs[:] = cr
+            for j in range(H):
+                hs[j] = hr[j]
+                cs[j] = cr[j]
+                hn[j] = hr[j] * m[j]
             continue
-        a, r = A[b, t], R[b]
+        a, r = A[t, b], R[b]
         ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
         ri, rf, rg, ro = r[:H], r[H:2 * H], r[2 * H:3 * H], r[3 * H:]
         for j in range(H):
@@ -118,17 +124,17 @@ def lstm_forward(A, R, h, c, hbar, mh, Hs, C, mask, t, peep, use_peep):
             cs[j] = cc
             hr[j] = hh
             hs[j] = hh
-            hb[j] = hh * m[j]
+            hn[j] = hh * m[j]
             ai[j] = i
             af[j] = f
             ag[j] = g
             ao[j] = o
 
 
-def lstm_forward_xp(A, R, h, c, hbar, mh, Hs, C, mask, t, peep, use_peep):
+def lstm_forward_xp(A, R, h, c, Hin, mh, Hs, C, mask, t, tn, peep, use_peep):
     xp = backend.get_array_module(A)
     H = h.shape[1]
-    z = A[:, t] + R
+    z = A[t] + R
     if use_peep:
         z[:, :H] += peep[0] * c
         z[:, H:2 * H] += peep[1] * c
@@ -138,11 +144,11 @@ def lstm_forward_xp(A, R, h, c, hbar, mh, Hs, C, mask, t, peep, use_peep):
         z[:, 3 * H:] += peep[2] * cc
     o = _sigmoid_xp(xp, z[:, 3 * H:])
     keep = mask[:, t, None] != 0
-    A[:, t] = xp.where(keep, xp.concatenate([i, f, g, o], axis=1), A[:, t])
+    A[t] = xp.where(keep, xp.concatenate([i, f, g, o], axis=1), A[t])
     c[...] = xp.where(keep, cc, c)
     h[...] = xp.where(keep, o * xp.tanh(cc), h)
-    hbar[...] = h * mh
-    C[:, t] = c
+    Hin[tn] = h * mh
+    C[t] = c
     Hs[:, t] = h
 
 
@@ -150,16 +156,16 @@ def lstm_forward_xp(A, R, h, c, hbar, mh, Hs, C, mask, t, peep, use_peep):
 def lstm_backward(A, C, c0, dHs, rec, carry, dc, mh, mask, t, tp, peep, dpeep, use_peep):
     H = C.shape[2]
     one = A.dtype.type(1)
-    for b in range(A.shape[0]):
+    for b in range(A.shape[1]):
         dho, rr, cr, m = dHs[b, t], rec[b], carry[b], mh[b]
-        a = A[b, t]
+        a = A[t, b]
         if mask[b, t] == 0:  # the state was copied: its gradient passes to the previous step
             for j in range(H):
                 cr[j] = dho[j] + rr[j] * m[j] + cr[j]
             a[:] = 0
             continue
-        cp = C[b, tp] if tp >= 0 else c0[b]
-        c, dcr = C[b, t], dc[b]
+        cp = C[tp, b] if tp >= 0 else c0[b]
+        c, dcr = C[t, b], dc[b]
         ai, af, ag, ao = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
         for j in range(H):
             dh = dho[j] + rr[j] * m[j] + cr[j]
@@ -189,8 +195,8 @@ def lstm_backward_xp(A, C, c0, dHs, rec, carry, dc, mh, mask, t, tp, peep, dpeep
     xp = backend.get_array_module(A)
     H = C.shape[2]
     keep = mask[:, t, None] != 0
-    cp = C[:, tp] if tp >= 0 else c0
-    a, c = A[:, t], C[:, t]
+    cp = C[tp] if tp >= 0 else c0
+    a, c = A[t], C[t]
     i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
     dh = dHs[:, t] + rec * mh + carry
     tc = xp.tanh(c)
@@ -207,18 +213,19 @@ def lstm_backward_xp(A, C, c0, dHs, rec, carry, dc, mh, mask, t, tp, peep, dpeep
         dpeep[1] += (xp.where(keep, dzf, 0) * cp).sum(axis=0)
         dpeep[2] += (xp.where(keep, dzo, 0) * c).sum(axis=0)
     grads = xp.concatenate([dzi, dzf, dct * i * (1 - g * g), dzo], axis=1)
-    A[:, t] = xp.where(keep, grads, 0)
+    A[t] = xp.where(keep, grads, 0)
     dc[...] = xp.where(keep, dcp, dc)
     carry[...] = xp.where(keep, 0, dh)
 
 
 # -- GRU (reset before the matmul): z, r from x and h'; n = tanh(x W_n + (r * h') U_n); ------------
-# h = z h' + (1 - z) n. Two kernels per step, around the matmul by U_n.
+# h = z h' + (1 - z) n. Two kernels per step, around the matmul by U_n. The recurrent operand
+# h' * mh of step t is Hin[t]; RH[t] = r * Hin[t] is the operand of U_n.
 @njit(**_JIT)
-def gru_gates_forward(A, R, hbar, RH, t):
-    H = hbar.shape[1]
-    for b in range(A.shape[0]):
-        a, r, hb, rh = A[b, t], R[b], hbar[b], RH[b, t]
+def gru_gates_forward(A, R, Hin, RH, t):
+    H = RH.shape[2]
+    for b in range(A.shape[1]):
+        a, r, hb, rh = A[t, b], R[b], Hin[t, b], RH[t, b]
         az, ar, rz, rr = a[:H], a[H:2 * H], r[:H], r[H:2 * H]
         for j in range(H):
             z = sigmoid(az[j] + rz[j])
@@ -228,23 +235,25 @@ def gru_gates_forward(A, R, hbar, RH, t):
             rh[j] = rg * hb[j]
 
 
-def gru_gates_forward_xp(A, R, hbar, RH, t):
+def gru_gates_forward_xp(A, R, Hin, RH, t):
     xp = backend.get_array_module(A)
-    H = hbar.shape[1]
-    A[:, t, :2 * H] = _sigmoid_xp(xp, A[:, t, :2 * H] + R)
-    RH[:, t] = A[:, t, H:2 * H] * hbar
+    H = RH.shape[2]
+    A[t, :, :2 * H] = _sigmoid_xp(xp, A[t, :, :2 * H] + R)
+    RH[t] = A[t, :, H:2 * H] * Hin[t]
 
 
 @njit(**_JIT)
-def gru_output_forward(A, Rn, h, hbar, mh, Hs, mask, t):
+def gru_output_forward(A, Rn, h, Hin, mh, Hs, mask, t, tn):
     H = h.shape[1]
     one = A.dtype.type(1)
-    for b in range(A.shape[0]):
-        hr, hb, m, hs = h[b], hbar[b], mh[b], Hs[b, t]
+    for b in range(A.shape[1]):
+        hr, hn, m, hs = h[b], Hin[tn, b], mh[b], Hs[b, t]
         if mask[b, t] == 0:
-            hs[:] = hr
+            for j in range(H):
+                hs[j] = hr[j]
+                hn[j] = hr[j] * m[j]
             continue
-        a, rn = A[b, t], Rn[b]
+        a, rn = A[t, b], Rn[b]
         az, an = a[:H], a[2 * H:]
         for j in range(H):
             n = tanh(an[j] + rn[j])
@@ -253,18 +262,18 @@ def gru_output_forward(A, Rn, h, hbar, mh, Hs, mask, t):
             an[j] = n
             hr[j] = hh
             hs[j] = hh
-            hb[j] = hh * m[j]
+            hn[j] = hh * m[j]
 
 
-def gru_output_forward_xp(A, Rn, h, hbar, mh, Hs, mask, t):
+def gru_output_forward_xp(A, Rn, h, Hin, mh, Hs, mask, t, tn):
     xp = backend.get_array_module(A)
     H = h.shape[1]
     keep = mask[:, t, None] != 0
-    n = xp.tanh(A[:, t, 2 * H:] + Rn)
-    z = A[:, t, :H]
-    A[:, t, 2 * H:] = xp.where(keep, n, A[:, t, 2 * H:])
+    n = xp.tanh(A[t, :, 2 * H:] + Rn)
+    z = A[t, :, :H]
+    A[t, :, 2 * H:] = xp.where(keep, n, A[t, :, 2 * H:])
     h[...] = xp.where(keep, z * h + (1 - z) * n, h)
-    hbar[...] = h * mh
+    Hin[tn] = h * mh
     Hs[:, t] = h
 
 
@@ -273,8 +282,8 @@ def gru_output_backward(A, Hs, h0, dHs, rec, carry, mh, mask, t, tp):
     """Gradients of the update gate and candidate pre-activations; carry := dL/dh' directly."""
     H = Hs.shape[2]
     one = A.dtype.type(1)
-    for b in range(A.shape[0]):
-        dho, rr, cr, m, a = dHs[b, t], rec[b], carry[b], mh[b], A[b, t]
+    for b in range(A.shape[1]):
+        dho, rr, cr, m, a = dHs[b, t], rec[b], carry[b], mh[b], A[t, b]
         az, an = a[:H], a[2 * H:]
         if mask[b, t] == 0:
             for j in range(H):
@@ -297,87 +306,92 @@ def gru_output_backward_xp(A, Hs, h0, dHs, rec, carry, mh, mask, t, tp):
     keep = mask[:, t, None] != 0
     hp = Hs[:, tp] if tp >= 0 else h0
     dh = dHs[:, t] + rec * mh + carry
-    z, n = A[:, t, :H], A[:, t, 2 * H:]
+    z, n = A[t, :, :H], A[t, :, 2 * H:]
     dzn = xp.where(keep, dh * (1 - z) * (1 - n * n), 0)
     dzz = xp.where(keep, dh * (hp - n) * z * (1 - z), 0)
     carry[...] = xp.where(keep, dh * z, dh)
-    A[:, t, 2 * H:] = dzn  # z and n are views of A: written last
-    A[:, t, :H] = dzz
+    A[t, :, 2 * H:] = dzn  # z and n are views of A: written last
+    A[t, :, :H] = dzz
 
 
 @njit(**_JIT)
-def gru_gates_backward(A, Hs, h0, dRH, carry, mh, t, tp):
-    """Reset-gate gradient from dRH = d(r * h'); adds the r * dRH path to carry. At padded steps
-    dRH is 0, so nothing moves."""
-    H = Hs.shape[2]
+def gru_gates_backward(A, Hin, dRH, carry, mh, t):
+    """Reset-gate gradient from dRH = d(r * Hin[t]); adds the r * dRH path to carry. At padded
+    steps dRH is 0, so nothing moves."""
+    H = Hin.shape[2]
     one = A.dtype.type(1)
-    for b in range(A.shape[0]):
-        hp = Hs[b, tp] if tp >= 0 else h0[b]
-        ar, d, cr, m = A[b, t, H:2 * H], dRH[b], carry[b], mh[b]
+    for b in range(A.shape[1]):
+        ar, hb, d, cr, m = A[t, b, H:2 * H], Hin[t, b], dRH[b], carry[b], mh[b]
         for j in range(H):
             rg = ar[j]
-            ar[j] = d[j] * hp[j] * m[j] * rg * (one - rg)
+            ar[j] = d[j] * hb[j] * rg * (one - rg)
             cr[j] += d[j] * rg * m[j]
 
 
-def gru_gates_backward_xp(A, Hs, h0, dRH, carry, mh, t, tp):
-    H = Hs.shape[2]
-    hp = Hs[:, tp] if tp >= 0 else h0
-    rg = A[:, t, H:2 * H].copy()
-    A[:, t, H:2 * H] = dRH * hp * mh * rg * (1 - rg)
+def gru_gates_backward_xp(A, Hin, dRH, carry, mh, t):
+    H = Hin.shape[2]
+    rg = A[t, :, H:2 * H].copy()
+    A[t, :, H:2 * H] = dRH * Hin[t] * rg * (1 - rg)
     carry += dRH * rg * mh
 
 
 # -- deep transitions: layer l of step t maps the state below it (layer l - 1, or for l = 0 the
-# previous step's top state h) to S[:, t, l]. tanh layer: s = tanh(a + r + bias[l]). Highway layer
+# previous step's top state h) to S[l, t]. tanh layer: s = tanh(a + r + bias[l]). Highway layer
 # (Zilly et al. 2017, coupled carry gate), gates [h, g]: s = g tanh(.) + (1 - g) s_below with
 # g = sigmoid(.). The running state: `h` the top state (updated by the top layer), `s` the state
 # of the layer just computed. Only the top layer sees the padding mask: a padded step keeps h.
+# The top layer also writes the outputs Hs and the next step's operand Hin[tn].
 @njit(**_JIT)
-def tanh_transition_forward(A, R, bias, s, h, hbar, mh, S, mask, t, l):
-    L, H = S.shape[2], S.shape[3]
+def tanh_transition_forward(A, R, bias, s, h, Hin, mh, S, Hs, mask, t, l, tn):
+    L, H = S.shape[0], S.shape[3]
     top = l == L - 1
     bl = bias[l]
-    for b in range(A.shape[0]):
-        hr, sr, st = h[b], s[b], S[b, t, l]
+    for b in range(A.shape[2]):
+        hr, sr, st = h[b], s[b], S[l, t, b]
         if top and mask[b, t] == 0:
-            st[:] = hr
+            hs, hn, m = Hs[b, t], Hin[tn, b], mh[b]
+            for j in range(H):
+                st[j] = hr[j]
+                hs[j] = hr[j]
+                hn[j] = hr[j] * m[j]
             continue
-        a, r = A[b, t, l], R[b]
+        a, r = A[l, t, b], R[b]
         for j in range(H):
             v = tanh(a[j] + r[j] + bl[j])
             a[j] = v
             sr[j] = v
             st[j] = v
         if top:
-            hb, m = hbar[b], mh[b]
+            hs, hn, m = Hs[b, t], Hin[tn, b], mh[b]
             for j in range(H):
                 hr[j] = sr[j]
-                hb[j] = sr[j] * m[j]
+                hs[j] = sr[j]
+                hn[j] = sr[j] * m[j]
 
 
-def tanh_transition_forward_xp(A, R, bias, s, h, hbar, mh, S, mask, t, l):
+def tanh_transition_forward_xp(A, R, bias, s, h, Hin, mh, S, Hs, mask, t, l, tn):
     xp = backend.get_array_module(A)
-    v = xp.tanh(A[:, t, l] + R + bias[l])
-    A[:, t, l] = v
+    v = xp.tanh(A[l, t] + R + bias[l])
+    A[l, t] = v
     s[...] = v
-    if l == S.shape[2] - 1:
+    if l == S.shape[0] - 1:
         h[...] = xp.where(mask[:, t, None] != 0, v, h)
-        hbar[...] = h * mh
+        Hin[tn] = h * mh
+        Hs[:, t] = h
         v = h
-    S[:, t, l] = v
+    S[l, t] = v
 
 
 @njit(**_JIT)
 def tanh_transition_backward(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
-    """ds: dL/dS[:, t, l]. Writes the pre-activation gradient into A and the direct path to the
+    """ds: dL/dS[l, t]. Writes the pre-activation gradient into A and the direct path to the
     state below into dbelow (0 for tanh layers). The top layer sets skip: ds at padded steps (it
     goes straight to the previous step's state), else 0."""
-    L, H = S.shape[2], S.shape[3]
+    L, H = S.shape[0], S.shape[3]
     top = l == L - 1
     one = A.dtype.type(1)
-    for b in range(A.shape[0]):
-        a, d, db = A[b, t, l], ds[b], dbelow[b]
+    for b in range(A.shape[2]):
+        a, d, db = A[l, t, b], ds[b], dbelow[b]
         db[:] = 0
         if top:
             if mask[b, t] == 0:
@@ -392,29 +406,33 @@ def tanh_transition_backward(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
 
 def tanh_transition_backward_xp(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
     xp = backend.get_array_module(A)
-    v = A[:, t, l]
+    v = A[l, t]
     g = ds * (1 - v * v)
     dbelow[...] = 0
-    if l == S.shape[2] - 1:
+    if l == S.shape[0] - 1:
         keep = mask[:, t, None] != 0
         g = xp.where(keep, g, 0)
         skip[...] = xp.where(keep, 0, ds)
-    A[:, t, l] = g
+    A[l, t] = g
 
 
 @njit(**_JIT)
-def highway_transition_forward(A, R, bias, s, h, hbar, mh, S, mask, t, l):
-    L, H = S.shape[2], S.shape[3]
+def highway_transition_forward(A, R, bias, s, h, Hin, mh, S, Hs, mask, t, l, tn):
+    L, H = S.shape[0], S.shape[3]
     top = l == L - 1
     one = A.dtype.type(1)
     bh, bg = bias[l, :H], bias[l, H:]
-    for b in range(A.shape[0]):
-        hr, sr, st = h[b], s[b], S[b, t, l]
+    for b in range(A.shape[2]):
+        hr, sr, st = h[b], s[b], S[l, t, b]
         if top and mask[b, t] == 0:
-            st[:] = hr
+            hs, hn, m = Hs[b, t], Hin[tn, b], mh[b]
+            for j in range(H):
+                st[j] = hr[j]
+                hs[j] = hr[j]
+                hn[j] = hr[j] * m[j]
             continue
         below = hr if l == 0 else sr
-        a, r = A[b, t, l], R[b]
+        a, r = A[l, t, b], R[b]
         ah, ag, rh, rg = a[:H], a[H:], r[:H], r[H:]
         for j in range(H):
             hh = tanh(ah[j] + rh[j] + bh[j])
@@ -425,35 +443,37 @@ def highway_transition_forward(A, R, bias, s, h, hbar, mh, S, mask, t, l):
             sr[j] = v
             st[j] = v
         if top:
-            hb, m = hbar[b], mh[b]
+            hs, hn, m = Hs[b, t], Hin[tn, b], mh[b]
             for j in range(H):
                 hr[j] = sr[j]
-                hb[j] = sr[j] * m[j]
+                hs[j] = sr[j]
+                hn[j] = sr[j] * m[j]
 
 
-def highway_transition_forward_xp(A, R, bias, s, h, hbar, mh, S, mask, t, l):
+def highway_transition_forward_xp(A, R, bias, s, h, Hin, mh, S, Hs, mask, t, l, tn):
     xp = backend.get_array_module(A)
-    L, H = S.shape[2], S.shape[3]
+    L, H = S.shape[0], S.shape[3]
     below = h if l == 0 else s
-    z = A[:, t, l] + R + bias[l]
+    z = A[l, t] + R + bias[l]
     hh, g = xp.tanh(z[:, :H]), _sigmoid_xp(xp, z[:, H:])
-    A[:, t, l] = xp.concatenate([hh, g], axis=1)
+    A[l, t] = xp.concatenate([hh, g], axis=1)
     v = g * hh + (1 - g) * below
     s[...] = v
     if l == L - 1:
         h[...] = xp.where(mask[:, t, None] != 0, v, h)
-        hbar[...] = h * mh
+        Hin[tn] = h * mh
+        Hs[:, t] = h
         v = h
-    S[:, t, l] = v
+    S[l, t] = v
 
 
 @njit(**_JIT)
 def highway_transition_backward(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
-    L, H = S.shape[2], S.shape[3]
+    L, H = S.shape[0], S.shape[3]
     top = l == L - 1
     one = A.dtype.type(1)
-    for b in range(A.shape[0]):
-        a, d, db = A[b, t, l], ds[b], dbelow[b]
+    for b in range(A.shape[2]):
+        a, d, db = A[l, t, b], ds[b], dbelow[b]
         if top:
             if mask[b, t] == 0:
                 skip[b, :] = d
@@ -462,9 +482,9 @@ def highway_transition_backward(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
                 continue
             skip[b, :] = 0
         if l > 0:
-            below = S[b, t, l - 1]
+            below = S[l - 1, t, b]
         else:
-            below = S[b, tp, L - 1] if tp >= 0 else h0[b]
+            below = S[L - 1, tp, b] if tp >= 0 else h0[b]
         ah, ag = a[:H], a[H:]
         for j in range(H):
             hh, g = ah[j], ag[j]
@@ -475,19 +495,19 @@ def highway_transition_backward(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
 
 def highway_transition_backward_xp(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
     xp = backend.get_array_module(A)
-    L, H = S.shape[2], S.shape[3]
+    L, H = S.shape[0], S.shape[3]
     if l > 0:
-        below = S[:, t, l - 1]
+        below = S[l - 1, t]
     else:
-        below = S[:, tp, L - 1] if tp >= 0 else h0
-    hh, g = A[:, t, l, :H], A[:, t, l, H:]
+        below = S[L - 1, tp] if tp >= 0 else h0
+    hh, g = A[l, t, :, :H], A[l, t, :, H:]
     grads = xp.concatenate([ds * g * (1 - hh * hh), ds * (hh - below) * g * (1 - g)], axis=1)
     direct = ds * (1 - g)
     if l == L - 1:
         keep = mask[:, t, None] != 0
         grads, direct = xp.where(keep, grads, 0), xp.where(keep, direct, 0)
         skip[...] = xp.where(keep, 0, ds)
-    A[:, t, l] = grads
+    A[l, t] = grads
     dbelow[...] = direct
 
 

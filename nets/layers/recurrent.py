@@ -26,6 +26,7 @@ from .. import backend, init
 from .. import functional as F
 from .. import rng as _rng
 from ..kernels import recurrent as K
+from ..kernels import workspace
 from ..module import Module, Parameter
 from ..tensor import Tensor, Function
 
@@ -108,16 +109,7 @@ def _order(time: int, reverse: bool):
     return range(time - 1, -1, -1) if reverse else range(time)
 
 
-def _previous(states, h0, reverse: bool):
-    """states shifted one step back in processing order, with h0 first: the recurrent inputs."""
-    prev = backend.get_array_module(states).empty_like(states)
-    if reverse:
-        prev[:, :-1] = states[:, 1:]
-        prev[:, -1] = h0
-    else:
-        prev[:, 1:] = states[:, :-1]
-        prev[:, 0] = h0
-    return prev
+_CHUNK = 16  # time steps projected at once (see _Sequence._projector)
 
 
 def _contiguous(a):
@@ -125,46 +117,79 @@ def _contiguous(a):
 
 
 class _Sequence(Function):
-    """Shared by the sequence Functions: projection before the loop, input gradients after it."""
+    """Shared by the sequence Functions: the input projection before the loop, the recurrent
+    operands, the order of the steps, and the input gradients after the loop. Internally
+    time-major (see nets/kernels/recurrent.py); inputs and outputs are batch-major."""
 
     def __init__(self, mask, hidden_mask, reverse: bool):
         self.mask, self.mh, self.reverse = mask, hidden_mask, reverse
-        self.dropout = hidden_mask is not None
 
-    def _start(self, h0):
-        """(contiguous h0, the running state h, h * mh: the first recurrent matmul's operand)."""
+    @staticmethod
+    def _take(xp, shape, dtype):
+        """A scratch buffer reused across calls once nothing holds it: fresh multi-megabyte arrays
+        cost a page fault per 4 KiB on every step."""
+        return workspace.take(xp, shape, dtype)
+
+    def _projector(self, x, w_ih, b, out, spare: int = 0):
+        """Returns project(t): x (batch, time, in) @ w_ih + b into `out` (time, batch, gates),
+        a chunk of steps at a time, called by the loop at every step. Projecting just before
+        the loop reaches a chunk leaves its rows in cache for the kernels (one matmul for the
+        whole sequence would send them to memory first). x is kept time-major as self.xt, the
+        first columns of self.xh (time * batch, in + spare)."""
+        xp = backend.get_array_module(x)
+        batch, time, features = x.shape
+        self.x_shape = x.shape
+        self.xh = self._take(xp, (time * batch, features + spare), x.dtype)
+        self.xt = self.xh[:, :features]
+        self.xt.reshape(time, batch, features)[...] = x.transpose(1, 0, 2)
+        rows_out = out.reshape(time * batch, w_ih.shape[1])
+
+        def project(t):
+            if (time - 1 - t if self.reverse else t) % _CHUNK:
+                return
+            first, last = (max(t - _CHUNK + 1, 0), t + 1) if self.reverse else (t, min(t + _CHUNK, time))
+            rows = slice(first * batch, last * batch)
+            xp.matmul(self.xt[rows], w_ih, out=rows_out[rows])
+            if b is not None:
+                rows_out[rows] += b
+        return project
+
+    def _operands(self, h0, time: int):
+        """(contiguous h0, running state h, Hin: the recurrent matmul operand of every step)."""
+        xp = backend.get_array_module(h0)
         h0 = _contiguous(h0)
-        if not self.dropout:
-            self.mh = backend.get_array_module(h0).ones_like(h0)  # the kernels take one code path
-            return h0, h0.copy(), h0.copy()
-        return h0, h0.copy(), h0 * self.mh
+        if self.mh is None:
+            self.mh = xp.ones_like(h0)  # the kernels take one code path
+        Hin = self._take(xp, (time + 1,) + h0.shape, h0.dtype)
+        Hin[time - 1 if self.reverse else 0] = h0 * self.mh
+        return h0, h0.copy(), Hin
 
-    def _recurrent_inputs(self, states, h0):
-        """What multiplied W_hh at each step, (batch * time, hidden): the previous h times mh."""
-        prev = _previous(states, h0, self.reverse)
-        if self.dropout:
-            prev *= self.mh[:, None, :]
-        return prev.reshape(-1, states.shape[2])
-
-    def _project(self, x, w_ih, b):
-        """x (batch, time, in) @ w_ih + b as a contiguous (batch, time, gates) array."""
-        self.x2 = x.reshape(-1, x.shape[2])
-        a = self.x2 @ w_ih
-        if b is not None:
-            a += b
-        return a.reshape(x.shape[0], x.shape[1], w_ih.shape[1])
-
-    def _input_grads(self, dA2, w_ih):
-        """(dx, dw_ih) from the gate pre-activation gradients (batch * time, gates)."""
-        dx = None
-        if self.inputs[0].requires_grad:
-            dx = (dA2 @ w_ih.T).reshape(self.x_shape)
-        return dx, self.x2.T @ dA2
+    def _steps(self, time: int):
+        """(t, next t) in processing order; the last step's next is the scratch row `time`."""
+        order = list(_order(time, self.reverse))
+        return [(t, order[k + 1] if k + 1 < time else time) for k, t in enumerate(order)]
 
     def _steps_back(self, time: int):
         """(t, previous t or -1) in backward order."""
-        forward = list(_order(time, self.reverse))
-        return [(t, forward[k - 1] if k else -1) for k, t in reversed(list(enumerate(forward)))]
+        order = list(_order(time, self.reverse))
+        return [(t, order[k - 1] if k else -1) for k, t in reversed(list(enumerate(order)))]
+
+    def _input_grads(self, dA2, w_ih, weights: bool = True):
+        """(dx (batch, time, in), dw_ih or None) from the gate pre-activation gradients
+        (time * batch, gates)."""
+        xp = backend.get_array_module(dA2)
+        dx = None
+        if self.inputs[0].requires_grad:
+            batch, time, features = self.x_shape
+            dx = self._take(xp, (time, batch, features), dA2.dtype)
+            xp.matmul(dA2, w_ih.T, out=dx.reshape(time * batch, features))
+            dx = dx.transpose(1, 0, 2)
+        return dx, self._matmul_t(self.xt, dA2) if weights else None
+
+    def _matmul_t(self, a, b):
+        """a.T @ b into a reused buffer (the weight gradients, added to .grad and dropped)."""
+        xp = backend.get_array_module(a)
+        return xp.matmul(a.T, b, out=self._take(xp, (a.shape[1], b.shape[1]), b.dtype))
 
 
 class LSTMSequence(_Sequence):
@@ -175,44 +200,48 @@ class LSTMSequence(_Sequence):
         xp = backend.get_array_module(x)
         batch, time = x.shape[:2]
         hidden = w_hh.shape[0]
-        self.x_shape = x.shape
-        A = self._project(x, w_ih, b)
-        Hs = xp.empty((batch, time, hidden), dtype=x.dtype)
-        C = xp.empty_like(Hs)
-        R = xp.empty((batch, 4 * hidden), dtype=x.dtype)
-        h0, h, hbar = self._start(h0)
+        A = self._take(xp, (time, batch, 4 * hidden), x.dtype)
+        project = self._projector(x, w_ih, b, A, spare=hidden)
+        h0, h, Hin = self._operands(h0, time)
         c0 = _contiguous(c0)
         c = c0.copy()
+        Hs = self._take(xp, (batch, time, hidden), x.dtype)
+        C = self._take(xp, (time, batch, hidden), x.dtype)
+        R = xp.empty((batch, 4 * hidden), dtype=x.dtype)
         self.use_peep = peep is not None
         peep = _contiguous(peep) if self.use_peep else xp.zeros((3, hidden), dtype=x.dtype)
         step = K.for_array("lstm_forward", x)
-        for t in _order(time, self.reverse):
-            xp.matmul(hbar, w_hh, out=R)
-            step(A, R, h, c, hbar, self.mh, Hs, C, self.mask, t, peep, self.use_peep)
-        self.A, self.C, self.Hs, self.h0, self.c0, self.peep = A, C, Hs, h0, c0, peep
+        for t, tn in self._steps(time):
+            project(t)
+            xp.matmul(Hin[t], w_hh, out=R)
+            step(A, R, h, c, Hin, self.mh, Hs, C, self.mask, t, tn, peep, self.use_peep)
+        self.A, self.C, self.Hin, self.c0, self.peep = A, C, Hin, c0, peep
         self.w_ih, self.w_hh = w_ih, w_hh
         return Hs, h, c
 
     def backward(self, dHs, dhT, dcT):
         xp = backend.get_array_module(dHs)
-        A, Hs, w_hh, mh = self.A, self.Hs, self.w_hh, self.mh
-        batch, time, hidden = Hs.shape
+        A, mh = self.A, self.mh
+        time, batch, gates = A.shape
         dHs = _contiguous(dHs)
         carry, dc = xp.array(dhT, copy=True), xp.array(dcT, copy=True)
-        rec = xp.zeros((batch, hidden), dtype=dHs.dtype)
+        rec = xp.zeros_like(carry)
         dpeep = xp.zeros_like(self.peep)
-        w_hh_t = _contiguous(w_hh.T)
+        w_hh_t = _contiguous(self.w_hh.T)
         need_h0 = self.inputs[4].requires_grad
         step = K.for_array("lstm_backward", dHs)
         for t, tp in self._steps_back(time):
             step(A, self.C, self.c0, dHs, rec, carry, dc, mh, self.mask, t, tp, self.peep, dpeep,
                  self.use_peep)
             if tp >= 0 or need_h0:
-                xp.matmul(A[:, t], w_hh_t, out=rec)
-        dA2 = A.reshape(batch * time, 4 * hidden)
-        dx, dw_ih = self._input_grads(dA2, self.w_ih)
-        dw_hh = self._recurrent_inputs(Hs, self.h0).T @ dA2
-        grads = (dx, dw_ih, dw_hh, dA2.sum(axis=0), rec * mh + carry if need_h0 else None, dc)
+                xp.matmul(A[t], w_hh_t, out=rec)
+        dA2 = A.reshape(time * batch, gates)
+        dx, _ = self._input_grads(dA2, self.w_ih, weights=False)
+        # both weight gradients in one matmul: [x, h' * mh] (time * batch, in + hidden) rows
+        features = self.xt.shape[1]
+        self.xh[:, features:] = self.Hin[:time].reshape(time * batch, -1)
+        dw = self._matmul_t(self.xh, dA2)
+        grads = (dx, dw[:features], dw[features:], dA2.sum(axis=0), rec * mh + carry if need_h0 else None, dc)
         return grads + (dpeep,) if self.use_peep else grads
 
 
@@ -224,46 +253,49 @@ class GRUSequence(_Sequence):
         xp = backend.get_array_module(x)
         batch, time = x.shape[:2]
         hidden = w_hh.shape[0]
-        self.x_shape = x.shape
-        A = self._project(x, w_ih, b)
-        Hs = xp.empty((batch, time, hidden), dtype=x.dtype)
-        RH = xp.empty_like(Hs)  # r * h' for every step: the operand of U_n
+        A = self._take(xp, (time, batch, 3 * hidden), x.dtype)
+        project = self._projector(x, w_ih, b, A)
+        h0, h, Hin = self._operands(h0, time)
+        Hs = self._take(xp, (batch, time, hidden), x.dtype)
+        RH = self._take(xp, (time, batch, hidden), x.dtype)  # r * h' * mh: the operand of U_n
         u_zr, u_n = _contiguous(w_hh[:, :2 * hidden]), _contiguous(w_hh[:, 2 * hidden:])
         R = xp.empty((batch, 2 * hidden), dtype=x.dtype)
         Rn = xp.empty((batch, hidden), dtype=x.dtype)
-        h0, h, hbar = self._start(h0)
         gates = K.for_array("gru_gates_forward", x)
         output = K.for_array("gru_output_forward", x)
-        for t in _order(time, self.reverse):
-            xp.matmul(hbar, u_zr, out=R)
-            gates(A, R, hbar, RH, t)
-            xp.matmul(RH[:, t], u_n, out=Rn)
-            output(A, Rn, h, hbar, self.mh, Hs, self.mask, t)
-        self.A, self.Hs, self.RH, self.h0, self.w_ih, self.u_zr, self.u_n = A, Hs, RH, h0, w_ih, u_zr, u_n
+        for t, tn in self._steps(time):
+            project(t)
+            xp.matmul(Hin[t], u_zr, out=R)
+            gates(A, R, Hin, RH, t)
+            xp.matmul(RH[t], u_n, out=Rn)
+            output(A, Rn, h, Hin, self.mh, Hs, self.mask, t, tn)
+        self.A, self.Hs, self.Hin, self.RH, self.h0 = A, Hs, Hin, RH, h0
+        self.w_ih, self.u_zr, self.u_n = w_ih, u_zr, u_n
         return Hs, h
 
     def backward(self, dHs, dhT):
         xp = backend.get_array_module(dHs)
         A, Hs, mh = self.A, self.Hs, self.mh
-        batch, time, hidden = Hs.shape
+        time, batch, gates = A.shape
+        hidden = gates // 3
         dHs = _contiguous(dHs)
         carry = xp.array(dhT, copy=True)
-        rec = xp.zeros((batch, hidden), dtype=dHs.dtype)
-        dRH = xp.empty_like(rec)
+        rec = xp.zeros_like(carry)
+        dRH = xp.empty_like(carry)
         u_zr_t, u_n_t = _contiguous(self.u_zr.T), _contiguous(self.u_n.T)
         need_h0 = self.inputs[4].requires_grad
         output = K.for_array("gru_output_backward", dHs)
-        gates = K.for_array("gru_gates_backward", dHs)
+        gates_back = K.for_array("gru_gates_backward", dHs)
         for t, tp in self._steps_back(time):
             output(A, Hs, self.h0, dHs, rec, carry, mh, self.mask, t, tp)
-            xp.matmul(A[:, t, 2 * hidden:], u_n_t, out=dRH)
-            gates(A, Hs, self.h0, dRH, carry, mh, t, tp)
+            xp.matmul(A[t, :, 2 * hidden:], u_n_t, out=dRH)
+            gates_back(A, self.Hin, dRH, carry, mh, t)
             if tp >= 0 or need_h0:
-                xp.matmul(A[:, t, :2 * hidden], u_zr_t, out=rec)
-        dA2 = A.reshape(batch * time, 3 * hidden)
+                xp.matmul(A[t, :, :2 * hidden], u_zr_t, out=rec)
+        dA2 = A.reshape(time * batch, gates)
         dx, dw_ih = self._input_grads(dA2, self.w_ih)
-        dw_hh = xp.concatenate([self._recurrent_inputs(Hs, self.h0).T @ dA2[:, :2 * hidden],
-                                self.RH.reshape(-1, hidden).T @ dA2[:, 2 * hidden:]], axis=1)
+        dw_hh = xp.concatenate([self._matmul_t(self.Hin[:time].reshape(-1, hidden), dA2[:, :2 * hidden]),
+                                self._matmul_t(self.RH.reshape(-1, hidden), dA2[:, 2 * hidden:])], axis=1)
         return dx, dw_ih, dw_hh, dA2.sum(axis=0), rec * mh + carry if need_h0 else None
 
 
@@ -282,33 +314,34 @@ class TransitionSequence(_Sequence):
         xp = backend.get_array_module(x)
         self.flat_shapes = w_hh.shape, b.shape
         w_hh = w_hh.reshape(-1, *w_hh.shape[-2:])
-        b = b.reshape(w_hh.shape[0], -1)
+        b = _contiguous(b.reshape(w_hh.shape[0], -1))
         batch, time = x.shape[:2]
         depth, hidden, gates = w_hh.shape
-        self.x_shape = x.shape
-        A = xp.zeros((batch, time, depth, gates), dtype=x.dtype)
-        A[:, :, 0] = self._project(x, w_ih, None)
-        S = xp.empty((batch, time, depth, hidden), dtype=x.dtype)
-        R = xp.empty((batch, gates), dtype=x.dtype)
-        h0, h, hbar = self._start(h0)
+        A = self._take(xp, (depth, time, batch, gates), x.dtype)
+        project = self._projector(x, w_ih, None, A[0])
+        A[1:] = 0  # upper layers have no input term
+        h0, h, Hin = self._operands(h0, time)
         s = xp.empty_like(h)  # the state of the layer just computed
-        b = _contiguous(b)
+        S = self._take(xp, (depth, time, batch, hidden), x.dtype)
+        Hs = self._take(xp, (batch, time, hidden), x.dtype)
+        R = xp.empty((batch, gates), dtype=x.dtype)
         step = K.for_array(self.kind + "_forward", x)
-        for t in _order(time, self.reverse):
+        for t, tn in self._steps(time):
+            project(t)
             for l in range(depth):
-                xp.matmul(hbar if l == 0 else s, w_hh[l], out=R)
-                step(A, R, b, s, h, hbar, self.mh, S, self.mask, t, l)
-        self.A, self.S, self.h0, self.w_ih, self.w_hh = A, S, h0, w_ih, w_hh
-        return _contiguous(S[:, :, depth - 1]), h
+                xp.matmul(Hin[t] if l == 0 else s, w_hh[l], out=R)
+                step(A, R, b, s, h, Hin, self.mh, S, Hs, self.mask, t, l, tn)
+        self.A, self.S, self.Hin, self.h0, self.w_ih, self.w_hh = A, S, Hin, h0, w_ih, w_hh
+        return Hs, h
 
     def backward(self, dHs, dhT):
         xp = backend.get_array_module(dHs)
         A, S, w_hh, mh = self.A, self.S, self.w_hh, self.mh
-        batch, time, depth, hidden = S.shape
-        gates = A.shape[3]
+        depth, time, batch, gates = A.shape
+        hidden = S.shape[3]
         dHs = _contiguous(dHs)
         dprev = xp.array(dhT, copy=True)  # dL/d(top state of the step being processed)
-        ds, dbelow, skip, rec = (xp.empty((batch, hidden), dtype=dHs.dtype) for _ in range(4))
+        ds, dbelow, skip, rec = (xp.empty_like(dprev) for _ in range(4))
         w_hh_t = [_contiguous(w.T) for w in w_hh]
         need_h0 = self.inputs[4].requires_grad
         step = K.for_array(self.kind + "_backward", dHs)
@@ -318,16 +351,16 @@ class TransitionSequence(_Sequence):
                 step(A, S, self.h0, ds, dbelow, skip, self.mask, t, l, tp)
                 if l == 0 and tp < 0 and not need_h0:
                     break
-                xp.matmul(A[:, t, l], w_hh_t[l], out=rec)
+                xp.matmul(A[l, t], w_hh_t[l], out=rec)
                 if l > 0:
                     xp.add(rec, dbelow, out=ds)
                 else:
                     dprev = rec * mh + dbelow + skip
-        flat = A.reshape(batch * time, depth, gates)
-        dx, dw_ih = self._input_grads(_contiguous(flat[:, 0]), self.w_ih)
-        below = [self._recurrent_inputs(S[:, :, depth - 1], self.h0)] + [S[:, :, l].reshape(-1, hidden) for l in range(depth - 1)]
-        dw_hh = xp.stack([below[l].T @ flat[:, l] for l in range(depth)])
-        db = flat.sum(axis=0)
+        flat = A.reshape(depth, time * batch, gates)
+        dx, dw_ih = self._input_grads(flat[0], self.w_ih)
+        below = [self.Hin[:time].reshape(-1, hidden)] + [S[l].reshape(-1, hidden) for l in range(depth - 1)]
+        dw_hh = xp.stack([self._matmul_t(below[l], flat[l]) for l in range(depth)])
+        db = flat.sum(axis=1)
         shape_hh, shape_b = self.flat_shapes
         return (dx, dw_ih, dw_hh.reshape(shape_hh), db.reshape(shape_b),
                 dprev if need_h0 else None)
