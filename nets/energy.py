@@ -60,6 +60,15 @@ class RBM(Module):
         if chains:  # a fair coin per unit: the chains start far from any data
             self.register_buffer("particles", bernoulli(np.full((chains, visible), 0.5, np.float32)))
 
+    def match_visible_bias(self, data) -> None:
+        """Set b to log(p / (1 - p)) of the data's mean activation p (Hinton's practical guide,
+        section 8): the visible units start at the data's marginals, so the first negative
+        samples are not far denser than the data, which otherwise drives every hidden unit off."""
+        data = _data(data)
+        self._check(data)
+        p = _xp(data).clip(data.mean(axis=0), 1e-3, 1 - 1e-3)
+        self.visible_bias.data[...] = _xp(p).log(p / (1 - p))
+
     # -- conditionals and sampling (plain arrays, no graph) -------------------------------------
     def hidden_probs(self, v):
         """p(h = 1 | v) for v (n, visible)."""

@@ -1,0 +1,84 @@
+"""What the image recipes of issue 7 share (mnist-rbm, mnist-dbn, mnist-gan, mnist-stn, resnet):
+IDX data flags and loading, a training subset for quick runs, image logging, and run stages
+(several training phases in one run folder, each with its own checkpoints and events)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from logs import EventWriter
+from logs.images import add_image, png, tile
+from workbench.recipes import common, mnist
+
+
+def add_data_flags(parser, validation: int = 5000) -> None:
+    group = parser.add_argument_group("data")
+    common.flag(group, "--data", default=None, metavar="FOLDER",
+                help="folder with IDX files named like MNIST's (train-images-idx3-ubyte[.gz], "
+                     "train-labels-idx1-ubyte[.gz], t10k-...; required)")
+    common.flag(group, "--validation", default=validation, type=int,
+                help="training images held out for validation")
+    common.flag(group, "--limit", default=0, type=int,
+                help="train on only this many of the remaining training images (0: all)")
+
+
+def load(args, images: bool) -> dict:
+    """Train/val/test splits with pixels in [0, 1]: (n, pixels) rows or (n, 1, h, w) images."""
+    splits = mnist.load(args.data, args.validation, args.seed, images=images)
+    if args.limit < 0:
+        raise common.RecipeError(f"--limit must be >= 0, got {args.limit}")
+    if args.limit:
+        x, y = splits["train"]
+        splits["train"] = (x[:args.limit], y[:args.limit])
+    return splits
+
+
+def sizes(text: str, flag: str) -> list[int]:
+    """Comma-separated positive integers (layer sizes, channel widths) from a flag's value."""
+    try:
+        values = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise common.RecipeError(f"{flag} takes comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise common.RecipeError(f"{flag} takes positive integers, got {text!r}")
+    return values
+
+
+def image_shape(x: np.ndarray) -> tuple[int, int]:
+    """(height, width) of a split stored as images or as rows of a square image."""
+    if x.ndim == 4:
+        return x.shape[2], x.shape[3]
+    side = int(round(np.sqrt(x.shape[1])))
+    if side * side != x.shape[1]:
+        raise common.RecipeError(f"rows of {x.shape[1]} pixels are not square images")
+    return side, side
+
+
+def log_images(events, run, tag: str, images, step: int, columns: int | None = None,
+               scale_each: bool = False) -> None:
+    """Tile (n, h, w) images into TensorBoard under `tag` and into RUN/images/<tag>.png."""
+    grid = tile(images, columns, scale_each=scale_each)
+    add_image(events, tag, grid, step)
+    path = Path(run.path) / "images" / f"{tag.replace('/', '-')}.png"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(png(grid))
+
+
+class Stage:
+    """One training phase of a run: checkpoints in checkpoints/<name>/ and TensorBoard events in
+    <name>/ (shown as their own run in TensorBoard). It offers the run-folder interface that
+    training.fit uses."""
+
+    def __init__(self, run, name: str):
+        self.run, self.name = run, name
+        self.path = Path(run.path) / name
+
+    def checkpoint_path(self) -> Path:
+        return Path(self.run.path) / "checkpoints" / self.name / "latest.npz"
+
+    def started(self) -> bool:
+        return self.checkpoint_path().is_file()
+
+    def events(self) -> EventWriter:
+        return EventWriter(str(self.path))
