@@ -2,9 +2,11 @@
 stacking, bidirectional runs, variational dropout and padding masks.
 
 Speed comes from the shape of the computation, not from many small ops: a whole sequence is ONE
-Function. Its forward projects the inputs of all time steps with one matmul, then loops over time
-with one BLAS matmul (the recurrent term) and one fused Numba kernel (all gate math) per step; its
-backward runs back through time the same way and finishes with one matmul per weight matrix.
+Function. Its forward projects the inputs of many time steps per matmul (16 at a time, just before
+the loop needs them), and loops over time with one BLAS matmul (the recurrent term) and one fused
+Numba kernel (all gate math) per step; its backward runs back through time the same way and
+finishes with one matmul per weight matrix (one for both of the LSTM's). Buffers are reused
+across calls (nets.kernels.workspace).
 
 Shapes: inputs are (batch, time, features); a layer returns (outputs (batch, time, hidden), final
 state). The state is `h` (batch, hidden) for RNN/GRU/RHN and `(h, c)` for LSTM; a layer with
