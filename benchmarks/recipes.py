@@ -22,7 +22,6 @@ import numpy as np
 
 import nets
 from nets import F
-from nets.layers.recurrent import detach_state
 from harness import Case, format_table, machine_line, run_case, torch_module
 from workbench.recipes.char_rnn import CharRNN
 from workbench.recipes.mnist import MLP, LeNet
@@ -70,7 +69,7 @@ def workbench_char_lstm():
         F.softmax_cross_entropy(logits, y).backward()
         nets.optim.clip_grad_norm(optimizer, 5.0)
         optimizer.step()
-        state[0] = detach_state(new_state)
+        state[0] = nets.detach_state(new_state)
     return step
 
 

@@ -135,6 +135,7 @@ def test_char_rnn_learns_and_generates_reproducibly(tmp_path, capsys):
     assert first.startswith("the ") and len(first.rstrip("\n")) >= 64
     assert generate("--seed", "3") == first
     assert generate("--seed", "4") != first
+    assert generate("--top-k", "1") == generate("--temperature", "0")  # both the most likely
     best = run_dir / "checkpoints" / "best.npz"
     assert cli.main(["recipe", "char-rnn", "--from", str(best), "--generate", "60",
                      "--seed-text", "the ", "--seed", "3"]) == 0
@@ -182,4 +183,5 @@ def test_resolve_prefers_given_flags_then_the_saved_config_then_defaults():
 
 
 def test_every_recipe_is_registered_once():
-    assert list(recipes()) == ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow"]
+    assert list(recipes()) == ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow", "mnist-rbm",
+                               "mnist-dbn", "mnist-gan", "mnist-stn", "resnet"]

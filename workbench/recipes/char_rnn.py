@@ -10,7 +10,8 @@ text tab.
 
 Generation: `--generate N` prints N characters after training, or, with `--from RUN_OR_CHECKPOINT`,
 from a trained run without training (the checkpoint holds the architecture and vocabulary),
-starting from --seed-text at --temperature (0: always the most likely character).
+starting from --seed-text at --temperature (0: always the most likely character), with
+optional --top-k, through nets.sampling.
 """
 from __future__ import annotations
 
@@ -21,15 +22,14 @@ import numpy as np
 from tqdm import tqdm
 
 import nets
-from nets import F, checkpoint
-from nets.layers.recurrent import GRU, LSTM, RNN, detach_state
+from nets import F, checkpoint, sampling
 from workbench import training
 from workbench.datasets import Vocabulary, bptt_batches, read_text
 from workbench.recipes import Recipe, common, register
 from workbench.recipes.text import strip_gutenberg
 from workbench.runs import RunDir
 
-CELLS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+CELLS = {"lstm": nets.LSTM, "gru": nets.GRU, "rnn": nets.RNN}
 ARCHITECTURE = ("cell", "hidden", "layers", "embed", "dropout")
 
 
@@ -55,18 +55,10 @@ class CharRNN(nets.Module):
         return self.head(h), state
 
 
-def sample_index(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """A draw from softmax(logits / temperature); the argmax when temperature is 0."""
-    if temperature == 0:
-        return int(logits.argmax())
-    z = logits.astype(np.float64) / temperature
-    p = np.exp(z - z.max())
-    return int(rng.choice(len(p), p=p / p.sum()))
-
-
 def generate(model: CharRNN, vocab: Vocabulary, seed_text: str, length: int, temperature: float,
-             seed: int) -> str:
-    """`length` characters following `seed_text`; the same seed gives the same text."""
+             seed: int, top_k: int | None = None) -> str:
+    """`length` characters following `seed_text` (nets.sampling); the same seed gives the same
+    text. Flags are checked here so that errors name them."""
     unknown = sorted(set(seed_text) - set(vocab.index))
     if unknown:
         raise common.RecipeError(f"--seed-text has characters the model never saw: {unknown}")
@@ -74,20 +66,13 @@ def generate(model: CharRNN, vocab: Vocabulary, seed_text: str, length: int, tem
         raise common.RecipeError("--seed-text must hold at least one character")
     if temperature < 0:
         raise common.RecipeError(f"--temperature must be >= 0, got {temperature}")
-    rng = np.random.default_rng(seed)
+    if top_k is not None and top_k < 1:
+        raise common.RecipeError(f"--top-k must be >= 1, got {top_k}")
     was_training = model.training
     model.eval()
-    out = []
-    with nets.no_grad():
-        logits, state = model(vocab.encode(seed_text)[None, :])
-        last = nets.backend.to_host(logits.data[0, -1])
-        for _ in range(length):
-            i = sample_index(last, temperature, rng)
-            out.append(vocab.tokens[i])
-            logits, state = model.step(np.array([i]), state)
-            last = nets.backend.to_host(logits.data[0])
+    text = sampling.generate(model.step, vocab, seed_text, length, temperature, top_k, rng=seed)
     model.train(was_training)
-    return "".join(out)
+    return text
 
 
 class CharTask:
@@ -112,7 +97,7 @@ class CharTask:
     def loss(self, batch):
         x, y = batch
         logits, state = self.model(x, self.state)
-        self.state = detach_state(state)
+        self.state = nets.detach_state(state)
         return F.softmax_cross_entropy(logits, y)
 
     def evaluate(self, split: str) -> dict[str, float]:
@@ -137,7 +122,7 @@ class CharTask:
         if not self.sample or not self.sample["length"]:
             return
         text = generate(self.model, self.vocab, self.sample["seed_text"], self.sample["length"],
-                        self.sample["temperature"], self.sample["seed"] + epoch)
+                        self.sample["temperature"], self.sample["seed"] + epoch, self.sample["top_k"])
         events.writer.add_text("samples", _markdown(self.sample["seed_text"], text), step)
         tqdm.write(f"--- sample after epoch {epoch} ---\n{self.sample['seed_text']}{text}\n---")
 
@@ -178,6 +163,8 @@ def add_arguments(parser) -> None:
                 help="generate from this trained run folder or checkpoint file instead of training")
     common.flag(gen, "--temperature", default=0.8, type=float,
                 help="sampling temperature: lower is safer, higher more varied, 0 the most likely")
+    common.flag(gen, "--top-k", default=None, type=int,
+                help="draw only among the k most likely characters (default: all)")
     common.flag(gen, "--seed-text", default="\n", help="text the generation continues")
     common.flag(gen, "--sample-length", default=200, type=int,
                 help="characters sampled after each epoch (0: none)")
@@ -211,7 +198,7 @@ def load_generator(source: str) -> tuple[CharRNN, Vocabulary, Path, RunDir | Non
 def run_generation(args) -> int:
     model, vocab, path, run = load_generator(args.source)
     length = args.generate or args.sample_length
-    text = generate(model, vocab, args.seed_text, length, args.temperature, args.seed)
+    text = generate(model, vocab, args.seed_text, length, args.temperature, args.seed, args.top_k)
     print(args.seed_text + text)
     if run is not None:
         with common.events_for(run) as events:
@@ -241,7 +228,7 @@ def run(args) -> int:
     architecture = {k: getattr(args, k) for k in ARCHITECTURE}
     model = CharRNN(len(vocab), **architecture)
     sample = {"length": args.sample_length, "seed_text": args.seed_text,
-              "temperature": args.temperature, "seed": args.seed}
+              "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed}
     task = CharTask(model, vocab, parts, args.batch_size, args.seq_len, sample)
     optimizer = common.make_optimizer(model, args)
     print(f"char-rnn: {len(vocab)} characters; {len(parts['train']):,} training, "
@@ -254,7 +241,8 @@ def run(args) -> int:
         result = training.fit(task, optimizer, common.fit_config(args), run_folder, events,
                               resume=bool(args.resume), meta=meta)
         if args.generate:
-            generated = generate(model, vocab, args.seed_text, args.generate, args.temperature, args.seed)
+            generated = generate(model, vocab, args.seed_text, args.generate, args.temperature,
+                                 args.seed, args.top_k)
             events.writer.add_text("generated", _markdown(args.seed_text, generated), result.steps)
             print(args.seed_text + generated)
     for split, metrics in (("val", result.val), ("test", result.test)):

@@ -112,6 +112,9 @@ def run(args) -> int:
     common.setup(args)
     if args.width < 1 or args.noise < 1:
         raise common.RecipeError(f"--width and --noise must be >= 1, got {args.width} and {args.noise}")
+    if args.clip:
+        raise common.RecipeError("mnist-gan cannot clip gradients (two players share the step); "
+                                 "leave out --clip")
     splits = vision.load(args, images=True)
     splits = {name: (x * np.float32(2) - np.float32(1), y) for name, (x, y) in splits.items()}
     _, channels, height, width = splits["train"][0].shape
