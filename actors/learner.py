@@ -6,6 +6,7 @@ the queue and the policy lag.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -81,6 +82,7 @@ class Learner:
         version = transport.publish(weights, p.step)
         now = time.monotonic()
         self._last_scalars = p.step, now
+        self._session = p.step, now  # ETAs use this session's average rate
         next_log, next_scalars, next_supervise = now + self.log_every, now + self.scalar_every, now
         next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
         last_log_step, last_log_time = p.step, now
@@ -124,10 +126,12 @@ class Learner:
         return outcome
 
     def _progress_line(self, steps: int, seconds: float) -> None:
-        p = self.progress
+        p, (first_step, start) = self.progress, self._session
         fps = steps / seconds if seconds > 0 else 0.0
+        rate = (p.step - first_step) / max(time.monotonic() - start, 1e-9)
+        eta = max(0, self.total_steps - p.step) / rate if rate > 0 else math.inf
         self.console(progress_line(p.step, self.total_steps, fps, list(p.recent_returns), p.episodes,
-                                   p.elapsed))
+                                   p.elapsed, eta))
 
     @staticmethod
     def _next_multiple(step: int, every: int) -> int:

@@ -14,11 +14,11 @@ def format_duration(seconds: float) -> str:
 
 
 def progress_line(step: int, total: int, fps: float, returns: list[float], episodes: int,
-                  elapsed: float) -> str:
+                  elapsed: float, eta: float) -> str:
     """e.g. `step 12,000/30,000  40% | 9,870 steps/s | return 201.3 last 10, 123.4 last 100 |
-    310 episodes | 0:04 elapsed, ETA 0:02`; `returns` are the latest episodes' returns."""
+    310 episodes | 0:04 elapsed, ETA 0:02`; `returns` are the latest episodes' returns, `fps`
+    the recent rate, `eta` seconds (inf when unknown)."""
     share = 100.0 * step / total if total else 100.0
-    eta = (total - step) / fps if fps > 0 and step < total else 0.0 if step >= total else math.inf
     if returns:
         recent, window = returns[-10:], returns[-100:]
         ret = (f"return {sum(recent) / len(recent):5.1f} last {len(recent)}, "
