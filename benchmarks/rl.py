@@ -15,6 +15,7 @@
 
     python benchmarks/rl.py                  # 3 seeds, up to 120 s per run
     python benchmarks/rl.py --budget quick   # 1 seed, shorter caps: about two minutes in all
+    python benchmarks/rl.py --env ALE/Breakout-v5   # Atari throughput instead (rl_atari.py)
 
 Other people's load on a shared machine changes every figure; (b) interleaves its raw and
 system measurements and reports the load average next to them.
@@ -95,7 +96,7 @@ def own_solve(agent: str, seed: int, cap: float, logdir: str, steps: int,
         elif time.monotonic() - start >= state["next_eval"]:
             returns = greedy_returns(learner_agent[0])
             best[0] = max(best[0], float(np.mean(returns)))
-            state["solved"] = len(returns) == 100 and np.mean(returns) >= SOLVED
+            state["solved"] = len(returns) == 100 and bool(np.mean(returns) >= SOLVED)
             state["next_eval"] = time.monotonic() - start + evaluate_every
         return state["solved"] or time.monotonic() - start > cap
 
@@ -206,6 +207,10 @@ def summarize(runs: list[dict]) -> str:
 
 
 def main() -> int:
+    if any(a == "--env" or a.startswith("--env=") for a in sys.argv[1:]):  # Atari: rl_atari.py
+        from rl_atari import main as atari_main
+
+        return atari_main(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=BUDGETS, default="full",
