@@ -18,8 +18,6 @@ buffers come from nets.kernels.workspace.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import backend
@@ -67,18 +65,13 @@ def empty_images(xp, shape, dtype, channels_last: bool):
 
 
 class _Conv2D(Function):
-    """Shared by both methods: checks, output geometry, chunking, the bias and its gradient."""
+    """Shared by both methods: checks, output geometry and layout, chunking."""
 
     def __init__(self, stride, padding, activation=None):
         if activation not in ACTIVATIONS:
             raise ValueError(f"conv2d activation must be one of {ACTIVATIONS}, got {activation!r}")
         self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
         self.relu = activation == "relu"
-
-    def __call__(self, x, w, b=None):
-        # the weight gradient is the only one that needs the input's rearranged copy again
-        self.weight_grad = is_grad_enabled() and isinstance(w, Tensor) and w.requires_grad
-        return super().__call__(x, w) if b is None else super().__call__(x, w, b)
 
     def forward(self, x, w, b=None):
         check_images(x, "conv2d")
@@ -123,6 +116,11 @@ class Conv2DPatches(_Conv2D):
     """im2col + one product per chunk. The patches are kept for the weight gradient when they are
     small and rebuilt chunk by chunk when they are not (writing a large patch matrix out to memory
     and reading it back costs more than rebuilding it from cache)."""
+
+    def __call__(self, x, w, b=None):
+        # the weight gradient is the only one that needs the patches again
+        self.weight_grad = is_grad_enabled() and isinstance(w, Tensor) and w.requires_grad
+        return super().__call__(x, w) if b is None else super().__call__(x, w, b)
 
     def _forward(self, x, w, b, out_rows):
         xp, n = _xp(x), x.shape[0]
@@ -182,41 +180,36 @@ class Conv2DPatches(_Conv2D):
 
 
 class Conv2DBlocks(_Conv2D):
-    """Space-to-depth blocks + one product per chunk + shift_add (see conv_blocks.py). The block
-    rows S of the whole batch (the input's size) are kept for the weight gradient."""
+    """Space-to-depth blocks + one product per chunk + shift_add (see conv_blocks.py). The
+    backward pass rebuilds each chunk's block rows S from x: that is cheaper than writing the
+    whole batch's S out to memory in the forward pass and reading it back."""
 
     def _forward(self, x, w, b, out_rows):
-        xp, n = np, x.shape[0]
         (sy, sx), (kh, kw) = self.stride, self.kernel
         self.blocks = (-(-kh // sy), -(-kw // sx))
         self.grid = (self.out_hw[0] + self.blocks[0] - 1, self.out_hw[1] + self.blocks[1] - 1)
         self.block_w = self._block_weights(w)
         depth, width = self.block_w.shape
-        self.rows_per_sample = self.grid[0] * self.grid[1]
-        self.spans = self._chunks(self.rows_per_sample, max(depth, width))
-        keep = self.weight_grad
-        S = workspace.take(xp, ((n if keep else self.chunk) * self.rows_per_sample, depth), self.dtype)
-        Z = workspace.take(xp, (self.chunk * self.rows_per_sample, width), self.dtype)
+        self.spans = self._chunks(self.grid[0] * self.grid[1], max(depth, width))
+        S = self._scratch(depth, self.dtype)
+        Z = self._scratch(width, self.dtype)
         bias = b if b is not None else np.zeros(w.shape[0], dtype=self.dtype)
+        positions = self.out_hw[0] * self.out_hw[1]
         for n0, n1, r0, r1 in self.spans:
-            block_rows = S[r0:r1] if keep else S[:r1 - r0]
-            blocks_kernels.space_to_depth(x, block_rows, n0, n1, self.grid, self.stride, self.padding,
-                                          self.channels_last)
-            z = Z[:r1 - r0]
-            xp.matmul(block_rows, self.block_w, out=z)
-            positions = math.prod(self.out_hw)
+            block_rows, z = S[:r1 - r0], Z[:r1 - r0]
+            self._space_to_depth(x, block_rows, n0, n1)
+            np.matmul(block_rows, self.block_w, out=z)
             blocks_kernels.shift_add(z, out_rows[n0 * positions:n1 * positions], bias, n1 - n0,
                                      self.grid, self.out_hw, self.blocks, self.relu)
-        self.S = S if keep else None
 
     def _backward(self, gy, need_x, need_w, need_b):
         depth, width = self.block_w.shape
-        dZ = workspace.take(np, (self.chunk * self.rows_per_sample, width), gy.dtype)
-        gx = dS = gw_mat = None
+        dZ = self._scratch(width, gy.dtype)
+        S = self._scratch(depth, gy.dtype) if need_w else None
+        dS = self._scratch(depth, gy.dtype) if need_x else None
+        gx = empty_images(np, self.x.shape, gy.dtype, self.channels_last) if need_x else None
         gb = np.zeros(self.w_shape[0], dtype=gy.dtype) if need_b else None
-        if need_x:
-            gx = empty_images(np, self.x.shape, gy.dtype, self.channels_last)
-            dS = workspace.take(np, (self.chunk * self.rows_per_sample, depth), gy.dtype)
+        gw_mat = None
         gy_rows = blocks_kernels.rows(gy)  # a view when gy is channels-last, else one copy
         y_rows = blocks_kernels.rows(self.y) if self.relu else None
         for n0, n1, r0, r1 in self.spans:
@@ -224,7 +217,9 @@ class Conv2DBlocks(_Conv2D):
             blocks_kernels.spread_rows(gy_rows, y_rows, self.out_hw, dz, n0, n1, self.grid,
                                        self.blocks, gb)
             if need_w:
-                part = self.S[r0:r1].T @ dz
+                block_rows = S[:r1 - r0]
+                self._space_to_depth(self.x, block_rows, n0, n1)
+                part = block_rows.T @ dz
                 gw_mat = part if gw_mat is None else np.add(gw_mat, part, out=gw_mat)
             if need_x:
                 ds = dS[:r1 - r0]
@@ -232,6 +227,13 @@ class Conv2DBlocks(_Conv2D):
                 blocks_kernels.depth_to_space(ds, gx[n0:n1], self.grid, self.stride, self.padding,
                                               self.channels_last)
         return gx, (self._weight_from_blocks(gw_mat) if need_w else None), gb
+
+    def _scratch(self, columns, dtype):
+        return workspace.take(np, (self.chunk * self.grid[0] * self.grid[1], columns), dtype)
+
+    def _space_to_depth(self, x, block_rows, n0, n1):
+        blocks_kernels.space_to_depth(x, block_rows, n0, n1, self.grid, self.stride, self.padding,
+                                      self.channels_last)
 
     def _block_layout(self):
         """Axis order of the (o, c, dy, ry, dx, rx) weight view that gives the rows of S

@@ -10,6 +10,7 @@ The kernel then covers qy x qx blocks (q = ceil(k / s)), and
 costs one well-shaped matrix product and no expanded patch matrix (im2col writes every input value
 about (k / s)^2 times). The backward pass mirrors it: `spread` lays the output gradient out like Z
 (dZ), then dWb = S^T @ dZ, dS = dZ @ Wb^T, and depth_to_space is a plain permutation back to x.
+The callers work a chunk of samples at a time, so that S, Z and dZ stay in cache.
 
 Column orders of S: (c, ry, rx) for channels-first x, (ry, rx, c) for channels-last x, so the
 innermost copies are contiguous. Blocks outside the padded input read as zero. Like the other CPU
@@ -20,6 +21,23 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 from numba import uint64 as u
+
+
+@njit(cache=True, inline="always")
+def _copy_run(S, row, k, x, n, c, y, x0, length):
+    """S[row, k:k+length] = x[n, c, y, x0:x0+length]; the common block widths written out so
+    that they compile to single vector moves."""
+    if length == 4:
+        S[row, u(k)] = x[u(n), u(c), u(y), u(x0)]
+        S[row, u(k + 1)] = x[u(n), u(c), u(y), u(x0 + 1)]
+        S[row, u(k + 2)] = x[u(n), u(c), u(y), u(x0 + 2)]
+        S[row, u(k + 3)] = x[u(n), u(c), u(y), u(x0 + 3)]
+    elif length == 2:
+        S[row, u(k)] = x[u(n), u(c), u(y), u(x0)]
+        S[row, u(k + 1)] = x[u(n), u(c), u(y), u(x0 + 1)]
+    else:
+        for r in range(length):
+            S[row, u(k + r)] = x[u(n), u(c), u(y), u(x0 + r)]
 
 
 @njit(cache=True)
@@ -39,8 +57,7 @@ def _space_to_depth_chw(x, S, n0, n1, hb, wb, sy, sx, py, px):
                             for rx in range(sx):
                                 S[row, u(k + rx)] = 0
                         elif inside:
-                            for rx in range(sx):
-                                S[row, u(k + rx)] = x[u(n), u(c), u(y), u(x0 + rx)]
+                            _copy_run(S, row, k, x, n, c, y, x0, sx)
                         else:
                             for rx in range(sx):
                                 xx = x0 + rx
