@@ -207,7 +207,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads per framework (default: every core)")
     parser.add_argument("--cpu-time", action="store_true",
-                        help="time process CPU instead of wall time (needs --threads 1; for busy machines)")
+                        help="time process CPU instead of wall time (needs --threads 1; for a busy "
+                             "machine)")
     args = parser.parse_args(argv)
     if args.cpu_time and args.threads != 1:
         parser.error("--cpu-time needs --threads 1 (CPU time adds up over threads)")

@@ -81,8 +81,9 @@ class _Conv2D(Function):
         if b is not None and b.shape != (w.shape[0],):
             raise ValueError(f"conv2d: bias has shape {b.shape}, expected ({w.shape[0]},)")
         self.kernel = w.shape[2:]
-        self.out_hw = (out_size("conv2d", x.shape[2], w.shape[2], self.stride[0], self.padding[0], "height"),
-                       out_size("conv2d", x.shape[3], w.shape[3], self.stride[1], self.padding[1], "width"))
+        (sy, sx), (py, px) = self.stride, self.padding
+        self.out_hw = (out_size("conv2d", x.shape[2], w.shape[2], sy, py, "height"),
+                       out_size("conv2d", x.shape[3], w.shape[3], sx, px, "width"))
         self.channels_last = patches_kernels.is_channels_last(x)
         self.x, self.w_shape = x, w.shape
         self.dtype = np.result_type(x.dtype, w.dtype)
@@ -101,9 +102,13 @@ class _Conv2D(Function):
         """(first sample, end sample, first row, end row) per chunk of samples whose scratch
         (rows_per_sample rows of `widest` values each) fits CHUNK_BYTES."""
         n = self.x.shape[0]
-        self.chunk = max(1, min(n, CHUNK_BYTES // (rows_per_sample * widest * self.dtype.itemsize)))
-        return [(n0, min(n, n0 + self.chunk), n0 * rows_per_sample, min(n, n0 + self.chunk) * rows_per_sample)
-                for n0 in range(0, n, self.chunk)]
+        sample_bytes = rows_per_sample * widest * self.dtype.itemsize
+        self.chunk = max(1, min(n, CHUNK_BYTES // sample_bytes))
+        spans = []
+        for n0 in range(0, n, self.chunk):
+            n1 = min(n, n0 + self.chunk)
+            spans.append((n0, n1, n0 * rows_per_sample, n1 * rows_per_sample))
+        return spans
 
     def _forward(self, x, w, b, out_rows):
         raise NotImplementedError
@@ -271,5 +276,6 @@ def conv2d(x, w, b=None, stride=1, padding=0, activation=None):
     followed by `activation` (None or "relu", fused into the op)."""
     stride, padding = pair(stride, "stride"), pair(padding, "padding")
     data = x.data if isinstance(x, Tensor) else x
-    op = (Conv2DBlocks if _blocks_pay(data, w.shape, stride) else Conv2DPatches)(stride, padding, activation)
+    method = Conv2DBlocks if _blocks_pay(data, w.shape, stride) else Conv2DPatches
+    op = method(stride, padding, activation)
     return op(x, w) if b is None else op(x, w, b)

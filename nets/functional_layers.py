@@ -19,6 +19,7 @@ from .tensor import Function, Tensor
 
 _xp = backend.get_array_module
 
+
 # -- pooling -----------------------------------------------------------------------------------
 class _Pool2D(Function):
     op = ""

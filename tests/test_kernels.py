@@ -69,7 +69,8 @@ def ref_avg_pool_backward(x_shape, gy, kernel, stride):
     gx = np.zeros(x_shape, dtype=gy.dtype)
     for oy in range(gy.shape[2]):
         for ox in range(gy.shape[3]):
-            gx[:, :, oy * sy:oy * sy + kh, ox * sx:ox * sx + kw] += gy[:, :, oy:oy + 1, ox:ox + 1] / (kh * kw)
+            window = gx[:, :, oy * sy:oy * sy + kh, ox * sx:ox * sx + kw]
+            window += gy[:, :, oy:oy + 1, ox:ox + 1] / (kh * kw)
     return gx
 
 
@@ -174,7 +175,8 @@ def test_avg_pool_matches_reference(rng, shape, kernel, stride, channels_last):
     if channels_last:
         gy, gx = channels_last_copy(gy), channels_last_copy(gx)
     pool.avg_pool_backward(gy, gx, kernel, stride, channels_last)
-    np.testing.assert_allclose(gx, ref_avg_pool_backward(shape, gy, kernel, stride), rtol=1e-12, atol=1e-12)
+    expected_gx = ref_avg_pool_backward(shape, gy, kernel, stride)
+    np.testing.assert_allclose(gx, expected_gx, rtol=1e-12, atol=1e-12)
 
 
 # -- embedding -----------------------------------------------------------------------------------

@@ -76,7 +76,8 @@ def test_conv2d_forward_matches_direct_loops(rng, conv_method, batch, cin, cout,
 
 def test_stacked_convs_read_channels_last_input(rng, conv_method):
     """A conv's output is channels-last memory; the next conv and pool take that path."""
-    first, second = to_float64(nets.Conv2D(2, 5, 3)), to_float64(nets.Conv2D(5, 3, 2, stride=2, padding=1))
+    first = to_float64(nets.Conv2D(2, 5, 3))
+    second = to_float64(nets.Conv2D(5, 3, 2, stride=2, padding=1))
     x = t64(rng, 2, 2, 9, 8)
     hidden = first(x)
     assert hidden.data.strides[1] == hidden.data.itemsize

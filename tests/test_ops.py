@@ -28,7 +28,8 @@ def spaced(rng, *shape):
 
 
 # -- elementwise arithmetic, with broadcasting ---------------------------------------------------
-BROADCAST_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((1,), (2, 3)), ((1, 4), (1, 4))]
+BROADCAST_SHAPES = [((3, 4), (3, 4)), ((3, 4), (4,)), ((2, 1, 4), (3, 1)), ((1,), (2, 3)),
+                    ((1, 4), (1, 4))]
 
 
 @pytest.mark.parametrize("shape_a,shape_b", BROADCAST_SHAPES)

@@ -61,7 +61,8 @@ def _im2col_chw(x, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px):
                         else:
                             for kx in range(kw):
                                 ix = ix0 + kx
-                                cols[row, u(k + kx)] = x[u(n), u(c), u(iy), u(ix)] if 0 <= ix < width else 0
+                                inside_x = 0 <= ix < width
+                                cols[row, u(k + kx)] = x[u(n), u(c), u(iy), u(ix)] if inside_x else 0
                         k += kw
 
 

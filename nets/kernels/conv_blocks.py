@@ -106,7 +106,8 @@ def _depth_to_space_chw(dS, dx, hb, wb, sy, sx, py, px):
                 for xx in range(width):
                     bx, rx = (xx + px) // sx, (xx + px) % sx
                     if by < hb and bx < wb:
-                        dx[u(n), u(c), u(y), u(xx)] = dS[u((n * hb + by) * wb + bx), u((c * sy + ry) * sx + rx)]
+                        row, k = u((n * hb + by) * wb + bx), u((c * sy + ry) * sx + rx)
+                        dx[u(n), u(c), u(y), u(xx)] = dS[row, k]
                     else:
                         dx[u(n), u(c), u(y), u(xx)] = 0
 

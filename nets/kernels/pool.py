@@ -130,8 +130,9 @@ def _avg_forward_hwc(x, out, kh, kw, sy, sx):
                     out[u(n), u(oy), u(ox), u(c)] = 0
                 for ky in range(kh):
                     for kx in range(kw):
+                        iy, ix = oy * sy + ky, ox * sx + kx
                         for c in range(channels):
-                            out[u(n), u(oy), u(ox), u(c)] += x[u(n), u(oy * sy + ky), u(ox * sx + kx), u(c)]
+                            out[u(n), u(oy), u(ox), u(c)] += x[u(n), u(iy), u(ix), u(c)]
                 for c in range(channels):
                     out[u(n), u(oy), u(ox), u(c)] *= scale
 
