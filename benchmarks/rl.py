@@ -215,8 +215,9 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=BUDGETS, default="full",
                         help="quick: 1 seed, short caps; full: 3 seeds (default)")
-    parser.add_argument("--steps", type=int, default=150_000,
-                        help="--steps of our runs: the learning rate anneals to 0 over it (default 150000)")
+    parser.add_argument("--steps", type=int, default=200_000,
+                        help="--steps of our runs: their learning rate anneals to 0 over it "
+                             "(default 200000)")
     parser.add_argument("--skip", action="append", default=[],
                         choices=("solve", "sb3", "throughput", "weights"),
                         help="leave a part out (repeatable)")
@@ -249,7 +250,7 @@ def main() -> int:
 
     if "throughput" not in args.skip:
         raw, system = [], {}
-        for envs_per_actor in (4, 32):
+        for envs_per_actor in (4, 32, 64):  # the default, and batching for throughput
             raw.append(raw_throughput(2, sample))
             system[envs_per_actor] = system_throughput(sample, envs_per_actor, logdir)
         raw.append(raw_throughput(2, sample))
