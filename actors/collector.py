@@ -28,18 +28,20 @@ class Collector:
         E = len(self.envs)
         obs, actions, rewards, terminated, truncated = [], [], [], [], []
         final_obs, final_index, returns, lengths = [], [], [], []
+        initial_state = self.policy.recurrent_state(E)
         t = 0
         while whole_episode or t < length:
             current = self.obs.copy()
             chosen = self.policy.act(current, step + t * E)
             last_row = not whole_episode and t == length - 1
-            row_r, row_term, row_trunc = [], [], []
+            row_r, row_term, row_trunc, row_ended = [], [], [], []
             for e, (env, action) in enumerate(zip(self.envs, chosen.tolist())):
                 o, r, term, trunc, info = env.step(action)
                 cut = not term and (trunc or last_row)
                 row_r.append(r)
                 row_term.append(term)
                 row_trunc.append(cut)
+                row_ended.append(term or trunc)
                 if cut:
                     final_obs.append(o)
                     final_index.append((t, e))
@@ -49,6 +51,7 @@ class Collector:
                         lengths.append(int(info["episode"]["l"]))
                     o, _ = env.reset()
                 self.obs[e] = o
+            self.policy.episodes_ended(np.asarray(row_ended))
             obs.append(current)
             actions.append(chosen)
             rewards.append(row_r)
@@ -65,5 +68,5 @@ class Collector:
             terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
             final_obs=np.asarray(final_obs, dtype=self.obs.dtype).reshape(-1, *shape),
             final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),
-            episode_returns=returns, episode_lengths=lengths,
+            initial_state=initial_state, episode_returns=returns, episode_lengths=lengths,
             actor=self.actor, version=version, scalars=self.policy.scalars(step))

@@ -28,6 +28,14 @@ class Policy:
         """Values worth logging (e.g. epsilon)."""
         return {}
 
+    def recurrent_state(self, n_envs: int):
+        """A recurrent policy's state for its `n_envs` envs before the next `act` (sent with each
+        rollout, for the learner to start its unroll from); None for feed-forward policies."""
+        return None
+
+    def episodes_ended(self, ended: np.ndarray) -> None:
+        """`ended` (E,) bool: these envs' episodes ended; a recurrent policy zeroes their state."""
+
 
 class Agent:
     """Base class. Subclasses set `Config`, build `network` (and `model` if a checkpoint holds

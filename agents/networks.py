@@ -49,6 +49,8 @@ def register_trunk(name: str, factory: Callable[[tuple[int, ...], tuple[int, ...
 
 
 def make_trunk(name: str, observation_shape: tuple[int, ...], hidden: tuple[int, ...]) -> nets.Module:
+    if name == "auto":  # images get the A3C paper's conv net (agents/pixels.py), vectors the MLP
+        name = "small" if len(observation_shape) == 3 else "mlp"
     if name not in TRUNKS:
         raise ValueError(f"unknown trunk {name!r}; known: {', '.join(sorted(TRUNKS))}")
     return TRUNKS[name](tuple(observation_shape), tuple(hidden))

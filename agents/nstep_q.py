@@ -46,7 +46,7 @@ class NStepQConfig:
     rmsprop_eps: float = 0.1
     max_grad_norm: float = 40.0
     lr_anneal: bool = True
-    trunk: str = "mlp"
+    trunk: str = "auto"  # conv net for images, MLP of `hidden` for vectors
     hidden: tuple[int, ...] = (64, 64)
 
 

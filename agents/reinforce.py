@@ -23,7 +23,7 @@ class ReinforceConfig:
     value_coef: float = 1.0
     max_grad_norm: float = 40.0
     lr_anneal: bool = False
-    trunk: str = "mlp"
+    trunk: str = "auto"  # conv net for images, MLP of `hidden` for vectors
     hidden: tuple[int, ...] = (64, 64)
 
 

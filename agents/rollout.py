@@ -23,6 +23,7 @@ class Batch:
     truncated: np.ndarray    # (T, E) bool: the episode was cut here (bootstrap from final_obs)
     final_obs: np.ndarray    # (K, *obs_shape): the states the cut steps bootstrap from
     final_index: np.ndarray  # (K, 2) int64: the (t, e) of each cut step
+    initial_state: tuple | None = None  # recurrent policies: their state arrays (E, ...) at t = 0
 
     @property
     def steps(self) -> int:
@@ -46,7 +47,7 @@ def join(rollouts: list[Rollout]) -> Batch:
     first = rollouts[0]
     if len(rollouts) == 1:
         return Batch(first.obs, first.actions, first.rewards, first.terminated, first.truncated,
-                     first.final_obs, first.final_index)
+                     first.final_obs, first.final_index, first.initial_state)
     if len({r.rewards.shape[0] for r in rollouts}) == 1:
         axis = 1
     elif {r.rewards.shape[1] for r in rollouts} == {1}:
@@ -58,6 +59,12 @@ def join(rollouts: list[Rollout]) -> Batch:
     final_index = np.concatenate([r.final_index for r in rollouts])
     final_index[:, axis] += np.repeat(offsets, [len(r.final_index) for r in rollouts])
     cat = lambda name: np.concatenate([getattr(r, name) for r in rollouts], axis=axis)  # noqa: E731
+    initial_state = None
+    if first.initial_state is not None:
+        if axis == 0:
+            raise ValueError("rollouts of a recurrent policy join along envs, not along time")
+        initial_state = tuple(np.concatenate(parts) for parts in zip(*(r.initial_state for r in rollouts)))
     return Batch(obs=cat("obs"), actions=cat("actions"), rewards=cat("rewards"),
                  terminated=cat("terminated"), truncated=cat("truncated"),
-                 final_obs=np.concatenate([r.final_obs for r in rollouts]), final_index=final_index)
+                 final_obs=np.concatenate([r.final_obs for r in rollouts]), final_index=final_index,
+                 initial_state=initial_state)

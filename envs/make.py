@@ -6,6 +6,8 @@ import importlib
 
 import gymnasium as gym
 
+from .atari import ale_id, make_atari
+
 # Namespaces whose environments are registered by importing a package (not imported up front:
 # ale-py is an optional extra and slow to import).
 _NAMESPACE_PACKAGES = {"ALE": "ale_py"}
@@ -43,17 +45,21 @@ def check_env_id(env_id: str) -> None:
     raise UnknownEnvError(f"unknown environment id {env_id!r}{hint}")
 
 
-def make_env(env_id: str, seed: int | None = None, **options) -> gym.Env:
+def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **options) -> gym.Env:
     """A Gymnasium env wrapped in RecordEpisodeStatistics (`info["episode"]` at each episode end).
 
     `options` go to `gymnasium.make` (e.g. `max_episode_steps`, `render_mode`, or an env's own
     keyword arguments). With a `seed`, the env's first reset and its action space are seeded, so
-    the same seed gives the same episodes; call `reset()` (no seed) to start.
+    the same seed gives the same episodes; call `reset()` (no seed) to start. `ALE/...` ids get
+    the Atari preprocessing of envs/atari.py; `training=False` leaves out its learning-only
+    wrappers (life loss as terminal, clipped rewards), for evaluation and play.
     """
     check_env_id(env_id)
     options.setdefault("disable_env_checker", True)  # the checker only re-validates known envs
-    env = gym.make(env_id, **options)
-    env = gym.wrappers.RecordEpisodeStatistics(env)
+    if ale_id(env_id):
+        env = make_atari(env_id, training=training, **options)
+    else:
+        env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **options))
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)

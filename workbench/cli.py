@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Each module defines `add_parser(subparsers)` (registering its flags) and `run(args) -> int`.
-COMMANDS = ["doctor", "train", "recipe"]
+COMMANDS = ["doctor", "train", "recipe", "play"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,19 +12,24 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 import nets
 from actors import ActorSpec, InlineActors, Learner, LocalProcesses, Progress
 from agents import Agent, agent_class, config_dict, make_agent, make_config
+from agents.pixels import atari_defaults
 from envs import check_env_id, make_env
+from envs.atari import ale_id
 from logs import EventWriter, format_duration
 from nets import checkpoint
 
+from .evaluate import Evaluator
 from .runs import RunDir, default_name
 
 BACKENDS = ("processes", "inline")
 # Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
 # per forward pass, which amortises the network's per-call cost over more env steps.
-ENVS_PER_ACTOR = {"a3c": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
+ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
 
 
 @dataclass
@@ -46,6 +51,8 @@ class TrainConfig:
     log_every: float = 1.0  # seconds between console lines
     actor_timeout: float = 60.0  # seconds without a rollout before an actor counts as hung
     max_in_flight: int = 1  # rollouts an actor may have sent that the learner has not taken
+    eval_every: int = 0  # env steps between evaluations in a separate process; 0: none
+    eval_episodes: int = 3  # whole episodes per evaluation
 
     def validate(self) -> None:
         """One-line ValueErrors for settings that cannot work."""
@@ -54,6 +61,9 @@ class TrainConfig:
         for name in ("actors", "steps", "histogram_every", "max_in_flight"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every < 0 or self.eval_episodes < 1:
+            raise ValueError(f"eval-every must be >= 0 and eval-episodes >= 1, got "
+                             f"{self.eval_every} and {self.eval_episodes}")
         if self.envs_per_actor is not None and self.envs_per_actor < 1:
             raise ValueError(f"envs-per-actor must be >= 1, got {self.envs_per_actor}")
         if self.agent == "reinforce" and self.resolved_envs_per_actor != 1:
@@ -65,7 +75,13 @@ class TrainConfig:
         for name in ("log_every", "actor_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
-        make_config(self.agent, self.agent_config)  # unknown or mistyped hyperparameters
+        self.agent_settings()  # unknown or mistyped hyperparameters
+
+    def agent_settings(self):
+        """The agent's config: its defaults, Atari's where they differ (agents/pixels.py), then
+        `agent_config`."""
+        defaults = atari_defaults(self.agent) if ale_id(self.env) else {}
+        return make_config(self.agent, {**defaults, **self.agent_config})
 
     @property
     def resolved_envs_per_actor(self) -> int:
@@ -75,7 +91,7 @@ class TrainConfig:
         """The saved form: defaults filled in, the agent's full hyperparameters included."""
         values = dataclasses.asdict(self)
         values["envs_per_actor"] = self.resolved_envs_per_actor
-        values["agent_config"] = config_dict(make_config(self.agent, self.agent_config))
+        values["agent_config"] = config_dict(self.agent_settings())
         return values
 
     @classmethod
@@ -104,7 +120,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     `should_stop`)."""
     config.validate()
     envs_per_actor = config.resolved_envs_per_actor
-    agent_settings = make_config(config.agent, config.agent_config)
+    agent_settings = config.agent_settings()
     nets.seed(config.seed)
     probe = make_env(config.env, **config.env_options)
     agent = make_agent(config.agent, probe.observation_space, probe.action_space, agent_settings)
@@ -141,7 +157,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         events.text("config", f"```\n{settings}\n```")
 
     def save(p: Progress, periodic: bool) -> None:
-        meta = {**p.to_meta(), "env": config.env, "agent": config.agent}
+        meta = {**p.to_meta(), "env": config.env, "agent": config.agent, "config": config.to_dict()}
         checkpoint.save(run.checkpoint_path(), agent.model, agent.optimizer, meta)
         if periodic:
             checkpoint.save(run.checkpoint_path(p.step), agent.model, agent.optimizer, meta)
@@ -154,9 +170,27 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
                       console=console, checkpoint=save,
                       checkpoint_every=config.checkpoint_every or max(1, config.steps // 10),
                       histogram_every=config.histogram_every, log_every=config.log_every)
+    evaluator = None
+    if config.eval_every:
+        def report(step: int, results: list[tuple[float, int]]) -> None:
+            returns = [r for r, _ in results]
+            events.scalars({"eval/episodic_return": float(np.mean(returns)),
+                            "eval/episodic_length": float(np.mean([n for _, n in results]))}, step)
+            console(f"evaluation at step {step:,}: return {np.mean(returns):g} "
+                    f"(episodes: {', '.join(f'{r:g}' for r in returns)})")
+
+        evaluator = Evaluator(config.to_dict(), config.eval_every, config.eval_episodes, config.seed,
+                              report, first_step=progress.step)
+        run_until = should_stop
+
+        def should_stop(p: Progress) -> bool:  # the learner asks every loop: the evaluator's tick
+            evaluator.tick(p.step, agent.network.flat().data)
+            return run_until(p)
     try:
         outcome = learner.run(should_stop)
     finally:
+        if evaluator:
+            evaluator.stop()
         events.close()
     p = learner.progress
     mean = p.mean_return()

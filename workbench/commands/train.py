@@ -13,13 +13,14 @@ import signal
 import sys
 from pathlib import Path
 
-AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce")
+AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm")
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
-               "hidden": "hidden", "target_update": "target_update_interval"}
+               "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
 # Flags that set a TrainConfig field directly.
 RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "logdir",
-             "checkpoint_every", "histogram_every", "log_every", "actor_timeout", "max_in_flight")
+             "checkpoint_every", "histogram_every", "log_every", "actor_timeout", "max_in_flight",
+             "eval_every", "eval_episodes")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -53,6 +54,7 @@ def add_parser(subparsers):
         epilog="examples:\n"
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
+               "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
                "  workbench train --config runs/NAME/config.json --resume\n"
                "  tensorboard --logdir runs",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,6 +82,10 @@ def add_parser(subparsers):
     hyper.add_argument("--entropy-beta", type=float, metavar="BETA", help="entropy bonus (a3c, reinforce)")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
                        help="updates between target-network refreshes (nstep-q, onestep-q)")
+    hyper.add_argument("--network", choices=("auto", "mlp", "small", "nature"),
+                       help="trunk: small (Mnih 2016 conv net) or nature (Mnih 2015 DQN conv net) "
+                            "for Atari frames, mlp for vectors (default auto: small for images, "
+                            "mlp otherwise)")
     hyper.add_argument("--hidden", type=_hidden, metavar="SIZES", help="hidden layer sizes, e.g. 64,64")
     hyper.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", default=None,
                        dest="agent_set", help="any other agent hyperparameter, e.g. "
@@ -104,6 +110,13 @@ def add_parser(subparsers):
     logging.add_argument("--max-in-flight", type=int, metavar="N",
                          help="rollouts an actor may send ahead of the learner (default 1: the least "
                               "policy lag)")
+    evaluation = p.add_argument_group("evaluation")
+    evaluation.add_argument("--eval-every", type=int, metavar="STEPS",
+                            help="env steps between evaluations: a low-priority process plays "
+                                 "--eval-episodes whole episodes with the current weights and logs "
+                                 "eval/episodic_return (default 0: none)")
+    evaluation.add_argument("--eval-episodes", type=int, metavar="N",
+                            help="episodes per evaluation (default 3)")
     return p
 
 

@@ -1,0 +1,131 @@
+"""A3C with an LSTM policy (Mnih et al. 2016, section 5.1: "one additional LSTM layer with 256
+cells after the final hidden layer"): the trunk's features go through an LSTM cell whose state
+the actor carries from step to step and zeroes where an episode ends. Each rollout carries the
+state it started from, so the learner unrolls the cell over the same steps with the same state
+(truncated backpropagation through the rollout's t_max steps).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import nets
+from nets import F
+
+from .a3c import A3C, A3CConfig
+from .base import Policy, sample_categorical
+from .losses import actor_critic_loss
+from .networks import _orthogonal, make_trunk
+from .returns import next_state_values, nstep_returns
+
+
+@dataclass
+class A3CLSTMConfig(A3CConfig):
+    """A3C's hyperparameters plus the LSTM's size (256 in the paper)."""
+
+    lstm_size: int = 256
+
+
+class RecurrentActorCritic(nets.Module):
+    """Trunk, LSTM cell, then A3C's softmax policy and value heads."""
+
+    def __init__(self, trunk: nets.Module, n_actions: int, lstm_size: int):
+        super().__init__()
+        self.trunk = trunk
+        self.lstm = nets.LSTMCell(trunk.out_features, lstm_size)
+        self.policy = nets.Linear(lstm_size, n_actions, initializer=_orthogonal(0.01))
+        self.value = nets.Linear(lstm_size, 1, initializer=_orthogonal(1.0))
+        self.lstm_size = lstm_size
+
+    def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        return (np.zeros((batch, self.lstm_size), np.float32), np.zeros((batch, self.lstm_size), np.float32))
+
+    def step(self, obs, state):
+        """One step for a batch of envs: (logits, values, new state (h, c)); `state` None is zeros."""
+        h, state = self.lstm(self.trunk(obs), state)
+        return self.policy(h), self.value(h), state
+
+    def unroll(self, obs, state, starts: np.ndarray):
+        """T steps of E envs: obs (T, E, ...), state at step 0, `starts` (T, E) bool marking the
+        steps that begin a new episode (their state is zeroed first). Returns logits (T*E, A),
+        values (T*E, 1) in (t, e) order and the state after each step, as arrays."""
+        T, E = starts.shape
+        features = self.trunk(obs.reshape(T * E, *obs.shape[2:]))
+        outputs, after = [], []
+        for t in range(T):
+            if t > 0 and starts[t].any():
+                keep = (~starts[t]).astype(np.float32)[:, None]
+                state = (state[0] * keep, state[1] * keep)
+            h, state = self.lstm(features[t * E:(t + 1) * E], state)
+            outputs.append(h)
+            after.append((state[0].data, state[1].data))
+        hidden = F.concat(outputs, axis=0)
+        return self.policy(hidden), self.value(hidden), after
+
+
+class RecurrentSoftmaxPolicy(Policy):
+    """Samples from the policy, carrying one LSTM state per env."""
+
+    def __init__(self, network: RecurrentActorCritic, rng: np.random.Generator):
+        self.network, self.rng = network, rng
+        self.state = None
+
+    def recurrent_state(self, n_envs: int):
+        if self.state is None:
+            self.state = self.network.zero_state(n_envs)
+        return self.state[0].copy(), self.state[1].copy()
+
+    def episodes_ended(self, ended: np.ndarray) -> None:
+        if self.state is not None:
+            self.state[0][ended] = 0
+            self.state[1][ended] = 0
+
+    def act(self, obs, step):
+        if self.state is None:
+            self.state = self.network.zero_state(len(obs))
+        with nets.no_grad():
+            logits, _, (h, c) = self.network.step(obs, self.state)
+        self.state = (h.data, c.data)
+        return sample_categorical(logits.data, self.rng)
+
+
+class A3CLSTM(A3C):
+    name = "a3c-lstm"
+    Config = A3CLSTMConfig
+
+    def build_network(self):
+        trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
+        return RecurrentActorCritic(trunk, self.n_actions, self.config.lstm_size)
+
+    def policy(self, actor_index, rng):
+        return RecurrentSoftmaxPolicy(self.network, rng)
+
+    def update(self, batch, progress):
+        if batch.initial_state is None:
+            raise ValueError("a3c-lstm learns from rollouts that carry their initial LSTM state")
+        T, E = batch.rewards.shape
+        # a step starts a new episode where the previous step of its env ended one (a rollout's
+        # last row is cut, never continued inside the batch)
+        ended = batch.terminated | batch.truncated
+        starts = np.zeros((T, E), bool)
+        starts[1:] = ended[:-1]
+        logits, values, after = self.network.unroll(batch.obs, batch.initial_state, starts)
+        v = values.data.reshape(T, E)
+        final_values = np.zeros(len(batch.final_index), np.float32)
+        if len(final_values):  # V of each cut state, from the LSTM state its episode had reached
+            t, e = batch.final_index[:, 0], batch.final_index[:, 1]
+            h = np.stack([after[i][0][j] for i, j in zip(t, e)])
+            c = np.stack([after[i][1][j] for i, j in zip(t, e)])
+            with nets.no_grad():
+                _, cut_values, _ = self.network.step(batch.final_obs, (h, c))
+            final_values = cut_values.data.reshape(-1)
+        following = next_state_values(v, batch.final_index, final_values)
+        returns = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
+                                self.config.gamma)
+        loss, stats = actor_critic_loss(logits, values, batch.actions.reshape(-1),
+                                        returns.reshape(-1), self.config.entropy_beta,
+                                        self.config.value_coef)
+        stats["grad_norm"] = self._apply_gradients(loss, progress)
+        stats["learning_rate"] = self.optimizer.lr
+        return stats

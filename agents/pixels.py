@@ -1,0 +1,76 @@
+"""Convolutional trunks for stacked Atari frames (N, 4, 84, 84) uint8, registered in TRUNKS.
+
+    small   Mnih et al. 2016 (A3C): 16 8x8/4, 32 4x4/2, dense 256; ReLU after each
+    nature  Mnih et al. 2015 (DQN, Nature): 32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512
+    auto    `small` for image observations (3-D), `mlp` for vectors: the agents' default
+
+The trunk takes uint8 frames and scales them to [0, 1] itself, so observations cross processes
+at a quarter of the float32 size. Their sizes are the papers'; `hidden` is for the MLP trunk.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import nets
+from nets import F, init
+
+from .networks import register_trunk
+
+LAYERS = {  # (out channels, kernel, stride) per conv, then the dense size
+    "small": ([(16, 8, 4), (32, 4, 2)], 256),
+    "nature": ([(32, 8, 4), (64, 4, 2), (64, 3, 1)], 512),
+}
+
+
+class ConvTrunk(nets.Module):
+    def __init__(self, observation_shape: tuple[int, ...], convs: list[tuple[int, int, int]], dense: int):
+        super().__init__()
+        if len(observation_shape) != 3:
+            raise ValueError(f"a conv trunk needs image observations (channels, height, width), "
+                             f"not shape {observation_shape}; use the mlp trunk")
+        channels, height, width = observation_shape
+        layers = []
+        for out, kernel, stride in convs:
+            layers.append(nets.Conv2D(channels, out, kernel, stride=stride, activation="relu"))
+            channels, height, width = out, (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        self.convs = nets.Sequential(*layers)
+        self.in_shape = tuple(observation_shape)
+        # He init like the convs: an orthogonal draw of this size costs seconds (a QR) in every
+        # actor at start-up, on a loaded machine
+        self.dense = nets.Linear(channels * height * width, dense, initializer=init.he_normal)
+        self.out_features = dense
+
+    def forward(self, obs):
+        x = obs
+        if not isinstance(obs, nets.Tensor):  # uint8 frames -> float32 in [0, 1]
+            x = np.multiply(obs, np.float32(1 / 255), dtype=np.float32)
+        x = x.reshape(x.shape[0], *self.in_shape)
+        for conv in self.convs:
+            x = conv(x)
+        return F.relu(self.dense(F.flatten(x)))
+
+
+def conv_trunk(name: str):
+    convs, dense = LAYERS[name]
+    return lambda observation_shape, hidden: ConvTrunk(observation_shape, convs, dense)
+
+
+for _name in LAYERS:
+    register_trunk(_name, conv_trunk(_name))
+
+
+# Hyperparameters that differ on Atari from the agents' classic-control defaults, applied under
+# the user's own settings. lr 7e-4: PFRL's A3C Atari example (examples/atari/train_a3c.py), also
+# used here for n-step Q. The Q schedules are the paper's: a target refresh every 40k frames
+# (10k env steps = 250 updates of 40 steps: 2 actors x 4 envs x t_max 5) and epsilon annealed
+# over 4M frames (1M env steps).
+ATARI_DEFAULTS = {
+    "a3c": {"lr": 7e-4},
+    "nstep-q": {"lr": 7e-4, "target_update_interval": 250, "epsilon_anneal_steps": 1_000_000},
+    "onestep-q": {"lr": 7e-4, "target_update_interval": 250, "epsilon_anneal_steps": 1_000_000},
+    "reinforce": {"lr": 1e-4},
+}
+
+
+def atari_defaults(agent: str) -> dict:
+    return dict(ATARI_DEFAULTS.get(agent, ATARI_DEFAULTS["a3c"]))

@@ -1,0 +1,182 @@
+"""`workbench play`: watch a trained agent. Rebuilds the env and the network from a run's saved
+config, loads a checkpoint, plays N episodes, prints each return and the mean, and can record
+the real game frames (not the network's 84x84 input) to a GIF or an MP4."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+RECORD_FORMATS = (".gif", ".mp4")
+
+
+class PlayError(ValueError):
+    """A run folder or checkpoint that cannot be played, in one line."""
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "play", help="play episodes with a trained agent, optionally recording a GIF or MP4",
+        description="Rebuild a run's environment and network from its config, load a checkpoint "
+                    "and play whole episodes (whole games with the real score on Atari). Prints "
+                    "each episode's return and the mean.",
+        epilog="examples:\n"
+               "  workbench play runs/breakout-a3c --episodes 5 --record breakout.gif\n"
+               "  workbench play runs/breakout-a3c/checkpoints/latest --greedy --seed 3\n"
+               "  workbench play runs/cartpole/checkpoints/step-000050000.npz --record cartpole.mp4",
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="RUN_OR_CHECKPOINT",
+                   help="a run folder (plays checkpoints/latest.npz), a checkpoint file, or "
+                        "RUN/checkpoints/latest")
+    p.add_argument("--episodes", type=int, default=3, metavar="N", help="episodes to play (default 3)")
+    p.add_argument("--greedy", action="store_true",
+                   help="always take the best action (default: sample from the policy; Q agents: "
+                        "epsilon-greedy with epsilon 0.05)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the env and the sampling (default 0)")
+    p.add_argument("--record", type=Path, metavar="FILE",
+                   help="write the episodes' game frames to FILE (.gif or .mp4)")
+    p.add_argument("--fps", type=int, default=25, help="frames per second of the recording (default 25)")
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="stop each episode after N steps (default: the env's own time limit)")
+    return p
+
+
+def resolve(target) -> tuple[Path, dict | None, Path | None]:
+    """(checkpoint file, the run's config or None, run folder or None) for a run folder, a
+    checkpoint file, or a checkpoint path without its .npz suffix."""
+    from workbench.runs import CONFIG, RunDir, read_json
+
+    path = Path(target)
+    if path.is_dir():
+        run = RunDir.existing(path)
+        checkpoint = run.latest_checkpoint()
+        if checkpoint is None:
+            raise PlayError(f"{path} has no checkpoint yet (checkpoints/latest.npz)")
+        return checkpoint, run.read_config(), run.path
+    if not path.is_file() and path.suffix != ".npz" and path.with_name(path.name + ".npz").is_file():
+        path = path.with_name(path.name + ".npz")
+    if not path.is_file():
+        raise PlayError(f"no run folder or checkpoint at {target}")
+    folder = path.resolve().parent.parent  # RUN/checkpoints/FILE.npz
+    if (folder / CONFIG).is_file():
+        return path, read_json(folder / CONFIG), folder
+    return path, None, None
+
+
+def network_name(config: dict) -> str:
+    """e.g. "small conv net", "mlp 64,64", "nature conv net + LSTM 256"."""
+    from envs.atari import ale_id
+
+    agent_config = config.get("agent_config", {})
+    trunk = agent_config.get("trunk", "mlp")
+    if trunk == "auto":  # what agents.networks.make_trunk picks: Atari frames are images
+        trunk = "small" if ale_id(str(config.get("env"))) else "mlp"
+    name = f"mlp {','.join(map(str, agent_config.get('hidden', [])))}" if trunk == "mlp" else f"{trunk} conv net"
+    return name + (f" + LSTM {agent_config['lstm_size']}" if "lstm_size" in agent_config else "")
+
+
+def describe(config: dict) -> str:
+    return f"{config.get('env')} ({config.get('agent')}, {network_name(config)})"
+
+
+def check_match(checkpoint: Path, saved: dict | None, meta: dict, config: dict, folder: Path) -> None:
+    """A checkpoint from another env, agent or network than its run folder's config: one line."""
+    if saved is not None:
+        same = describe(saved) == describe(config)
+        trained = describe(saved)
+    else:  # an older checkpoint: it names its env and agent only
+        same = meta.get("env", config.get("env")) == config.get("env") and \
+            meta.get("agent", config.get("agent")) == config.get("agent")
+        trained = f"{meta.get('env')} ({meta.get('agent')})"
+    if not same:
+        raise PlayError(f"{checkpoint} was trained on {trained}, but {folder / 'config.json'} is for "
+                        f"{describe(config)}; play it from its own run folder")
+
+
+class Recorder:
+    """Collects frames and writes them with imageio: a GIF (Pillow) or an MP4 (imageio-ffmpeg)."""
+
+    def __init__(self, path: Path, fps: int):
+        if path.suffix.lower() not in RECORD_FORMATS:
+            raise PlayError(f"--record needs a .gif or .mp4 file name, not {path.name!r}")
+        try:
+            import imageio.v3  # noqa: F401
+            if path.suffix.lower() == ".mp4":
+                import imageio_ffmpeg  # noqa: F401
+        except ImportError as error:
+            raise PlayError(f"recording needs {error.name}: pip install -e \".[atari]\"") from None
+        self.path, self.fps, self.frames = path, fps, []
+
+    def __call__(self, frame) -> None:
+        if frame is None:
+            raise PlayError("the env rendered no frame; it has no rgb_array render mode")
+        self.frames.append(frame)
+
+    def write(self) -> None:
+        import imageio.v3 as iio
+        import numpy as np
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        frames = np.stack(self.frames)
+        if self.path.suffix.lower() == ".gif":
+            # Pillow merges identical consecutive frames, adding up their durations.
+            iio.imwrite(self.path, frames, plugin="pillow", duration=1000 / self.fps, loop=0)
+        else:  # ffmpeg through imageio-ffmpeg; Atari's 160x210 frames need no resizing
+            iio.imwrite(self.path, frames, plugin="FFMPEG", fps=self.fps, macro_block_size=1)
+
+
+def play(args) -> None:
+    import numpy as np
+
+    from nets import checkpoint as ckpt
+    from workbench.evaluate import Player, build, play_episodes
+
+    if args.episodes < 1:
+        raise PlayError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise PlayError(f"--max-steps must be >= 1, got {args.max_steps}")
+    recorder = Recorder(args.record, args.fps) if args.record else None
+    path, config, folder = resolve(args.target)
+    header, _ = ckpt.read(path)
+    meta = header["meta"]
+    saved = meta.get("config")
+    if config is None:
+        if saved is None:
+            raise PlayError(f"{path} is not inside a run folder and holds no config; pass its run folder")
+        config, folder = saved, path.parent
+    else:
+        check_match(path, saved, meta, config, folder)
+    try:
+        env, agent = build(config, render=recorder is not None, seed=args.seed)
+    except ImportError as error:  # e.g. CartPole's renderer needs pygame
+        raise PlayError(f"rendering {config['env']} needs {error.name}: "
+                        f"pip install \"gymnasium[classic-control]\"") from None
+    try:
+        ckpt.load(path, agent.model)
+    except ckpt.CheckpointError as error:
+        reason = str(error).removeprefix(f"{path}: ").removeprefix(f"{path} ")
+        raise PlayError(f"{path} does not fit the network of {describe(config)}: {reason}") from None
+    print(f"playing {path} (step {meta.get('step', '?'):,}): {describe(config)}, "
+          f"{'greedy' if args.greedy else 'sampled'} actions, seed {args.seed}", flush=True)
+    player = Player(agent, args.greedy, np.random.default_rng(args.seed))
+    results = play_episodes(
+        env, player, args.episodes, args.max_steps, on_frame=recorder,
+        on_episode=lambda i, ret, steps: print(f"episode {i + 1}: return {ret:g} ({steps} steps)", flush=True))
+    env.close()
+    print(f"mean return {np.mean([r for r, _ in results]):g} over {len(results)} episode(s)")
+    if recorder:
+        recorder.write()
+        print(f"recorded {len(recorder.frames)} frames to {args.record}")
+
+
+def run(args) -> int:
+    if "torch" not in sys.modules:  # see workbench train: nothing here makes a torch tensor
+        sys.modules["torch"] = None
+    from nets.checkpoint import CheckpointError
+    from workbench.runs import RunError
+
+    try:
+        play(args)
+    except (PlayError, CheckpointError, RunError) as error:
+        print(f"workbench play: {error}", file=sys.stderr)
+        return 2
+    return 0

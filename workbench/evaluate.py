@@ -1,0 +1,154 @@
+"""Playing whole episodes with a trained network: what `workbench play` and the evaluation process
+during training share.
+
+A run's checkpoint and its config rebuild the same env (without the learning-only Atari wrappers:
+whole games, real score) and the same network. Acting is greedy (argmax of the policy's logits or
+of Q) or sampled (from the policy; epsilon-greedy with epsilon 0.05 for Q agents, the DQN
+evaluation protocol).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+import nets
+from agents import make_agent
+from envs import make_env
+
+EVAL_EPSILON = 0.05  # Q agents' exploration when not greedy (Mnih et al. 2015, evaluation)
+
+
+class Player:
+    """Chooses actions for one env from `agent.network`; recurrent agents carry their state."""
+
+    def __init__(self, agent, greedy: bool, rng: np.random.Generator):
+        self.agent, self.greedy, self.rng = agent, greedy, rng
+        self.reset()
+
+    def reset(self) -> None:
+        """Start of an episode: a recurrent network's state goes back to zero."""
+        self.state = None
+
+    def act(self, obs: np.ndarray) -> int:
+        network, batch = self.agent.network, obs[None]
+        with nets.no_grad():
+            if hasattr(network, "step"):  # recurrent: (logits, value, new state)
+                logits, _, self.state = network.step(batch, self.state)
+                scores, kind = logits.data, "policy"
+            elif hasattr(network, "logits"):
+                scores, kind = network.logits(batch).data, "policy"
+            else:
+                scores, kind = network(batch).data, "q"
+        scores = scores[0]
+        if self.greedy:
+            return int(scores.argmax())
+        if kind == "q":
+            return int(self.rng.integers(len(scores))) if self.rng.random() < EVAL_EPSILON else int(scores.argmax())
+        p = np.exp(scores - scores.max())
+        return int(self.rng.choice(len(p), p=p / p.sum()))
+
+
+def build(config: dict, render: bool = False, seed: int | None = None):
+    """(env, agent) from a run's saved config: the evaluation env (whole games, real rewards)
+    and an agent whose `model` a checkpoint of that run loads into."""
+    from workbench.rl import TrainConfig  # late: workbench.rl imports the actor system
+
+    train_config = TrainConfig.from_dict(config)
+    options = dict(train_config.env_options)
+    if render:
+        options["render_mode"] = "rgb_array"
+    env = make_env(train_config.env, seed=seed, training=False, **options)
+    agent = make_agent(train_config.agent, env.observation_space, env.action_space,
+                       train_config.agent_settings())
+    return env, agent
+
+
+def play_episodes(env, player: Player, episodes: int, max_steps: int | None = None,
+                  on_frame: Callable[[np.ndarray], None] | None = None,
+                  on_episode: Callable[[int, float, int], None] | None = None) -> list[tuple[float, int]]:
+    """(return, length) of `episodes` episodes; an episode stops at `max_steps` steps if given.
+    `on_frame` gets env.render() after the reset and after every step (an env made with
+    render_mode="rgb_array")."""
+    results = []
+    for episode in range(episodes):
+        obs, _ = env.reset()
+        player.reset()
+        if on_frame:
+            on_frame(env.render())
+        total, steps, done = 0.0, 0, False
+        while not done and (max_steps is None or steps < max_steps):
+            obs, reward, terminated, truncated, info = env.step(player.act(obs))
+            total += float(reward)
+            steps += 1
+            done = terminated or truncated
+            if on_frame:
+                on_frame(env.render())
+        results.append((total, steps))
+        if on_episode:
+            on_episode(episode, total, steps)
+    return results
+
+
+class Evaluator:
+    """Evaluation during training: a low-priority process that plays `episodes` whole episodes
+    with a copy of the learner's weights every `every` env steps, and hands back
+    eval/episodic_return and eval/episodic_length for TensorBoard.
+
+    `tick(step, weights)` is cheap and called from the learner's loop: it collects finished
+    results and, when a multiple of `every` has been passed and the previous evaluation is done,
+    sends the weights (one copy). A slow evaluation skips evaluation points rather than queueing
+    them. The process runs at nice 10, so it takes the cores only when actors and learner leave
+    them idle.
+    """
+
+    def __init__(self, config: dict, every: int, episodes: int, seed: int,
+                 report: Callable[[int, list[tuple[float, int]]], None], first_step: int = 0):
+        import multiprocess as mp
+
+        ctx = mp.get_context("forkserver")
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_evaluate, name="evaluator", daemon=True,
+                                   args=(config, episodes, seed, child))
+        self.process.start()
+        child.close()
+        self.every, self.report, self.busy = every, report, False
+        self.next = (first_step // every + 1) * every
+
+    def tick(self, step: int, weights: np.ndarray) -> None:
+        while self.conn.poll(0):
+            done_step, results = self.conn.recv()
+            self.busy = False
+            self.report(done_step, results)
+        if step >= self.next:
+            if not self.busy and self.process.is_alive():
+                self.conn.send((step, weights.copy()))
+                self.busy = True
+            self.next = (step // self.every + 1) * self.every
+
+    def stop(self) -> None:
+        """Ends the process at once: an evaluation still running is dropped."""
+        self.process.kill()
+        self.process.join(timeout=2.0)
+        self.conn.close()
+
+
+def _evaluate(config: dict, episodes: int, seed: int, conn) -> None:
+    """The evaluation process: wait for weights, play, send (step, [(return, length), ...])."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner decides when to stop
+    os.nice(10)
+    env, agent = build(config)
+    weights = agent.network.flat().data
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7A1]))
+    player = Player(agent, greedy=False, rng=rng)
+    try:
+        while True:
+            step, published = conn.recv()
+            np.copyto(weights, published)
+            env.reset(seed=int(rng.integers(2**31)))
+            conn.send((step, play_episodes(env, player, episodes)))
+    except (EOFError, OSError):
+        pass  # the learner closed the pipe
