@@ -121,7 +121,8 @@ class UpsampleNearest(Function):
         check_images(x, "upsample_nearest")
         n, c, h, w = x.shape
         sy, sx = self.scale
-        return _xp(x).broadcast_to(x[:, :, :, None, :, None], (n, c, h, sy, w, sx)).reshape(n, c, h * sy, w * sx)
+        blocks = _xp(x).broadcast_to(x[:, :, :, None, :, None], (n, c, h, sy, w, sx))
+        return blocks.reshape(n, c, h * sy, w * sx)
 
     def backward(self, gy):
         n, c, hh, ww = gy.shape

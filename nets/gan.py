@@ -125,7 +125,8 @@ class GAN(Module):
 
     def generate(self, n: int | None = None):
         """Images from fresh noise (or from the fixed noise when n is None), without a graph."""
-        z = self.fixed_noise if n is None else self.sample_noise(n, backend.get_array_module(self.fixed_noise))
+        xp = backend.get_array_module(self.fixed_noise)
+        z = self.fixed_noise if n is None else self.sample_noise(n, xp)
         with no_grad():
             return self.generator(z).data
 
@@ -174,7 +175,8 @@ class GANOptimizers:
             raise ValueError("GANOptimizers needs the generator's parameters first in the flat vector")
         size = sum(int(np.prod(shape)) for shape in flat.shapes[:count])
         self.model_flat = flat
-        self.flat = FlatParameters(flat.data[:size], flat.grad[:size], flat.names[:count], flat.shapes[:count])
+        self.flat = FlatParameters(flat.data[:size], flat.grad[:size], flat.names[:count],
+                                   flat.shapes[:count])
         rest = FlatParameters(flat.data[size:], flat.grad[size:], flat.names[count:], flat.shapes[count:])
         self.generator, self.discriminator = make(self.flat, "generator"), make(rest, "discriminator")
 

@@ -150,4 +150,37 @@ def test_bad_settings_are_named_before_a_run_folder_exists(tmp_path, digits, cap
     assert "--canvas must be at least" in capsys.readouterr().err
     assert cli.main(["recipe", "mnist-dbn", "--hidden", "10,x", *common]) == 2
     assert "--hidden takes comma-separated integers" in capsys.readouterr().err
+    assert cli.main(["recipe", "mnist-gan", "--clip", "1", *common]) == 2
+    assert "leave out --clip" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def write_image_folders(root, per_class=(24, 6), size=8):
+    """Two classes of PNG files the resnet recipe reads: horizontal and vertical stripes."""
+    from logs.images import png
+
+    rng = np.random.default_rng(0)
+    for split, count in zip(("train", "test"), per_class):
+        for name, axis in (("horizontal", 0), ("vertical", 1)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(count):
+                stripes = np.indices((size, size))[axis] % 2 * 0.8 + rng.random((size, size)) * 0.2
+                (folder / f"{i}.png").write_bytes(png(stripes))
+    return root
+
+
+def test_resnet_reads_image_folders(tmp_path, capsys):
+    root = write_image_folders(tmp_path / "stripes")
+    run_dir = run_recipe(tmp_path, "resnet", "--images", str(root), "--validation", "8", "--width", "4",
+                         "--epochs", "3", "--batch-size", "8", "--lr", "0.05")
+    assert_learns(run_dir)
+    out = capsys.readouterr().out
+    assert "2 classes" in out and "test accuracy:" in out
+    odd = root / "train" / "vertical" / "odd.png"
+    from logs.images import png
+
+    odd.write_bytes(png(np.zeros((9, 8))))
+    assert cli.main(["recipe", "resnet", "--images", str(root), "--logdir", str(tmp_path / "runs"),
+                     "--no-progress"]) == 2
+    assert "differ in size" in capsys.readouterr().err

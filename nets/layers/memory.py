@@ -167,7 +167,8 @@ class MemoryWrite(Function):
         width = memory.shape[2]
         if raw.shape != (memory.shape[0], 2 * width) or w.shape != memory.shape[:2]:
             raise ValueError(f"NTM write: weights {w.shape} or raw {raw.shape} do not fit memory "
-                             f"{memory.shape}; expected {memory.shape[:2]} and ({memory.shape[0]}, {2 * width})")
+                             f"{memory.shape}; expected {memory.shape[:2]} and "
+                             f"({memory.shape[0]}, {2 * width})")
         self.memory, self.w = memory, w
         self.erase, self.add = _sigmoid(xp, raw[:, :width]), xp.tanh(raw[:, width:])
         self.keep = 1 - w[:, :, None] * self.erase[:, None, :]
@@ -323,8 +324,9 @@ class MemoryNetwork(Module):
         return F.sum(vectors, axis=-2)
 
     def forward(self, story, query):
-        story = np.asarray(story.data if isinstance(story, Tensor) else story)
-        query = np.asarray(query.data if isinstance(query, Tensor) else query)
+        xp = _xp(self.encoding)
+        story = xp.asarray(story.data if isinstance(story, Tensor) else story)
+        query = xp.asarray(query.data if isinstance(query, Tensor) else query)
         if story.ndim != 3 or story.shape[1:] != (self.memories, self.words) or \
                 query.shape != (story.shape[0], self.words):
             raise ValueError(f"MemoryNetwork expects story (batch, {self.memories}, {self.words}) and "
