@@ -229,15 +229,16 @@ def test_cell_steps_gradients(rng, cell_class):
     gradcheck(unroll, xs + cell.parameters())
 
 
-def test_stacked_bidirectional_with_dropout_gradients(rng):
-    lstm = to_float64(nets.LSTM(I, H, num_layers=2, bidirectional=True, dropout=0.3,
-                                input_dropout=0.2, hidden_dropout=0.25))
+@pytest.mark.parametrize("layer_class", [nets.LSTM, nets.GRU, nets.RNN])
+def test_stacked_bidirectional_with_dropout_gradients(rng, layer_class):
+    layer = to_float64(layer_class(I, H, num_layers=2, bidirectional=True, dropout=0.3,
+                                   input_dropout=0.2, hidden_dropout=0.25))
     x = t64(rng, B, T, I)
 
     def run():
         nets.seed(7)  # the same dropout masks at every evaluation
-        return flat(*lstm(x, mask=padding_mask()))
-    gradcheck(run, [x] + lstm.parameters())
+        return flat(*layer(x, mask=padding_mask()))
+    gradcheck(run, [x] + layer.parameters())
 
 
 @pytest.mark.parametrize("merge", ["concat", "sum"])
