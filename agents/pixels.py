@@ -60,14 +60,17 @@ for _name in LAYERS:
 
 
 # Hyperparameters that differ on Atari from the agents' classic-control defaults, applied under
-# the user's own settings. lr 7e-4: PFRL's A3C Atari example (examples/atari/train_a3c.py), also
-# used here for n-step Q. The Q schedules are the paper's: a target refresh every 40k frames
-# (10k env steps = 250 updates of 40 steps: 2 actors x 4 envs x t_max 5) and epsilon annealed
-# over 4M frames (1M env steps).
+# the user's own settings. lr 7e-4 and RMSProp epsilon 1e-5: OpenAI Baselines' A2C on Atari (PFRL's
+# A3C example has the same lr). The paper's epsilon of 0.1 inside the root caps each step at
+# ~3 lr |g|: with this net's per-weight gradients (~1e-3) the policy's entropy had not moved from
+# log(4) after 150k Breakout steps. The Q schedules are the paper's: a target refresh every 40k
+# frames (10k env steps = 250 updates of 40 steps: 2 actors x 4 envs x t_max 5) and epsilon
+# annealed over 4M frames (1M env steps).
+_RMSPROP = {"lr": 7e-4, "rmsprop_eps": 1e-5}
 ATARI_DEFAULTS = {
-    "a3c": {"lr": 7e-4},
-    "nstep-q": {"lr": 7e-4, "target_update_interval": 250, "epsilon_anneal_steps": 1_000_000},
-    "onestep-q": {"lr": 7e-4, "target_update_interval": 250, "epsilon_anneal_steps": 1_000_000},
+    "a3c": _RMSPROP,
+    "nstep-q": {**_RMSPROP, "target_update_interval": 250, "epsilon_anneal_steps": 1_000_000},
+    "onestep-q": {**_RMSPROP, "target_update_interval": 250, "epsilon_anneal_steps": 1_000_000},
     "reinforce": {"lr": 1e-4},
 }
 
