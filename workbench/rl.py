@@ -26,7 +26,7 @@ from nets import checkpoint
 from .evaluate import Evaluator
 from .runs import RunDir, default_name
 
-BACKENDS = ("processes", "inline")
+BACKENDS = ("processes", "inline", "ray")
 # Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
 # per forward pass, which amortises the network's per-call cost over more env steps.
 ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
@@ -43,6 +43,7 @@ class TrainConfig:
     steps: int = 100_000
     seed: int = 0
     backend: str = "processes"
+    address: str | None = None  # ray backend: "auto", "HOST:PORT" or None (start Ray locally)
     env_options: dict = field(default_factory=dict)
     agent_config: dict = field(default_factory=dict)  # overrides of the agent's defaults
     logdir: str = "runs"
@@ -148,6 +149,11 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     n_params = len(agent.network.flat())
     if config.backend == "inline":
         transport = InlineActors(spec, config.actors)
+    elif config.backend == "ray":
+        from actors.ray_backend import RayActors  # ray is imported only for this backend
+
+        transport = RayActors(spec, config.actors, config.address, max_in_flight=config.max_in_flight,
+                              actor_timeout=config.actor_timeout)
     else:
         transport = LocalProcesses(spec, config.actors, n_params, max_in_flight=config.max_in_flight,
                                    actor_timeout=config.actor_timeout)

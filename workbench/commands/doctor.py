@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
+import socket
 import time
+from pathlib import Path
 
 PACKAGES = ["numpy", "numba", "multiprocess", "tensorboardX", "gymnasium", "ale-py", "cupy-cuda12x",
             "ray", "tqdm", "imageio"]
@@ -46,10 +49,30 @@ def _gpu_status() -> str:
     return f"{props['name'].decode()} (CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()})"
 
 
+def _ray_status() -> str:
+    """Which cluster `--address auto` would join: Ray's own lookup order (RAY_ADDRESS, then the
+    address file `ray start` writes), read without importing ray (seconds)."""
+    if _version("ray") == "not installed":
+        return 'not installed (--backend ray needs: pip install -e ".[cluster]")'
+    address = os.environ.get("RAY_ADDRESS")
+    if not address:
+        current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+        address = current.read_text().strip() if current.exists() else ""
+    if not address:
+        return "--address auto finds no cluster (start one: ray start --head)"
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except (OSError, ValueError):
+        return f"--address auto would join {address}, which does not answer (stale address?)"
+    return f"--address auto joins {address}"
+
+
 def run(args) -> int:
     print(f"python        {platform.python_version()} on {platform.platform()}")
     for name in PACKAGES:
         print(f"{name:<14}{_version(name)}")
     print(f"numba kernel  {_numba_status()}")
     print(f"gpu           {_gpu_status()}")
+    print(f"ray cluster   {_ray_status()}")
     return 0

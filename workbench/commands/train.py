@@ -7,6 +7,7 @@ line. The heavy imports happen in `run`, after the thread limits are set.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm")
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
 # Flags that set a TrainConfig field directly.
-RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "logdir",
+RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "address", "logdir",
              "checkpoint_every", "histogram_every", "log_every", "actor_timeout", "max_in_flight",
              "eval_every", "eval_episodes")
 
@@ -55,6 +56,7 @@ def add_parser(subparsers):
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
+               "  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n"
                "  workbench train --config runs/NAME/config.json --resume\n"
                "  tensorboard --logdir runs",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,9 +74,13 @@ def add_parser(subparsers):
     run.add_argument("--env-option", type=_key_value, action="append", metavar="KEY=VALUE",
                      default=None, help="keyword for gymnasium.make, e.g. max_episode_steps=200 "
                                         "(repeatable)")
-    run.add_argument("--backend", choices=("processes", "inline"),
+    run.add_argument("--backend", choices=("processes", "inline", "ray"),
                      help="processes: actor processes (default); inline: actors stepped in the "
-                          "learner's process, reproducible, for debugging")
+                          "learner's process, reproducible, for debugging; ray: Ray actors on this "
+                          "machine or a cluster (pip install -e \".[cluster]\")")
+    run.add_argument("--address", metavar="auto|HOST:PORT",
+                     help="with --backend ray: the Ray cluster to join (auto: the one `ray start` "
+                          "runs on this machine); default: start Ray on this machine for the run")
     hyper = p.add_argument_group("agent hyperparameters (defaults: the agent's published values)")
     hyper.add_argument("--lr", type=float, help="learning rate (annealed to 0 for a3c and the Q agents)")
     hyper.add_argument("--gamma", type=float, help="discount factor")
@@ -174,6 +180,10 @@ def run(args) -> int:
     try:
         config = TrainConfig.from_dict(values)
         config.validate()
+        if args.address is not None and config.backend != "ray":
+            raise ValueError("--address needs --backend ray")
+        if config.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError('--backend ray needs ray: pip install -e ".[cluster]"')
     except (ValueError, TypeError) as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
