@@ -248,8 +248,10 @@ class Conv2DBlocks(_Conv2D):
     def _block_weights(self, w):
         """(c * sy * sx, qy * qx * out): the kernel zero-padded to whole blocks, rearranged."""
         (o, c, kh, kw), (sy, sx), (qy, qx) = w.shape, self.stride, self.blocks
-        padded = np.zeros((o, c, qy * sy, qx * sx), dtype=self.dtype)
-        padded[:, :, :kh, :kw] = w
+        padded = w
+        if (kh, kw) != (qy * sy, qx * sx):
+            padded = np.zeros((o, c, qy * sy, qx * sx), dtype=self.dtype)
+            padded[:, :, :kh, :kw] = w
         blocked = padded.reshape(o, c, qy, sy, qx, sx).transpose(self._block_layout())
         return np.ascontiguousarray(blocked).reshape(c * sy * sx, qy * qx * o)
 
