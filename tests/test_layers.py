@@ -380,3 +380,23 @@ def test_small_cnn_forward_backward_and_learning():
     model.eval()
     with nets.no_grad():
         assert model(x[:1]).shape == (1, 3)  # batch 1 in eval (batch norm uses running stats)
+
+
+@pytest.mark.gpu
+def test_small_cnn_on_gpu_matches_cpu():
+    from nets import backend
+    nets.seed(2)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 1, 12, 12)).astype(np.float32)
+    labels = rng.integers(0, 3, 4)
+    cpu = SmallCNN().eval()  # eval: no dropout masks, batch norm on running statistics
+    gpu = SmallCNN().eval()
+    gpu.load_state_dict(cpu.state_dict())
+    gpu.to("gpu")
+    for model, device in ((cpu, "cpu"), (gpu, "gpu")):
+        model.zero_grad()
+        logits = model(backend.to_device(x, device))
+        F.softmax_cross_entropy(logits, backend.to_device(labels, device)).backward()
+    for (name, p_cpu), (_, p_gpu) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        np.testing.assert_allclose(backend.to_host(p_gpu.grad), p_cpu.grad, rtol=1e-4, atol=1e-5,
+                                   err_msg=name)
