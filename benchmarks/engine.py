@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 
 import nets  # noqa: E402
 from nets import F  # noqa: E402
-from harness import Case, format_table, machine_line, run_case, torch_module  # noqa: E402
+from harness import (Case, Measure, format_table, machine_line, run_case, run_cases,  # noqa: E402
+                     torch_module)
 
 ACTIONS = 7
 RMSPROP = dict(lr=7e-4, alpha=0.99, eps=0.1)
@@ -198,6 +199,11 @@ except ImportError as error:
     if error.name != "engine_recurrent":
         raise  # the file exists but is broken: say so instead of hiding it
     RECURRENT_CASES = []
+
+
+def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
+    """Every case, for `python -m benchmarks engine` (`full` adds nothing: no case is long)."""
+    return run_cases(CASES + RECURRENT_CASES, quick, smoke)
 
 
 def main(argv=None) -> int:

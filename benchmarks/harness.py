@@ -24,7 +24,7 @@ Step = Callable[[], object]
 class Case:
     name: str
     workbench: Callable[[], Step]
-    torch: Optional[Callable[[], Step]] = None  # None: no PyTorch counterpart
+    torch: Optional[Callable[[], Step]] = None  # None: no PyTorch counterpart (or other peer)
     repeats: int = 30  # timed steps per framework (a quick run takes a fifth)
 
 
@@ -33,6 +33,71 @@ class Result:
     name: str
     workbench_ms: list[float]
     torch_ms: Optional[list[float]]  # None when PyTorch is missing or the case has no torch side
+
+
+@dataclass
+class Measure:
+    """One row of a suite's table and of the results file: workbench's figure and the peer's,
+    from the same run. A figure is None when it was not measured; `note` then says why (the peer
+    is not installed, the measure runs only with --full). `spread` is the relative noise of
+    repeated samples (half the interquartile range over the median), None for single figures."""
+    name: str
+    unit: str
+    workbench: Optional[float]
+    peer: Optional[float]
+    peer_name: str
+    better: str = "lower"  # "lower" for times, "higher" for rates
+    workbench_min: Optional[float] = None
+    peer_min: Optional[float] = None
+    spread: Optional[float] = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> Optional[float]:
+        """workbench / peer (None when either is missing)."""
+        if self.workbench is None or not self.peer:
+            return None
+        return self.workbench / self.peer
+
+
+def relative_spread(samples: list[float]) -> float:
+    if len(samples) < 4:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(samples, n=4)
+    return (q3 - q1) / 2 / statistics.median(samples)
+
+
+def measure_from_result(result: Result, peer_name: str = "torch", scale: float = 1.0,
+                        unit: str = "ms/step", torch_note: str = "not installed") -> Measure:
+    """A timed case as a Measure: medians (and minima) of both sides, times `scale` (e.g. steps
+    per epoch / 1000 for seconds per epoch); the spread is the larger of the two sides'."""
+    wb, peer = result.workbench_ms, result.torch_ms
+    spreads = [relative_spread(wb)] + ([relative_spread(peer)] if peer else [])
+    return Measure(result.name, unit, statistics.median(wb) * scale,
+                   statistics.median(peer) * scale if peer else None, peer_name,
+                   workbench_min=min(wb) * scale, peer_min=min(peer) * scale if peer else None,
+                   spread=max(spreads), note="" if peer else torch_note)
+
+
+def run_cases(cases: list[Case], quick: bool, smoke: bool = False, peer_name: str = "torch",
+              unit: str = "ms/step", scale: Callable[[str], float] = lambda name: 1.0,
+              peer_available: Optional[bool] = None) -> list[Measure]:
+    """Every case as a Measure, PyTorch (when it is the peer) on as many threads as workbench.
+    `smoke` (for tests) times the first case only; the others stay in the list, empty."""
+    if peer_available is None:
+        torch = torch_module()
+        if torch is not None:
+            import numba
+            torch.set_num_threads(numba.get_num_threads())
+        peer_available = torch is not None
+    measures = []
+    for i, case in enumerate(cases):
+        if smoke and i > 0:
+            measures.append(Measure(case.name, unit, None, None, peer_name, note="not run with --smoke"))
+        else:
+            measures.append(measure_from_result(run_case(case, quick, peer_available), peer_name,
+                                                scale(case.name), unit))
+    return measures
 
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")

@@ -22,7 +22,7 @@ import numpy as np
 
 import nets
 from nets import F
-from harness import Case, format_table, machine_line, run_case, torch_module
+from harness import Case, Measure, format_table, machine_line, run_case, run_cases, torch_module
 from workbench.recipes.char_rnn import CharRNN
 from workbench.recipes.mnist import MLP, LeNet
 
@@ -153,6 +153,11 @@ def epoch_table(results) -> str:
             torch_cells = f"{'-':>13}  {'-':>5}"
         lines.append(f"{r.name:<27}  {steps:>11}  {wb:>17.1f}  {torch_cells}")
     return "\n".join(lines)
+
+
+def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
+    """Seconds per epoch of every case, for `python -m benchmarks recipes`."""
+    return run_cases(CASES, quick, smoke, unit="s/epoch", scale=lambda name: STEPS_PER_EPOCH[name] / 1e3)
 
 
 def main(argv=None) -> int:

@@ -206,6 +206,105 @@ def summarize(runs: list[dict]) -> str:
             f"(runs: {', '.join(str(r['seconds']) + ('' if r['solved'] else ' unsolved') for r in runs)})")
 
 
+RUN_MODES = {  # for run(): throughput seconds per sample, envs per actor, solve seeds and caps
+    "quick": dict(sample=2.0, envs=(4,), seeds=0, caps=(0, 0), atari=None),
+    "default": dict(sample=5.0, envs=(4, 32), seeds=1, caps=(60, 60), atari=(8.0, 5.0, 1)),
+    "full": dict(sample=8.0, envs=(4, 32, 64), seeds=3, caps=(120, 300), atari=(20.0, 10.0, 2)),
+}
+
+
+def _half_range(samples) -> float:
+    return (max(samples) - min(samples)) / 2 / statistics.mean(samples) if len(samples) > 1 else 0.0
+
+
+def run(quick: bool = False, full: bool = False, smoke: bool = False):
+    """Measures for `python -m benchmarks rl`: CartPole (and Breakout, when ale-py is installed)
+    throughput of the whole system against raw env.step on the same cores, and CartPole
+    time-to-solve of A3C against SB3's A2C. Measures a mode leaves out stay in the list, empty,
+    with a note, so that runs in different modes compare by name. `smoke` runs as `quick`."""
+    import numba
+
+    from harness import Measure
+
+    mode = RUN_MODES["quick" if quick else "full" if full else "default"]
+    logdir = tempfile.mkdtemp(prefix="rl-benchmark-")
+    measures = []
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # the learner's one thread, as in main()
+    try:
+        raw, system = [], {}
+        for envs_per_actor in (4, 32, 64):
+            if envs_per_actor in mode["envs"]:
+                raw.append(raw_throughput(2, mode["sample"]))
+                system[envs_per_actor] = system_throughput(mode["sample"], envs_per_actor, logdir)
+        raw.append(raw_throughput(2, mode["sample"]))
+        for envs_per_actor in (4, 32, 64):
+            name = f"cartpole steps/s, a3c 2 actors x {envs_per_actor} envs"
+            if envs_per_actor in system:
+                measures.append(Measure(name, "steps/s", system[envs_per_actor], statistics.mean(raw),
+                                        "raw env.step", "higher", spread=_half_range(raw)))
+            else:
+                measures.append(Measure(name, "steps/s", None, None, "raw env.step", "higher",
+                                        note="runs with --full"))
+        measures.append(_atari_measure(mode["atari"], logdir))
+        measures.append(_solve_measure(mode["seeds"], mode["caps"], logdir))
+    finally:
+        numba.set_num_threads(threads)
+    return measures
+
+
+def _atari_measure(setting, logdir: str):
+    from harness import Measure
+
+    name, env_id = "breakout frames/s, a3c 2 actors x 4 envs", "ALE/Breakout-v5"
+    empty = Measure(name, "frames/s", None, None, "raw emulator", "higher")
+    try:
+        import ale_py  # noqa: F401
+    except ImportError:
+        empty.note = "ale-py not installed"
+        return empty
+    if setting is None:
+        empty.note = "runs without --quick"
+        return empty
+    from rl_atari import raw_frames_per_second, system_frames_per_second
+
+    seconds, warmup, rounds = setting
+    raw, system = [raw_frames_per_second(env_id, 2, seconds)], []
+    for _ in range(rounds):
+        system.append(system_frames_per_second(env_id, 2, 4, seconds, logdir, warmup))
+        raw.append(raw_frames_per_second(env_id, 2, seconds))
+    return Measure(name, "frames/s", statistics.mean(system), statistics.mean(raw), "raw emulator",
+                   "higher", spread=_half_range(raw))
+
+
+def _solve_measure(seeds: int, caps: tuple, logdir: str):
+    """Median seconds to solve over the seeds (None when no seed solved within the cap)."""
+    from harness import Measure
+
+    own_cap, sb3_cap = caps
+    name = f"cartpole time to solve, a3c 2 actors vs sb3 a2c ({seeds or 1} seed{'s' * (seeds > 1)})"
+    measure = Measure(name, "s", None, None, "sb3 a2c")
+    if not seeds:
+        measure.note = "runs without --quick"
+        return measure
+    own = [own_solve("a3c", seed, own_cap, logdir, 200_000) for seed in range(seeds)]
+    notes = [f"a3c solved {sum(r['solved'] for r in own)}/{seeds} (cap {own_cap} s)"]
+    measure.workbench = _median_solved(own)
+    try:
+        sb3 = [sb3_solve(seed, sb3_cap) for seed in range(seeds)]
+        notes.append(f"sb3 solved {sum(r['solved'] for r in sb3)}/{seeds} (cap {sb3_cap} s)")
+        measure.peer = _median_solved(sb3)
+    except ImportError:
+        notes.append("stable-baselines3 not installed")
+    measure.note = "; ".join(notes)
+    return measure
+
+
+def _median_solved(runs: list[dict]):
+    done = [r["seconds"] for r in runs if r["solved"]]
+    return statistics.median(done) if done else None
+
+
 def main() -> int:
     if any(a == "--env" or a.startswith("--env=") for a in sys.argv[1:]):  # Atari: rl_atari.py
         from rl_atari import main as atari_main
