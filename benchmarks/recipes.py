@@ -9,7 +9,9 @@ its default batch size, on random data of the real shapes; an epoch is that many
   momentum, batch 64, 860 steps;
 - char-lstm: embedding 64, 2 x LSTM 256, dense softmax over 65 characters, Adam, gradient
   clipping at 5, batch 32 x 100 steps of BPTT, 313 steps (Tiny Shakespeare's 90% training part).
-PyTorch runs with as many threads as workbench uses (Numba's thread count).
+PyTorch runs with as many threads as workbench uses (Numba's thread count). On a machine shared
+with other jobs, multi-threaded BLAS times swing by several times from step to step; compare with
+`NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/recipes.py` there.
 """
 from __future__ import annotations
 
@@ -157,7 +159,7 @@ def epoch_table(results) -> str:
 
 def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
     """Seconds per epoch of every case, for `python -m benchmarks recipes`."""
-    return run_cases(CASES, quick, smoke, unit="s/epoch", scale=lambda name: STEPS_PER_EPOCH[name] / 1e3)
+    return run_cases(CASES, quick, smoke, full, unit="s/epoch", scale=lambda name: STEPS_PER_EPOCH[name] / 1e3)
 
 
 def main(argv=None) -> int:

@@ -86,6 +86,10 @@ def test_mnist_mlp_learns_tiny_digits(tmp_path, capsys):
                          "--hidden", "32", "--epochs", "3", "--batch-size", "20")
     assert_learns(run_dir)
     assert "test accuracy:" in capsys.readouterr().out
+    book = run_recipe(tmp_path, "mnist-mlp", "--data", str(data), "--validation", "40",
+                      "--preset", "book", "--epochs", "1", run_name="book")
+    _, arrays = checkpoint.read(RunDir(book).checkpoint_path())
+    assert arrays["model/fc1.weight"].shape == (784, 500) and "model/fc3.weight" not in arrays
 
 
 def test_mnist_cnn_learns_tiny_digits(tmp_path):
