@@ -79,11 +79,19 @@ def measure_from_result(result: Result, peer_name: str = "torch", scale: float =
                    spread=max(spreads), note="" if peer else torch_note)
 
 
-def run_cases(cases: list[Case], quick: bool, smoke: bool = False, peer_name: str = "torch",
-              unit: str = "ms/step", scale: Callable[[str], float] = lambda name: 1.0,
+# Seconds of timing per case after which `python -m benchmarks` stops repeating (None: never),
+# so that a suite keeps to its budget when other people's load slows every step down.
+CASE_SECONDS = {"quick": 6.0, "default": 30.0, "full": None}
+
+
+def run_cases(cases: list[Case], quick: bool, smoke: bool = False, full: bool = False,
+              peer_name: str = "torch", unit: str = "ms/step",
+              scale: Callable[[str], float] = lambda name: 1.0,
               peer_available: Optional[bool] = None) -> list[Measure]:
-    """Every case as a Measure, PyTorch (when it is the peer) on as many threads as workbench.
-    `smoke` (for tests) times the first case only; the others stay in the list, empty."""
+    """Every case as a Measure, PyTorch (when it is the peer) on as many threads as workbench,
+    each within CASE_SECONDS. `smoke` (for tests) times the first case only; the others stay in
+    the list, empty."""
+    max_seconds = CASE_SECONDS["quick" if quick else "full" if full else "default"]
     if peer_available is None:
         torch = torch_module()
         if torch is not None:
@@ -95,8 +103,8 @@ def run_cases(cases: list[Case], quick: bool, smoke: bool = False, peer_name: st
         if smoke and i > 0:
             measures.append(Measure(case.name, unit, None, None, peer_name, note="not run with --smoke"))
         else:
-            measures.append(measure_from_result(run_case(case, quick, peer_available), peer_name,
-                                                scale(case.name), unit))
+            result = run_case(case, quick, peer_available, max_seconds=max_seconds)
+            measures.append(measure_from_result(result, peer_name, scale(case.name), unit))
     return measures
 
 
@@ -159,11 +167,12 @@ def _time_block(step: Step, count: int, into: list[float], clock) -> None:
 
 
 def run_case(case: Case, quick: bool, torch_available: bool, warmup: int = 3, block: int = 5,
-             cpu_time: bool = False) -> Result:
+             cpu_time: bool = False, max_seconds: Optional[float] = None) -> Result:
     """Warm up each side, then time `repeats` steps of each in alternating blocks.
 
     `cpu_time` measures process CPU time instead of wall time: with one thread per framework it
-    leaves out the time other processes on a shared machine hold the core.
+    leaves out the time other processes on a shared machine hold the core. `max_seconds` ends
+    the timing after the first round of blocks that passes it (fewer repeats, same alternation).
     """
     clock = time.process_time if cpu_time else time.perf_counter
     repeats = max(3, case.repeats // 5) if quick else case.repeats
@@ -174,12 +183,14 @@ def run_case(case: Case, quick: bool, torch_available: bool, warmup: int = 3, bl
     for step in sides.values():
         for _ in range(warmup):
             step()
-    done = 0
+    done, start = 0, time.monotonic()
     while done < repeats:
         count = min(block, repeats - done)
         for name, step in sides.items():
             _time_block(step, count, times[name], clock)
         done += count
+        if max_seconds is not None and time.monotonic() - start > max_seconds:
+            break
     return Result(case.name, times["workbench"], times.get("torch"))
 
 

@@ -85,7 +85,7 @@ def _cases(repeats: int):
 def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
     """For `python -m benchmarks sharing`; a quick run takes a fifth of the repeats."""
     with _cases(200 if full else 50) as cases:
-        return run_cases(cases, quick, smoke, peer_name=PEER, peer_available=True)
+        return run_cases(cases, quick, smoke, full, peer_name=PEER, peer_available=True)
 
 
 def main(argv=None) -> int:
