@@ -12,6 +12,8 @@
     raw `env.step` with random actions in as many processes as there are actors.
 (c) Weight sharing: one publish plus one pull of the A3C Atari net's 678k float32 parameters
     through the shared segment.
+(d) Backends (rl_backends.py): publish + pull, whole-system steps/s and the learner's updates/s,
+    local processes vs Ray actors, at 2, 4 and 8 actors.
 
     python benchmarks/rl.py                  # 3 seeds, up to 120 s per run
     python benchmarks/rl.py --budget quick   # 1 seed, shorter caps: about two minutes in all
@@ -320,7 +322,7 @@ def main() -> int:
                         help="--steps of our runs: their learning rate anneals to 0 over it "
                              "(default 200000)")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=("solve", "sb3", "throughput", "weights"),
+                        choices=("solve", "sb3", "throughput", "weights", "backends"),
                         help="leave a part out (repeatable)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -371,6 +373,10 @@ def main() -> int:
         results["weights_ms"] = {"publish": round(publish, 3), "pull": round(pull, 3)}
         print(f"(c) 678k parameters: publish {publish:.3f} ms + pull {pull:.3f} ms = "
               f"{publish + pull:.3f} ms", flush=True)
+    if "backends" not in args.skip:
+        from rl_backends import measure as backends
+
+        results["backends"] = backends(sample, logdir, lambda line: print(line, flush=True))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
