@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
+
 Step = Callable[[], object]
 
 
@@ -211,3 +213,17 @@ def format_table(results: list[Result], torch_note: str = "not installed") -> st
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in (header, *rows)]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def random_steps(env, seconds: float, seed: int, chunk: int) -> int:
+    """Step `env` with pre-drawn random actions for `seconds` (resetting at episode ends); returns
+    the steps taken. Actions are drawn `chunk` at a time so drawing costs nothing in the loop."""
+    actions = np.random.default_rng(seed).integers(env.action_space.n, size=chunk).tolist()
+    steps, end = 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        steps += len(actions)
+    return steps

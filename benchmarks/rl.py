@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets  # noqa: E402
 from envs import make_env  # noqa: E402
+from harness import random_steps  # noqa: E402
 from workbench.rl import TrainConfig, train  # noqa: E402
 
 SOLVED = 475.0
@@ -137,16 +138,7 @@ def sb3_solve(seed: int, cap: float) -> dict:
 
 def raw_steps(seconds: float, seed: int) -> int:
     """env.step with pre-drawn random actions for `seconds`; returns the steps taken."""
-    env = make_env("CartPole-v1", seed=seed)
-    actions = np.random.default_rng(seed).integers(env.action_space.n, size=4096).tolist()
-    steps, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        for action in actions:
-            _, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                env.reset()
-        steps += len(actions)
-    return steps
+    return random_steps(make_env("CartPole-v1", seed=seed), seconds, seed, chunk=4096)
 
 
 def raw_throughput(processes: int, seconds: float) -> float:

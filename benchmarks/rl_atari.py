@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs import make_env  # noqa: E402
+from harness import random_steps  # noqa: E402
 from workbench.rl import TrainConfig, train  # noqa: E402
 
 FRAMES_PER_STEP = 4
@@ -50,15 +51,7 @@ def raw_steps(env_id: str, seconds: float, seed: int) -> int:
     gym.register_envs(ale_py)
     env = gym.make(env_id, disable_env_checker=True)
     env.reset(seed=seed)
-    actions = np.random.default_rng(seed).integers(env.action_space.n, size=64).tolist()
-    steps, end = 0, time.monotonic() + seconds
-    while time.monotonic() < end:
-        for action in actions:
-            _, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                env.reset()
-        steps += len(actions)
-    return steps
+    return random_steps(env, seconds, seed, chunk=64)
 
 
 def raw_frames_per_second(env_id: str, processes: int, seconds: float) -> float:
