@@ -80,6 +80,18 @@ def test_caesar_learns_the_shift(tmp_path, capsys):
     assert "uif rvjdl cspxo gpy" in out
 
 
+def test_threads_limits_numba_and_blas(tmp_path):
+    import numba
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = numba.get_num_threads()
+    with threadpool_limits(limits=None):  # restores this process's BLAS threads on exit
+        run_recipe(tmp_path, "caesar", "--epochs", "1", "--samples", "52", "--threads", "1")
+        assert numba.get_num_threads() == 1
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}
+    numba.set_num_threads(before)
+
+
 def test_mnist_mlp_learns_tiny_digits(tmp_path, capsys):
     data = write_mnist(tmp_path / "mnist")
     run_dir = run_recipe(tmp_path, "mnist-mlp", "--data", str(data), "--validation", "40",

@@ -79,7 +79,7 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
     flag(group, "--min-epochs", default=min_epochs, type=int,
          help="early stopping never stops before this many epochs")
     flag(group, "--seed", default=0, type=int, help="seed of initial weights, shuffling and dropout")
-    flag(group, "--threads", default=0, type=int, help="Numba threads (0: all cores)")
+    flag(group, "--threads", default=0, type=int, help="Numba and BLAS threads (0: all cores)")
     run = parser.add_argument_group("run folder")
     flag(run, "--logdir", default="runs", help="parent folder of run folders")
     flag(run, "--name", default="", help="run folder name (default: RECIPE-DATE-TIME)")
@@ -115,7 +115,12 @@ def fit_config(args) -> training.FitConfig:
 
 
 def set_threads(args) -> None:
+    """--threads limits Numba and BLAS alike: on a shared machine one thread each keeps a run's
+    speed steady, where multi-threaded BLAS waits on preempted threads."""
     if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
 
 
