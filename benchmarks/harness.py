@@ -227,3 +227,22 @@ def random_steps(env, seconds: float, seed: int, chunk: int) -> int:
                 env.reset()
         steps += len(actions)
     return steps
+
+
+def training_steps_per_second(config, seconds: float, warmup: float) -> float:
+    """Env steps/s of `workbench.rl.train(config)`, sampled over `seconds` after `warmup` seconds
+    so that start-up (process launch, JIT) is left out."""
+    from workbench.rl import train
+
+    marks = {}
+
+    def stop(progress):
+        now = time.monotonic()
+        if "first" not in marks and progress.elapsed >= warmup:
+            marks["first"] = (now, progress.step)
+        marks["last"] = (now, progress.step)
+        return progress.elapsed >= warmup + seconds
+
+    train(config, should_stop=stop, console=lambda line: None)
+    (t0, s0), (t1, s1) = marks["first"], marks["last"]
+    return (s1 - s0) / (t1 - t0)

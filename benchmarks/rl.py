@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets  # noqa: E402
 from envs import make_env  # noqa: E402
-from harness import random_steps  # noqa: E402
+from harness import random_steps, training_steps_per_second  # noqa: E402
 from workbench.rl import TrainConfig, train  # noqa: E402
 
 SOLVED = 475.0
@@ -151,20 +151,9 @@ def raw_throughput(processes: int, seconds: float) -> float:
 
 def system_throughput(seconds: float, envs_per_actor: int, logdir: str, warmup: float = 2.0) -> float:
     """Env steps/s learned from by a 2-actor A3C run, after `warmup` seconds."""
-    marks = {}
-
-    def stop(progress):
-        now = time.monotonic()
-        if "first" not in marks and progress.elapsed >= warmup:
-            marks["first"] = (now, progress.step)
-        marks["last"] = (now, progress.step)
-        return progress.elapsed >= warmup + seconds
-
-    train(TrainConfig(env="CartPole-v1", agent="a3c", actors=2, steps=10**9,
-                      envs_per_actor=envs_per_actor, logdir=logdir), should_stop=stop,
-          console=lambda line: None)
-    (t0, s0), (t1, s1) = marks["first"], marks["last"]
-    return (s1 - s0) / (t1 - t0)
+    config = TrainConfig(env="CartPole-v1", agent="a3c", actors=2, steps=10**9,
+                         envs_per_actor=envs_per_actor, logdir=logdir)
+    return training_steps_per_second(config, seconds, warmup)
 
 
 def publish_and_pull_ms(n_params: int = 678_000, repeats: int = 200) -> tuple[float, float]:

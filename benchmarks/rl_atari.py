@@ -37,8 +37,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envs import make_env  # noqa: E402
-from harness import random_steps  # noqa: E402
-from workbench.rl import TrainConfig, train  # noqa: E402
+from harness import random_steps, training_steps_per_second  # noqa: E402
+from workbench.rl import TrainConfig  # noqa: E402
 
 FRAMES_PER_STEP = 4
 
@@ -64,20 +64,9 @@ def raw_frames_per_second(env_id: str, processes: int, seconds: float) -> float:
 
 def system_frames_per_second(env_id: str, actors: int, envs_per_actor: int, seconds: float,
                              logdir: str, warmup: float) -> float:
-    marks = {}
-
-    def stop(progress):
-        now = time.monotonic()
-        if "first" not in marks and progress.elapsed >= warmup:
-            marks["first"] = (now, progress.step)
-        marks["last"] = (now, progress.step)
-        return progress.elapsed >= warmup + seconds
-
-    train(TrainConfig(env=env_id, agent="a3c", actors=actors, envs_per_actor=envs_per_actor,
-                      steps=10**9, logdir=logdir, checkpoint_every=10**9, histogram_every=10**9),
-          should_stop=stop, console=lambda line: None)
-    (t0, s0), (t1, s1) = marks["first"], marks["last"]
-    return FRAMES_PER_STEP * (s1 - s0) / (t1 - t0)
+    config = TrainConfig(env=env_id, agent="a3c", actors=actors, envs_per_actor=envs_per_actor,
+                         steps=10**9, logdir=logdir, checkpoint_every=10**9, histogram_every=10**9)
+    return FRAMES_PER_STEP * training_steps_per_second(config, seconds, warmup)
 
 
 def cpu_per_call(fn, calls: int) -> float:
