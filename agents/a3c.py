@@ -73,7 +73,12 @@ class A3C(Agent):
         obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
         logits, values = self.network(obs)
         v = values.data.reshape(-1)
-        following = next_state_values(v[:n].reshape(T, E), batch.final_index, v[n:])
+        return self._learn(batch, logits, values, v[:n].reshape(T, E), v[n:], progress)
+
+    def _learn(self, batch, logits, values, rollout_values, final_values, progress):
+        """n-step returns bootstrapped from the values (`rollout_values` (T, E) and the values of
+        the cut states), then one actor-critic step."""
+        following = next_state_values(rollout_values, batch.final_index, final_values)
         returns = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
                                 self.config.gamma)
         loss, stats = actor_critic_loss(logits, values, batch.actions.reshape(-1),

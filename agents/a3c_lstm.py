@@ -15,9 +15,7 @@ from nets import F
 
 from .a3c import A3C, A3CConfig
 from .base import Policy, sample_categorical
-from .losses import actor_critic_loss
 from .networks import _orthogonal, make_trunk
-from .returns import next_state_values, nstep_returns
 
 
 @dataclass
@@ -120,12 +118,4 @@ class A3CLSTM(A3C):
             with nets.no_grad():
                 _, cut_values, _ = self.network.step(batch.final_obs, (h, c))
             final_values = cut_values.data.reshape(-1)
-        following = next_state_values(v, batch.final_index, final_values)
-        returns = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
-                                self.config.gamma)
-        loss, stats = actor_critic_loss(logits, values, batch.actions.reshape(-1),
-                                        returns.reshape(-1), self.config.entropy_beta,
-                                        self.config.value_coef)
-        stats["grad_norm"] = self._apply_gradients(loss, progress)
-        stats["learning_rate"] = self.optimizer.lr
-        return stats
+        return self._learn(batch, logits, values, v, final_values, progress)
