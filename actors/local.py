@@ -11,8 +11,6 @@
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import secrets
 import signal
@@ -24,30 +22,13 @@ from multiprocess import connection, resource_tracker
 from multiprocess.managers import SharedMemoryManager
 
 from agents import Rollout
+from nets import threads
 
 from .shared import SharedState
 from .transport import ActorSpec, Transport
 from .worker import CREDIT, run_actor
 
-# Set before the fork server starts, so every actor's NumPy/Numba sees them when it loads.
-SINGLE_THREAD_ENV = {name: "1" for name in (
-    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
 PRELOAD = ["numpy", "gymnasium", "nets", "nets.optim", "agents", "envs", "actors.worker"]
-
-
-@contextlib.contextmanager
-def _single_threaded_children():
-    """Thread limits in the environment that new processes (the fork server) inherit; the
-    learner's own environment is restored afterwards."""
-    saved = {name: os.environ.get(name) for name in SINGLE_THREAD_ENV}
-    os.environ.update({name: value for name, value in SINGLE_THREAD_ENV.items() if saved[name] is None})
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
 
 
 def _context():
@@ -86,7 +67,7 @@ class LocalProcesses(Transport):
         self.authkey = secrets.token_bytes(32)
         self.manager = SharedMemoryManager(address=("127.0.0.1", 0), authkey=self.authkey,
                                            ctx=self._ctx)
-        with _single_threaded_children():
+        with threads.for_children(1):  # each actor gets one core's worth of BLAS and Numba
             self.manager.start()  # the first process this run starts: it brings up the fork server
         self.segment = self.manager.SharedMemory(SharedState.size(n_params, n_actors))
         # the manager unlinks it; this process's resource tracker must not (see shared.attach)

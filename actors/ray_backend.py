@@ -29,8 +29,9 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 import numpy as np
 
+from nets import threads
+
 from .learner import ActorFailure
-from .local import SINGLE_THREAD_ENV
 from .transport import ActorSpec, Transport
 from .worker import build_collector
 
@@ -115,7 +116,7 @@ class RayActors(Transport):
         self.owns_ray = connect(address, n_actors)
         self._actor_class = ray.remote(_ActorBody).options(
             num_cpus=1, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD",
-            runtime_env={"env_vars": SINGLE_THREAD_ENV})
+            runtime_env={"env_vars": threads.child_environment(1)})
         self.slots: dict[int, _Slot] = {}
         self._weights: list = []  # [ref] of the latest publish
         self.version, self.step = 0, 0

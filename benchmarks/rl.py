@@ -26,27 +26,22 @@ from __future__ import annotations
 
 import os
 
-# The learner gets one BLAS/OpenMP thread, like `workbench train` gives it when the actors take
-# the cores (set before NumPy loads).
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import nets  # noqa: E402
-from envs import make_env  # noqa: E402
-from harness import random_steps, training_steps_per_second  # noqa: E402
-from workbench.rl import TrainConfig, train  # noqa: E402
+import nets
+from envs import make_env
+from harness import random_steps, training_steps_per_second
+from workbench.rl import TrainConfig, train
 
 SOLVED = 475.0
 MAX_RETURN = 500.0  # CartPole-v1's time limit
@@ -291,6 +286,7 @@ def _median_solved(runs: list[dict]):
 
 
 def main() -> int:
+    nets.threads.limit(1)  # the learner's one thread, as `workbench train` gives it on 2 cores
     if any(a == "--env" or a.startswith("--env=") for a in sys.argv[1:]):  # Atari: rl_atari.py
         from rl_atari import main as atari_main
 

@@ -20,25 +20,23 @@ from __future__ import annotations
 
 import os
 
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
+import argparse
+import json
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import pickle  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from envs import make_env  # noqa: E402
-from harness import random_steps, training_steps_per_second  # noqa: E402
-from workbench.rl import TrainConfig  # noqa: E402
+import nets
+from envs import make_env
+from harness import random_steps, training_steps_per_second
+from workbench.rl import TrainConfig
 
 FRAMES_PER_STEP = 4
 
@@ -116,6 +114,7 @@ def breakdown(env_id: str, actors: int, envs_per_actor: int) -> dict[str, float]
 
 
 def main(argv=None) -> int:
+    nets.threads.limit(1)  # the learner's one thread, as `workbench train` gives it on 2 cores
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="ALE/Breakout-v5", help="an ALE env id (default ALE/Breakout-v5)")
     parser.add_argument("--actors", type=int, default=2, help="actor processes (default 2)")

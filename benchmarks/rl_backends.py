@@ -17,24 +17,22 @@ from __future__ import annotations
 
 import os
 
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")  # the learner's one thread, as in rl.py
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rl import publish_and_pull_ms  # noqa: E402
-from workbench.rl import TrainConfig, train  # noqa: E402
+import nets
+from rl import publish_and_pull_ms
+from workbench.rl import TrainConfig, train
 
 ACTOR_COUNTS = (2, 4, 8)
 ATARI_PARAMS = 678_000
@@ -173,6 +171,7 @@ def measure(seconds: float, logdir: str, print_line=print) -> dict:
 
 
 def main() -> int:
+    nets.threads.limit(1)  # the learner's one thread, as `workbench train` gives it on 2 cores
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per run (default 4)")

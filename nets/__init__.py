@@ -1,5 +1,5 @@
 """nets: a small define-by-run network engine on NumPy/Numba (CPU) and CuPy (GPU)."""
-from . import backend, checkpoint, functional, init, optim
+from . import backend, checkpoint, functional, init, optim, threads
 from .backend import gpu_available, to_device
 from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Flatten,
                      GlobalAvgPool, Linear, MaxPool2D)
@@ -17,7 +17,8 @@ from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_grad_enabl
 F = functional
 
 __all__ = [
-    "F", "backend", "checkpoint", "functional", "init", "optim", "gpu_available", "to_device",
+    "F", "backend", "checkpoint", "functional", "init", "optim", "threads", "gpu_available",
+    "to_device",
     "Dense", "Linear", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
     "Embedding", "Flatten", "GlobalAvgPool", "MaxPool2D",
     "FlatParameters", "Module", "Parameter", "Sequential", "seed", "Function", "NonFiniteError",

@@ -110,7 +110,8 @@ class Evaluator:
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=_evaluate, name="evaluator", daemon=True,
                                    args=(config, episodes, seed, child))
-        self.process.start()
+        with nets.threads.for_children(1):  # the fork server may start here (inline backend)
+            self.process.start()
         child.close()
         self.every, self.report, self.busy = every, report, False
         self.next = (first_step // every + 1) * every

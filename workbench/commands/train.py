@@ -127,19 +127,10 @@ def add_parser(subparsers):
 
 
 def _limit_threads(actors: int) -> None:
-    """Leave the cores the actors use to them: the learner's BLAS/OpenMP/Numba get the rest.
+    """Leave the cores the actors use to them: the learner's BLAS and Numba get the rest."""
+    from nets import threads
 
-    The environment carries the limit to child processes; NumPy and Numba in this process may
-    already be loaded (building the CLI imports every command), so it is also applied at run time.
-    """
-    spare = str(max(1, (os.cpu_count() or 1) - actors))
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(name, spare)
-    import numba
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
-    numba.set_num_threads(min(int(os.environ["NUMBA_NUM_THREADS"]), numba.config.NUMBA_NUM_THREADS))
+    threads.limit(max(1, (os.cpu_count() or 1) - actors))
 
 
 def _settings(args) -> tuple[dict, "Path | None"]:

@@ -8,7 +8,6 @@ import contextlib
 import math
 from pathlib import Path
 
-import numba
 import numpy as np
 
 import nets
@@ -118,10 +117,7 @@ def set_threads(args) -> None:
     """--threads limits Numba and BLAS alike: on a shared machine one thread each keeps a run's
     speed steady, where multi-threaded BLAS waits on preempted threads."""
     if args.threads:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads)
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        nets.threads.limit(args.threads)
 
 
 # -- run folder -------------------------------------------------------------------------------------
