@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from agents import Agent, join
-from logs import EventWriter, Window, progress_line
+from logs import EventWriter, Window, format_duration, progress_line
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
@@ -66,6 +66,7 @@ class Learner:
         self.log_every, self.scalar_every, self.supervise_every = log_every, scalar_every, supervise_every
         self.max_startup_failures = max_startup_failures
         self.window = Window()
+        self.finished_episodes: list[tuple[int, float, int]] = []  # (step, return, length) to log
         self.startup_failures = [0] * transport.n_actors  # deaths in a row before a first rollout
         self.restarts = 0
 
@@ -82,7 +83,7 @@ class Learner:
         version = transport.publish(weights, p.step)
         now = time.monotonic()
         self._last_scalars = p.step, now
-        self._session = p.step, now  # ETAs use this session's average rate
+        self._session = None  # (step, time) of this session's first update: ETAs leave start-up out
         next_log, next_scalars, next_supervise = now + self.log_every, now + self.scalar_every, now
         next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
         last_log_step, last_log_time = p.step, now
@@ -99,6 +100,7 @@ class Learner:
                     p.step += batch.steps
                     p.updates += 1
                     version = transport.publish(weights, p.step)
+                    self._session = self._session or (p.step, time.monotonic())
                     self._record(rollouts, stats, version)
                     if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
                         self.events.histograms(agent.network, p.step)
@@ -126,7 +128,13 @@ class Learner:
         return outcome
 
     def _progress_line(self, steps: int, seconds: float) -> None:
-        p, (first_step, start) = self.progress, self._session
+        p = self.progress
+        if self._session is None:
+            self.console(f"step {p.step:,}/{self.total_steps:,} | waiting for the actors' first rollouts "
+                         f"({format_duration(p.elapsed)}): they start and compile kernels, which "
+                         f"takes up to a minute on a new install")
+            return
+        first_step, start = self._session
         fps = steps / seconds if seconds > 0 else 0.0
         rate = (p.step - first_step) / max(time.monotonic() - start, 1e-9)
         eta = max(0, self.total_steps - p.step) / rate if rate > 0 else math.inf
@@ -147,8 +155,7 @@ class Learner:
             window.add("charts/policy_lag", (version - 2 - r.version) / 2)  # publishes behind
             window.add_all("charts", r.scalars)
             for ret, length in zip(r.episode_returns, r.episode_lengths):
-                window.add("charts/episodic_return", ret)
-                window.add("charts/episodic_length", length)
+                self.finished_episodes.append((p.step, ret, length))
                 p.recent_returns.append(ret)
             p.episodes += len(r.episode_returns)
         window.add("charts/batch_steps", sum(r.steps for r in rollouts))
@@ -161,6 +168,10 @@ class Learner:
         self._last_scalars = step, now
         if self.events:
             self.events.scalars(means, step)
+            for episode_step, ret, length in self.finished_episodes:  # one point per episode, as
+                self.events.scalars({"charts/episodic_return": ret,   # CleanRL and SB3 log them
+                                     "charts/episodic_length": length}, episode_step)
+        self.finished_episodes.clear()
 
     def _supervise(self) -> None:
         for slot, reason in self.transport.dead_actors().items():

@@ -1,9 +1,10 @@
-"""TensorBoard events with CleanRL's tag names, written at a bounded rate.
+"""TensorBoard events with CleanRL's tag names.
 
-One tensorboardX scalar costs ~40 us; CartPole's early episodes end every ~20 steps, so writing
-every episode would cost a third of an env step. Values are therefore averaged over a short
-window (`Window`) and written once per window: charts/episodic_return is the mean return of the
-episodes that ended in it, at the global step where it closed.
+Per-update values (losses, gradient norms, policy lag) are averaged over a short window
+(`Window`) and written once per window at the global step where it closed: one tensorboardX
+scalar costs ~40 us, more than a CartPole env step. Episodes are rarer and are written one point
+each (`charts/episodic_return` at the step the episode ended), as CleanRL and SB3 write them, so
+curves overlay those libraries' curves.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The actor system: shared weights, the manager's authkey, actor processes dying and being
 replaced, and the learner loop's bookkeeping (checkpoints, stopping, supervision)."""
 import os
+import re
 import signal
 import threading
 import time
@@ -157,6 +158,43 @@ def test_learner_counts_steps_checkpoints_and_stops_on_request():
     learner = Learner(agent, InlineActors(spec, 1), 10_000, console=lambda line: None)
     assert learner.run(should_stop=lambda p: p.step >= 50) == "stopped"
     assert learner.progress.step == 50
+
+
+class RecordedEvents:
+    def __init__(self):
+        self.points: dict[str, list[tuple[int, float]]] = {}
+
+    def scalars(self, values, step):
+        for tag, value in values.items():
+            self.points.setdefault(tag, []).append((step, value))
+
+
+def test_every_episode_is_one_point_at_the_step_it_ended():
+    nets.seed(0)
+    agent, config = cartpole_agent()
+    spec = ActorSpec("CartPole-v1", "a3c", config, envs_per_actor=2)
+    events = RecordedEvents()
+    learner = Learner(agent, InlineActors(spec, 2), 3000, console=lambda line: None, events=events,
+                      scalar_every=1e9)  # one scalar window for the whole run
+    learner.run()
+    returns, lengths = events.points["charts/episodic_return"], events.points["charts/episodic_length"]
+    assert len(returns) == len(lengths) == learner.progress.episodes > 20
+    steps = [step for step, _ in returns]
+    assert steps == sorted(steps) and len(set(steps)) > 10 and steps[-1] <= 3000
+    assert [value for _, value in returns] == [value for _, value in lengths]  # CartPole: +1 a step
+    assert len(events.points["losses/policy_loss"]) == 1  # update statistics stay windowed
+
+
+def test_progress_lines_wait_for_the_first_rollouts_before_an_eta():
+    agent, config = cartpole_agent()
+    spec = ActorSpec("CartPole-v1", "a3c", config, envs_per_actor=2)
+    lines = []
+    learner = Learner(agent, InlineActors(spec, 1), 400, console=lines.append)
+    learner._session = None
+    learner._progress_line(0, 1.0)
+    assert "waiting for the actors' first rollouts" in lines[-1] and "ETA" not in lines[-1]
+    learner.run()
+    assert re.search(r"step 400/400 100% .* ETA 0:00$", lines[-1]), lines[-1]
 
 
 class FlakyTransport(InlineActors):

@@ -11,11 +11,14 @@ summary writes are atomic (temporary file, then rename), like checkpoints.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
+from contextvars import ContextVar
 from pathlib import Path
 
 CONFIG, SUMMARY, CHECKPOINTS, LATEST = "config.json", "summary.txt", "checkpoints", "latest.npz"
@@ -23,6 +26,25 @@ CONFIG, SUMMARY, CHECKPOINTS, LATEST = "config.json", "summary.txt", "checkpoint
 
 class RunError(ValueError):
     """A run folder that is missing, already taken, or incomplete."""
+
+
+_created_runs: ContextVar[list | None] = ContextVar("created_runs", default=None)
+
+
+@contextlib.contextmanager
+def removed_if_failed():
+    """Run folders created inside the block are removed if it raises before they hold a
+    checkpoint, so that `tensorboard --logdir runs` lists only runs that got somewhere."""
+    token = _created_runs.set([])
+    try:
+        yield
+    except BaseException:
+        for run in _created_runs.get():
+            if not any((run.path / CHECKPOINTS).rglob("*.npz")):
+                shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    finally:
+        _created_runs.reset(token)
 
 
 def default_name(*parts: str) -> str:
@@ -84,7 +106,10 @@ class RunDir:
             n += 1
             path = base.with_name(f"{base.name}-{n}")
         path.mkdir(parents=True)
-        return cls(path)
+        run = cls(path)
+        if _created_runs.get() is not None:
+            _created_runs.get().append(run)
+        return run
 
     @classmethod
     def existing(cls, path) -> "RunDir":

@@ -14,6 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
+from workbench.commands import HelpFormatter
+
 AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm")
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
@@ -59,7 +61,7 @@ def add_parser(subparsers):
                "  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n"
                "  workbench train --config runs/NAME/config.json --resume\n"
                "  tensorboard --logdir runs",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     # Every default is None here, so that only flags actually given override the config file.
     run = p.add_argument_group("run")
     run.add_argument("--env", help="Gymnasium environment id (default CartPole-v1)")
@@ -176,6 +178,7 @@ def run(args) -> int:
     from actors import ActorFailure
     from nets.checkpoint import CheckpointError
     from workbench.rl import TrainConfig, train
+    from workbench.runs import removed_if_failed
 
     try:
         config = TrainConfig.from_dict(values)
@@ -196,9 +199,10 @@ def run(args) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = train(config, name=args.name if not resume else None, resume=resume,
-                       should_stop=lambda progress: bool(received),
-                       console=lambda line: print(line, flush=True))
+        with removed_if_failed():
+            result = train(config, name=args.name if not resume else None, resume=resume,
+                           should_stop=lambda progress: bool(received),
+                           console=lambda line: print(line, flush=True))
     except (ActorFailure, CheckpointError, ValueError) as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 1

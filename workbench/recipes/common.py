@@ -25,8 +25,9 @@ _INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "fla
 def flag(parser, *names: str, default, help: str, **options) -> None:
     """Add a flag (to a parser or an argument group) whose default is applied after parsing (see
     `resolve`), so that a resumed run knows which flags were given again. --help shows the
-    default unless it is None (then `help` says what leaving the flag out means)."""
-    if default is not None:
+    default unless it is None, empty or a switch's False (then `help` says what leaving the flag
+    out means, if anything)."""
+    if default is not None and default != "" and not isinstance(default, bool) and "(default" not in help:
         shown = repr(default) if isinstance(default, str) and default != default.strip() else default
         help = f"{help} (default: {shown})"
     action = parser.add_argument(*names, default=None, help=help, **options)
@@ -60,7 +61,8 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
     group = parser.add_argument_group("training")
     flag(group, "--epochs", default=epochs, type=int, help="passes over the training data")
     flag(group, "--batch-size", default=batch_size, type=int, help="examples per minibatch")
-    flag(group, "--optimizer", default=optimizer, choices=OPTIMIZERS, help="update rule")
+    flag(group, "--optimizer", default=optimizer, choices=OPTIMIZERS, metavar="RULE",
+         help=f"update rule: {', '.join(OPTIMIZERS)}")
     flag(group, "--lr", default=lr, type=float, help="learning rate")
     flag(group, "--momentum", default=momentum, type=float, help="momentum of sgd momentum/nesterov")
     flag(group, "--weight-decay", default=weight_decay, type=float, help="L2 penalty coefficient")
