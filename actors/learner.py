@@ -119,11 +119,11 @@ class Learner:
                     self._checkpoint(periodic=True)
                     next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
         finally:
+            end = time.monotonic()  # stopping the actors is not training time
             transport.stop()
-        now = time.monotonic()
-        p.elapsed = base_elapsed + now - begin
-        self._progress_line(p.step - last_log_step, now - last_log_time)
-        self._write_scalars(now)
+        p.elapsed = base_elapsed + end - begin
+        self._progress_line(p.step - last_log_step, end - last_log_time)
+        self._write_scalars(end)
         self._checkpoint(periodic=False)
         return outcome
 
