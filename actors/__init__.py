@@ -1,7 +1,7 @@
-"""Learner and actor processes, the manager, and weight sharing.
+"""Learner and actor processes, and weight sharing.
 
 The learner (`Learner`) talks to its actors only through a `Transport`: `LocalProcesses` runs
-them as local processes around manager-owned shared memory, `InlineActors` in the learner's own
+them as local processes around one block of shared memory, `InlineActors` in the learner's own
 process. Agents never see either.
 """
 from .inline import InlineActors

@@ -166,8 +166,8 @@ class Learner:
         for slot, reason in self.transport.dead_actors().items():
             self.startup_failures[slot] += 1
             if self.startup_failures[slot] > self.max_startup_failures:
-                raise ActorFailure(f"actor {slot} {reason} {self.startup_failures[slot]} times in a row "
-                                   f"before sending a rollout; see its error above")
+                raise ActorFailure(f"actor {slot} {reason}, {self.startup_failures[slot]} times in a "
+                                   f"row before sending a rollout")
             where = self.transport.restart(slot)
             self.restarts += 1
             self.console(f"actor {slot} {reason}; replaced it ({where})")
