@@ -5,9 +5,9 @@ them as local processes around one block of shared memory, `InlineActors` in the
 process. Agents never see either.
 """
 from .inline import InlineActors
-from .learner import ActorFailure, Learner, Progress
+from .learner import ActorFailure, Diverged, Learner, Progress
 from .local import LocalProcesses
 from .transport import ActorSpec, Transport
 
-__all__ = ["ActorFailure", "ActorSpec", "InlineActors", "Learner", "LocalProcesses", "Progress",
-           "Transport"]
+__all__ = ["ActorFailure", "ActorSpec", "Diverged", "InlineActors", "Learner", "LocalProcesses",
+           "Progress", "Transport"]
