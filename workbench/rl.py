@@ -244,7 +244,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         kept = f"the last checkpoint, {latest}, is kept" if latest else "no checkpoint was written"
         failure = f"{failure_reason(error, learner.progress, run)}; {kept}"
         with contextlib.suppress(OSError):  # a full disk may leave no room for the summary either
-            summarize(f"stopped: {failure}")
+            summarize(f"failed: {failure}")
         raise RunFailed(failure) from None
     return RunResult(run, outcome, learner.progress, learner.restarts, learner.warnings)
 

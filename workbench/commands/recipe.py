@@ -4,13 +4,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
+from nets import NonFiniteError
 from nets.checkpoint import CheckpointError
 from workbench.datasets import DatasetError
 from workbench.recipes import common, recipes
 from workbench.runs import RunError
 from workbench.training import TrainingError
 
-ERRORS = (common.RecipeError, DatasetError, CheckpointError, RunError, TrainingError)
+BAD_INPUT = (common.RecipeError, DatasetError, CheckpointError, RunError)  # exit 2
+FAILURES = (TrainingError, NonFiniteError, OSError)  # at run time: exit 1
 
 
 def add_parser(subparsers):
@@ -42,7 +46,13 @@ def run(args) -> int:
             print(f"{name:<{width}}  {recipe.description}")
         return 0
     try:
-        return args.recipe.run(args)
-    except ERRORS as error:
+        # training reports a NaN/Inf itself, naming the step (and in check mode the op): NumPy's
+        # warnings would only say that one appeared somewhere
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return args.recipe.run(args)
+    except BAD_INPUT as error:
         print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
         return 2
+    except FAILURES as error:
+        print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
+        return 1
