@@ -176,7 +176,8 @@ class Learner:
         NONFINITE_IN_A_ROW of them."""
         p = self.progress
         where = f"training diverged at step {p.step:,} (update {p.updates:,})"
-        advice = "lower --lr" + (f" (it was {stats['learning_rate']:g})" if "learning_rate" in stats else "")
+        lr = stats.get("learning_rate")
+        advice = "lower --lr" + ("" if lr is None else f" (it was {lr:g})")
         if not np.isfinite(weights).all():
             raise Diverged(f"{where}: the update made the weights NaN/Inf; {advice}")
         bad = [f"{name} {value}" for name, value in stats.items() if not math.isfinite(value)]

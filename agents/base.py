@@ -154,7 +154,7 @@ def _typed(key: str, value, hint):
     if typing.get_origin(hint) is tuple and isinstance(value, (list, tuple)) \
             and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         return tuple(value)
-    expected = _EXPECTED.get(hint, "a list of integers like [64, 64]")
+    expected = "a list of integers like [64, 64]" if typing.get_origin(hint) is tuple else _EXPECTED[hint]
     raise ValueError(f"{key} must be {expected}{' or null' if optional else ''}, got {value!r}")
 
 

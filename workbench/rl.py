@@ -148,11 +148,11 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         if latest is None:
             raise checkpoint.CheckpointError(f"{run.path} has no checkpoint to resume from")
         run.remove_stale_temporaries()
-        trained = checkpoint.read(latest)[0]["meta"].get("config")
-        if trained and describe(trained) != describe(config.to_dict()):
-            raise checkpoint.CheckpointError(
-                f"{latest} was trained on {describe(trained)}, but this run is for "
-                f"{describe(config.to_dict())}; resume with the run's own settings or start a new run")
+        trained, wanted = checkpoint.read(latest)[0]["meta"].get("config"), describe(config.to_dict())
+        if trained and describe(trained) != wanted:
+            raise checkpoint.CheckpointError(f"{latest} was trained on {describe(trained)}, but this run "
+                                             f"is for {wanted}; resume with the run's own settings or "
+                                             f"start a new run")
         progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
         agent.after_load()
         console(f"resuming {run.path} at step {progress.step:,} (update {progress.updates:,})")
@@ -213,6 +213,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         def should_stop(p: Progress) -> bool:  # the learner asks every loop: the evaluator's tick
             evaluator.tick(p.step, agent.network.flat().data)
             return run_until(p)
+
     def summarize(outcome: str) -> None:
         p, mean = learner.progress, learner.progress.mean_return()
         run.write_summary([

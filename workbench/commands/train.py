@@ -20,8 +20,8 @@ AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
 # Flags that set a TrainConfig field directly.
 RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "address", "logdir",
-             "checkpoint_every", "keep_checkpoints", "histogram_every", "log_every", "actor_timeout", "max_in_flight",
-             "eval_every", "eval_episodes")
+             "checkpoint_every", "keep_checkpoints", "histogram_every", "log_every", "actor_timeout",
+             "max_in_flight", "eval_every", "eval_episodes")
 
 
 def _key_value(text: str) -> tuple[str, object]:
