@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -76,6 +77,8 @@ def test_a_learner_that_dies_leaves_no_process_and_no_shared_memory(tmp_path, ho
                                 "--eval-every", "1000", "--log-every", "0.3", "--logdir", str(tmp_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)  # its own group, as `setsid` gives it
+    watchdog = threading.Timer(120, learner.kill)  # a learner that never trains fails the test
+    watchdog.start()
     try:
         for line in learner.stdout:
             if line.startswith("step "):
@@ -97,6 +100,7 @@ def test_a_learner_that_dies_leaves_no_process_and_no_shared_memory(tmp_path, ho
         if how.startswith("SIGTERM"):
             assert learner.returncode == 0 and "stopped by SIGTERM" in output, output
     finally:
+        watchdog.cancel()
         for pid in group_members(learner.pid):
             os.kill(pid, signal.SIGKILL)
 
