@@ -5,8 +5,6 @@ a run is exactly reproducible.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from .transport import ActorSpec, Transport
 from .worker import build_collector
 
@@ -24,9 +22,11 @@ class InlineActors(Transport):
         self.actors = [build_collector(self.spec, slot, 0) for slot in range(self.n_actors)]
         return ["in process"] * self.n_actors
 
-    def publish(self, weights, step):
-        for agent, _ in self.actors:
-            np.copyto(agent.network.flat().data, weights)
+    def publish(self, weights, step, target=None):
+        for agent, _ in self.actors:  # they act only inside `receive`: the learner's own vectors
+            agent.network.flat().rebind(data=weights)
+            if target is not None:
+                agent.target.flat().rebind(data=target)
         self.step = step
         self.version += 2  # even, like the shared-memory sequence lock
         return self.version

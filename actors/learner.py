@@ -87,13 +87,12 @@ class Learner:
         """Train until `total_steps` or until `should_stop(progress)`; returns "finished" or
         "stopped". Actors are stopped and a final checkpoint is written either way."""
         p, agent, transport = self.progress, self.agent, self.transport
-        weights = agent.network.flat().data
         begin = time.monotonic()
         base_elapsed = p.elapsed
         started = transport.start()
         self.console("started actors: " + ", ".join(f"{slot} ({where})"
                                                     for slot, where in enumerate(started)))
-        version = transport.publish(weights, p.step)
+        version = self._publish()
         now = time.monotonic()
         self._last_scalars = p.step, now
         self._session = None  # (step, time) of this session's first update: ETAs leave start-up out
@@ -109,11 +108,13 @@ class Learner:
                 rollouts = transport.receive(timeout=0.05)
                 if rollouts:
                     batch = join(rollouts)
-                    stats = agent.update(batch, p.step / self.total_steps)
+                    # the step goes out of place into weights no actor reads: no copy to publish
+                    into = transport.next_weights(agent.network.flat().data)
+                    stats = agent.update(batch, p.step / self.total_steps, into)
                     p.step += batch.steps
                     p.updates += 1
-                    self._check_finite(stats, weights)
-                    version = transport.publish(weights, p.step)
+                    self._check_finite(stats, agent.network.flat().data)
+                    version = self._publish()
                     self._session = self._session or (p.step, time.monotonic())
                     self._record(rollouts, stats, version)
                     if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
@@ -140,6 +141,11 @@ class Learner:
         self._write_scalars(end)
         self._checkpoint(periodic=False)
         return outcome
+
+    def _publish(self) -> int:
+        target = self.agent.target
+        return self.transport.publish(self.agent.network.flat().data, self.progress.step,
+                                      None if target is None else target.flat().data)
 
     def _progress_line(self, steps: int, seconds: float) -> None:
         p = self.progress

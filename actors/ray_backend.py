@@ -4,9 +4,10 @@ Imported only for `--backend ray` (ray is an optional dependency: `pip install -
 
 - Each actor is a Ray actor (`num_cpus=1`, BLAS/OpenMP/Numba limited to one thread) holding one
   collector, spread over the cluster's nodes.
-- Weights: one `ray.put` per version. Each call carries the latest reference wrapped in a list,
-  so Ray does not fetch it; the actor reads it only when the version moved (zero-copy from its
-  node's object store, one node-to-node transfer per version and node).
+- Weights: one `ray.put` per version (and one per new target network). Each call carries the
+  latest references wrapped in a list, so Ray does not fetch them; the actor reads them only when
+  the version moved (zero-copy from its node's object store, one node-to-node transfer per
+  version and node) and copies them into its networks.
 - Experience: each rollout comes back as the object reference of a `collect` call. The learner
   dispatches an actor's next call when it publishes, so the actor starts with the newest weights;
   `max_in_flight` bounds the calls queued per actor, as credits do for local processes.
@@ -50,7 +51,6 @@ class _ActorBody:
 
     def __init__(self, spec: ActorSpec, slot: int, generation: int):
         self.agent, self.collector = build_collector(spec, slot, generation)
-        self.weights = self.agent.network.flat().data
         self.version = -1
 
     def where(self) -> str:
@@ -58,8 +58,11 @@ class _ActorBody:
         return f"pid {os.getpid()} on {ray.util.get_node_ip_address()}, node {node}"
 
     def collect(self, weights: list, version: int, step: int):
+        """`weights`: [weights ref, target ref or None]."""
         if version != self.version:
-            np.copyto(self.weights, ray.get(weights[0]))
+            np.copyto(self.agent.network.flat().data, ray.get(weights[0]))
+            if weights[1] is not None:
+                np.copyto(self.agent.target.flat().data, ray.get(weights[1]))
             self.version = version
         return self.collector.collect(self.agent.rollout_length, step, version)
 
@@ -118,7 +121,8 @@ class RayActors(Transport):
             num_cpus=1, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD",
             runtime_env={"env_vars": threads.child_environment(1)})
         self.slots: dict[int, _Slot] = {}
-        self._weights: list = []  # [ref] of the latest publish
+        self._weights: list = []  # [weights ref, target ref or None] of the latest publish
+        self._target, self._target_ref = None, None  # the target vector last put, and its ref
         self.version, self.step = 0, 0
         self._stopped = False
 
@@ -144,8 +148,10 @@ class RayActors(Transport):
         except RayActorError as error:
             raise RayUnavailable(f"actor {slot} failed to start: {_short(error)}") from None
 
-    def publish(self, weights, step):
-        self._weights = [ray.put(weights)]
+    def publish(self, weights, step, target=None):
+        if target is not self._target:  # a new target network (Agent.after_step)
+            self._target, self._target_ref = target, None if target is None else ray.put(target)
+        self._weights = [ray.put(weights), self._target_ref]
         self.version += 2  # even, like the shared-memory sequence lock
         self.step = step
         for slot in self.slots.values():
@@ -202,7 +208,7 @@ class RayActors(Transport):
         self._stopped = True
         for slot in self.slots.values():
             ray.kill(slot.handle, no_restart=True)  # actors hold nothing worth a graceful exit
-        self.slots, self._weights = {}, []
+        self.slots, self._weights, self._target, self._target_ref = {}, [], None, None
         if self.owns_ray:
             ray.shutdown()
 

@@ -38,15 +38,27 @@ class Transport:
     """Start actors, publish weights, receive experience, find dead actors, restart, stop."""
 
     n_actors: int
+    _spare: tuple = ()  # next_weights' two vectors
 
     def start(self) -> list[str]:
         """Start every actor; returns a short description of each (e.g. its pid). Actors wait
         for the first `publish` before acting."""
         raise NotImplementedError
 
-    def publish(self, weights: np.ndarray, step: int) -> int:
-        """Make `weights` (the flat float32 vector) the actors' next policy, and tell them the
-        global env step (for their exploration schedules). Returns the new version."""
+    def next_weights(self, like: np.ndarray) -> np.ndarray:
+        """A vector for the learner's next weights (`Optimizer.step(into=...)`), read by no actor
+        while it is written; `publish` then shares it without a copy. This default alternates
+        two vectors of the learner's process, for transports whose publish copies the weights or
+        whose actors act only between publishes (InlineActors); local processes give a free
+        slot of their shared memory."""
+        if not self._spare:
+            self._spare = (np.empty_like(like), np.empty_like(like))
+        return self._spare[0] if like is not self._spare[0] else self._spare[1]
+
+    def publish(self, weights: np.ndarray, step: int, target: np.ndarray | None = None) -> int:
+        """Make `weights` (the flat float32 vector) the actors' next policy, with the agent's
+        target network (`Agent.target`) when it has one, and tell them the global env step (for
+        their exploration schedules). Returns the new version: even, 2 more each time."""
         raise NotImplementedError
 
     def receive(self, timeout: float) -> list[Rollout]:

@@ -15,7 +15,7 @@ from agents import make_agent
 from envs import make_env
 
 from .collector import Collector
-from .shared import SharedState
+from .shared import Layout, SharedState
 from .transport import ActorSpec, actor_seeds
 
 CREDIT = b"+"
@@ -31,7 +31,18 @@ def build_collector(spec: ActorSpec, slot: int, generation: int):
     return agent, Collector(envs, agent.policy(slot, rng), actor=slot)
 
 
-def run_actor(spec: ActorSpec, slot: int, generation: int, block, n_slots: int, conn,
+def act_with_newest(agent, shared: SharedState, slot: int, known_version: int) -> int:
+    """Hold the newest published weights (and target) and rebind the agent's networks to them,
+    without copying; returns their version."""
+    version, weights, target = shared.acquire(slot)
+    if version != known_version:
+        agent.network.flat().rebind(data=weights)
+        if target is not None:
+            agent.target.flat().rebind(data=target)
+    return version
+
+
+def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout, conn,
               max_in_flight: int) -> None:
     """`block`: the shared memory holding a SharedState. An error ends the actor with exit code 1
     after sending its one-line description up the pipe (a str instead of a Rollout)."""
@@ -39,8 +50,7 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, n_slots: int, 
         signal.signal(signum, signal.SIG_IGN)        # systemd...: the learner stops us cleanly
     try:
         agent, collector = build_collector(spec, slot, generation)
-        weights = agent.network.flat().data
-        shared = SharedState(block, len(weights), n_slots)
+        shared = SharedState(block, layout)
         version, in_flight = -1, 0
         while not shared.stopping:
             while conn.poll(0):  # credits for rollouts the learner has learned from
@@ -54,7 +64,7 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, n_slots: int, 
                     conn.recv_bytes()
                     in_flight -= 1
                 continue
-            version = shared.pull(weights, version)
+            version = act_with_newest(agent, shared, slot, version)
             rollout = collector.collect(agent.rollout_length, shared.step, version)
             shared.beat(slot)
             conn.send_bytes(pickle.dumps(rollout, protocol=pickle.HIGHEST_PROTOCOL))

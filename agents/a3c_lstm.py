@@ -99,7 +99,7 @@ class A3CLSTM(A3C):
     def policy(self, actor_index, rng):
         return RecurrentSoftmaxPolicy(self.network, rng)
 
-    def update(self, batch, progress):
+    def loss(self, batch):
         if batch.initial_state is None:
             raise ValueError("a3c-lstm learns from rollouts that carry their initial LSTM state")
         T, E = batch.rewards.shape
@@ -118,4 +118,4 @@ class A3CLSTM(A3C):
             with nets.no_grad():
                 _, cut_values, _ = self.network.step(batch.final_obs, (h, c))
             final_values = cut_values.data.reshape(-1)
-        return self._learn(batch, logits, values, v, final_values, progress)
+        return self._loss(batch, logits, values, v, final_values)

@@ -1,9 +1,11 @@
 """What every agent offers the actor system, which knows nothing else about it.
 
-An agent is built from the env's spaces and its config dataclass. In an actor process it only
-acts: `policy(actor_index, rng)` gives a Policy that reads `agent.network` (whose flat vector the
-actor overwrites with published weights). In the learner it learns: `update(batch, progress)`
-computes targets and the loss from a Batch of rollouts and steps its optimizer.
+An agent is built from the env's spaces and its config dataclass. In an actor process it acts:
+`policy(actor_index, rng)` gives a Policy that reads `agent.network` (whose parameters the actor
+rebinds to the published weights). Learning is in two halves, so that either the learner or each
+actor can compute gradients: `gradients(batch)` backpropagates the loss of a Batch of rollouts
+into `network.flat().grad`, and `step(progress)` (learner only) clips that gradient and steps the
+optimizer; `update(batch, progress)` is both.
 """
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ class Agent:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
+    has_target: ClassVar[bool] = False  # builds `target`: a network the loss reads and the
+                                        # optimizer does not train, published with the weights
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
                  learner: bool = True):
@@ -56,7 +60,8 @@ class Agent:
         self.observation_shape = tuple(observation_space.shape)
         self.n_actions = int(action_space.n)
         self.network = self.build_network()
-        self.network.flat()  # one contiguous vector: what the learner publishes and actors copy
+        self.network.flat()  # one contiguous vector: what the learner publishes and actors read
+        self.target: nets.Module | None = None
         self.model = self.network
         self.optimizer = self.make_optimizer() if learner else None
 
@@ -77,26 +82,40 @@ class Agent:
     def policy(self, actor_index: int, rng: np.random.Generator) -> Policy:
         raise NotImplementedError
 
-    def update(self, batch, progress: float) -> dict[str, float]:
-        """One gradient step from a Batch; `progress` in [0, 1] drives the schedules."""
+    def loss(self, batch) -> tuple[nets.Tensor, dict[str, float]]:
+        """The loss of a Batch (a sum over its steps, as A3C accumulates gradients over t_max
+        steps) and its statistics."""
         raise NotImplementedError
+
+    def gradients(self, batch) -> dict[str, float]:
+        """Backpropagate the loss of `batch` into `network.flat().grad` (zeroed first); returns
+        the loss's statistics."""
+        self.network.zero_grad()
+        loss, stats = self.loss(batch)
+        loss.backward()
+        return stats
+
+    def step(self, progress: float, into=None) -> dict[str, float]:
+        """One optimizer step from the gradient in `network.flat().grad`: clip its norm, anneal
+        the learning rate (`progress` in [0, 1]), step, out of place with `into`
+        (`Optimizer.step`). A NaN/Inf gradient is not applied (the learner counts these)."""
+        norm = optim.clip_grad_norm(self.optimizer, self.config.max_grad_norm)
+        if math.isfinite(norm):
+            anneal = max(0.0, 1.0 - progress) if self.config.lr_anneal else 1.0
+            self.optimizer.lr = self.config.lr * anneal
+            self.optimizer.step(into)
+            self.after_step()
+        return {"grad_norm": norm, "learning_rate": self.optimizer.lr}
+
+    def update(self, batch, progress: float, into=None) -> dict[str, float]:
+        """`gradients` of a Batch, then `step`."""
+        return {**self.gradients(batch), **self.step(progress, into)}
+
+    def after_step(self) -> None:
+        """Called after each optimizer step (e.g. to refresh a target network)."""
 
     def after_load(self) -> None:
         """Called when a checkpoint has been loaded into `model` and the optimizer."""
-
-    # -- shared learner pieces -----------------------------------------------------------
-    def _apply_gradients(self, loss, progress: float) -> float:
-        """Backward, clip, anneal the learning rate, step; returns the gradient norm (the step is
-        skipped when it is not finite)."""
-        self.optimizer.zero_grad()
-        loss.backward()
-        norm = optim.clip_grad_norm(self.optimizer, self.config.max_grad_norm)
-        if not math.isfinite(norm):  # a NaN/Inf gradient is not applied; the learner counts these
-            return norm
-        anneal = max(0.0, 1.0 - progress) if self.config.lr_anneal else 1.0
-        self.optimizer.lr = self.config.lr * anneal
-        self.optimizer.step()
-        return norm
 
 
 # The ranges of the hyperparameters, by field name: (test, what it needs). NaN fails them all.

@@ -93,27 +93,29 @@ class QModel(nets.Module):
 class NStepQ(Agent):
     name = "nstep-q"
     Config = NStepQConfig
+    has_target = True
 
     def __init__(self, observation_space, action_space, config: NStepQConfig, learner: bool = True):
         super().__init__(observation_space, action_space, config, learner)
         if config.n_step is not None and config.n_step < 1:
             raise ValueError(f"n_step must be >= 1 or None, got {config.n_step}")
-        if learner:
-            self.target = self.build_network()
-            self.sync_target()
-            self.model = QModel(self.network, self.target)
+        self.target = self.build_network()  # actors that compute gradients need it too
+        self.sync_target()
+        self.model = QModel(self.network, self.target)
 
     def build_network(self):
         trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
         return QNetwork(trunk, self.n_actions)
 
     def sync_target(self) -> None:
-        self.target.flat().data[...] = self.network.flat().data
+        """The target becomes a copy of the online weights, in a new vector: no vector changes
+        under an actor reading it, and the transport sees a new target to publish."""
+        self.target.flat().rebind(data=self.network.flat().data.copy())
 
     def policy(self, actor_index, rng):
         return EpsilonGreedy(self.network, rng, self.config.epsilon_anneal_steps)
 
-    def update(self, batch, progress):
+    def loss(self, batch):
         T, E = batch.rewards.shape
         n = T * E
         obs = batch.obs.reshape(n, *self.observation_shape)
@@ -127,12 +129,11 @@ class NStepQ(Agent):
                 following = next_state_values(best[:n].reshape(T, E), batch.final_index, best[n:])
         targets = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
                                 self.config.gamma, self.config.n_step)
-        loss, stats = q_loss(q, batch.actions.reshape(-1), targets.reshape(-1), self.config.huber_delta)
-        stats["grad_norm"] = self._apply_gradients(loss, progress)
-        stats["learning_rate"] = self.optimizer.lr
+        return q_loss(q, batch.actions.reshape(-1), targets.reshape(-1), self.config.huber_delta)
+
+    def after_step(self):
         if self.optimizer.steps % self.config.target_update_interval == 0:
             self.sync_target()
-        return stats
 
 
 class OneStepQ(NStepQ):

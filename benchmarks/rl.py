@@ -152,29 +152,19 @@ def system_throughput(seconds: float, envs_per_actor: int, logdir: str, warmup: 
 
 
 def publish_and_pull_ms(n_params: int = 678_000, repeats: int = 200) -> tuple[float, float]:
-    """Median milliseconds of SharedState.publish and of a pull that finds a new version."""
-    from multiprocess import shared_memory
+    """Median milliseconds of a publish and of a pull that finds a new version (sharing.py)."""
+    from sharing import publish_and_pull
 
-    from actors.shared import SharedState
-
-    segment = shared_memory.SharedMemory(create=True, size=SharedState.size(n_params, 2))
-    try:
-        shared = SharedState(segment.buf, n_params, 2)
-        weights = np.random.default_rng(0).standard_normal(n_params).astype(np.float32)
-        local = np.empty_like(weights)
-        publish, pull = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            version = shared.publish(weights, 0)
-            t1 = time.perf_counter()
-            shared.pull(local, version - 2)
-            pull.append(time.perf_counter() - t1)
-            publish.append(t1 - t0)
-        del shared
-    finally:
-        segment.close()
-        segment.unlink()
-    return 1e3 * statistics.median(publish), 1e3 * statistics.median(pull)
+    publish, pull = publish_and_pull(n_params)
+    publish_times, pull_times = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        publish()
+        t1 = time.perf_counter()
+        pull()
+        pull_times.append(time.perf_counter() - t1)
+        publish_times.append(t1 - t0)
+    return 1e3 * statistics.median(publish_times), 1e3 * statistics.median(pull_times)
 
 
 def summarize(runs: list[dict]) -> str:

@@ -9,6 +9,7 @@ Every rule uses the effective gradient d = g + weight_decay * p + l1 * sign(p), 
 the same pass (coupled L2 / L1 penalties, as in PyTorch's `weight_decay`).
 
 Build the optimizer after moving the model to its device: it holds the model's flat vector.
+`step(into=vector)` writes the update out of place and moves the parameters there.
 """
 from __future__ import annotations
 
@@ -80,12 +81,18 @@ class Optimizer:
     def zero_grad(self) -> None:
         self.flat.zero_grad()
 
-    def step(self) -> None:
-        """Apply one update from the current gradient."""
+    def step(self, into=None) -> None:
+        """Apply one update from the current gradient, over the parameters or, with `into` (a
+        vector like them), out of place: the new parameters are written into `into` and the
+        parameters move there (`FlatParameters.rebind`), leaving the vector they were in as it
+        was, for whoever still reads it (actors acting with published weights, actors/shared.py).
+        Out of place costs the same as in place: one pass reading and writing each element."""
         self.steps += 1
         state, hyper = self._kernel_args()
-        self._update(self.flat.data, self.flat.grad, *state, _f32(self.lr), _f32(self.weight_decay),
-                     _f32(self.l1), *hyper)
+        self._update(self.flat.data, self.flat.grad, into, *state, _f32(self.lr),
+                     _f32(self.weight_decay), _f32(self.l1), *hyper)
+        if into is not None:
+            self.flat.rebind(data=into)
         if is_check_mode():
             self._check_parameters()
 

@@ -1,5 +1,6 @@
 """The actor system: shared weights, actor processes dying and being replaced, and the learner
 loop's bookkeeping (checkpoints, stopping, supervision)."""
+import ctypes
 import os
 import re
 import signal
@@ -12,7 +13,7 @@ from multiprocess import forkserver, resource_tracker
 
 import nets
 from actors import ActorFailure, ActorSpec, InlineActors, Learner, LocalProcesses
-from actors.shared import VERSION, SharedState
+from actors.shared import VERSION, WEIGHTS, Layout, SharedState
 from agents import make_agent, make_config
 from envs import make_env
 
@@ -42,37 +43,104 @@ def cartpole_agent(name="a3c"):
 
 
 # -- shared weights ---------------------------------------------------------------------------
-def test_publish_and_pull_copy_only_when_the_version_moves():
-    buffer = bytearray(SharedState.size(5, 2))
-    shared = SharedState(memoryview(buffer), 5, 2)
-    local = np.zeros(5, np.float32)
-    assert shared.pull(local, known_version=0) == 0 and not local.any()
-    version = shared.publish(np.arange(5, dtype=np.float32), step=123)
-    assert version == 2 and shared.step == 123
-    assert shared.pull(local, known_version=0) == 2
-    np.testing.assert_array_equal(local, np.arange(5))
-    local[:] = -1
-    assert shared.pull(local, known_version=2) == 2 and (local == -1).all()  # no copy
+def shared_state(n_params=5, n_actors=2, targets=False, context=None):
+    layout = Layout(n_params, n_actors, targets)
+    buffer = (context.RawArray(ctypes.c_uint8, layout.nbytes) if context
+              else memoryview(bytearray(layout.nbytes)))
+    shared = SharedState(buffer, layout)
+    shared.initialize()
+    return shared, buffer
 
 
-def test_pull_waits_out_a_publish_in_progress():
-    buffer = bytearray(SharedState.size(3, 1))
-    shared = SharedState(memoryview(buffer), 3, 1)
+def test_publish_copies_only_weights_outside_the_slots_and_an_actor_reads_them_in_place():
+    shared, _ = shared_state()
+    initial = np.arange(5, dtype=np.float32)
+    assert shared.publish(initial, step=123) == 2 and shared.step == 123
+    version, weights, target = shared.acquire(0)
+    assert version == 2 and target is None and not np.shares_memory(weights, initial)
+    np.testing.assert_array_equal(weights, initial)  # the learner's own vector was copied in
+    into = shared.next_weights()
+    assert shared.slot_of(into) is not None and not np.shares_memory(into, weights)
+    into[:] = 7  # what the optimizer's out-of-place step does
+    assert shared.publish(into, step=130) == 4
+    version, weights, _ = shared.acquire(1)
+    assert version == 4 and np.shares_memory(weights, into)  # published where it lies
+    assert shared.publish(into, step=140) == 6  # a skipped step publishes the same slot again
+    assert np.shares_memory(shared.acquire(1)[1], into)
+
+
+def test_acquire_waits_out_a_publish_in_progress():
+    shared, _ = shared_state(3, 1)
     shared.publish(np.zeros(3, np.float32), 0)
-    shared.header[VERSION] += 1  # a writer is halfway through
-    shared.weights[:] = 7
+    into = shared.next_weights()
+    into[:] = 9
+    shared.header[VERSION] += 1  # a writer is halfway through: the header still names the old slot
 
     def finish():
         time.sleep(0.05)
-        shared.weights[:] = 9
+        shared.header[WEIGHTS] = shared.slot_of(into)
         shared.header[VERSION] += 1
 
     writer = threading.Thread(target=finish)
     writer.start()
-    local = np.zeros(3, np.float32)
-    assert shared.pull(local, known_version=2) == 4
+    version, weights, _ = shared.acquire(0)
     writer.join()
-    np.testing.assert_array_equal(local, 9)
+    assert version == 4
+    np.testing.assert_array_equal(weights, 9)
+
+
+def test_slots_that_actors_hold_or_that_are_published_are_never_written():
+    shared, _ = shared_state(4, n_actors=2, targets=True)
+    target = np.full(4, -1, np.float32)
+    shared.publish(np.zeros(4, np.float32), 0, target)
+    _, held, held_target = shared.acquire(0)  # actor 0 keeps acting from these
+    for value in range(1, 40):
+        into = shared.next_weights()
+        assert not np.shares_memory(into, held) and not np.shares_memory(into, held_target)
+        into[:] = value
+        if value % 10 == 0:
+            target = into.copy()  # the agent's new target network: a new vector
+        shared.publish(into, value, target)
+        if value % 3 == 0:
+            shared.acquire(1)  # actor 1 moves on
+    np.testing.assert_array_equal(held, 0)
+    np.testing.assert_array_equal(held_target, -1)
+    _, weights, newest_target = shared.acquire(0)
+    np.testing.assert_array_equal(weights, 39)
+    np.testing.assert_array_equal(newest_target, 30)
+    assert not np.shares_memory(newest_target, target)  # copied in once, when it was new
+
+
+def hold_and_check(block, layout, seconds, errors):
+    """An actor process: hold the newest slot, check it twice with a pause between, repeat."""
+    shared, end, checks = SharedState(block, layout), time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        version, weights, _ = shared.acquire(0)
+        first = weights.copy()
+        time.sleep(0.0005)  # meanwhile the learner publishes on
+        if not (first == first[0]).all() or not np.array_equal(weights, first) or first[0] != version:
+            errors.value += 1
+        checks += 1
+    errors.value = errors.value if checks > 100 else -1
+
+
+@pytest.mark.slow
+def test_no_torn_or_overwritten_weights_under_a_fast_learner():
+    """A learner publishing as fast as it can (each slot filled with its version) and an actor
+    process holding the newest slot: every read is one whole version, unchanged while held."""
+    import multiprocess as mp
+
+    context = mp.get_context("forkserver")
+    shared, block = shared_state(200_000, n_actors=1, context=context)
+    errors = context.RawValue(ctypes.c_int64, 0)
+    shared.publish(np.full(200_000, 2, np.float32), 0)
+    actor = context.Process(target=hold_and_check, args=(block, shared.layout, 1.5, errors))
+    actor.start()
+    while actor.is_alive():
+        into = shared.next_weights()
+        into[:] = shared.version + 2  # the version this publish will have
+        shared.publish(into, 0)
+    assert actor.exitcode == 0 and errors.value == 0
 
 
 # -- local processes --------------------------------------------------------------------------

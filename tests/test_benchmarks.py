@@ -36,7 +36,7 @@ def test_smoke_run_writes_every_measure(tmp_path):
     suites = document["suites"]
     assert list(suites) == ["engine", "sharing", "rl", "recipes"]
     expected = {"engine": [c.name for c in engine.CASES + engine.RECURRENT_CASES],
-                "sharing": [f"publish + pull {label} params" for label in sharing.SIZES],
+                "sharing": [f"publish + pull {label} params" for label in sharing.SIZES] + [sharing.STEP_CASE],
                 "recipes": [c.name for c in recipes.CASES]}
     for name, names in expected.items():
         assert [m["name"] for m in suites[name]["measures"]] == names
