@@ -6,7 +6,7 @@ a run is exactly reproducible.
 from __future__ import annotations
 
 from .transport import ActorSpec, Transport
-from .worker import build_collector
+from .worker import build_collector, experience
 
 
 class InlineActors(Transport):
@@ -34,7 +34,7 @@ class InlineActors(Transport):
     def receive(self, timeout):
         agent, collector = self.actors[self._turn]
         self._turn = (self._turn + 1) % self.n_actors
-        return [collector.collect(agent.rollout_length, self.step, self.version)]
+        return [experience(agent, collector, self.spec, self.step, self.version)]
 
     def dead_actors(self):
         return {}

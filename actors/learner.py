@@ -1,8 +1,10 @@
-"""The learner loop: take rollouts, update, publish, supervise actors, log, checkpoint.
+"""The learner loop: take rollouts (or gradients), update, publish, supervise actors, log,
+checkpoint.
 
 Everything arriving together is learned from in one update (A3C's accumulated gradients from
 several actors, applied at once): when the learner is the bottleneck its batches grow instead of
-the queue and the policy lag.
+the queue and the policy lag. Where actors compute gradients, an update only sums them, clips and
+steps the optimizer: no forward or backward pass in the learner.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from agents import Agent, join
+from agents import Agent, Gradient, Rollout, join
 from logs import EventWriter, Window, format_duration, progress_line
+from nets import optim
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
@@ -105,18 +108,15 @@ class Learner:
                 if should_stop(p):
                     outcome = "stopped"
                     break
-                rollouts = transport.receive(timeout=0.05)
-                if rollouts:
-                    batch = join(rollouts)
-                    # the step goes out of place into weights no actor reads: no copy to publish
-                    into = transport.next_weights(agent.network.flat().data)
-                    stats = agent.update(batch, p.step / self.total_steps, into)
-                    p.step += batch.steps
+                arrived = transport.receive(timeout=0.05)
+                if arrived:
+                    stats, steps = self._learn(arrived)
+                    p.step += steps
                     p.updates += 1
                     self._check_finite(stats, agent.network.flat().data)
                     version = self._publish()
                     self._session = self._session or (p.step, time.monotonic())
-                    self._record(rollouts, stats, version)
+                    self._record(arrived, stats, version)
                     if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
                         self.events.histograms(agent.network, p.step)
                 now = time.monotonic()
@@ -142,6 +142,23 @@ class Learner:
         self._checkpoint(periodic=False)
         return outcome
 
+    def _learn(self, arrived: list[Rollout | Gradient]) -> tuple[dict[str, float], int]:
+        """One update from what arrived: rollouts, whose gradient the agent computes, or the
+        gradients actors computed, summed. (statistics, env steps learned from)"""
+        agent, progress = self.agent, self.progress.step / self.total_steps
+        # the step goes out of place into weights no actor reads: publishing copies nothing
+        into = self.transport.next_weights(agent.network.flat().data)
+        if not isinstance(arrived[0], Gradient):
+            batch = join(arrived)
+            return agent.update(batch, progress, into), batch.steps
+        grad = arrived[0].grad  # summed where the first one lies, and stepped from there: no copy
+        for gradient in arrived[1:]:
+            grad += gradient.grad
+        agent.network.flat().rebind(grad=grad)
+        steps = sum(g.steps for g in arrived)
+        stats = {name: sum(g.stats[name] * g.steps for g in arrived) / steps for name in arrived[0].stats}
+        return {**stats, **agent.step(progress, into)}, steps
+
     def _publish(self) -> int:
         target = self.agent.target
         return self.transport.publish(self.agent.network.flat().data, self.progress.step,
@@ -165,7 +182,7 @@ class Learner:
     def _next_multiple(step: int, every: int) -> int:
         return (step // every + 1) * every if every else 0
 
-    def _record(self, rollouts, stats: dict, version: int) -> None:
+    def _record(self, arrived, stats: dict, version: int) -> None:
         p, window = self.progress, self.window
         charts = {k: v for k, v in stats.items() if k in CHART_STATS}
         for name in SQUARED_LOSSES:
@@ -173,7 +190,7 @@ class Learner:
                 self.loss_start.setdefault(name, max(stats[name], 1.0))
         window.add_all("losses", {k: v for k, v in stats.items() if k not in CHART_STATS})
         window.add_all("charts", charts)
-        for r in rollouts:
+        for r in arrived:
             self.startup_failures[r.actor] = 0
             window.add("charts/policy_lag", (version - 2 - r.version) / 2)  # publishes behind
             window.add_all("charts", r.scalars)
@@ -181,7 +198,7 @@ class Learner:
                 self.finished_episodes.append((p.step, ret, length))
                 p.recent_returns.append(ret)
             p.episodes += len(r.episode_returns)
-        window.add("charts/batch_steps", sum(r.steps for r in rollouts))
+        window.add("charts/batch_steps", sum(r.steps for r in arrived))
 
     def _check_finite(self, stats: dict, weights: np.ndarray) -> None:
         """Stop on NaN/Inf weights at once (they cannot be taken back); a NaN/Inf loss or gradient
@@ -191,7 +208,7 @@ class Learner:
         where = f"training diverged at step {p.step:,} (update {p.updates:,})"
         lr = stats.get("learning_rate")
         advice = "lower --lr" + ("" if lr is None else f" (it was {lr:g})")
-        if not np.isfinite(weights).all():
+        if not math.isfinite(optim.sum_of_squares(weights)):
             raise Diverged(f"{where}: the update made the weights NaN/Inf; {advice}")
         bad = [f"{name} {value}" for name, value in stats.items() if not math.isfinite(value)]
         self.nonfinite = self.nonfinite + 1 if bad else 0

@@ -13,7 +13,9 @@
   end only the learner holds, and exits when it reads end-of-file, however the learner died.
   Once the children are gone the fork server and the resource tracker exit by themselves.
 - Each actor has its own pipe: rollouts go up as pickled bytes, credits come back. No lock is
-  shared between actors, so one killed mid-send (even by SIGKILL) breaks only its own pipe.
+  shared between actors, so one killed mid-send (even by SIGKILL) breaks only its own pipe. An
+  actor that computes gradients writes them into its own slots of the block (one per rollout in
+  flight) and sends only the small rest of a `Gradient`.
 - A rollout's credit goes back when the weights learned from it are published (as the Ray
   backend dispatches at publish), so an actor never acts without its own last rollout learned:
   one actor is exactly on-policy, as inline actors are.
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 import multiprocess as mp
 from multiprocess import connection
 
-from agents import Rollout, agent_class
+from agents import Gradient, Rollout, agent_class
 from nets import threads
 
 from .shared import Layout, SharedState
@@ -102,7 +104,8 @@ class LocalProcesses(Transport):
         self.max_in_flight, self.actor_timeout = max_in_flight, actor_timeout
         self.actors: dict[int, _Actor] = {}
         self._ctx = _context()
-        self.layout = Layout(n_params, n_actors, targets=agent_class(spec.agent).has_target)
+        self.layout = Layout(n_params, n_actors, targets=agent_class(spec.agent).has_target,
+                             gradients_per_actor=max_in_flight if spec.compute_gradients else 0)
         self.block = self._ctx.RawArray(ctypes.c_uint8, self.layout.nbytes)
         self.state = SharedState(self.block, self.layout)
         self.state.initialize()
@@ -149,6 +152,8 @@ class LocalProcesses(Transport):
                     if isinstance(item, str):  # its last words (run_actor)
                         actor.error = item
                         continue
+                    if isinstance(item, Gradient):
+                        item.grad = self.state.gradient(live[conn], item.slot)
                     rollouts.append(item)
                     actor.owed += 1
             except (EOFError, OSError):  # it died, possibly mid-message; the supervisor replaces it

@@ -8,9 +8,10 @@ Imported only for `--backend ray` (ray is an optional dependency: `pip install -
   latest references wrapped in a list, so Ray does not fetch them; the actor reads them only when
   the version moved (zero-copy from its node's object store, one node-to-node transfer per
   version and node) and copies them into its networks.
-- Experience: each rollout comes back as the object reference of a `collect` call. The learner
-  dispatches an actor's next call when it publishes, so the actor starts with the newest weights;
-  `max_in_flight` bounds the calls queued per actor, as credits do for local processes.
+- Experience: each rollout (or its Gradient, a vector as long as the weights) comes back as the
+  object reference of a `collect` call. The learner dispatches an actor's next call when it
+  publishes, so the actor starts with the newest weights; `max_in_flight` bounds the calls
+  queued per actor, as credits do for local processes.
 - Faults: an actor whose call fails with a Ray actor error (process killed, node lost) or that
   sends nothing for `actor_timeout` seconds is reported dead; the learner's supervisor replaces
   it with a new Ray actor (its seeds move to the next generation) and logs it.
@@ -30,11 +31,12 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 import numpy as np
 
+from agents import Gradient
 from nets import threads
 
 from .learner import ActorFailure
 from .transport import ActorSpec, Transport
-from .worker import build_collector
+from .worker import build_collector, experience
 
 # A local Ray instance started for one run gets a small object store: it holds one weight vector
 # per live version and the rollouts in flight, not a dataset.
@@ -50,6 +52,7 @@ class _ActorBody:
     """What runs inside one Ray actor process."""
 
     def __init__(self, spec: ActorSpec, slot: int, generation: int):
+        self.spec = spec
         self.agent, self.collector = build_collector(spec, slot, generation)
         self.version = -1
 
@@ -64,7 +67,7 @@ class _ActorBody:
             if weights[1] is not None:
                 np.copyto(self.agent.target.flat().data, ray.get(weights[1]))
             self.version = version
-        return self.collector.collect(self.agent.rollout_length, step, version)
+        return experience(self.agent, self.collector, self.spec, step, version)
 
 
 @dataclass
@@ -175,7 +178,10 @@ class RayActors(Transport):
             slot = owner[ref]
             slot.pending.remove(ref)
             try:
-                rollouts.append(ray.get(ref))
+                item = ray.get(ref)
+                if isinstance(item, Gradient):  # the object store's copy is read-only
+                    item.grad = item.grad.copy()
+                rollouts.append(item)
                 slot.last_delivery = now
             except RayActorError as error:
                 slot.failure = f"died ({_short(error)})"

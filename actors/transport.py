@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents import Rollout
+from agents import Gradient, Rollout
 
 
 @dataclass
@@ -24,6 +24,7 @@ class ActorSpec:
     envs_per_actor: int = 1
     seed: int = 0
     env_options: dict = field(default_factory=dict)
+    compute_gradients: bool = False  # send each rollout's gradient (a Gradient), not the rollout
 
 
 def actor_seeds(spec: ActorSpec, slot: int, generation: int) -> tuple[list[int], np.random.Generator]:
@@ -61,8 +62,10 @@ class Transport:
         their exploration schedules). Returns the new version: even, 2 more each time."""
         raise NotImplementedError
 
-    def receive(self, timeout: float) -> list[Rollout]:
-        """Rollouts that have arrived, waiting up to `timeout` seconds for the first; [] if none."""
+    def receive(self, timeout: float) -> list[Rollout | Gradient]:
+        """Rollouts (or, with `spec.compute_gradients`, their Gradients) that have arrived,
+        waiting up to `timeout` seconds for the first; [] if none. A Gradient's vector is the
+        learner's to use and overwrite until its next `publish`."""
         raise NotImplementedError
 
     def dead_actors(self) -> dict[int, str]:

@@ -1,4 +1,6 @@
-"""The body of an actor process: act with the latest published weights, send rollouts.
+"""The body of an actor process: act with the latest published weights, send rollouts (or
+their gradients, computed with the weights the actor acted with, into its slots of the shared
+block).
 
 Flow control: an actor may have `max_in_flight` rollouts the learner has not yet learned from;
 the learner answers each rollout with one credit byte on the same pipe when it publishes the
@@ -11,7 +13,7 @@ import pickle
 import signal
 import time
 
-from agents import make_agent
+from agents import Gradient, make_agent
 from envs import make_env
 
 from .collector import Collector
@@ -29,6 +31,15 @@ def build_collector(spec: ActorSpec, slot: int, generation: int):
     agent = make_agent(spec.agent, envs[0].observation_space, envs[0].action_space,
                        spec.agent_config, learner=False)
     return agent, Collector(envs, agent.policy(slot, rng), actor=slot)
+
+
+def experience(agent, collector: Collector, spec: ActorSpec, step: int, version: int):
+    """The next rollout or, with `spec.compute_gradients`, its Gradient: the vector is the
+    agent's own gradient (`network.flat().grad`), valid until the next call."""
+    rollout = collector.collect(agent.rollout_length, step, version)
+    if not spec.compute_gradients:
+        return rollout
+    return Gradient.of(rollout, agent.gradients(rollout), agent.network.flat().grad)
 
 
 def act_with_newest(agent, shared: SharedState, slot: int, known_version: int) -> int:
@@ -51,7 +62,7 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
     try:
         agent, collector = build_collector(spec, slot, generation)
         shared = SharedState(block, layout)
-        version, in_flight = -1, 0
+        version, in_flight, sent = -1, 0, 0
         while not shared.stopping:
             while conn.poll(0):  # credits for rollouts the learner has learned from
                 conn.recv_bytes()
@@ -65,10 +76,16 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
                     in_flight -= 1
                 continue
             version = act_with_newest(agent, shared, slot, version)
-            rollout = collector.collect(agent.rollout_length, shared.step, version)
+            if spec.compute_gradients:  # backward writes straight into a free slot of ours:
+                index = sent % max_in_flight  # the learner credits them in order
+                agent.network.flat().rebind(grad=shared.gradient(slot, index))
+            item = experience(agent, collector, spec, shared.step, version)
+            if spec.compute_gradients:  # the pipe carries where the vector lies
+                item.grad, item.slot = None, index
             shared.beat(slot)
-            conn.send_bytes(pickle.dumps(rollout, protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
             in_flight += 1
+            sent += 1
     except (BrokenPipeError, ConnectionResetError, EOFError):
         pass  # the learner is gone or closed our pipe: nothing left to do
     except Exception as error:  # noqa: BLE001 - whatever it is, the learner reports it

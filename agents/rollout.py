@@ -1,9 +1,10 @@
 """The unit of experience: a rollout of T steps in E environments, as NumPy arrays.
 
-An actor fills one; an agent learns from a batch of them. Steps are indexed (t, e). A step's
-return bootstraps where its episode was cut: truncated by the env's time limit, or still running
-when the rollout ended. Both are marked `truncated` and keep the state they were cut at in
-`final_obs`; a terminated step needs no such state (its successor is terminal).
+An actor fills one; an agent learns from a batch of them, or the actor computes its gradient and
+sends that (`Gradient`). Steps are indexed (t, e). A step's return bootstraps where its episode
+was cut: truncated by the env's time limit, or still running when the rollout ended. Both are
+marked `truncated` and keep the state they were cut at in `final_obs`; a terminated step needs no
+such state (its successor is terminal).
 """
 from __future__ import annotations
 
@@ -39,6 +40,28 @@ class Rollout(Batch):
     actor: int = 0           # which actor produced it
     version: int = 0         # version of the weights it acted with (for policy-lag statistics)
     scalars: dict = field(default_factory=dict)  # the policy's loggable values (e.g. epsilon)
+
+
+@dataclass
+class Gradient:
+    """What an actor that computes gradients sends instead of its rollout: the gradient of the
+    rollout's loss (`Agent.gradients`, with the weights it acted with), the loss's statistics,
+    and what the learner logs about the rollout."""
+
+    grad: np.ndarray | None  # like the parameters; None on the wire where it lies in shared memory
+    stats: dict[str, float]
+    steps: int
+    episode_returns: list[float]
+    episode_lengths: list[int]
+    actor: int
+    version: int
+    scalars: dict
+    slot: int = 0  # which of the actor's gradient slots holds it (local processes)
+
+    @classmethod
+    def of(cls, rollout: Rollout, stats: dict[str, float], grad: np.ndarray | None) -> "Gradient":
+        return cls(grad, stats, rollout.steps, rollout.episode_returns, rollout.episode_lengths,
+                   rollout.actor, rollout.version, rollout.scalars)
 
 
 def join(rollouts: list[Rollout]) -> Batch:

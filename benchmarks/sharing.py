@@ -4,9 +4,9 @@
 
 - workbench: the run's shared block as `workbench train` makes it (a `multiprocess` RawArray
   wrapped in actors.shared.SharedState). Publish: take a free weight slot and publish it (the
-  optimizer has written its step there, out of place, at the cost of an in-place step: the
-  last row times both); pull: an actor holds the newest slot and rebinds its network's
-  parameters (four layer-like arrays) to it. No weight is copied.
+  optimizer has written its step there, out of place: the last row times that step, with the
+  publish, against the same step in place); pull: an actor holds the newest slot and rebinds
+  its network's parameters (four layer-like arrays) to it. No weight is copied.
 - peer: a `multiprocess` Manager's dict holding the weights as a dict of per-layer arrays (the
   book's way): publish stores it under one key, a pull reads it back, each one pickled round trip
   through the manager process.

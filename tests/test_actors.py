@@ -12,6 +12,7 @@ import pytest
 from multiprocess import forkserver, resource_tracker
 
 import nets
+from nets import checkpoint
 from actors import ActorFailure, ActorSpec, InlineActors, Learner, LocalProcesses
 from actors.shared import VERSION, WEIGHTS, Layout, SharedState
 from agents import make_agent, make_config
@@ -329,3 +330,64 @@ def test_supervisor_replaces_dead_actors_and_gives_up_on_one_that_never_starts()
                       supervise_every=0.0, max_startup_failures=3)
     with pytest.raises(ActorFailure, match="actor 1 exited with code 1, 4 times in a row"):
         learner.run()
+
+
+# -- actors that compute gradients --------------------------------------------------------------
+@pytest.mark.parametrize("name", ["a3c", "a3c-lstm", "nstep-q", "onestep-q", "reinforce"])
+def test_gradients_from_actors_step_the_learner_as_its_own_would(name):
+    """Inline actors act on-policy, so a learner stepping on the gradients its actors computed
+    (with the published weights and target network) ends where one computing them itself does."""
+    finals = []
+    for on_actors in (False, True):
+        nets.seed(0)
+        env = make_env("CartPole-v1")
+        config = make_config(name, {"target_update_interval": 4} if "q" in name else
+                             {"lstm_size": 16} if name == "a3c-lstm" else {})
+        agent = make_agent(name, env.observation_space, env.action_space, config)
+        spec = ActorSpec("CartPole-v1", name, config, envs_per_actor=1 if name == "reinforce" else 2,
+                         seed=3, compute_gradients=on_actors)
+        learner = Learner(agent, InlineActors(spec, 2), 300, console=lambda line: None)
+        learner.run()
+        finals.append([agent.network.flat().data.copy()]
+                      + ([agent.target.flat().data.copy()] if agent.target else []))
+    assert learner.progress.updates > 10
+    for central, from_actors in zip(*finals):
+        np.testing.assert_array_equal(central, from_actors)
+
+
+def test_actors_that_compute_gradients_use_the_published_target_network():
+    """Q targets bootstrap from the target network: a target whose Q head says 1e4 everywhere
+    must show in the gradient an actor process sends."""
+    agent, config = cartpole_agent("nstep-q")
+    weights = agent.network.flat().data
+    spec = ActorSpec("CartPole-v1", "nstep-q", config, envs_per_actor=2, compute_gradients=True)
+    transport = LocalProcesses(spec, 1, len(weights))
+    norms = []
+    try:
+        transport.start()
+        for bias in (0.0, 1e4):
+            target = weights.copy()
+            target[-agent.n_actions:] = bias  # the Q head's biases come last
+            version = transport.publish(weights, 0, target)
+            arrived, end = [], time.monotonic() + 20
+            while not arrived and time.monotonic() < end:
+                arrived = transport.receive(timeout=0.1)
+            gradient, = arrived
+            assert gradient.version == version and gradient.steps == 10
+            norms.append(float(np.linalg.norm(gradient.grad)))
+    finally:
+        transport.stop()
+    assert np.isfinite(norms).all() and norms[1] > 100 * norms[0]
+
+
+def test_a_run_with_gradients_on_actors_resumes_from_its_checkpoint(tmp_path):
+    from workbench.rl import TrainConfig, train
+
+    config = TrainConfig(agent="nstep-q", backend="inline", gradients_on="actors", steps=400,
+                         envs_per_actor=2, logdir=str(tmp_path), log_every=60.0)
+    first = train(config, name="run", console=lambda line: None)
+    config.steps = 800
+    resumed = train(config, resume=first.run, console=lambda line: None)
+    assert first.progress.step == 400 and resumed.progress.step == 800
+    header, arrays = checkpoint.read(first.run.checkpoint_path())
+    assert int(arrays["optimizer/steps"]) == header["meta"]["updates"] == resumed.progress.updates

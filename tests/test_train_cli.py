@@ -80,7 +80,7 @@ def running():
 def test_help_explains_every_flag():
     out = workbench("train", "--help").stdout
     for flag in ("--env", "--agent", "--actors", "--envs-per-actor", "--steps", "--seed", "--env-option",
-                 "--backend", "--lr", "--gamma", "--t-max", "--entropy-beta", "--target-update",
+                 "--backend", "--gradients-on", "--lr", "--gamma", "--t-max", "--entropy-beta", "--target-update",
                  "--hidden", "--set", "--config", "--resume", "--logdir", "--name",
                  "--checkpoint-every", "--log-every", "--histogram-every", "--actor-timeout",
                  "--max-in-flight"):

@@ -28,6 +28,7 @@ from .evaluate import Evaluator
 from .runs import RunDir, default_name, describe
 
 BACKENDS = ("processes", "inline", "ray")
+GRADIENTS_ON = ("learner", "actors")
 # Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
 # per forward pass, which amortises the network's per-call cost over more env steps.
 ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
@@ -44,6 +45,7 @@ class TrainConfig:
     steps: int = 100_000
     seed: int = 0
     backend: str = "processes"
+    gradients_on: str = "learner"  # learner: actors send rollouts; actors: they send gradients
     address: str | None = None  # ray backend: "auto", "HOST:PORT" or None (start Ray locally)
     env_options: dict = field(default_factory=dict)
     agent_config: dict = field(default_factory=dict)  # overrides of the agent's defaults
@@ -73,6 +75,9 @@ class TrainConfig:
             raise ValueError("reinforce learns from whole episodes: envs-per-actor must be 1")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.gradients_on not in GRADIENTS_ON:
+            raise ValueError(f"gradients-on must be one of {', '.join(GRADIENTS_ON)}, not "
+                             f"{self.gradients_on!r}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint-every must be >= 1, got {self.checkpoint_every}")
         if self.keep_checkpoints < 0:
@@ -165,7 +170,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     # A resumed run's actors get new seeds, so they do not replay the episodes already learned from.
     spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=agent_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
-                     env_options=config.env_options)
+                     env_options=config.env_options, compute_gradients=config.gradients_on == "actors")
     n_params = len(agent.network.flat())
     if config.backend == "inline":
         transport = InlineActors(spec, config.actors)
@@ -190,7 +195,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
             run.prune_checkpoints(config.keep_checkpoints)
 
     console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
-            f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}")
+            f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}, "
+            f"gradients on the {config.gradients_on}")
     if on_start:
         on_start(agent)
     learner = Learner(agent, transport, config.steps, progress=progress, events=events,

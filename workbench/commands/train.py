@@ -21,9 +21,9 @@ AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm")
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
 # Flags that set a TrainConfig field directly.
-RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "address", "logdir",
-             "checkpoint_every", "keep_checkpoints", "histogram_every", "log_every", "actor_timeout",
-             "max_in_flight", "eval_every", "eval_episodes")
+RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "gradients_on",
+             "address", "logdir", "checkpoint_every", "keep_checkpoints", "histogram_every", "log_every",
+             "actor_timeout", "max_in_flight", "eval_every", "eval_episodes")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -80,6 +80,12 @@ def add_parser(subparsers):
                      help="processes: actor processes (default); inline: actors stepped in the "
                           "learner's process, reproducible, for debugging; ray: Ray actors on this "
                           "machine or a cluster (pip install -e \".[cluster]\")")
+    run.add_argument("--gradients-on", choices=("learner", "actors"),
+                     help="learner (default): actors send rollouts and the learner computes every "
+                          "gradient (IMPALA's central learner; use --agent impala where actors lag "
+                          "behind); actors: each actor computes its rollout's gradient and the "
+                          "learner only sums, clips and steps (the A3C paper's way): for many "
+                          "cores, where one learner cannot keep up (see README, Scaling out)")
     run.add_argument("--address", metavar="auto|HOST:PORT",
                      help="with --backend ray: the Ray cluster to join (auto: the one `ray start` "
                           "runs on this machine); default: start Ray on this machine for the run")
