@@ -9,7 +9,7 @@ import numpy as np
 import nets
 
 from .base import Agent, Policy, sample_categorical
-from .losses import actor_critic_loss
+from .losses import action_log_probs, actor_critic_loss
 from .networks import ActorCritic, make_trunk
 from .returns import next_state_values, nstep_returns
 
@@ -51,8 +51,9 @@ class SoftmaxPolicy(Policy):
 
     def act(self, obs, step):
         with nets.no_grad():
-            logits = self.network.logits(obs)
-        return sample_categorical(logits.data, self.rng)
+            logits = self.network.logits(obs).data
+        actions = sample_categorical(logits, self.rng)
+        return actions, action_log_probs(logits, actions)
 
 
 class A3C(Agent):

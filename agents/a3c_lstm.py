@@ -15,6 +15,7 @@ from nets import F
 
 from .a3c import A3C, A3CConfig
 from .base import Policy, sample_categorical
+from .losses import action_log_probs
 from .networks import _orthogonal, make_trunk
 
 
@@ -85,7 +86,8 @@ class RecurrentSoftmaxPolicy(Policy):
         with nets.no_grad():
             logits, _, (h, c) = self.network.step(obs, self.state)
         self.state = (h.data, c.data)
-        return sample_categorical(logits.data, self.rng)
+        actions = sample_categorical(logits.data, self.rng)
+        return actions, action_log_probs(logits.data, actions)
 
 
 class A3CLSTM(A3C):

@@ -26,8 +26,10 @@ from . import networks
 class Policy:
     """Chooses actions for a batch of observations in one actor; may keep per-actor state."""
 
-    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
-        """Actions (E,) for observations (E, ...); `step` is the run's global env step."""
+    def act(self, obs: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Actions (E,) for observations (E, ...) and their log-probabilities under this policy
+        (float32, kept in the rollout for off-policy corrections: V-trace); `step` is the run's
+        global env step."""
         raise NotImplementedError
 
     def scalars(self, step: int) -> dict[str, float]:
@@ -127,6 +129,8 @@ LIMITS = {
     "rmsprop_alpha": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "rmsprop_eps": (lambda v: v > 0, "> 0"),
     "max_grad_norm": (lambda v: v > 0, "> 0"),
+    "rho_bar": (lambda v: v > 0, "> 0"),
+    "c_bar": (lambda v: v > 0, "> 0"),
     "huber_delta": (lambda v: v is None or v > 0, "> 0"),
     "t_max": (lambda v: v >= 1, ">= 1"),
     "n_step": (lambda v: v is None or v >= 1, ">= 1"),

@@ -73,10 +73,13 @@ class EpsilonGreedy(Policy):
     def act(self, obs, step):
         with nets.no_grad():
             q = self.network(obs).data
-        actions = q.argmax(axis=1)
-        explore = self.rng.random(len(actions)) < self.epsilon(step)
-        actions[explore] = self.rng.integers(q.shape[1], size=int(explore.sum()))
-        return actions
+        greedy = q.argmax(axis=1)
+        epsilon, n_actions = self.epsilon(step), q.shape[1]
+        explore = self.rng.random(len(greedy)) < epsilon
+        actions = greedy.copy()
+        actions[explore] = self.rng.integers(n_actions, size=int(explore.sum()))
+        probability = epsilon / n_actions + (1 - epsilon) * (actions == greedy)
+        return actions, np.log(probability).astype(np.float32)
 
     def scalars(self, step):
         return {"epsilon": self.epsilon(step)}

@@ -19,6 +19,7 @@ class Batch:
 
     obs: np.ndarray          # (T, E, *obs_shape): the observation each action was chosen from
     actions: np.ndarray      # (T, E) int64
+    log_probs: np.ndarray    # (T, E) float32: log mu(a|s) under the policy that acted (V-trace)
     rewards: np.ndarray      # (T, E) float32
     terminated: np.ndarray   # (T, E) bool: the episode ended in a terminal state (no bootstrap)
     truncated: np.ndarray    # (T, E) bool: the episode was cut here (bootstrap from final_obs)
@@ -69,8 +70,8 @@ def join(rollouts: list[Rollout]) -> Batch:
     e.g. whole episodes)."""
     first = rollouts[0]
     if len(rollouts) == 1:
-        return Batch(first.obs, first.actions, first.rewards, first.terminated, first.truncated,
-                     first.final_obs, first.final_index, first.initial_state)
+        return Batch(first.obs, first.actions, first.log_probs, first.rewards, first.terminated,
+                     first.truncated, first.final_obs, first.final_index, first.initial_state)
     if len({r.rewards.shape[0] for r in rollouts}) == 1:
         axis = 1
     elif {r.rewards.shape[1] for r in rollouts} == {1}:
@@ -87,7 +88,7 @@ def join(rollouts: list[Rollout]) -> Batch:
         if axis == 0:
             raise ValueError("rollouts of a recurrent policy join along envs, not along time")
         initial_state = tuple(np.concatenate(parts) for parts in zip(*(r.initial_state for r in rollouts)))
-    return Batch(obs=cat("obs"), actions=cat("actions"), rewards=cat("rewards"),
-                 terminated=cat("terminated"), truncated=cat("truncated"),
+    return Batch(obs=cat("obs"), actions=cat("actions"), log_probs=cat("log_probs"),
+                 rewards=cat("rewards"), terminated=cat("terminated"), truncated=cat("truncated"),
                  final_obs=np.concatenate([r.final_obs for r in rollouts]), final_index=final_index,
                  initial_state=initial_state)

@@ -85,7 +85,9 @@ def test_help_explains_every_flag():
                  "--checkpoint-every", "--log-every", "--histogram-every", "--actor-timeout",
                  "--max-in-flight"):
         assert re.search(rf"^\s+{flag}\b.*\S", out, re.M), flag
-    assert "a3c,nstep-q,onestep-q,reinforce" in out
+    agent_help = re.search(r"^\s+--agent AGENT\s+(.*?)^\s+--", out, re.M | re.S).group(1)
+    for name in ("a3c", "a3c-lstm", "impala", "nstep-q", "onestep-q", "reinforce"):
+        assert re.search(rf"\b{name}\b", agent_help), name
 
 
 @pytest.mark.parametrize("args,message", [

@@ -31,7 +31,7 @@ BACKENDS = ("processes", "inline", "ray")
 GRADIENTS_ON = ("learner", "actors")
 # Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
 # per forward pass, which amortises the network's per-call cost over more env steps.
-ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
+ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "impala": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from workbench.commands import HelpFormatter
 
-AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm")
+AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm", "impala")
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
@@ -65,7 +65,10 @@ def add_parser(subparsers):
     # Every default is None here, so that only flags actually given override the config file.
     run = p.add_argument_group("run")
     run.add_argument("--env", help="Gymnasium environment id (default CartPole-v1)")
-    run.add_argument("--agent", choices=AGENT_NAMES, help="algorithm (default a3c)")
+    run.add_argument("--agent", choices=AGENT_NAMES, metavar="AGENT",
+                     help="algorithm: a3c (default), a3c-lstm, impala (A3C with V-trace, for "
+                          "rollouts acted with older weights than the learner's), nstep-q, "
+                          "onestep-q, reinforce")
     run.add_argument("--actors", type=int, metavar="N", help="actor processes (default 2)")
     run.add_argument("--envs-per-actor", type=int, metavar="N",
                      help="environments each actor steps, batched in one forward pass "
@@ -93,7 +96,7 @@ def add_parser(subparsers):
     hyper.add_argument("--lr", type=float, help="learning rate (annealed to 0 for a3c and the Q agents)")
     hyper.add_argument("--gamma", type=float, help="discount factor")
     hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
-    hyper.add_argument("--entropy-beta", type=float, metavar="BETA", help="entropy bonus (a3c, reinforce)")
+    hyper.add_argument("--entropy-beta", type=float, metavar="BETA", help="entropy bonus (a3c, a3c-lstm, impala, reinforce)")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
                        help="updates between target-network refreshes (nstep-q, onestep-q)")
     hyper.add_argument("--network", choices=("auto", "mlp", "small", "nature"),
