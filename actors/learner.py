@@ -89,13 +89,13 @@ class Learner:
     def run(self, should_stop: Callable[[Progress], bool] = lambda progress: False) -> str:
         """Train until `total_steps` or until `should_stop(progress)`; returns "finished" or
         "stopped". Actors are stopped and a final checkpoint is written either way."""
-        p, agent, transport = self.progress, self.agent, self.transport
+        p, transport = self.progress, self.transport
         begin = time.monotonic()
         base_elapsed = p.elapsed
         started = transport.start()
         self.console("started actors: " + ", ".join(f"{slot} ({where})"
                                                     for slot, where in enumerate(started)))
-        version = self._publish()
+        self._publish()
         now = time.monotonic()
         self._last_scalars = p.step, now
         self._session = None  # (step, time) of this session's first update: ETAs leave start-up out
@@ -110,15 +110,8 @@ class Learner:
                     break
                 arrived = transport.receive(timeout=0.05)
                 if arrived:
-                    stats, steps = self._learn(arrived)
-                    p.step += steps
-                    p.updates += 1
-                    self._check_finite(stats, agent.network.flat().data)
-                    version = self._publish()
+                    self.update(arrived)
                     self._session = self._session or (p.step, time.monotonic())
-                    self._record(arrived, stats, version)
-                    if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
-                        self.events.histograms(agent.network, p.step)
                 now = time.monotonic()
                 p.elapsed = base_elapsed + now - begin
                 if now >= next_supervise:
@@ -141,6 +134,19 @@ class Learner:
         self._write_scalars(end)
         self._checkpoint(periodic=False)
         return outcome
+
+    def update(self, arrived: list[Rollout | Gradient]) -> None:
+        """One update from what arrived, checked, published and recorded: all the learner does
+        per update (benchmarks/scaling.py times it)."""
+        p = self.progress
+        stats, steps = self._learn(arrived)
+        p.step += steps
+        p.updates += 1
+        self._check_finite(stats, self.agent.network.flat().data)
+        version = self._publish()
+        self._record(arrived, stats, version)
+        if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
+            self.events.histograms(self.agent.network, p.step)
 
     def _learn(self, arrived: list[Rollout | Gradient]) -> tuple[dict[str, float], int]:
         """One update from what arrived: rollouts, whose gradient the agent computes, or the

@@ -79,7 +79,7 @@ def greedy_returns(agent, episodes: int = 100, n_envs: int = 25, seed: int = 10_
 
 
 def own_solve(agent: str, seed: int, cap: float, logdir: str, steps: int,
-              evaluate_every: float | None = None) -> dict:
+              evaluate_every: float | None = None, gradients_on: str = "learner") -> dict:
     """Seconds (from the call, setup included) and env steps until solved, or the best 100-episode
     mean reached within `cap` seconds. With `evaluate_every` (seconds), judged by greedy
     evaluation instead of the training episodes."""
@@ -99,8 +99,8 @@ def own_solve(agent: str, seed: int, cap: float, logdir: str, steps: int,
         return state["solved"] or time.monotonic() - start > cap
 
     result = train(TrainConfig(env="CartPole-v1", agent=agent, actors=2, steps=steps, seed=seed,
-                               logdir=logdir), should_stop=stop, console=lambda line: None,
-                   on_start=learner_agent.append)
+                               gradients_on=gradients_on, logdir=logdir), should_stop=stop,
+                   console=lambda line: None, on_start=learner_agent.append)
     return {"solved": state["solved"], "seconds": round(time.monotonic() - start, 1),
             "steps": result.progress.step, "best_mean_100": round(best[0], 1)}
 

@@ -34,7 +34,7 @@ def test_smoke_run_writes_every_measure(tmp_path):
     assert document["format"] == report.FORMAT and document["mode"] == "smoke"
     assert document["machine"]["cores"] >= 1 and "numpy" in document["machine"]["versions"]
     suites = document["suites"]
-    assert list(suites) == ["engine", "sharing", "rl", "recipes"]
+    assert list(suites) == ["engine", "sharing", "rl", "scaling", "recipes"]
     expected = {"engine": [c.name for c in engine.CASES + engine.RECURRENT_CASES],
                 "sharing": [f"publish + pull {label} params" for label in sharing.SIZES] + [sharing.STEP_CASE],
                 "recipes": [c.name for c in recipes.CASES]}
@@ -93,4 +93,4 @@ def test_compare_names_a_bad_file(tmp_path):
 def test_unknown_suite_lists_the_suites(capsys):
     with pytest.raises(SystemExit):
         main(["engin"])
-    assert "engine, sharing, rl, recipes" in capsys.readouterr().err
+    assert "engine, sharing, rl, scaling, recipes" in capsys.readouterr().err

@@ -51,13 +51,16 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="train an RL agent with one learner and N actor processes",
         description="Train an agent on a Gymnasium environment: actor processes act with the "
-                    "latest weights and send rollouts; the learner updates and publishes. Writes "
-                    "one run folder (config.json, TensorBoard events, checkpoints/, summary.txt). "
-                    "Ctrl-C or SIGTERM stops cleanly with a checkpoint; --resume continues.",
+                    "latest weights and send rollouts (or, with --gradients-on actors, their "
+                    "gradients); the learner updates and publishes. Writes one run folder "
+                    "(config.json, TensorBoard events, checkpoints/, summary.txt). Ctrl-C or "
+                    "SIGTERM stops cleanly with a checkpoint; --resume continues.",
         epilog="examples:\n"
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
+               "  workbench train --env ALE/Breakout-v5 --actors 15 --gradients-on actors\n"
+               "  workbench train --env ALE/Breakout-v5 --agent impala --actors 8 --max-in-flight 2\n"
                "  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n"
                "  workbench train --config runs/NAME/config.json --resume\n"
                "  tensorboard --logdir runs",

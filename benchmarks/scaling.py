@@ -1,0 +1,236 @@
+"""Scaling: gradients on the learner against gradients on the actors, in one run on this machine.
+
+    python -m benchmarks scaling [--quick | --full]
+
+Each row is workbench with gradients computed by the actors (`--gradients-on actors`) against the
+same with gradients computed by the learner (the default peer here), on the Mnih et al. 2016
+net with Breakout frames and on the CartPole MLP:
+- learner headroom: agent steps/s one learner absorbs when fed pre-made rollouts (it unpickles
+  them, runs forward and backward, steps) or pre-made gradients (it sums, clips, steps) as fast
+  as it takes them: its whole update (`Learner.update`) into the shared block of local
+  processes, CPU time on one thread; one rollout or gradient per update, and eight (what
+  arrives together once the learner is the bottleneck);
+- actor CPU per step: collecting rollouts (env step and forward pass, pickling the rollout), and
+  with gradients on the actors also backpropagating its loss;
+- projected steps/s on C cores, X(C) = min(C / (A + L1), 1 / L8): actors (A, CPU per step) and
+  the learner (L1, per step with one rollout or gradient per update) share the cores until the
+  learner alone is saturated (1 / L8, its headroom with batches of eight). A projection from
+  this machine's per-core costs: more cores bring other clocks and memory bandwidth;
+- whole system: env steps/s of an A3C CartPole run with 2 actor processes, and its time to
+  solve CartPole (last-100 mean >= 475; seeds: 1, --full: 3), measured.
+"""
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import Measure  # noqa: E402
+
+PEER = "gradients on learner"
+CORES = (2, 4, 8, 16, 64)
+NETS = {"cartpole mlp": "CartPole-v1", "atari mnih net": "ALE/Breakout-v5"}
+SYSTEM_ROWS = ("cartpole steps/s, a3c 2 actors x 4 envs", "cartpole time to solve, a3c 2 actors")
+MODES = {"quick": dict(repeats=5, sample=2.0, seeds=0),
+         "default": dict(repeats=20, sample=5.0, seeds=1),
+         "full": dict(repeats=50, sample=8.0, seeds=3)}
+
+
+def _setup(env_id: str):
+    """(learner agent, actor agent, the actor's collector): A3C as `workbench train` builds it,
+    the actor acting with the learner's weights."""
+    from actors.collector import Collector
+    from agents import make_agent
+    from envs import make_env
+    from workbench.rl import TrainConfig
+
+    config = TrainConfig(env=env_id, agent="a3c")
+    settings = config.agent_settings()
+    spaces = make_env(env_id)
+    agent, actor = (make_agent("a3c", spaces.observation_space, spaces.action_space, settings, learner)
+                    for learner in (True, False))
+    actor.network.flat().data[...] = agent.network.flat().data
+    envs = [make_env(env_id, seed=seed) for seed in range(config.resolved_envs_per_actor)]
+    return agent, actor, Collector(envs, actor.policy(0, np.random.default_rng(0)))
+
+
+def _experience(actor, collector, gradients_on_actors: bool):
+    """One rollout as the learner receives it: pickled bytes (a Gradient with its vector apart:
+    in the shared block)."""
+    from agents import Gradient
+
+    rollout = collector.collect(actor.rollout_length, 0)
+    if not gradients_on_actors:
+        return pickle.dumps(rollout, protocol=pickle.HIGHEST_PROTOCOL), None
+    gradient = Gradient.of(rollout, actor.gradients(rollout), None)
+    return pickle.dumps(gradient, protocol=pickle.HIGHEST_PROTOCOL), actor.network.flat().grad.copy()
+
+
+def learner_cpu_per_step(env_id: str, gradients_on_actors: bool, per_update: int, repeats: int) -> float:
+    """CPU seconds of Learner.update per agent step, fed `per_update` rollouts or gradients."""
+    from actors import ActorSpec, Learner, LocalProcesses
+
+    agent, actor, collector = _setup(env_id)
+    arrived = [_experience(actor, collector, gradients_on_actors) for _ in range(per_update)]
+    transport = LocalProcesses(ActorSpec(env_id, "a3c", agent.config, compute_gradients=gradients_on_actors),
+                               per_update, len(agent.network.flat()))  # its shared block; no actor runs
+    slots = [transport.state.gradient(index, 0) for index in range(per_update)] if gradients_on_actors else []
+    learner = Learner(agent, transport, 10**12, console=lambda line: None)
+    transport.publish(agent.network.flat().data, 0)
+    times, steps = [], 0
+    for _ in range(repeats + 2):  # two to warm up
+        for slot, (_, vector) in zip(slots, arrived):  # what the actors wrote: the learner sums
+            np.copyto(slot, vector)                     # into the first, so afresh each time
+        start = time.process_time()
+        items = [pickle.loads(message) for message, _ in arrived]
+        for item, slot in zip(items, slots):  # as LocalProcesses.receive does
+            item.grad = slot
+        learner.update(items)
+        times.append(time.process_time() - start)
+        steps = sum(item.steps for item in items)
+    transport.stop()
+    return statistics.median(times[2:]) / steps
+
+
+def actor_cpu_per_step(env_id: str, gradients_on_actors: bool, repeats: int) -> float:
+    """CPU seconds per agent step of one actor: collect (and backpropagate) a rollout, pickle it."""
+    _, actor, collector = _setup(env_id)
+    times, steps = [], 0
+    for _ in range(repeats + 1):
+        start = time.process_time()
+        message, _ = _experience(actor, collector, gradients_on_actors)
+        times.append(time.process_time() - start)
+        steps = pickle.loads(message).steps
+    return statistics.median(times[1:]) / steps
+
+
+def projected_steps_per_second(cores: int, actor: float, learner_1: float, learner_8: float) -> float:
+    return min(cores / (actor + learner_1), 1 / learner_8)
+
+
+class Costs:
+    """CPU seconds per agent step, each measured the first time it is asked for."""
+
+    def __init__(self, repeats: int):
+        self.repeats, self.seconds = repeats, {}
+
+    def __call__(self, env_id: str, on_actors: bool, what: str) -> float:
+        """`what`: "actor", "learner_1" or "learner_8" (rollouts or gradients per update)."""
+        key = (env_id, on_actors, what)
+        if key not in self.seconds:
+            if what == "actor":
+                self.seconds[key] = actor_cpu_per_step(env_id, on_actors, self.repeats)
+            else:
+                batch = int(what.split("_")[1])
+                self.seconds[key] = learner_cpu_per_step(env_id, on_actors, batch,
+                                                         max(3, self.repeats // batch))
+        return self.seconds[key]
+
+
+def _rows(cost: Costs) -> list[tuple]:
+    """(name, unit, better, figure(on_actors), note) for every row the costs give."""
+    rows = []
+    for label, env_id in NETS.items():
+        def per_step(what, env_id=env_id):
+            return lambda on_actors: cost(env_id, on_actors, what)
+        for batch in (1, 8):
+            learner = per_step(f"learner_{batch}")
+            rows.append((f"learner headroom, {label}, {batch} per update", "steps/s", "higher",
+                         lambda on, learner=learner: 1 / learner(on), ""))
+        actor = per_step("actor")
+        rows.append((f"actor cpu per step, {label}", "ms", "lower", lambda on, actor=actor: 1e3 * actor(on), ""))
+        for cores in CORES:
+            rows.append((f"projected steps/s, {label}, {cores} cores", "steps/s", "higher",
+                         lambda on, n=cores, env_id=env_id: projected_steps_per_second(
+                             n, *(cost(env_id, on, what) for what in ("actor", "learner_1", "learner_8"))),
+                         "projection"))
+    return rows
+
+
+def _system(mode: dict, logdir: str) -> list[Measure]:
+    """Whole-system A3C CartPole with 2 actor processes, in both modes by turns."""
+    from harness import training_steps_per_second
+    from rl import own_solve
+    from workbench.rl import TrainConfig
+
+    rates: dict[str, list[float]] = {"actors": [], "learner": []}
+    for _ in range(2):
+        for where in rates:
+            config = TrainConfig(env="CartPole-v1", agent="a3c", actors=2, steps=10**9, gradients_on=where,
+                                 logdir=logdir, checkpoint_every=10**9, histogram_every=10**9)
+            rates[where].append(training_steps_per_second(config, mode["sample"], warmup=2.0))
+    throughput = Measure(SYSTEM_ROWS[0], "steps/s", statistics.mean(rates["actors"]),
+                         statistics.mean(rates["learner"]), PEER, "higher")
+    solve = Measure(SYSTEM_ROWS[1], "s", None, None, PEER)
+    if not mode["seeds"]:
+        solve.note = "runs without --quick"
+        return [throughput, solve]
+    runs: dict[str, list[dict]] = {"actors": [], "learner": []}
+    for seed in range(mode["seeds"]):
+        for where in runs:
+            runs[where].append(own_solve("a3c", seed, 120, logdir, 200_000, gradients_on=where))
+    solved = {where: [r["seconds"] for r in done if r["solved"]] for where, done in runs.items()}
+    solve.workbench, solve.peer = (statistics.median(solved[w]) if solved[w] else None for w in runs)
+    solve.note = f"{mode['seeds']} seed(s); " + "; ".join(f"{where}: " + ", ".join(f"{r['seconds']} s" + ("" if r["solved"] else " unsolved")
+                                                    for r in done) for where, done in runs.items())
+    return [throughput, solve]
+
+
+
+def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
+    """For `python -m benchmarks scaling`, on one thread as each actor has, and the learner on a
+    busy machine. `smoke` (for tests) measures the first row only; --quick leaves out the time
+    to solve."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    mode = MODES["quick" if quick else "full" if full else "default"]
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    measures = []
+    try:
+        with threadpool_limits(1):
+            for i, (name, unit, better, figure, note) in enumerate(_rows(Costs(mode["repeats"]))):
+                measure = Measure(name, unit, None, None, PEER, better, note=note)
+                if smoke and i > 0:
+                    measure.note = "not run with --smoke"
+                elif "atari" in name and importlib.util.find_spec("ale_py") is None:
+                    measure.note = "ale-py not installed"
+                else:
+                    measure.workbench, measure.peer = figure(True), figure(False)
+                measures.append(measure)
+        if smoke:
+            measures += [Measure(SYSTEM_ROWS[0], "steps/s", None, None, PEER, "higher", note="not run with --smoke"),
+                         Measure(SYSTEM_ROWS[1], "s", None, None, PEER, note="not run with --smoke")]
+        else:
+            measures += _system(mode, tempfile.mkdtemp(prefix="scaling-benchmark-"))
+    finally:
+        numba.set_num_threads(threads)
+    return measures
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    import report
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--quick", action="store_true", help="fewer repeats, no time to solve")
+    budget.add_argument("--full", action="store_true", help="more repeats, 3 seeds to solve")
+    args = parser.parse_args(argv)
+    print(report.suite_table(run(args.quick, args.full)))
+    print("ratio = gradients on actors / gradients on learner")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
