@@ -127,7 +127,7 @@ class LocalProcesses(Transport):
         self.state.heartbeats[slot] = time.monotonic()
         self.actors[slot] = _Actor(process, learner_end, generation, time.monotonic())
 
-    def next_weights(self, like):
+    def next_weights(self, current):
         return self.state.next_weights()
 
     def publish(self, weights, step, target=None):

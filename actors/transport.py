@@ -46,15 +46,15 @@ class Transport:
         for the first `publish` before acting."""
         raise NotImplementedError
 
-    def next_weights(self, like: np.ndarray) -> np.ndarray:
-        """A vector for the learner's next weights (`Optimizer.step(into=...)`), read by no actor
-        while it is written; `publish` then shares it without a copy. This default alternates
-        two vectors of the learner's process, for transports whose publish copies the weights or
-        whose actors act only between publishes (InlineActors); local processes give a free
-        slot of their shared memory."""
+    def next_weights(self, current: np.ndarray) -> np.ndarray:
+        """A vector for the learner's next weights (`Optimizer.step(into=...)`), neither its
+        `current` ones nor any an actor reads; `publish` then shares it without a copy. This
+        default alternates two vectors of the learner's process, for transports whose publish
+        copies the weights or whose actors act only between publishes (InlineActors); local
+        processes give a free slot of their shared memory."""
         if not self._spare:
-            self._spare = (np.empty_like(like), np.empty_like(like))
-        return self._spare[0] if like is not self._spare[0] else self._spare[1]
+            self._spare = (np.empty_like(current), np.empty_like(current))
+        return self._spare[0] if current is not self._spare[0] else self._spare[1]
 
     def publish(self, weights: np.ndarray, step: int, target: np.ndarray | None = None) -> int:
         """Make `weights` (the flat float32 vector) the actors' next policy, with the agent's

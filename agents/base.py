@@ -51,8 +51,8 @@ class Agent:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
-    has_target: ClassVar[bool] = False  # builds `target`: a network the loss reads and the
-                                        # optimizer does not train, published with the weights
+    has_target: ClassVar[bool] = False  # a `target` network: read by the loss, not trained by
+                                        # the optimizer, published with the weights
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
                  learner: bool = True):
@@ -63,7 +63,7 @@ class Agent:
         self.n_actions = int(action_space.n)
         self.network = self.build_network()
         self.network.flat()  # one contiguous vector: what the learner publishes and actors read
-        self.target: nets.Module | None = None
+        self.target = self.build_network() if self.has_target else None
         self.model = self.network
         self.optimizer = self.make_optimizer() if learner else None
 

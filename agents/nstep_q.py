@@ -102,8 +102,7 @@ class NStepQ(Agent):
         super().__init__(observation_space, action_space, config, learner)
         if config.n_step is not None and config.n_step < 1:
             raise ValueError(f"n_step must be >= 1 or None, got {config.n_step}")
-        self.target = self.build_network()  # actors that compute gradients need it too
-        self.sync_target()
+        self.sync_target()  # in actors too: those that compute gradients need it
         self.model = QModel(self.network, self.target)
 
     def build_network(self):
