@@ -199,10 +199,14 @@ class ClassificationTask:
             return {}
         x, y = self.splits[split]
         logits = self.logits(x)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        loss = -float(log_probs[np.arange(len(y)), y].mean())
-        return {"loss": loss, "accuracy": float((logits.argmax(axis=1) == y).mean())}
+        return {"loss": softmax_loss(logits, y), "accuracy": float((logits.argmax(axis=1) == y).mean())}
+
+
+def softmax_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of integer labels under softmax(logits), on host arrays (evaluation)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -float(log_probs[np.arange(len(labels)), labels].mean())
 
 
 def report(run: RunDir, result: training.FitResult, extra: list[str] = ()) -> list[str]:

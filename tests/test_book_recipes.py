@@ -1,0 +1,123 @@
+"""The book's remaining experiments as recipes (sentiment, seq2seq, dmn, mnist-sequence), end to
+end on small data the tests make: they learn, resume exactly, and stop with one line naming a
+missing or malformed file."""
+import numpy as np
+import pytest
+
+from nets import checkpoint
+from test_recipes import FAST, assert_learns, history, run_recipe
+from workbench import cli
+from workbench.recipes import sentiment
+from workbench.runs import RunDir
+
+
+def assert_same_checkpoints(a, b):
+    header_a, arrays_a = checkpoint.read(RunDir(a).checkpoint_path())
+    header_b, arrays_b = checkpoint.read(RunDir(b).checkpoint_path())
+    assert (header_a["meta"]["epoch"], header_a["meta"]["step"]) == (header_b["meta"]["epoch"],
+                                                                    header_b["meta"]["step"])
+    assert sorted(arrays_a) == sorted(arrays_b)
+    for key in arrays_a:
+        np.testing.assert_array_equal(arrays_a[key], arrays_b[key], err_msg=key)
+    assert header_a["meta"]["history"] == [
+        {**h, "seconds": a_h["seconds"]} for h, a_h in zip(header_b["meta"]["history"],
+                                                           header_a["meta"]["history"])]
+
+
+def tags(run_dir, kind):
+    """The TensorBoard tags of one kind ('images', 'tensors' for text) in a run folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={kind: 0})
+    events.Reload()
+    return set(events.Tags()[kind])
+
+
+def assert_resumes_exactly(tmp_path, recipe, *flags):
+    straight = run_recipe(tmp_path, recipe, *flags, "--epochs", "2", run_name="straight")
+    split = run_recipe(tmp_path, recipe, *flags, "--epochs", "1", run_name="split")
+    assert cli.main(["recipe", recipe, "--resume", str(split), "--epochs", "2", *FAST]) == 0
+    assert_same_checkpoints(straight, split)
+
+
+def one_line_error(capsys, recipe, *flags, logdir):
+    """Run a recipe that must fail: exit status 2, one line on stderr, no run folder left."""
+    assert cli.main(["recipe", recipe, "--logdir", str(logdir), *FAST, *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"workbench recipe {recipe}: error: ") and err.count("\n") == 1, err
+    assert not logdir.exists()
+    return err
+
+
+# -- sentiment ------------------------------------------------------------------------------------
+def write_messages(path, pairs, layout):
+    """Polarity files in the three layouts the recipe reads."""
+    rows = {2: lambda i, p, m: [p, m], 4: lambda i, p, m: [str(i), str(i), p, m],
+            6: lambda i, p, m: [str(i), str(i), "0", "1", p, m]}[layout]
+    path.write_text("".join("\t".join(rows(i, p, m)) + "\n" for i, (p, m) in enumerate(pairs)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def polarity_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sentiment")
+    rng = np.random.default_rng(0)
+    return {"--train": write_messages(folder / "train.tsv", sentiment.synthetic_messages(200, rng), 6),
+            "--dev": write_messages(folder / "dev.tsv", sentiment.synthetic_messages(60, rng), 2),
+            "--test": write_messages(folder / "test.tsv", sentiment.synthetic_messages(60, rng), 4)}
+
+
+SENTIMENT = ["--embed", "8", "--hidden", "8", "--batch-size", "10", "--lr", "0.01"]
+
+
+def sentiment_flags(files):
+    return [str(part) for flag, path in files.items() for part in (flag, path)] + SENTIMENT
+
+
+def test_sentiment_tokenizer_keeps_the_books_placeholders():
+    assert sentiment.tokenize("LOVE it @Bob_1!! #GoTeam 3.5 stars http://t.co/x?a=1 :) don't...") == [
+        "love", "it", "<user>", "!", "!", "<hashtag>", "<number>", "stars", "<url>", ":)", "don't", "..."]
+
+
+def test_sentiment_macro_f1_matches_a_hand_computed_case():
+    confusion = sentiment.confusion_matrix(np.array([0, 0, 0, 1, 1, 2]), np.array([0, 0, 1, 1, 2, 2]))
+    np.testing.assert_array_equal(confusion, [[2, 1, 0], [0, 1, 1], [0, 0, 1]])
+    # F1: positive 2*2/(2*2+0+1) = 0.8, negative 2/(2+1+1) = 0.5, neutral 2/(2+1+0) = 2/3
+    assert sentiment.macro_f1(confusion) == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+
+
+def test_sentiment_learns_from_every_layout_and_predicts_from_the_run(tmp_path, polarity_files, capsys):
+    run_dir = run_recipe(tmp_path, "sentiment", *sentiment_flags(polarity_files), "--epochs", "3")
+    assert_learns(run_dir)
+    assert history(run_dir)[-1]["val_accuracy"] > 0.6
+    summary = (run_dir / "summary.txt").read_text()
+    assert "test accuracy" in summary and "macro-F1" in summary and "| negative |" in summary
+    assert tags(run_dir, "tensors") >= {"val/confusion/text_summary", "test/confusion/text_summary"}
+    capsys.readouterr()
+    assert cli.main(["recipe", "sentiment", "--from", str(run_dir), "--predict", "I hate it"]) == 0
+    out = capsys.readouterr().out
+    assert out.endswith(": I hate it\n") and out.split()[0] in sentiment.POLARITIES
+
+
+def test_sentiment_resumes_exactly(tmp_path, polarity_files):
+    files = {k: v for k, v in polarity_files.items() if k != "--test"}
+    assert_resumes_exactly(tmp_path, "sentiment", *sentiment_flags(files))
+
+
+def test_sentiment_names_a_missing_or_malformed_file(tmp_path, polarity_files, capsys):
+    logdir = tmp_path / "runs"
+    err = one_line_error(capsys, "sentiment", logdir=logdir)
+    assert "--train FILE is required" in err and "SemEval-2013" in err and "--synthetic" in err
+    files = dict(polarity_files)
+    files["--dev"] = tmp_path / "missing.tsv"
+    assert "not found" in one_line_error(capsys, "sentiment", *sentiment_flags(files), logdir=logdir)
+    files["--dev"] = tmp_path / "empty.tsv"
+    files["--dev"].write_text("\n")
+    assert "empty.tsv: no messages" in one_line_error(capsys, "sentiment", *sentiment_flags(files),
+                                                      logdir=logdir)
+    files["--dev"].write_text("positive\tfine\nnegative\tone\ttoo many\n")
+    err = one_line_error(capsys, "sentiment", *sentiment_flags(files), logdir=logdir)
+    assert "empty.tsv line 2: 3 tab-separated fields; expected 6" in err
+    files["--dev"].write_text("happy\tfine\n")
+    assert "line 1: polarity 'happy'" in one_line_error(capsys, "sentiment", *sentiment_flags(files),
+                                                         logdir=logdir)
