@@ -1,13 +1,16 @@
 """The book's remaining experiments as recipes (sentiment, seq2seq, dmn, mnist-sequence), end to
 end on small data the tests make: they learn, resume exactly, and stop with one line naming a
 missing or malformed file."""
+from datetime import date
+
 import numpy as np
 import pytest
 
 from nets import checkpoint
 from test_recipes import FAST, assert_learns, history, run_recipe
 from workbench import cli
-from workbench.recipes import sentiment
+from workbench.datasets import Vocabulary
+from workbench.recipes import sentiment, seq2seq
 from workbench.runs import RunDir
 
 
@@ -121,3 +124,105 @@ def test_sentiment_names_a_missing_or_malformed_file(tmp_path, polarity_files, c
     files["--dev"].write_text("happy\tfine\n")
     assert "line 1: polarity 'happy'" in one_line_error(capsys, "sentiment", *sentiment_flags(files),
                                                          logdir=logdir)
+    assert "give the text" in one_line_error(capsys, "sentiment", "--from", str(tmp_path), logdir=logdir)
+
+
+# -- seq2seq --------------------------------------------------------------------------------------
+SEQ2SEQ = ["--embed", "8", "--hidden", "16", "--layers", "1", "--batch-size", "16", "--lr", "0.01",
+           "--beam", "2"]
+
+
+def test_bleu_matches_hand_computed_cases():
+    hypothesis, reference = "the cat sat on the mat".split(), "the cat sat on a mat".split()
+    # clipped n-gram matches 5/6, 3/5, 2/4, 1/3; equal lengths: no brevity penalty
+    bleu = seq2seq.corpus_bleu([hypothesis], [reference])
+    assert bleu == pytest.approx((5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25) == pytest.approx(0.5373, abs=1e-4)
+    # every n-gram matches, but 4 words for 6: brevity penalty exp(1 - 6/4)
+    assert seq2seq.corpus_bleu([reference[:4]], [reference]) == pytest.approx(np.exp(-0.5))
+    assert seq2seq.corpus_bleu([["a", "b"]], [["a", "b"]]) == 0.0  # no 3-grams to match
+    assert seq2seq.corpus_bleu([reference, reference[:4]], [reference, reference]) == pytest.approx(
+        np.exp(1 - 12 / 10) * (10 / 10 * 8 / 8 * 6 / 6 * 4 / 4) ** 0.25)  # pooled over the corpus
+
+
+def test_dates_are_spelled_out_and_held_out_ones_are_new():
+    assert seq2seq.DATE_FORMATS[0](date(1991, 3, 23)) == "twenty third of march nineteen ninety one"
+    assert seq2seq.DATE_FORMATS[2](date(2007, 11, 30)) == "friday thirtieth november two thousand and seven"
+    assert seq2seq.DATE_FORMATS[5](date(1905, 1, 2)) == "0 2 / 0 1 / 1 9 0 5"
+    pairs = seq2seq.synthetic_dates(500, seed=3)
+    assert len({" ".join(s) for s, _ in pairs}) == 500
+    for src, iso in pairs[:50]:
+        year, month, day = ("".join(part.split()) for part in " ".join(iso).split(" - "))
+        spoken = date(int(year), int(month), int(day))
+        assert " ".join(src) in {form(spoken) for form in seq2seq.DATE_FORMATS}
+
+
+def test_seq2seq_learns_dates_shows_attention_and_translates_from_the_run(tmp_path, capsys):
+    run_dir = run_recipe(tmp_path, "seq2seq", "--synthetic", "400", "--epochs", "3", *SEQ2SEQ,
+                         "--translate", "the first of may two thousand")
+    assert_learns(run_dir)
+    out = capsys.readouterr().out
+    assert "kept 400 of 400 pairs" in out and "val with beam 2: exact match" in out
+    assert "the first of may two thousand -> " in out
+    assert (run_dir / "images" / "val-attention.png").read_bytes().startswith(b"\x89PNG")
+    assert "val/attention" in tags(run_dir, "images")
+    assert "val/translations/text_summary" in tags(run_dir, "tensors")
+    assert cli.main(["recipe", "seq2seq", "--from", str(run_dir), "--translate", "may 1 , 2 0 0 0",
+                     "--beam", "3"]) == 0
+    assert capsys.readouterr().out.startswith("may 1 , 2 0 0 0 -> ")
+
+
+def write_lines(path, sentences):
+    path.write_text("".join(f"{s}\n" for s in sentences))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dialogue_files(tmp_path_factory):
+    """Dialogue pairs: a question, and the reply that names its last word's number."""
+    folder = tmp_path_factory.mktemp("dialogue")
+    rng = np.random.default_rng(0)
+    words = ["one", "two", "three", "four", "five"]
+    questions = [" ".join(rng.choice(["so", "what", "is", "it", "now"], 3)) + " " + w + " ?"
+                 for w in rng.choice(words, 180)]
+    replies = [f"It is {words.index(q.split()[-2]) + 1}." for q in questions]
+    questions[0] = "what " * 40  # dropped by the length filter
+    return {"--src": write_lines(folder / "q.txt", questions[:150]),
+            "--tgt": write_lines(folder / "a.txt", replies[:150]),
+            "--val-src": write_lines(folder / "vq.txt", questions[150:]),
+            "--val-tgt": write_lines(folder / "va.txt", replies[150:])}
+
+
+def file_flags(files):
+    return [str(part) for flag, path in files.items() for part in (flag, path)]
+
+
+def test_seq2seq_chatbot_shares_one_embedding_and_reverses_the_input(tmp_path, dialogue_files, capsys):
+    run_dir = run_recipe(tmp_path, "seq2seq", *file_flags(dialogue_files), "--chatbot", "--max-len", "12",
+                         "--epochs", "3", *SEQ2SEQ)
+    assert_learns(run_dir)
+    assert "kept 149 of 150 pairs; dropped 1 with a side longer than 12 tokens" in capsys.readouterr().out
+    header, arrays = checkpoint.read(RunDir(run_dir).checkpoint_path())
+    assert "model/src_embed.weight" in arrays and "model/tgt_embed.weight" not in arrays
+    assert header["meta"]["chatbot"] and header["meta"]["src_vocab"] == header["meta"]["tgt_vocab"]
+    vocab = Vocabulary.from_json(header["meta"]["src_vocab"])
+    assert list(seq2seq.source_ids(["what", "is", "?"], vocab, reverse=True)) == \
+        [vocab.index["?"], vocab.index["is"], vocab.index["what"]]
+
+
+def test_seq2seq_resumes_exactly(tmp_path):
+    assert_resumes_exactly(tmp_path, "seq2seq", "--synthetic", "150", *SEQ2SEQ, "--layers", "2")
+
+
+def test_seq2seq_names_a_missing_or_malformed_file(tmp_path, dialogue_files, capsys):
+    logdir = tmp_path / "runs"
+    err = one_line_error(capsys, "seq2seq", logdir=logdir)
+    assert "--src FILE --tgt FILE --val-src FILE --val-tgt FILE required" in err and "--synthetic" in err
+    files = dict(dialogue_files)
+    files["--val-tgt"] = write_lines(tmp_path / "short.txt", ["It is 1."])
+    err = one_line_error(capsys, "seq2seq", *file_flags(files), logdir=logdir)
+    assert "vq.txt has 30 lines but" in err and "short.txt has 1" in err
+    files["--val-tgt"] = write_lines(tmp_path / "blank.txt", [""])
+    assert "blank.txt: no sentences" in one_line_error(capsys, "seq2seq", *file_flags(files), logdir=logdir)
+    files["--val-tgt"] = tmp_path / "missing.txt"
+    assert "not found" in one_line_error(capsys, "seq2seq", *file_flags(files), logdir=logdir)
+    assert "give the text" in one_line_error(capsys, "seq2seq", "--from", str(tmp_path), logdir=logdir)

@@ -8,8 +8,8 @@ number of fields on each line:
   4 fields: id, id, polarity, text (SemEval-2013 task 2B as distributed)
   2 fields: polarity, text
 Polarities are positive, negative or neutral (SemEval's objective and objective-OR-neutral count
-as neutral). --synthetic trains on generated messages instead, whose polarity depends on a few
-cue words and on a "not" before them.
+as neutral). --synthetic N trains on N generated messages instead, whose polarity depends on a
+few cue words and on a "not" before them.
 
 Preprocessing follows the book: a tweet tokenizer on the lower-cased text, with URLs, @mentions,
 #hashtags and numbers replaced by <url>, <user>, <hashtag> and <number>. The vocabulary comes from
@@ -36,7 +36,7 @@ LABELS = {"positive": 0, "negative": 1, "neutral": 2, "objective": 2, "objective
 POLARITY_FIELD = {6: 4, 4: 2, 2: 0}  # fields on a line -> which one is the polarity; text is last
 LAYOUTS = "6 (id, id, start, end, polarity, text), 4 (id, id, polarity, text) or 2 (polarity, text)"
 SOURCE = ("SemEval-2013 task 2 (message polarity) tab-separated files, or any polarity<TAB>text "
-          "file; --synthetic trains on generated messages")
+          "file; or --synthetic N for generated messages")
 PAD = -1  # id of the front padding in the encoded arrays (masked; 0 is the unknown word)
 
 _TOKENS = re.compile("|".join(f"(?P<{name}>{pattern})" for name, pattern in (
@@ -196,8 +196,9 @@ def add_arguments(parser) -> None:
     common.flag(group, "--dev", default=None, metavar="FILE",
                 help="validation messages (required with --train): early stopping, best epoch")
     common.flag(group, "--test", default=None, metavar="FILE", help="test messages, scored at the end")
-    common.flag(group, "--synthetic", default=False, action="store_true",
-                help="train on generated messages (3000 train, 500 dev, 500 test) instead of files")
+    common.flag(group, "--synthetic", default=0, type=int, metavar="N",
+                help="train on N generated messages (and N/6 each for validation and test) instead "
+                     "of files")
     group = parser.add_argument_group("model")
     common.flag(group, "--embed", default=100, type=int, help="word embedding size")
     common.flag(group, "--hidden", default=64, type=int, help="LSTM units in each direction")
@@ -211,10 +212,12 @@ def add_arguments(parser) -> None:
 
 def load(args) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
     """Messages and labels per split ('train', 'val', optionally 'test'), and where they came from."""
+    if args.synthetic < 0:
+        raise common.RecipeError(f"--synthetic must be >= 0, got {args.synthetic}")
     if args.synthetic:
         rng = np.random.default_rng(args.seed)
-        splits = {}
-        for split, n in (("train", 3000), ("val", 500), ("test", 500)):
+        splits, held_out = {}, max(args.synthetic // 6, 1)
+        for split, n in (("train", args.synthetic), ("val", held_out), ("test", held_out)):
             pairs = synthetic_messages(n, rng)
             splits[split] = ([m for _, m in pairs], np.array([LABELS[p] for p, _ in pairs]))
         return splits, "generated messages"
@@ -228,11 +231,13 @@ def load(args) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
 
 
 def run_prediction(args) -> int:
+    if args.predict is None:
+        raise common.RecipeError("--from predicts the polarity of --predict TEXT; give the text")
     path, meta, _ = trained.find(args.source, "sentiment")
     vocab = Vocabulary.from_json(meta["vocab"])
     model = SentimentLSTM(len(vocab), **meta["model"])
     checkpoint.load(path, model)
-    print(predict(model, vocab, meta["length"], args.predict or ""))
+    print(predict(model, vocab, meta["length"], args.predict))
     return 0
 
 
