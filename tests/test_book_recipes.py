@@ -10,7 +10,7 @@ from nets import checkpoint
 from test_recipes import FAST, assert_learns, history, run_recipe
 from workbench import cli
 from workbench.datasets import Vocabulary
-from workbench.recipes import sentiment, seq2seq
+from workbench.recipes import dmn, sentiment, seq2seq
 from workbench.runs import RunDir
 
 
@@ -226,3 +226,88 @@ def test_seq2seq_names_a_missing_or_malformed_file(tmp_path, dialogue_files, cap
     files["--val-tgt"] = tmp_path / "missing.txt"
     assert "not found" in one_line_error(capsys, "seq2seq", *file_flags(files), logdir=logdir)
     assert "give the text" in one_line_error(capsys, "seq2seq", "--from", str(tmp_path), logdir=logdir)
+
+
+# -- dmn ------------------------------------------------------------------------------------------
+BABI = """1 Mary moved to the bathroom.
+2 John went to the hallway.
+3 Where is Mary? \tbathroom\t1
+4 Daniel picked up the apple.
+5 Daniel took the milk.
+6 What is Daniel carrying?\tapple,milk\t4 5
+1 Sandra went to the garden.
+2 Where is Sandra?\tgarden\t1
+"""
+
+
+def test_babi_questions_see_only_the_statements_before_them_in_their_story():
+    examples = dmn.parse_babi(BABI.splitlines(), "qa.txt")
+    assert [(len(story), question, answer) for story, question, answer in examples] == [
+        (2, ["where", "is", "mary"], "bathroom"), (4, ["what", "is", "daniel", "carrying"], "apple,milk"),
+        (1, ["where", "is", "sandra"], "garden")]
+    assert examples[2][0] == [["sandra", "went", "to", "the", "garden"]]
+    vocab = dmn.vocabulary(examples)
+    stories, questions, answers = dmn.encode(examples, vocab, memories=3, length=4)
+    assert stories.shape == (3, 3, 4) and questions.shape == (3, 4)
+    assert vocab.decode(stories[1, 2]) == ["daniel", "took", "the", "milk"]  # the latest statement last
+    assert vocab.decode(stories[1, 0]) == ["john", "went", "to", "the"]  # the oldest one left out
+    assert not stories[2, :2].any() and vocab.decode(answers) == ["bathroom", "apple,milk", "garden"]
+
+
+@pytest.fixture(scope="module")
+def babi_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("babi")
+    rng = np.random.default_rng(0)
+    return {"--train": write_lines(folder / "qa_train.txt", dmn.synthetic_babi(250, rng)),
+            "--test": write_lines(folder / "qa_test.txt", dmn.synthetic_babi(50, rng))}
+
+
+DMN = ["--dim", "12", "--hops", "2", "--batch-size", "16", "--lr", "0.01"]
+
+
+@pytest.mark.parametrize("model", ["dmn", "memn2n"])
+def test_dmn_and_its_baseline_learn_from_babi_files(tmp_path, babi_files, model, capsys):
+    run_dir = run_recipe(tmp_path, "dmn", *file_flags(babi_files), "--model", model, "--epochs", "3", *DMN)
+    assert_learns(run_dir)
+    out = capsys.readouterr().out
+    assert f"dmn ({model}): " in out and "225 training, 25 validation, 50 test questions" in out
+    assert "test accuracy:" in out
+
+
+@pytest.fixture
+def one_thread():
+    """--threads 1 for a test's runs (steady on a busy machine), this process's limits restored."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    with threadpool_limits(limits=None):
+        yield ["--threads", "1"]
+    numba.set_num_threads(before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model, epochs", [("dmn", 6), ("memn2n", 20)])
+def test_dmn_and_its_baseline_answer_the_generated_task(tmp_path, model, epochs, one_thread):
+    run_dir = run_recipe(tmp_path, "dmn", "--synthetic", "1000", "--model", model, "--epochs", str(epochs),
+                         *one_thread)
+    assert checkpoint.read(RunDir(run_dir).checkpoint_path())[0]["meta"]["history"][-1]["val_accuracy"] >= 0.9
+    summary = (run_dir / "summary.txt").read_text()
+    assert float(summary.split("test accuracy: ")[1].split("%")[0]) >= 90
+
+
+def test_dmn_resumes_exactly(tmp_path):
+    assert_resumes_exactly(tmp_path, "dmn", "--synthetic", "120", *DMN)
+
+
+def test_dmn_names_a_missing_or_malformed_file(tmp_path, capsys):
+    logdir = tmp_path / "runs"
+    err = one_line_error(capsys, "dmn", logdir=logdir)
+    assert "--train FILE is required" in err and "bAbI" in err and "--synthetic" in err
+    babi = tmp_path / "qa.txt"
+    assert "not found" in one_line_error(capsys, "dmn", "--train", str(babi), logdir=logdir)
+    for text, message in (("\n", "qa.txt: no questions"),
+                          ("1 Mary went home.\nWhere is Mary?\thome\t1\n", "qa.txt line 2: no line number"),
+                          ("1 Mary went home.\n2 Where is Mary?\thome\n", "qa.txt line 2: a question with 2")):
+        babi.write_text(text)
+        assert message in one_line_error(capsys, "dmn", "--train", str(babi), logdir=logdir)
