@@ -1,16 +1,17 @@
 """The book's remaining experiments as recipes (sentiment, seq2seq, dmn, mnist-sequence), end to
 end on small data the tests make: they learn, resume exactly, and stop with one line naming a
 missing or malformed file."""
+import shutil
 from datetime import date
 
 import numpy as np
 import pytest
 
 from nets import checkpoint
-from test_recipes import FAST, assert_learns, history, run_recipe
+from test_recipes import FAST, assert_learns, history, run_recipe, write_mnist
 from workbench import cli
 from workbench.datasets import Vocabulary
-from workbench.recipes import dmn, sentiment, seq2seq
+from workbench.recipes import dmn, mnist_sequence, sentiment, seq2seq
 from workbench.runs import RunDir
 
 
@@ -311,3 +312,53 @@ def test_dmn_names_a_missing_or_malformed_file(tmp_path, capsys):
                           ("1 Mary went home.\n2 Where is Mary?\thome\n", "qa.txt line 2: a question with 2")):
         babi.write_text(text)
         assert message in one_line_error(capsys, "dmn", "--train", str(babi), logdir=logdir)
+
+
+# -- mnist-sequence -------------------------------------------------------------------------------
+def test_mnist_sequences_put_three_whole_digits_in_a_row_as_the_book_does():
+    digits = np.full((5, 28, 28), 255, dtype=np.uint8)  # solid blocks show where each digit went
+    canvases, labels = mnist_sequence.make_sequences(digits, np.arange(5), 40, np.random.default_rng(0),
+                                                     distortions=0)
+    assert canvases.shape == (40, 1, 100, 100) and canvases.dtype == np.uint8 and labels.shape == (40, 3)
+    for canvas in canvases[:, 0]:
+        columns = np.flatnonzero(canvas.any(axis=0))
+        assert len(columns) == 84 and columns[-1] - columns[0] == 83 and 0 <= columns[0] <= 15
+        assert canvas.sum() == 3 * 28 * 28 * 255  # three whole digits, none over another
+    noisy, _ = mnist_sequence.make_sequences(digits, np.arange(5), 40, np.random.default_rng(0))
+    assert (noisy > 0).sum() > (canvases > 0).sum()  # the 9x9 distortions
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return write_mnist(tmp_path_factory.mktemp("data") / "mnist", n_train=100, n_test=30)
+
+
+MNIST_SEQUENCE = ["--validation", "40", "--train-size", "60", "--eval-size", "20", "--locator", "4,4",
+                  "--hidden", "8", "--filters", "4,4", "--dense", "16", "--batch-size", "20",
+                  "--lr", "0.003"]
+
+
+def test_mnist_sequence_learns_and_shows_its_crops(tmp_path, digits, capsys):
+    run_dir = run_recipe(tmp_path, "mnist-sequence", "--data", str(digits), "--epochs", "3", *MNIST_SEQUENCE)
+    epochs = history(run_dir)  # 9 steps fit the training canvases; telling new ones apart takes thousands
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"] and "val_sequence_accuracy" in epochs[-1]
+    assert tags(run_dir, "images") == {"sequence/canvases", "sequence/crops"}
+    assert (run_dir / "images" / "sequence-crops.png").read_bytes().startswith(b"\x89PNG")
+    assert "of the digits right" in capsys.readouterr().out
+
+
+def test_mnist_sequence_resumes_exactly(tmp_path, digits):
+    assert_resumes_exactly(tmp_path, "mnist-sequence", "--data", str(digits), *MNIST_SEQUENCE)
+
+
+def test_mnist_sequence_names_missing_or_malformed_files(tmp_path, digits, capsys):
+    logdir = tmp_path / "runs"
+    err = one_line_error(capsys, "mnist-sequence", logdir=logdir)
+    assert "--data FOLDER is required" in err and "never downloads" in err
+    broken = tmp_path / "broken"
+    shutil.copytree(digits, broken)
+    (broken / "t10k-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09")
+    assert "does not match its header" in one_line_error(capsys, "mnist-sequence", "--data", str(broken),
+                                                          logdir=logdir)
+    (broken / "t10k-labels-idx1-ubyte").unlink()
+    assert "missing" in one_line_error(capsys, "mnist-sequence", "--data", str(broken), logdir=logdir)

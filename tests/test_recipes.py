@@ -60,7 +60,7 @@ def test_list_names_every_recipe(capsys):
 
 
 @pytest.mark.parametrize("name", ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow", "sentiment",
-                                  "seq2seq", "dmn"])
+                                  "seq2seq", "dmn", "mnist-sequence"])
 def test_help_shows_every_flag(name, capsys):
     with pytest.raises(SystemExit):
         cli.main(["recipe", name, "--help"])
@@ -201,4 +201,5 @@ def test_resolve_prefers_given_flags_then_the_saved_config_then_defaults():
 
 def test_every_recipe_is_registered_once():
     assert list(recipes()) == ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow", "mnist-rbm",
-                               "mnist-dbn", "mnist-gan", "mnist-stn", "resnet", "sentiment", "seq2seq", "dmn"]
+                               "mnist-dbn", "mnist-gan", "mnist-stn", "resnet", "sentiment", "seq2seq", "dmn",
+                               "mnist-sequence"]

@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-MODULES = ["caesar", "mnist", "char_rnn", "cbow", "energy", "gan", "stn", "resnet", "sentiment", "seq2seq", "dmn"]
+MODULES = ["caesar", "mnist", "char_rnn", "cbow", "energy", "gan", "stn", "resnet", "sentiment", "seq2seq", "dmn", "mnist_sequence"]
 
 
 @dataclass(frozen=True)
