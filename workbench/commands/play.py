@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from workbench.commands import HelpFormatter
+from workbench.runs import describe
 
 RECORD_FORMATS = (".gif", ".mp4")
 
@@ -64,22 +65,6 @@ def resolve(target) -> tuple[Path, dict | None, Path | None]:
     if (folder / CONFIG).is_file():
         return path, read_json(folder / CONFIG), folder
     return path, None, None
-
-
-def network_name(config: dict) -> str:
-    """e.g. "small conv net", "mlp 64,64", "nature conv net + LSTM 256"."""
-    from envs.atari import ale_id
-
-    agent_config = config.get("agent_config", {})
-    trunk = agent_config.get("trunk", "mlp")
-    if trunk == "auto":  # what agents.networks.make_trunk picks: Atari frames are images
-        trunk = "small" if ale_id(str(config.get("env"))) else "mlp"
-    name = f"mlp {','.join(map(str, agent_config.get('hidden', [])))}" if trunk == "mlp" else f"{trunk} conv net"
-    return name + (f" + LSTM {agent_config['lstm_size']}" if "lstm_size" in agent_config else "")
-
-
-def describe(config: dict) -> str:
-    return f"{config.get('env')} ({config.get('agent')}, {network_name(config)})"
 
 
 def check_match(checkpoint: Path, saved: dict | None, meta: dict, config: dict, folder: Path) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
+from nets import NonFiniteError
 from nets.checkpoint import CheckpointError
 from workbench.commands import HelpFormatter
 from workbench.datasets import DatasetError
@@ -11,7 +14,8 @@ from workbench.recipes import common, recipes
 from workbench.runs import RunError, removed_if_failed
 from workbench.training import TrainingError
 
-ERRORS = (common.RecipeError, DatasetError, CheckpointError, RunError, TrainingError)
+BAD_INPUT = (common.RecipeError, DatasetError, CheckpointError, RunError)  # exit 2
+FAILURES = (TrainingError, NonFiniteError, OSError)  # at run time: exit 1
 
 
 def add_parser(subparsers):
@@ -44,8 +48,13 @@ def run(args) -> int:
             print(f"{name:<{width}}  {recipe.description}")
         return 0
     try:
-        with removed_if_failed():
+        # training reports a NaN/Inf itself, naming the step (and in check mode the op): NumPy's
+        # warnings would only say that one appeared somewhere
+        with removed_if_failed(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return args.recipe.run(args)
-    except ERRORS as error:
+    except BAD_INPUT as error:
         print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
         return 2
+    except FAILURES as error:
+        print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
+        return 1
