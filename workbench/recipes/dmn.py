@@ -169,7 +169,7 @@ def load(args) -> tuple[dict, str]:
 def run(args) -> int:
     common.setup(args)
     args.dim = args.dim or DIMS[args.model]
-    for name in ("dim", "hops", "memories", "batch_size"):
+    for name in ("dim", "hops", "memories"):
         if getattr(args, name) < 1:
             raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not 0 < args.val_fraction < 1:

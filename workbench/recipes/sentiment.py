@@ -245,7 +245,7 @@ def run(args) -> int:
     common.setup(args)
     if args.source:
         return run_prediction(args)
-    for name in ("embed", "hidden", "batch_size"):
+    for name in ("embed", "hidden"):
         if getattr(args, name) < 1:
             raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     texts, source = load(args)

@@ -209,8 +209,6 @@ class TranslationTask:
 
     def __init__(self, model: nets.Seq2Seq, splits: dict, batch_size: int, vocabs: tuple, run,
                  eval_batch: int = 250):
-        if batch_size < 1:
-            raise common.RecipeError(f"--batch-size must be >= 1, got {batch_size}")
         self.model, self.splits, self.batch_size = model, splits, batch_size
         self.src_vocab, self.tgt_vocab = vocabs
         self.run, self.eval_batch = run, eval_batch
