@@ -404,7 +404,7 @@ def attention_gru(xr, xh, u_r, u_h, gates):
 
 def _sentence_vectors(embedding, ids, word_mask):
     """(batch, n, words) ids -> (batch, n, dim): position-weighted sums of the word embeddings."""
-    encoding = position_encoding(ids.shape[-1], embedding.dim, word_mask.dtype)
+    encoding = _xp(word_mask).asarray(position_encoding(ids.shape[-1], embedding.dim, word_mask.dtype))
     return F.sum(embedding(ids) * (word_mask[..., None] * encoding), axis=-2)
 
 

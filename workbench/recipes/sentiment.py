@@ -4,8 +4,8 @@ final state of each direction -> Dense(3) -> softmax, RMSProp, batch 10, 30 epoc
 
 Files (--train, --dev, --test) are tab-separated, one message a line; the layout is told by the
 number of fields on each line:
-  6 fields: id, id, start, end, polarity, text (the book's converted SemEval-2013 task 2 form)
-  4 fields: id, id, polarity, text (SemEval-2013 task 2B as distributed)
+  6 fields: id, id, start, end, polarity, text (SemEval-2013 task 2A, the book's files)
+  4 fields: id, id, polarity, text (SemEval-2013 task 2B)
   2 fields: polarity, text
 Polarities are positive, negative or neutral (SemEval's objective and objective-OR-neutral count
 as neutral). --synthetic N trains on N generated messages instead, whose polarity depends on a

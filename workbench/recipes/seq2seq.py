@@ -260,10 +260,10 @@ class TranslationTask:
             lines.append(f"{' '.join(self.src_vocab.decode(s))} -> {' '.join(self.tgt_vocab.decode(words))}"
                          f" (reference: {' '.join(self.tgt_vocab.decode(t))})")
         height, width = max(m.shape[0] for m in maps), max(m.shape[1] for m in maps)
-        canvas = np.zeros((len(maps), height, width))
-        for canvas_map, attention in zip(canvas, maps):
-            canvas_map[:attention.shape[0], :attention.shape[1]] = attention
-        vision.log_images(events, self.run, "val/attention", canvas, step, columns=3)
+        padded = np.zeros((len(maps), height, width))
+        for image, attention in zip(padded, maps):
+            image[:attention.shape[0], :attention.shape[1]] = attention
+        vision.log_images(events, self.run, "val/attention", padded, step, columns=3)
         events.writer.add_text("val/translations", "\n\n".join(f"`{line}`" for line in lines), step)
 
 
