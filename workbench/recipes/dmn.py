@@ -23,7 +23,7 @@ from workbench import training
 from workbench.datasets import DatasetError, Vocabulary, read_text, split_indices, words
 from workbench.recipes import Recipe, common, register
 
-MODELS = {"dmn": nets.DynamicMemoryNetwork, "memn2n": nets.MemoryNetwork}
+MODELS = ("dmn", "memn2n")
 DIMS = {"dmn": 80, "memn2n": 20}  # the papers' sizes (DMN+ 80; MemN2N 20 on the 1k bAbI tasks)
 SOURCE = ("the bAbI tasks (e.g. tasks_1-20_v1-2/en/qa1_single-supporting-fact_train.txt, from "
           "Facebook Research's bAbI project), or --synthetic N for a generated task")
@@ -142,7 +142,7 @@ def add_arguments(parser) -> None:
     common.flag(group, "--memories", default=50, type=int,
                 help="the most recent statements a question is answered from")
     group = parser.add_argument_group("model")
-    common.flag(group, "--model", default="dmn", choices=tuple(MODELS),
+    common.flag(group, "--model", default="dmn", choices=MODELS,
                 help="dmn: dynamic memory network; memn2n: end-to-end memory network (the baseline)")
     common.flag(group, "--dim", default=None, type=int,
                 help="embedding and memory size (default: 80 for dmn, 20 for memn2n)")
