@@ -218,7 +218,7 @@ class Function:
 
     def __call__(self, *args):
         inputs = tuple(a if isinstance(a, Tensor) else Tensor(a) for a in args)
-        result = self.forward(*(t.data for t in inputs))
+        result = self.forward(*backend.same_device([t.data for t in inputs]))
         multi = isinstance(result, tuple)
         arrays = result if multi else (result,)
         if _State.check:
