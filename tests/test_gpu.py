@@ -248,3 +248,48 @@ def test_train_with_a_gpu_learner_runs_to_done(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "learner on the GPU" in done.stdout and "done: " in done.stdout
     assert (tmp_path / "gpu" / "checkpoints").exists()
+
+
+# -- every recipe, one short epoch with --device gpu ---------------------------------------------
+def _recipe_flags(tmp_path) -> dict[str, list[str]]:
+    from test_recipes import TEXT, write_mnist
+
+    digits = write_mnist(tmp_path / "mnist", n_train=140, n_test=20)
+    text = tmp_path / "input.txt"
+    text.write_text(TEXT)
+    book = tmp_path / "book.txt"
+    book.write_text("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n" + TEXT * 2
+                    + "*** END OF THE PROJECT GUTENBERG EBOOK X ***\n")
+    mnist = ["--data", str(digits), "--validation", "40", "--batch-size", "20"]
+    return {
+        "caesar": ["--samples", "104"],
+        "mnist-mlp": [*mnist, "--hidden", "32"],
+        "mnist-cnn": [*mnist, "--filters", "4,8", "--hidden", "16"],
+        "char-rnn": ["--text", str(text), "--hidden", "24", "--layers", "1", "--embed", "8",
+                     "--seq-len", "16", "--batch-size", "8", "--sample-length", "20"],
+        "cbow": ["--text", str(book), "--dim", "8", "--min-count", "1"],
+        "mnist-rbm": [*mnist, "--hidden", "16", "--k", "2", "--sample-steps", "5"],
+        "mnist-dbn": [*mnist, "--hidden", "24,12", "--pretrain-epochs", "1", "--pretrain-batch-size", "10"],
+        "mnist-gan": [*mnist, "--width", "4", "--noise", "8"],
+        "mnist-stn": [*mnist, "--canvas", "32", "--filters", "4,8", "--hidden", "16"],
+        "resnet": [*mnist, "--width", "4"],
+    }
+
+
+RECIPES = ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow", "mnist-rbm", "mnist-dbn",
+           "mnist-gan", "mnist-stn", "resnet"]
+
+
+def test_the_gpu_recipe_list_names_every_recipe():
+    from workbench.recipes import recipes
+    assert sorted(RECIPES) == sorted(recipes())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_trains_on_the_gpu(tmp_path, name):
+    from test_recipes import history, run_recipe
+
+    run_dir = run_recipe(tmp_path, name, *_recipe_flags(tmp_path)[name], "--epochs", "1",
+                         "--device", "gpu")
+    assert np.isfinite(history(run_dir)[-1]["train_loss"])

@@ -53,7 +53,8 @@ def _kernels() -> dict:
             if (centered) {
                 const T mg = (T)alpha * grad_avg[i] + keep * d;
                 grad_avg[i] = mg;
-                ms = max(ms - mg * mg, (T)0);
+                const T variance = ms - mg * mg;
+                ms = variance > (T)0 ? variance : (T)0;  // rounding can push a zero variance below 0
             }
             const T denom = eps_inside_sqrt ? sqrt(ms + (T)eps) : sqrt(ms) + (T)eps;
             p -= (T)lr * d / denom;"""),
@@ -68,7 +69,7 @@ def _kernels() -> dict:
             T k = gain;
             if ((d > 0 && prev > 0) || (d < 0 && prev < 0)) k += (T)increase;
             else if ((d > 0 && prev < 0) || (d < 0 && prev > 0)) k *= (T)decrease;
-            k = min(max(k, (T)low), (T)high);
+            k = k < (T)low ? (T)low : (k > (T)high ? (T)high : k);
             gain = k;
             prev_grad = d;
             p -= (T)lr * k * d;"""),

@@ -18,7 +18,7 @@ def _kernels():
         "raw T logits, raw L labels, int64 classes", "T nll, raw T probs", """
         const ptrdiff_t row = i * classes;
         T top = logits[row];
-        for (ptrdiff_t k = 1; k < classes; ++k) top = max(top, logits[row + k]);
+        for (ptrdiff_t k = 1; k < classes; ++k) top = logits[row + k] > top ? logits[row + k] : top;
         T total = 0;
         for (ptrdiff_t k = 0; k < classes; ++k) {
             const T e = exp(logits[row + k] - top);
