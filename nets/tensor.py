@@ -95,7 +95,8 @@ def _check_finite(array, what: str) -> None:
 class Tensor:
     """An array (`data`), its gradient (`grad`) and the Function that produced it (`creator`)."""
 
-    __array_priority__ = 100  # make `ndarray + Tensor` call Tensor.__radd__
+    __array_priority__ = 100  # make `ndarray + Tensor` call Tensor.__radd__ (NumPy)
+    __array_ufunc__ = None  # ... and `cupy.ndarray + Tensor` (CuPy defers only to this)
     __slots__ = ("data", "grad", "creator", "requires_grad", "name", "__weakref__")
 
     def __init__(self, data, requires_grad: bool = False, name: str | None = None):
