@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU (about 8 minutes). From the repository root:
 #
-#   benchmarks/gpu_check.sh [tests] [engine] [pong]      (no argument: all three)
+#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong]      (no argument: all four)
 #
 # (a) tests:  python -m pytest -m gpu (every GPU kernel and layer against the CPU, the GPU learner)
 # (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA)
+# learner:    benchmarks/learner.py --device gpu (the GPU learner's ceiling on Pong rollouts)
 # (c) pong:   2 minutes of `workbench train --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu`;
 #             env frames/s (4 per agent step) and the share of time the learner is busy
 # Logs go to $OUT (default ./gpu-check). Python packages the machine lacks can be carried as wheels
@@ -13,7 +14,7 @@ set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check}
 mkdir -p "$OUT"
-PARTS=${*:-tests engine pong}
+PARTS=${*:-tests engine learner pong}
 PY=${PYTHON:-python3}
 if compgen -G ".whl/*.whl" > /dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -44,6 +45,11 @@ for part in $PARTS; do
       note "(b) engine.py --device gpu: exit $? in $(( $(date +%s) - start )) s"
       grep -v "^  done:" "$OUT/engine.log" | tail -12 | tee -a "$summary"
       ;;
+    learner)
+      timeout 90 $PY benchmarks/learner.py --device gpu > "$OUT/learner.log" 2>&1
+      note "learner.py --device gpu: exit $? in $(( $(date +%s) - start )) s"
+      tail -4 "$OUT/learner.log" | tee -a "$summary"
+      ;;
     pong)
       # SIGINT after 140 s: the learner stops, saves and prints its last progress line.
       timeout -s INT -k 20 140 $PY -m workbench.cli train --env ALE/Pong-v5 --agent a3c --actors 15 \
@@ -52,7 +58,7 @@ for part in $PARTS; do
       grep -E "actor\(s\)|stopped by|Error|error" "$OUT/pong.log" | head -5 | tee -a "$summary"
       $PY benchmarks/gpu_check_rates.py "$OUT/pong.log" | tee -a "$summary"
       ;;
-    *) echo "unknown part $part: choose from tests, engine, pong"; exit 2 ;;
+    *) echo "unknown part $part: choose from tests, engine, learner, pong"; exit 2 ;;
   esac
 done
 echo "---- summary ($summary)"

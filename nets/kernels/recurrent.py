@@ -513,6 +513,16 @@ def highway_transition_backward_xp(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
     dbelow[...] = direct
 
 
+def step_matmul(a, b, out) -> None:
+    """out = a @ b, the recurrent product of one step: NumPy's, or on the GPU one cuBLAS call made
+    directly (blas_gpu.py: CuPy's matmul costs more Python time than the step's product)."""
+    if backend.get_array_module(a) is np:
+        np.matmul(a, b, out=out)
+    else:
+        from . import blas_gpu
+        blas_gpu.matmul(a, b, out)
+
+
 def for_array(name: str, x):
     """The version of kernel `name` for where `x` lives: Numba on the CPU; on the GPU the fused
     CuPy kernel (LSTM, GRU: recurrent_gpu.py), else the array code."""
