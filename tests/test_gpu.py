@@ -273,11 +273,18 @@ def _recipe_flags(tmp_path) -> dict[str, list[str]]:
         "mnist-gan": [*mnist, "--width", "4", "--noise", "8"],
         "mnist-stn": [*mnist, "--canvas", "32", "--filters", "4,8", "--hidden", "16"],
         "resnet": [*mnist, "--width", "4"],
+        "sentiment": ["--synthetic", "200", "--embed", "8", "--hidden", "8", "--batch-size", "10"],
+        "seq2seq": ["--synthetic", "200", "--embed", "8", "--hidden", "16", "--layers", "1",
+                    "--batch-size", "16", "--beam", "2"],
+        "dmn": ["--synthetic", "200", "--dim", "12", "--hops", "2", "--batch-size", "16"],
+        "mnist-sequence": ["--data", str(digits), "--validation", "40", "--train-size", "60",
+                           "--eval-size", "20", "--locator", "4,4", "--hidden", "8", "--filters", "4,4",
+                           "--dense", "16", "--batch-size", "20"],
     }
 
 
 RECIPES = ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow", "mnist-rbm", "mnist-dbn",
-           "mnist-gan", "mnist-stn", "resnet"]
+           "mnist-gan", "mnist-stn", "resnet", "sentiment", "seq2seq", "dmn", "mnist-sequence"]
 
 
 def test_the_gpu_recipe_list_names_every_recipe():

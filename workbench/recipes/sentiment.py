@@ -181,7 +181,8 @@ class SentimentTask(common.ClassificationTask):
 def predict(model: SentimentLSTM, vocab: Vocabulary, length: int, message: str) -> str:
     """'polarity (p): message' with the probability of every polarity."""
     with nets.no_grad():
-        logits = model.eval()(encode([tokenize(message)], vocab, length)).data[0].astype(np.float64)
+        logits = nets.backend.to_host(model.eval()(encode([tokenize(message)], vocab, length)).data)
+    logits = logits[0].astype(np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     shown = ", ".join(f"{name} {p:.3f}" for name, p in zip(POLARITIES, probs))
