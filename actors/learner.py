@@ -15,8 +15,8 @@ from typing import Callable
 import numpy as np
 
 from agents import Agent, join
-from nets import backend
 from logs import EventWriter, Window, format_duration, progress_line
+from nets import backend
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
