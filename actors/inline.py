@@ -5,6 +5,8 @@ a run is exactly reproducible.
 """
 from __future__ import annotations
 
+from nets import backend
+
 from .transport import ActorSpec, Transport
 from .worker import build_collector, experience
 
@@ -24,9 +26,9 @@ class InlineActors(Transport):
 
     def publish(self, weights, step, target=None):
         for agent, _ in self.actors:  # they act only inside `receive`: the learner's own vectors
-            agent.network.flat().rebind(data=weights)
+            _share(agent.network, weights)
             if target is not None:
-                agent.target.flat().rebind(data=target)
+                _share(agent.target, target)
         self.step = step
         self.version += 2  # even, like the shared-memory sequence lock
         return self.version
@@ -49,3 +51,11 @@ class InlineActors(Transport):
             for env in collector.envs:
                 env.close()
         self.actors = []
+
+
+def _share(network, vector) -> None:
+    """An actor's network reads the learner's host `vector` itself, or a copy of a GPU one."""
+    if backend.device_of(vector) == "cpu":
+        network.flat().rebind(data=vector)
+    else:
+        backend.copy_to_host(network.flat().data, vector)

@@ -18,7 +18,7 @@ import numpy as np
 
 from agents import Agent, Gradient, Rollout, join
 from logs import EventWriter, Window, format_duration, progress_line
-from nets import optim
+from nets import backend, optim
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
@@ -85,6 +85,8 @@ class Learner:
         self.loss_start: dict[str, float] = {}  # each squared loss in the first update (>= 1)
         self.exploded: set[str] = set()  # squared losses already warned about
         self.warnings: list[str] = []
+        self.busy_seconds = 0.0  # updating and publishing, this session
+        self._busy_logged = 0.0  # busy_seconds at the last progress line
 
     def run(self, should_stop: Callable[[Progress], bool] = lambda progress: False) -> str:
         """Train until `total_steps` or until `should_stop(progress)`; returns "finished" or
@@ -139,11 +141,13 @@ class Learner:
         """One update from what arrived, checked, published and recorded: all the learner does
         per update (benchmarks/scaling.py times it)."""
         p = self.progress
+        started = time.perf_counter()
         stats, steps = self._learn(arrived)
         p.step += steps
         p.updates += 1
         self._check_finite(stats, self.agent.network.flat().data)
         version = self._publish()
+        self.busy_seconds += time.perf_counter() - started
         self._record(arrived, stats, version)
         if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
             self.events.histograms(self.agent.network, p.step)
@@ -151,16 +155,21 @@ class Learner:
     def _learn(self, arrived: list[Rollout | Gradient]) -> tuple[dict[str, float], int]:
         """One update from what arrived: rollouts, whose gradient the agent computes, or the
         gradients actors computed, summed. (statistics, env steps learned from)"""
-        agent, progress = self.agent, self.progress.step / self.total_steps
-        # the step goes out of place into weights no actor reads: publishing copies nothing
-        into = self.transport.next_weights(agent.network.flat().data)
+        agent, progress, flat = self.agent, self.progress.step / self.total_steps, self.agent.network.flat()
+        on_host = backend.device_of(flat.data) == "cpu"
+        # The step goes out of place into weights no actor reads: publishing copies nothing. A GPU
+        # learner steps in place on the device; its publish is one device-to-host copy.
+        into = self.transport.next_weights(flat.data) if on_host else None
         if not isinstance(arrived[0], Gradient):
             batch = join(arrived)
             return agent.update(batch, progress, into), batch.steps
         grad = arrived[0].grad  # summed where the first one lies, and stepped from there: no copy
         for gradient in arrived[1:]:
             grad += gradient.grad
-        agent.network.flat().rebind(grad=grad)
+        if on_host:
+            flat.rebind(grad=grad)
+        else:  # one host-to-device copy of the sum
+            backend.copy_from_host(flat.grad, grad)
         steps = sum(g.steps for g in arrived)
         stats = {name: sum(g.stats[name] * g.steps for g in arrived) / steps for name in arrived[0].stats}
         return {**stats, **agent.step(progress, into)}, steps
@@ -179,10 +188,12 @@ class Learner:
             return
         first_step, start = self._session
         fps = steps / seconds if seconds > 0 else 0.0
+        busy = min(1.0, (self.busy_seconds - self._busy_logged) / seconds) if seconds > 0 else None
+        self._busy_logged = self.busy_seconds
         rate = (p.step - first_step) / max(time.monotonic() - start, 1e-9)
         eta = max(0, self.total_steps - p.step) / rate if rate > 0 else math.inf
         self.console(progress_line(p.step, self.total_steps, fps, list(p.recent_returns), p.episodes,
-                                   p.elapsed, eta))
+                                   p.elapsed, eta, busy))
 
     @staticmethod
     def _next_multiple(step: int, every: int) -> int:

@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 import numpy as np
 
 from agents import Gradient
-from nets import threads
+from nets import backend, threads
 
 from .learner import ActorFailure
 from .transport import ActorSpec, Transport
@@ -153,8 +153,9 @@ class RayActors(Transport):
 
     def publish(self, weights, step, target=None):
         if target is not self._target:  # a new target network (Agent.after_step)
-            self._target, self._target_ref = target, None if target is None else ray.put(target)
-        self._weights = [ray.put(weights), self._target_ref]
+            self._target = target
+            self._target_ref = None if target is None else ray.put(backend.to_host(target))
+        self._weights = [ray.put(backend.to_host(weights)), self._target_ref]
         self.version += 2  # even, like the shared-memory sequence lock
         self.step = step
         for slot in self.slots.values():

@@ -5,7 +5,8 @@ weight slots, and gradient slots for actors that compute gradients.
 Weights are never copied. The learner's optimizer writes each step out of place into a free weight
 slot (`next_weights`, `Optimizer.step(into=...)`), and publishing it only rewrites the header. An
 actor takes the newest slot (`acquire`) and rebinds its network's parameters to it
-(`FlatParameters.rebind`). A slot is never written while it is published or while an actor holds
+(`FlatParameters.rebind`). (A GPU learner steps on the device; its publish is one device-to-host
+copy into a free slot.) A slot is never written while it is published or while an actor holds
 it, so an actor acts from one complete set of weights for as long as it likes: there is room for
 every actor to hold one slot (two with a target network) and the learner still finds a free one.
 
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
+
+from nets import backend
 
 _ALIGN = 64  # sections and slots start at cache-line offsets
 _HEADER_WORDS = 8
@@ -111,8 +114,8 @@ class SharedState:
 
     def publish(self, weights: np.ndarray, step: int, target: np.ndarray | None = None) -> int:
         """Make `weights` (and the agent's `target` network) the newest. A vector in a slot (from
-        `next_weights`) is published where it lies; any other is copied into a free slot, and a
-        target only when it is a new vector. Returns the new (even) version."""
+        `next_weights`) is published where it lies; any other (a GPU learner's) is copied into a
+        free slot, and a target only when it is a new vector. Returns the new (even) version."""
         header = self.header
         slot = self._place(weights)
         target_slot = NONE
@@ -125,15 +128,17 @@ class SharedState:
         fence()  # before the next _free_slot reads the actors' claims
         return int(header[VERSION])
 
-    def _place(self, vector: np.ndarray, *taken: int) -> int:
+    def _place(self, vector, *taken: int) -> int:
         slot = self.slot_of(vector)
         if slot is None:
             slot = self._free_slot(*taken)
-            np.copyto(self.weights[slot], vector)
+            backend.copy_to_host(self.weights[slot], vector)  # a GPU vector: one device-to-host copy
         return slot
 
-    def slot_of(self, vector: np.ndarray) -> int | None:
-        """The weight slot `vector` is, or None."""
+    def slot_of(self, vector) -> int | None:
+        """The weight slot `vector` is, or None (also for a GPU vector)."""
+        if not isinstance(vector, np.ndarray):
+            return None
         address = vector.__array_interface__["data"][0] - self._weights.__array_interface__["data"][0]
         slot, rest = divmod(address, self.layout.stride * 4)
         if rest == 0 and 0 <= slot < self.layout.weight_slots and vector.shape == (self.layout.n_params,):

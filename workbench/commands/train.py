@@ -22,8 +22,8 @@ AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
 # Flags that set a TrainConfig field directly.
 RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "gradients_on",
-             "address", "logdir", "checkpoint_every", "keep_checkpoints", "histogram_every", "log_every",
-             "actor_timeout", "max_in_flight", "eval_every", "eval_episodes")
+             "device", "address", "logdir", "checkpoint_every", "keep_checkpoints", "histogram_every",
+             "log_every", "actor_timeout", "max_in_flight", "eval_every", "eval_episodes")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -92,6 +92,10 @@ def add_parser(subparsers):
                           "behind); actors: each actor computes its rollout's gradient and the "
                           "learner only sums, clips and steps (the A3C paper's way): for many "
                           "cores, where one learner cannot keep up (see README, Scaling out)")
+    run.add_argument("--device", choices=("cpu", "gpu"),
+                     help="where the learner's network and optimizer compute (default cpu); gpu "
+                          "needs CuPy and an NVIDIA GPU (pip install -e \".[gpu]\"). Actors act on "
+                          "the CPU either way; each publish is one device-to-host copy")
     run.add_argument("--address", metavar="auto|HOST:PORT",
                      help="with --backend ray: the Ray cluster to join (auto: the one `ray start` "
                           "runs on this machine); default: start Ray on this machine for the run")
