@@ -16,12 +16,14 @@ net with Breakout frames and on the CartPole MLP:
   the learner (L1, per step with one rollout or gradient per update) share the cores until the
   learner alone is saturated (1 / L8, its headroom with batches of eight). A projection from
   this machine's per-core costs: more cores bring other clocks and memory bandwidth;
-- whole system: env steps/s of an A3C CartPole run with 2 actor processes, and its time to
-  solve CartPole (last-100 mean >= 475; seeds: 1, --full: 3), measured.
+- whole system, measured: env steps/s of A3C runs with 2 actor processes on CartPole and on
+  Breakout (the Mnih net), and the time to solve CartPole (last-100 mean >= 475; seeds: 1,
+  --full: 3). These decide `--gradients-on`'s default (README, Scaling out).
 """
 from __future__ import annotations
 
 import importlib.util
+import math
 import pickle
 import statistics
 import sys
@@ -38,7 +40,8 @@ from harness import Measure  # noqa: E402
 PEER = "gradients on learner"
 CORES = (2, 4, 8, 16, 64)
 NETS = {"cartpole mlp": "CartPole-v1", "atari mnih net": "ALE/Breakout-v5"}
-SYSTEM_ROWS = ("cartpole steps/s, a3c 2 actors x 4 envs", "cartpole time to solve, a3c 2 actors")
+SYSTEM_ROWS = ("cartpole steps/s, a3c 2 actors x 4 envs", "breakout steps/s, a3c 2 actors x 4 envs",
+               "cartpole time to solve, a3c 2 actors")
 MODES = {"quick": dict(repeats=5, sample=2.0, seeds=0),
          "default": dict(repeats=20, sample=5.0, seeds=1),
          "full": dict(repeats=50, sample=8.0, seeds=3)}
@@ -155,40 +158,55 @@ def _rows(cost: Costs) -> list[tuple]:
     return rows
 
 
-def _system(mode: dict, logdir: str) -> list[Measure]:
-    """Whole-system A3C CartPole with 2 actor processes, in both modes by turns."""
+def _throughput(name: str, env_id: str, mode: dict, logdir: str, warmup: float) -> Measure:
+    """Env steps/s of A3C with 2 actor processes in both modes, by turns, two runs each."""
     from harness import training_steps_per_second
-    from rl import own_solve
     from workbench.rl import TrainConfig
 
+    if env_id.startswith("ALE/") and importlib.util.find_spec("ale_py") is None:
+        return Measure(name, "steps/s", None, None, PEER, "higher", note="ale-py not installed")
     rates: dict[str, list[float]] = {"actors": [], "learner": []}
     for _ in range(2):
         for where in rates:
-            config = TrainConfig(env="CartPole-v1", agent="a3c", actors=2, steps=10**9, gradients_on=where,
+            config = TrainConfig(env=env_id, agent="a3c", actors=2, steps=10**9, gradients_on=where,
                                  logdir=logdir, checkpoint_every=10**9, histogram_every=10**9)
-            rates[where].append(training_steps_per_second(config, mode["sample"], warmup=2.0))
-    throughput = Measure(SYSTEM_ROWS[0], "steps/s", statistics.mean(rates["actors"]),
-                         statistics.mean(rates["learner"]), PEER, "higher")
-    solve = Measure(SYSTEM_ROWS[1], "s", None, None, PEER)
+            rates[where].append(training_steps_per_second(config, mode["sample"], warmup=warmup))
+    return Measure(name, "steps/s", statistics.mean(rates["actors"]), statistics.mean(rates["learner"]),
+                   PEER, "higher")
+
+
+def _system(mode: dict, logdir: str) -> list[Measure]:
+    """Whole-system runs with 2 actor processes, in both modes by turns."""
+    from rl import own_solve
+
+    throughput = [_throughput(SYSTEM_ROWS[0], "CartPole-v1", mode, logdir, warmup=2.0),
+                  _throughput(SYSTEM_ROWS[1], "ALE/Breakout-v5", mode, logdir, warmup=10.0)]
+    solve = Measure(SYSTEM_ROWS[2], "s", None, None, PEER)
     if not mode["seeds"]:
         solve.note = "runs without --quick"
-        return [throughput, solve]
+        return [*throughput, solve]
     runs: dict[str, list[dict]] = {"actors": [], "learner": []}
     for seed in range(mode["seeds"]):
         for where in runs:
             runs[where].append(own_solve("a3c", seed, 120, logdir, 200_000, gradients_on=where))
-    solved = {where: [r["seconds"] for r in done if r["solved"]] for where, done in runs.items()}
-    solve.workbench, solve.peer = (statistics.median(solved[w]) if solved[w] else None for w in runs)
-    solve.note = f"{mode['seeds']} seed(s); " + "; ".join(f"{where}: " + ", ".join(f"{r['seconds']} s" + ("" if r["solved"] else " unsolved")
-                                                    for r in done) for where, done in runs.items())
-    return [throughput, solve]
+    solve.workbench, solve.peer = (_median_time_to_solve(runs[where]) for where in ("actors", "learner"))
+    solve.note = f"{mode['seeds']} seed(s), median; " + "; ".join(
+        f"{where}: " + ", ".join(f"{r['seconds']} s" + ("" if r["solved"] else " unsolved") for r in done)
+        for where, done in runs.items())
+    return [*throughput, solve]
 
+
+def _median_time_to_solve(runs: list[dict]) -> float | None:
+    """The median over every seed, an unsolved one counting as never (None when most are)."""
+    median = statistics.median([r["seconds"] if r["solved"] else math.inf for r in runs])
+    return None if math.isinf(median) else median
 
 
 def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
-    """For `python -m benchmarks scaling`, on one thread as each actor has, and the learner on a
-    busy machine. `smoke` (for tests) measures the first row only; --quick leaves out the time
-    to solve."""
+    """For `python -m benchmarks scaling`, on one thread (Numba and BLAS) as each actor has, and
+    as `workbench train` gives the learner on 2 cores (a learner whose BLAS threads compete with
+    its actors for the cores learns 5x slower on Breakout here). `smoke` (for tests) measures the
+    first row only; --quick leaves out the time to solve."""
     import numba
     from threadpoolctl import threadpool_limits
 
@@ -207,11 +225,12 @@ def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Me
                 else:
                     measure.workbench, measure.peer = figure(True), figure(False)
                 measures.append(measure)
-        if smoke:
-            measures += [Measure(SYSTEM_ROWS[0], "steps/s", None, None, PEER, "higher", note="not run with --smoke"),
-                         Measure(SYSTEM_ROWS[1], "s", None, None, PEER, note="not run with --smoke")]
-        else:
-            measures += _system(mode, tempfile.mkdtemp(prefix="scaling-benchmark-"))
+            if smoke:
+                measures += [Measure(name, "s" if "time" in name else "steps/s", None, None, PEER,
+                                     "lower" if "time" in name else "higher", note="not run with --smoke")
+                             for name in SYSTEM_ROWS]
+            else:
+                measures += _system(mode, tempfile.mkdtemp(prefix="scaling-benchmark-"))
     finally:
         numba.set_num_threads(threads)
     return measures

@@ -94,3 +94,13 @@ def test_unknown_suite_lists_the_suites(capsys):
     with pytest.raises(SystemExit):
         main(["engin"])
     assert "engine, sharing, rl, scaling, recipes" in capsys.readouterr().err
+
+
+def test_an_unsolved_seed_counts_as_never_in_the_median_time_to_solve():
+    import scaling
+
+    def runs(*seconds):  # negative: unsolved after that long
+        return [{"seconds": abs(s), "solved": s > 0} for s in seconds]
+
+    assert scaling._median_time_to_solve(runs(11.3, 8.3, -24.4)) == 11.3  # not 9.8, of the solved two
+    assert scaling._median_time_to_solve(runs(7.0, -8.3, -24.4)) is None
