@@ -114,7 +114,7 @@ def test_config_file_is_read_and_flags_override_it(tmp_path):
     saved = json.loads((tmp_path / "over" / "config.json").read_text())
     assert saved["agent"] == "nstep-q" and saved["seed"] == 3 and saved["steps"] == 400
     assert saved["agent_config"]["lr"] == 0.002
-    assert saved["agent_config"]["target_update_interval"] == 100  # defaults are written out
+    assert saved["agent_config"]["target_update_interval"] == 40  # defaults are written out
     assert (tmp_path / "over" / "summary.txt").read_text().count("finished at step") == 1
 
 
