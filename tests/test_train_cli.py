@@ -1,5 +1,6 @@
 """`workbench train` end to end, in subprocesses: flags and errors, an actor killed mid-run,
 SIGTERM then --resume, and what lands in the run folder."""
+import argparse
 import json
 import os
 import queue
@@ -86,6 +87,29 @@ def test_help_explains_every_flag():
                  "--max-in-flight"):
         assert re.search(rf"^\s+{flag}\b.*\S", out, re.M), flag
     assert "a3c,nstep-q,onestep-q,reinforce" in out
+
+
+def test_help_states_the_agents_current_defaults():
+    from agents import make_config
+    from agents.pixels import atari_defaults
+    from workbench.commands import train
+
+    parser = train.add_parser(argparse.ArgumentParser().add_subparsers())
+    helps = {action.dest: action.help for action in parser._actions}
+    plain = {name: make_config(name) for name in train.AGENT_NAMES}
+    atari = {name: make_config(name, atari_defaults(name)) for name in train.AGENT_NAMES}
+    assert plain["a3c"].lr == plain["a3c-lstm"].lr and plain["nstep-q"].lr == plain["onestep-q"].lr
+    assert all(atari[name].lr == atari["a3c"].lr for name in train.AGENT_NAMES if name != "reinforce")
+    for text in (f"a3c and a3c-lstm {plain['a3c'].lr:g}", f"onestep-q {plain['nstep-q'].lr:g}",
+                 f"reinforce {plain['reinforce'].lr:g};", f"Atari {atari['a3c'].lr:g}",
+                 f"reinforce {atari['reinforce'].lr:g})"):
+        assert text in helps["lr"], text
+    assert f"default {plain['nstep-q'].target_update_interval}, on Atari " \
+           f"{atari['nstep-q'].target_update_interval})" in helps["target_update"]
+    sizes = {name: ",".join(map(str, config.hidden)) for name, config in plain.items()}
+    assert sizes["nstep-q"] == sizes["onestep-q"]
+    assert all(sizes[name] == sizes["a3c"] for name in ("a3c-lstm", "reinforce"))
+    assert f"default {sizes['a3c']}; nstep-q and onestep-q {sizes['nstep-q']})" in helps["hidden"]
 
 
 @pytest.mark.parametrize("args,message", [
