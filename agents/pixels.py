@@ -69,7 +69,7 @@ for _name in LAYERS:
 _RMSPROP = {"lr": 7e-4, "rmsprop_eps": 1e-5}
 _Q_SCHEDULES = {"target_update_interval": 250, "epsilon_anneal_steps": 1_000_000, "final_epsilon": None}
 ATARI_DEFAULTS = {
-    "a3c": _RMSPROP,
+    "a3c": {**_RMSPROP, "entropy_beta": 0.01},  # the paper's; classic control has none
     "nstep-q": {**_RMSPROP, **_Q_SCHEDULES},
     "onestep-q": {**_RMSPROP, **_Q_SCHEDULES},
     "reinforce": {"lr": 1e-4},

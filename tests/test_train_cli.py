@@ -106,6 +106,9 @@ def test_help_states_the_agents_current_defaults():
         assert text in helps["lr"], text
     assert f"default {plain['nstep-q'].target_update_interval}, on Atari " \
            f"{atari['nstep-q'].target_update_interval})" in helps["target_update"]
+    assert {plain[name].entropy_beta for name in ("a3c", "a3c-lstm", "reinforce")} == {0}
+    assert atari["a3c"].entropy_beta == atari["a3c-lstm"].entropy_beta
+    assert f"default 0, a3c and a3c-lstm on Atari {atari['a3c'].entropy_beta:g})" in helps["entropy_beta"]
     sizes = {name: ",".join(map(str, config.hidden)) for name, config in plain.items()}
     assert sizes["nstep-q"] == sizes["onestep-q"]
     assert all(sizes[name] == sizes["a3c"] for name in ("a3c-lstm", "reinforce"))

@@ -88,7 +88,9 @@ def add_parser(subparsers):
                             "to 0 over the run for all but reinforce")
     hyper.add_argument("--gamma", type=float, help="discount factor")
     hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
-    hyper.add_argument("--entropy-beta", type=float, metavar="BETA", help="entropy bonus (a3c, reinforce)")
+    hyper.add_argument("--entropy-beta", type=float, metavar="BETA",
+                       help="entropy bonus (a3c, a3c-lstm, reinforce; default 0, a3c and a3c-lstm "
+                            "on Atari 0.01)")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
                        help="updates between target-network refreshes (nstep-q, onestep-q; "
                             "default 40, on Atari 250)")
