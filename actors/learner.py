@@ -15,10 +15,14 @@ from typing import Callable
 import numpy as np
 
 from agents import Agent, join
-from logs import EventWriter, Window, progress_line
+from logs import EventWriter, Window, format_duration, progress_line
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
+NONFINITE_IN_A_ROW = 3  # updates with a NaN/Inf loss or gradient (each skipped) before the run stops
+SQUARED_LOSSES = ("value_loss", "q_loss")  # never negative, so their growth measures divergence
+EXPLODED = 1e4  # a squared loss this many times its first value means the run diverges (CartPole's
+                # grow up to ~600 times as the returns grow)
 
 
 @dataclass
@@ -49,6 +53,11 @@ class ActorFailure(RuntimeError):
     """An actor slot keeps dying before it sends anything (a broken env or config)."""
 
 
+class Diverged(RuntimeError):
+    """The weights became NaN/Inf, or the loss or gradient did in several updates in a row.
+    Raised before those weights are published or checkpointed."""
+
+
 class Learner:
     """Drives one run. `checkpoint(progress, periodic)` is called every `checkpoint_every` steps
     (periodic=True) and at the end (False); `events` receives TensorBoard scalars and
@@ -66,8 +75,13 @@ class Learner:
         self.log_every, self.scalar_every, self.supervise_every = log_every, scalar_every, supervise_every
         self.max_startup_failures = max_startup_failures
         self.window = Window()
+        self.finished_episodes: list[tuple[int, float, int]] = []  # (step, return, length) to log
         self.startup_failures = [0] * transport.n_actors  # deaths in a row before a first rollout
         self.restarts = 0
+        self.nonfinite = 0  # updates in a row with a NaN/Inf statistic
+        self.loss_start: dict[str, float] = {}  # each squared loss in the first update (>= 1)
+        self.exploded: set[str] = set()  # squared losses already warned about
+        self.warnings: list[str] = []
 
     def run(self, should_stop: Callable[[Progress], bool] = lambda progress: False) -> str:
         """Train until `total_steps` or until `should_stop(progress)`; returns "finished" or
@@ -82,7 +96,7 @@ class Learner:
         version = transport.publish(weights, p.step)
         now = time.monotonic()
         self._last_scalars = p.step, now
-        self._session = p.step, now  # ETAs use this session's average rate
+        self._session = None  # (step, time) of this session's first update: ETAs leave start-up out
         next_log, next_scalars, next_supervise = now + self.log_every, now + self.scalar_every, now
         next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
         last_log_step, last_log_time = p.step, now
@@ -98,7 +112,9 @@ class Learner:
                     stats = agent.update(batch, p.step / self.total_steps)
                     p.step += batch.steps
                     p.updates += 1
+                    self._check_finite(stats, weights)
                     version = transport.publish(weights, p.step)
+                    self._session = self._session or (p.step, time.monotonic())
                     self._record(rollouts, stats, version)
                     if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
                         self.events.histograms(agent.network, p.step)
@@ -117,16 +133,22 @@ class Learner:
                     self._checkpoint(periodic=True)
                     next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
         finally:
+            end = time.monotonic()  # stopping the actors is not training time
             transport.stop()
-        now = time.monotonic()
-        p.elapsed = base_elapsed + now - begin
-        self._progress_line(p.step - last_log_step, now - last_log_time)
-        self._write_scalars(now)
+        p.elapsed = base_elapsed + end - begin
+        self._progress_line(p.step - last_log_step, end - last_log_time)
+        self._write_scalars(end)
         self._checkpoint(periodic=False)
         return outcome
 
     def _progress_line(self, steps: int, seconds: float) -> None:
-        p, (first_step, start) = self.progress, self._session
+        p = self.progress
+        if self._session is None:
+            self.console(f"step {p.step:,}/{self.total_steps:,} | waiting for the actors' first rollouts "
+                         f"({format_duration(p.elapsed)}): they start and compile kernels, which "
+                         f"takes up to a minute on a new install")
+            return
+        first_step, start = self._session
         fps = steps / seconds if seconds > 0 else 0.0
         rate = (p.step - first_step) / max(time.monotonic() - start, 1e-9)
         eta = max(0, self.total_steps - p.step) / rate if rate > 0 else math.inf
@@ -140,6 +162,9 @@ class Learner:
     def _record(self, rollouts, stats: dict, version: int) -> None:
         p, window = self.progress, self.window
         charts = {k: v for k, v in stats.items() if k in CHART_STATS}
+        for name in SQUARED_LOSSES:
+            if math.isfinite(stats.get(name, math.nan)):
+                self.loss_start.setdefault(name, max(stats[name], 1.0))
         window.add_all("losses", {k: v for k, v in stats.items() if k not in CHART_STATS})
         window.add_all("charts", charts)
         for r in rollouts:
@@ -147,27 +172,58 @@ class Learner:
             window.add("charts/policy_lag", (version - 2 - r.version) / 2)  # publishes behind
             window.add_all("charts", r.scalars)
             for ret, length in zip(r.episode_returns, r.episode_lengths):
-                window.add("charts/episodic_return", ret)
-                window.add("charts/episodic_length", length)
+                self.finished_episodes.append((p.step, ret, length))
                 p.recent_returns.append(ret)
             p.episodes += len(r.episode_returns)
         window.add("charts/batch_steps", sum(r.steps for r in rollouts))
 
+    def _check_finite(self, stats: dict, weights: np.ndarray) -> None:
+        """Stop on NaN/Inf weights at once (they cannot be taken back); a NaN/Inf loss or gradient
+        norm means the agent skipped that step (Agent._apply_gradients), so stop only after
+        NONFINITE_IN_A_ROW of them."""
+        p = self.progress
+        where = f"training diverged at step {p.step:,} (update {p.updates:,})"
+        lr = stats.get("learning_rate")
+        advice = "lower --lr" + ("" if lr is None else f" (it was {lr:g})")
+        if not np.isfinite(weights).all():
+            raise Diverged(f"{where}: the update made the weights NaN/Inf; {advice}")
+        bad = [f"{name} {value}" for name, value in stats.items() if not math.isfinite(value)]
+        self.nonfinite = self.nonfinite + 1 if bad else 0
+        if self.nonfinite >= NONFINITE_IN_A_ROW:
+            raise Diverged(f"{where}: {', '.join(bad)} in {self.nonfinite} updates in a row "
+                           f"(each skipped); {advice}")
+
+    def _watch_losses(self, means: dict[str, float]) -> None:
+        """Warn once per loss that has grown by orders of magnitude: divergence without a NaN."""
+        for name, start in self.loss_start.items():
+            value = means.get(f"losses/{name}", math.nan)
+            if value > EXPLODED * start and name not in self.exploded:
+                self.exploded.add(name)
+                self.warnings.append(f"losses/{name} is {value:.3g} at step {self.progress.step:,}, "
+                                     f"{value / start:.0e} times its {start:.3g} in the first update: "
+                                     f"the run is diverging; lower --lr")
+                self.console("warning: " + self.warnings[-1])
+
     def _write_scalars(self, now: float) -> None:
         means = self.window.drain()
+        self._watch_losses(means)
         step, (last_step, last_time) = self.progress.step, self._last_scalars
         if now > last_time:
             means["charts/fps"] = (step - last_step) / (now - last_time)
         self._last_scalars = step, now
         if self.events:
             self.events.scalars(means, step)
+            for episode_step, ret, length in self.finished_episodes:  # one point per episode, as
+                self.events.scalars({"charts/episodic_return": ret,   # CleanRL and SB3 log them
+                                     "charts/episodic_length": length}, episode_step)
+        self.finished_episodes.clear()
 
     def _supervise(self) -> None:
         for slot, reason in self.transport.dead_actors().items():
             self.startup_failures[slot] += 1
             if self.startup_failures[slot] > self.max_startup_failures:
-                raise ActorFailure(f"actor {slot} {reason} {self.startup_failures[slot]} times in a row "
-                                   f"before sending a rollout; see its error above")
+                raise ActorFailure(f"actor {slot} {reason}, {self.startup_failures[slot]} times in a "
+                                   f"row before sending a rollout")
             where = self.transport.restart(slot)
             self.restarts += 1
             self.console(f"actor {slot} {reason}; replaced it ({where})")

@@ -1,11 +1,15 @@
-"""Actors as local processes (the `multiprocess` package), weights in manager-owned shared memory.
+"""Actors as local processes (the `multiprocess` package), weights in anonymous shared memory.
 
 - Processes come from a fork server that has already imported NumPy, Gymnasium and the engine
   with BLAS/OpenMP/Numba limited to one thread, so an actor starts in milliseconds and N actors
   plus the learner do not oversubscribe the cores.
-- A SharedMemoryManager creates the one shared segment (weights, version, step, heartbeats) and
-  unlinks it at shutdown, even if actors were killed. It listens on 127.0.0.1 only and accepts
-  only clients that know this run's random authkey.
+- The one shared block (weights, version, step, heartbeats) is a RawArray: memory in a file that
+  is unlinked as soon as it is made, handed to each actor as a file descriptor when it starts.
+  It has no name, so nothing can leak: the kernel frees it when the last process mapping it
+  exits, whether the run stops cleanly, crashes, or its whole process group is SIGKILLed.
+- Nothing outlives the learner: every child (`child_process`) watches a lifeline pipe whose write
+  end only the learner holds, and exits when it reads end-of-file, however the learner died.
+  Once the children are gone the fork server and the resource tracker exit by themselves.
 - Each actor has its own pipe: rollouts go up as pickled bytes, credits come back. No lock is
   shared between actors, so one killed mid-send (even by SIGKILL) breaks only its own pipe.
 - A rollout's credit goes back when the weights learned from it are published (as the Ray
@@ -14,15 +18,16 @@
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import pickle
-import secrets
 import signal
+import threading
 import time
 from dataclasses import dataclass
 
 import multiprocess as mp
-from multiprocess import connection, resource_tracker
-from multiprocess.managers import SharedMemoryManager
+from multiprocess import connection
 
 from agents import Rollout
 from nets import threads
@@ -38,6 +43,32 @@ def _context():
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
+
+
+_lifeline = None  # (read end, write end), made once per learner process
+
+
+def child_process(ctx, target, args: tuple, name: str):
+    """A daemon process that runs `target(*args)` and ends as soon as this process has exited,
+    also when it was SIGKILLed and could not stop it: a thread in the child waits on a pipe whose
+    write end only this process holds, and end-of-file means its holder is gone."""
+    global _lifeline
+    if _lifeline is None:
+        _lifeline = ctx.Pipe(duplex=False)
+    return ctx.Process(target=_end_with_parent, name=name, daemon=True,
+                       args=(_lifeline[0], target, args))
+
+
+def _end_with_parent(lifeline, target, args: tuple) -> None:
+    def watch():
+        try:
+            lifeline.recv_bytes()  # nothing is ever sent: this returns at end-of-file
+        except (EOFError, OSError):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+    target(*args)
 
 
 def describe_exit(code: int) -> str:
@@ -57,6 +88,7 @@ class _Actor:
     started: float
     closed: bool = False  # its pipe reached end-of-file
     owed: int = 0  # credits for rollouts taken, sent with the next publish
+    error: str = ""  # the one line it sent before exiting with an error
 
 
 class LocalProcesses(Transport):
@@ -68,20 +100,9 @@ class LocalProcesses(Transport):
         self.max_in_flight, self.actor_timeout = max_in_flight, actor_timeout
         self.actors: dict[int, _Actor] = {}
         self._ctx = _context()
-        self.authkey = secrets.token_bytes(32)
-        self.manager = SharedMemoryManager(address=("127.0.0.1", 0), authkey=self.authkey,
-                                           ctx=self._ctx)
-        with threads.for_children(1):  # each actor gets one core's worth of BLAS and Numba
-            self.manager.start()  # the first process this run starts: it brings up the fork server
-        self.segment = self.manager.SharedMemory(SharedState.size(n_params, n_actors))
-        # the manager unlinks it; this process's resource tracker must not (see shared.attach)
-        resource_tracker.unregister(self.segment._name, "shared_memory")  # noqa: SLF001
-        self.state = SharedState(self.segment.buf, n_params, n_actors)
+        self.block = self._ctx.RawArray(ctypes.c_uint8, SharedState.size(n_params, n_actors))
+        self.state = SharedState(self.block, n_params, n_actors)
         self._stopped = False
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.manager.address
 
     # -- Transport ---------------------------------------------------------------------------
     def start(self):
@@ -91,11 +112,10 @@ class LocalProcesses(Transport):
 
     def _spawn(self, slot: int, generation: int) -> None:
         learner_end, actor_end = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=run_actor, name=f"actor-{slot}", daemon=True,
-            args=(self.spec, slot, generation, self.segment.name, self.n_actors, actor_end,
-                  self.max_in_flight))
-        process.start()
+        process = child_process(self._ctx, run_actor, name=f"actor-{slot}", args=(
+            self.spec, slot, generation, self.block, self.n_actors, actor_end, self.max_in_flight))
+        with threads.for_children(1):  # the first start brings up the fork server, whose
+            process.start()            # children get one core's worth of BLAS and Numba each
         actor_end.close()  # the child holds its own copy; ours would hide end-of-file
         self.state.heartbeats[slot] = time.monotonic()
         self.actors[slot] = _Actor(process, learner_end, generation, time.monotonic())
@@ -118,7 +138,11 @@ class LocalProcesses(Transport):
             actor = self.actors[live[conn]]
             try:
                 while conn.poll(0):  # take everything this actor has sent
-                    rollouts.append(pickle.loads(conn.recv_bytes()))
+                    item = pickle.loads(conn.recv_bytes())
+                    if isinstance(item, str):  # its last words (run_actor)
+                        actor.error = item
+                        continue
+                    rollouts.append(item)
                     actor.owed += 1
             except (EOFError, OSError):  # it died, possibly mid-message; the supervisor replaces it
                 actor.closed = True
@@ -132,7 +156,7 @@ class LocalProcesses(Transport):
                 actor.process.join(timeout=1.0)  # it closed its pipe: it is on its way out
                 code = actor.process.exitcode
             if code is not None:
-                dead[slot] = describe_exit(code)
+                dead[slot] = describe_exit(code) + (f" ({actor.error})" if actor.error else "")
             elif now - self.state.heartbeats[slot] > self.actor_timeout:
                 actor.process.kill()
                 dead[slot] = f"sent nothing for {now - self.state.heartbeats[slot]:.0f} s and was killed"
@@ -161,6 +185,3 @@ class LocalProcesses(Transport):
                 actor.process.kill()
                 actor.process.join(timeout=1.0)
             actor.conn.close()
-        del self.state  # views into the segment must go before it closes
-        self.segment.close()
-        self.manager.shutdown()  # unlinks the segment

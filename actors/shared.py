@@ -12,9 +12,7 @@ import time
 
 import numpy as np
 
-from multiprocess import resource_tracker, shared_memory
-
-_ALIGN = 64  # sections start on cache lines
+_ALIGN = 64  # sections start at cache-line offsets
 _HEADER_WORDS = 8
 VERSION, STEP, STOP = 0, 1, 2  # header slots
 
@@ -84,11 +82,3 @@ class SharedState:
     def beat(self, slot: int) -> None:
         self.heartbeats[slot] = time.monotonic()
 
-
-def attach(name: str) -> shared_memory.SharedMemory:
-    """Open a segment someone else owns. Python < 3.13 registers every opened segment with this
-    process's resource tracker, which would unlink it when this process exits; the manager that
-    created it owns its lifetime, so drop that registration."""
-    segment = shared_memory.SharedMemory(name=name)
-    resource_tracker.unregister(segment._name, "shared_memory")  # noqa: SLF001 - see docstring
-    return segment

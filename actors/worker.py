@@ -15,7 +15,7 @@ from agents import make_agent
 from envs import make_env
 
 from .collector import Collector
-from .shared import SharedState, attach
+from .shared import SharedState
 from .transport import ActorSpec, actor_seeds
 
 CREDIT = b"+"
@@ -31,15 +31,17 @@ def build_collector(spec: ActorSpec, slot: int, generation: int):
     return agent, Collector(envs, agent.policy(slot, rng), actor=slot)
 
 
-def run_actor(spec: ActorSpec, slot: int, generation: int, segment_name: str, n_slots: int,
-              conn, max_in_flight: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the learner decides
-    segment = attach(segment_name)
-    agent, collector = build_collector(spec, slot, generation)
-    weights = agent.network.flat().data
-    shared = SharedState(segment.buf, len(weights), n_slots)
-    version, in_flight = -1, 0
+def run_actor(spec: ActorSpec, slot: int, generation: int, block, n_slots: int, conn,
+              max_in_flight: int) -> None:
+    """`block`: the shared memory holding a SharedState. An error ends the actor with exit code 1
+    after sending its one-line description up the pipe (a str instead of a Rollout)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):  # sent to the whole group by Ctrl-C, timeout,
+        signal.signal(signum, signal.SIG_IGN)        # systemd...: the learner stops us cleanly
     try:
+        agent, collector = build_collector(spec, slot, generation)
+        weights = agent.network.flat().data
+        shared = SharedState(block, len(weights), n_slots)
+        version, in_flight = -1, 0
         while not shared.stopping:
             while conn.poll(0):  # credits for rollouts the learner has learned from
                 conn.recv_bytes()
@@ -59,7 +61,11 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, segment_name: str, n_
             in_flight += 1
     except (BrokenPipeError, ConnectionResetError, EOFError):
         pass  # the learner is gone or closed our pipe: nothing left to do
+    except Exception as error:  # noqa: BLE001 - whatever it is, the learner reports it
+        try:
+            conn.send_bytes(pickle.dumps(f"{type(error).__name__}: {error}".splitlines()[0]))
+        except OSError:
+            pass
+        raise SystemExit(1) from None
     finally:
-        del shared  # its views into the segment must go before the segment closes
-        segment.close()
         conn.close()

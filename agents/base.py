@@ -8,6 +8,8 @@ computes targets and the loss from a Batch of rollouts and steps its optimizer.
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from typing import ClassVar
 
 import gymnasium as gym
@@ -15,6 +17,8 @@ import numpy as np
 
 import nets
 from nets import optim
+
+from . import networks
 
 
 class Policy:
@@ -82,24 +86,76 @@ class Agent:
 
     # -- shared learner pieces -----------------------------------------------------------
     def _apply_gradients(self, loss, progress: float) -> float:
-        """Backward, clip, anneal the learning rate, step; returns the gradient norm."""
+        """Backward, clip, anneal the learning rate, step; returns the gradient norm (the step is
+        skipped when it is not finite)."""
         self.optimizer.zero_grad()
         loss.backward()
         norm = optim.clip_grad_norm(self.optimizer, self.config.max_grad_norm)
+        if not math.isfinite(norm):  # a NaN/Inf gradient is not applied; the learner counts these
+            return norm
         anneal = max(0.0, 1.0 - progress) if self.config.lr_anneal else 1.0
         self.optimizer.lr = self.config.lr * anneal
         self.optimizer.step()
         return norm
 
 
-def config_from_dict(config_class, values: dict):
-    """A config dataclass from a dict, rejecting unknown keys with a one-line error."""
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - set(fields))
+# The ranges of the hyperparameters, by field name: (test, what it needs). NaN fails them all.
+LIMITS = {
+    "lr": (lambda v: v >= 0, ">= 0"),
+    "gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "entropy_beta": (lambda v: v >= 0, ">= 0"),
+    "value_coef": (lambda v: v >= 0, ">= 0"),
+    "rmsprop_alpha": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "rmsprop_eps": (lambda v: v > 0, "> 0"),
+    "max_grad_norm": (lambda v: v > 0, "> 0"),
+    "huber_delta": (lambda v: v is None or v > 0, "> 0"),
+    "t_max": (lambda v: v >= 1, ">= 1"),
+    "n_step": (lambda v: v is None or v >= 1, ">= 1"),
+    "target_update_interval": (lambda v: v >= 1, ">= 1"),
+    "epsilon_anneal_steps": (lambda v: v >= 0, ">= 0"),
+    "lstm_size": (lambda v: v >= 1, ">= 1"),
+    "hidden": (lambda v: all(n >= 1 for n in v), "layer sizes >= 1"),
+    "trunk": (lambda v: v == "auto" or v in networks.TRUNKS, "auto or a trunk name (mlp, small, nature)"),
+}
+_EXPECTED = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
+             dict: "a JSON object"}
+
+
+def config_from_dict(config_class, values: dict, limits: dict = LIMITS):
+    """A config dataclass from a dict of JSON values (a list stands for a tuple). Unknown keys,
+    a value of the wrong type for its field, or out of its range in `limits`, are one-line
+    ValueErrors naming the key, the value and what would be right."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"unknown {config_class.__name__} settings {unknown}; known: {sorted(fields)}")
-    converted = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    hints = typing.get_type_hints(config_class)
+    converted = {key: _typed(key, value, hints[key]) for key, value in values.items()}
+    for key, value in converted.items():
+        if key in limits and not limits[key][0](value):
+            raise ValueError(f"{key} must be {limits[key][1]}, got {value!r}")
     return config_class(**converted)
+
+
+def _typed(key: str, value, hint):
+    """`value` as the type `hint` names (int, float, bool, str, dict, tuple[int, ...], X | None)."""
+    optional = type(None) in typing.get_args(hint)
+    if optional:
+        if value is None:
+            return None
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float and number:
+        return float(value)
+    if hint is int and number and float(value).is_integer():
+        return int(value)
+    if hint in (bool, str, dict) and isinstance(value, hint):
+        return value
+    if typing.get_origin(hint) is tuple and isinstance(value, (list, tuple)) \
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    expected = "a list of integers like [64, 64]" if typing.get_origin(hint) is tuple else _EXPECTED[hint]
+    raise ValueError(f"{key} must be {expected}{' or null' if optional else ''}, got {value!r}")
 
 
 def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -230,18 +230,21 @@ def random_steps(env, seconds: float, seed: int, chunk: int) -> int:
 
 
 def training_steps_per_second(config, seconds: float, warmup: float) -> float:
-    """Env steps/s of `workbench.rl.train(config)`, sampled over `seconds` after `warmup` seconds
-    so that start-up (process launch, JIT) is left out."""
+    """Env steps/s of `workbench.rl.train(config)`, sampled over at least `seconds` from the first
+    update after `warmup` seconds, so that start-up (process launch, JIT compiles, which a cold
+    cache or a loaded machine stretches) is left out; the sample ends on a step, never empty."""
     from workbench.rl import train
 
     marks = {}
 
     def stop(progress):
         now = time.monotonic()
-        if "first" not in marks and progress.elapsed >= warmup:
-            marks["first"] = (now, progress.step)
+        if "first" not in marks:
+            if progress.elapsed >= warmup and progress.updates > 0:
+                marks["first"] = (now, progress.step)
+            return False
         marks["last"] = (now, progress.step)
-        return progress.elapsed >= warmup + seconds
+        return now - marks["first"][0] >= seconds and progress.step > marks["first"][1]
 
     train(config, should_stop=stop, console=lambda line: None)
     (t0, s0), (t1, s1) = marks["first"], marks["last"]

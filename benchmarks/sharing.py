@@ -2,9 +2,9 @@
 
     python benchmarks/sharing.py [--quick]
 
-- workbench: the run's shared segment as `workbench train` makes it (a SharedMemoryManager's
-  SharedMemory wrapped in actors.shared.SharedState): publish copies the vector in, a pull that
-  finds a new version copies it out;
+- workbench: the run's shared block as `workbench train` makes it (a `multiprocess` RawArray
+  wrapped in actors.shared.SharedState): publish copies the vector in, a pull that finds a new
+  version copies it out;
 - peer: a `multiprocess` Manager's dict holding the weights as a dict of per-layer arrays (the
   book's way): publish stores it under one key, a pull reads it back, each one pickled round trip
   through the manager process.
@@ -33,27 +33,23 @@ def _layers(n_params: int) -> dict[str, np.ndarray]:
     return {f"layer{i}": part for i, part in enumerate(np.array_split(flat, 4))}
 
 
-def shared_memory_side(manager, n_params: int, cleanup: contextlib.ExitStack):
+def shared_memory_side(n_params: int):
     def setup():
-        from multiprocess import resource_tracker
+        import ctypes
+
+        import multiprocess as mp
 
         from actors.shared import SharedState
 
-        segment = manager.SharedMemory(SharedState.size(n_params, 2))
-        resource_tracker.unregister(segment._name, "shared_memory")  # noqa: SLF001 - the manager unlinks it
-        views = [SharedState(segment.buf, n_params, 2)]
-
-        def close():
-            views.clear()  # the views into the segment must go before it closes
-            segment.close()
-        cleanup.callback(close)
+        block = mp.get_context("forkserver").RawArray(ctypes.c_uint8, SharedState.size(n_params, 2))
+        shared = SharedState(block, n_params, 2)
         weights = np.concatenate(list(_layers(n_params).values()))
         local = np.empty_like(weights)
         known = [0]
 
         def step():
-            views[0].publish(weights, 0)
-            known[0] = views[0].pull(local, known[0])
+            shared.publish(weights, 0)
+            known[0] = shared.pull(local, known[0])
         return step
     return setup
 
@@ -72,13 +68,11 @@ def manager_dict_side(manager, n_params: int):
 
 @contextlib.contextmanager
 def _cases(repeats: int):
-    """The cases (the peer sits in the Case's torch slot), with their managers running."""
+    """The cases (the peer sits in the Case's torch slot), with the peer's manager running."""
     import multiprocess as mp
-    from multiprocess.managers import SharedMemoryManager
 
-    with SharedMemoryManager() as shm_manager, mp.Manager() as dict_manager, \
-            contextlib.ExitStack() as cleanup:
-        yield [Case(f"publish + pull {label} params", shared_memory_side(shm_manager, n, cleanup),
+    with mp.Manager() as dict_manager:
+        yield [Case(f"publish + pull {label} params", shared_memory_side(n),
                     manager_dict_side(dict_manager, n), repeats=repeats) for label, n in SIZES.items()]
 
 

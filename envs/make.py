@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 
 import gymnasium as gym
 
@@ -25,10 +26,13 @@ def _registered(env_id: str) -> bool:
     if package is None:
         return False
     try:
-        gym.register_envs(importlib.import_module(package))
+        module = importlib.import_module(package)
     except ImportError:
         raise UnknownEnvError(f"environment {env_id!r} needs the {package!r} package: "
                               f"pip install -e \".[atari]\"") from None
+    gym.register_envs(module)
+    if package == "ale_py":  # its banner would print once per process: learner, each actor
+        module.ALEInterface.setLoggerMode(module.LoggerMode.Error)
     return env_id in gym.registry
 
 
@@ -55,6 +59,8 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
     wrappers (life loss as terminal, clipped rewards), for evaluation and play.
     """
     check_env_id(env_id)
+    if options.get("render_mode") == "rgb_array":  # pygame draws offscreen: no display wanted
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     options.setdefault("disable_env_checker", True)  # the checker only re-validates known envs
     if ale_id(env_id):
         env = make_atari(env_id, training=training, **options)

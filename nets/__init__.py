@@ -11,8 +11,8 @@ from .layers import (NTM, ConvTranspose2D, DenseBlock, DenseNet, DenseTransition
 from . import sampling
 from .module import FlatParameters, Module, Parameter, Sequential
 from .rng import seed
-from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_grad_enabled, no_grad,
-                     set_check_mode)
+from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_check_mode, is_grad_enabled,
+                     no_grad, set_check_mode)
 
 F = functional
 
@@ -22,7 +22,7 @@ __all__ = [
     "Dense", "Linear", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
     "Embedding", "Flatten", "GlobalAvgPool", "MaxPool2D",
     "FlatParameters", "Module", "Parameter", "Sequential", "seed", "Function", "NonFiniteError",
-    "Tensor", "check_mode", "is_grad_enabled", "no_grad", "set_check_mode",
+    "Tensor", "check_mode", "is_check_mode", "is_grad_enabled", "no_grad", "set_check_mode",
 ]
 __all__ += ["GRU", "LSTM", "RHN", "RNN", "Bidirectional", "DeepTransitionRNN", "GRUCell", "Highway",
             "LSTMCell", "RNNCell", "detach_state", "AdditiveAttention", "DotAttention", "Seq2Seq",

@@ -8,8 +8,9 @@ Layout of the archive (plain `np.savez`, readable with `np.load(path, allow_pick
 
 Writes are atomic: a temporary file in the same directory is written, fsynced and renamed over
 the target, so a crash leaves the previous checkpoint intact (a killed process may leave a
-`.NAME.*.tmp` file beside it, never a damaged checkpoint). Loading never unpickles, and
-every problem is a `CheckpointError` with a one-line message that names it.
+`.NAME.*.tmp` file beside it, never a damaged checkpoint; a resumed run folder removes
+it). Non-finite weights are never written. Loading never unpickles, and every problem is a
+`CheckpointError` with a one-line message that names it.
 """
 from __future__ import annotations
 
@@ -47,6 +48,10 @@ def save(path, model, optimizer=None, meta: dict | None = None) -> None:
         optimizer_state = optimizer.state_dict()
         arrays.update({OPTIMIZER + key: value for key, value in optimizer_state.items()})
         header["optimizer"] = {"type": type(optimizer).__name__, "keys": sorted(optimizer_state)}
+    for key, value in arrays.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise CheckpointError(f"refusing to write {path}: {key} holds NaN or Inf (the training "
+                                  f"diverged); the file already there is kept")
     try:
         text = json.dumps(header)
     except (TypeError, ValueError) as error:
@@ -92,6 +97,10 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
             # reading every member to its end makes zipfile verify each CRC
             arrays = {key: archive[key] for key in archive.files}
     except Exception as error:  # noqa: BLE001 - zip, zlib and npy-header errors alike
+        if "allow_pickle" in str(error):  # NumPy's refusal to unpickle an object array
+            raise CheckpointError(f"{path} holds pickled Python objects (an object array), which "
+                                  f"could run code when loaded; refused for safety (checkpoints "
+                                  f"from nets.checkpoint.save hold plain arrays only)") from None
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"{path} is truncated or corrupt ({reason})") from None
     if HEADER not in arrays:

@@ -20,6 +20,7 @@ import numpy as np
 from . import backend
 from .kernels import optim as K
 from .module import FlatParameters, Module
+from .tensor import NonFiniteError, is_check_mode
 
 _f32 = np.float32
 
@@ -85,6 +86,20 @@ class Optimizer:
         state, hyper = self._kernel_args()
         self._update(self.flat.data, self.flat.grad, *state, _f32(self.lr), _f32(self.weight_decay),
                      _f32(self.l1), *hyper)
+        if is_check_mode():
+            self._check_parameters()
+
+    def _check_parameters(self) -> None:
+        """Check mode: name the first parameter this step made NaN/Inf (a finite gradient times
+        a huge learning rate, an overflowing moment), before the next forward pass meets it."""
+        xp, offset = backend.get_array_module(self.flat.data), 0
+        for name, shape in zip(self.flat.names, self.flat.shapes):
+            values = self.flat.data[offset:offset + math.prod(shape)]
+            offset += values.size
+            if not bool(xp.isfinite(values).all()):
+                bad = "NaN" if bool(xp.isnan(values).any()) else "Inf"
+                raise NonFiniteError(f"{bad} first appeared in parameter {name}, after "
+                                     f"{type(self).__name__} step {self.steps} (lr {self.lr:g})")
 
     def _vector(self, name: str):
         return self.state.get(name, self._unused)

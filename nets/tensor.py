@@ -25,6 +25,7 @@ class NonFiniteError(FloatingPointError):
 class _State:
     grad_enabled = True
     check = False
+    numpy_errors: dict = {}  # NumPy's floating-point error handling from before check mode
     scopes: list[tuple[str, str]] = []  # (attribute name, class) of modules being called, outermost first
 
 
@@ -44,17 +45,29 @@ def is_grad_enabled() -> bool:
 
 @contextlib.contextmanager
 def check_mode(enabled: bool = True):
-    """Verify every op's output and every gradient is finite; name the op and layer of the first
-    NaN/Inf (after Theano's NanGuardMode). Costs one reduction per op, so it is opt-in."""
-    previous, _State.check = _State.check, enabled
+    """Verify every op's output, every gradient and the parameters after every optimizer step are
+    finite; name the op and layer, or the parameter, of the first NaN/Inf (after Theano's
+    NanGuardMode). Costs one reduction per op, so it is opt-in."""
+    previous = _State.check
+    set_check_mode(enabled)
     try:
         yield
     finally:
-        _State.check = previous
+        set_check_mode(previous)
 
 
 def set_check_mode(enabled: bool) -> None:
+    """Turn check mode on or off. While on, NumPy's overflow and invalid-value warnings are off:
+    the check's error names where the NaN/Inf came from, the warning only that one did."""
+    if enabled and not _State.check:
+        _State.numpy_errors = np.seterr(over="ignore", invalid="ignore", divide="ignore")
+    elif not enabled and _State.check:
+        np.seterr(**_State.numpy_errors)
     _State.check = enabled
+
+
+def is_check_mode() -> bool:
+    return _State.check
 
 
 @contextlib.contextmanager

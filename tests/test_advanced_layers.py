@@ -299,10 +299,15 @@ def copy_bit_error(model, steps, length=6, bits=6):
 
 @pytest.mark.slow
 def test_ntm_learns_to_copy_where_an_lstm_of_the_same_size_does_not():
-    nets.seed(0)
-    ntm = NTM(7, 6, controller_size=16, memory_size=10, memory_width=8)
-    hidden = max(h for h in range(1, 64) if LSTMCopier(7, 6, h).num_parameters() <= ntm.num_parameters())
-    lstm = LSTMCopier(7, 6, hidden)
-    assert lstm.num_parameters() > 0.9 * ntm.num_parameters()
-    ntm_error, lstm_error = copy_bit_error(ntm, 300), copy_bit_error(lstm, 300)
-    assert ntm_error < 0.03 and lstm_error > 0.15, (ntm_error, lstm_error)
+    # Three seeds and the median: one seed's NTM can sit on a plateau for longer than 300 updates
+    # (and which one does depends on BLAS rounding), while an LSTM this size never copies.
+    ntm_errors, lstm_errors = [], []
+    for seed in range(3):
+        nets.seed(seed)
+        ntm = NTM(7, 6, controller_size=16, memory_size=10, memory_width=8)
+        hidden = max(h for h in range(1, 64) if LSTMCopier(7, 6, h).num_parameters() <= ntm.num_parameters())
+        lstm = LSTMCopier(7, 6, hidden)
+        assert lstm.num_parameters() > 0.9 * ntm.num_parameters()
+        ntm_errors.append(copy_bit_error(ntm, 300))
+        lstm_errors.append(copy_bit_error(lstm, 300))
+    assert np.median(ntm_errors) < 0.03 and min(lstm_errors) > 0.15, (ntm_errors, lstm_errors)

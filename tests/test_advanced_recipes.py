@@ -78,6 +78,7 @@ def test_mnist_dbn_pretrains_each_layer_then_fine_tunes_and_resumes_exactly(tmp_
     assert_same_checkpoints(straight, split)
 
 
+@pytest.mark.slow
 def test_mnist_gan_players_train_samples_are_logged_and_resume_is_exact(tmp_path, digits, capsys):
     flags = ["--data", str(digits), "--validation", "40", "--width", "4", "--noise", "8",
              "--batch-size", "20", "--lr", "0.002", "--log-every", "2"]
@@ -100,6 +101,7 @@ def test_mnist_gan_players_train_samples_are_logged_and_resume_is_exact(tmp_path
     assert np.isfinite(history(mlp)[-1]["train_loss"])
 
 
+@pytest.mark.slow
 def test_mnist_stn_learns_on_distorted_digits_and_shows_the_transformer(tmp_path, digits):
     flags = ["--data", str(digits), "--validation", "40", "--canvas", "32", "--filters", "4,8",
              "--hidden", "16", "--batch-size", "20", "--epochs", "4", "--lr", "0.003"]
@@ -127,6 +129,7 @@ def test_distortion_rotates_and_moves_digits_onto_the_canvas():
     assert len({tuple(np.argwhere(m > 0.5).mean(axis=0).round()) for m in moved}) > 25  # all different
 
 
+@pytest.mark.slow
 def test_resnet_learns_tiny_digits(tmp_path, digits):
     run_dir = run_recipe(tmp_path, "resnet", "--data", str(digits), "--validation", "40", "--width", "4",
                          "--epochs", "3", "--batch-size", "20", "--lr", "0.05", "--preactivation",

@@ -107,6 +107,7 @@ def exact_match(model, rng, n=500):
     return float(((predicted == target) | (weights == 0)).all(axis=1).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attention", ["additive", "dot"])
 def test_seq2seq_learns_to_reverse_digit_sequences(attention):
     nets.seed(0)

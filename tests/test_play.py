@@ -179,6 +179,7 @@ def test_the_evaluator_plays_with_the_weights_it_is_sent(runs):
     assert not evaluator.process.is_alive()
 
 
+@pytest.mark.slow
 def test_two_actor_atari_run_writes_events_tensorboard_reads(tmp_path):
     accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
     folder = workbench_train(tmp_path, "atari", "--env", "ALE/Breakout-v5", "--actors", 2,

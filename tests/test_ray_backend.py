@@ -50,6 +50,7 @@ def started_actors(lines) -> dict[int, tuple[int, str]]:
             for slot, pid, node in re.findall(r"(\d+) \(pid (\d+) on [^,]+, node (\w+)\)", line)}
 
 
+@pytest.mark.slow
 def test_a3c_trains_on_two_nodes_and_writes_events_and_a_checkpoint(cluster, tmp_path):
     lines = []
     result = train(quick(tmp_path), name="two-nodes", console=lines.append)
@@ -64,6 +65,7 @@ def test_a3c_trains_on_two_nodes_and_writes_events_and_a_checkpoint(cluster, tmp
     assert_events_written(folder)
 
 
+@pytest.mark.slow
 def test_an_actor_killed_mid_run_is_replaced_and_the_run_finishes(cluster, tmp_path):
     lines, killed = [], []
 
@@ -82,6 +84,7 @@ def test_an_actor_killed_mid_run_is_replaced_and_the_run_finishes(cluster, tmp_p
     assert "1 actor(s) replaced" in (tmp_path / "kill" / "summary.txt").read_text()
 
 
+@pytest.mark.slow
 def test_a_run_stopped_on_ray_resumes_on_local_processes(cluster, tmp_path):
     stopped = train(quick(tmp_path, steps=10**6), name="move", console=lambda line: None,
                     should_stop=lambda p: p.step >= 1000)

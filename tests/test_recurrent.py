@@ -426,6 +426,7 @@ def _train_bit_task(kind: str, seed: int, steps: int = 800, lag: int = 20, hidde
         return float((logits(x).data.argmax(axis=1) == y).mean())
 
 
+@pytest.mark.slow
 def test_lstm_remembers_a_bit_for_20_steps_where_a_plain_rnn_fails():
     # Over seeds 0-9 the LSTM reached 100% in 9 and the RNN stayed near chance (<= 52%) in all.
     lstm = _train_bit_task("lstm", seed=0)

@@ -6,7 +6,7 @@ import nets
 from nets import F
 from workbench import training
 from workbench.recipes.common import ClassificationTask
-from workbench.runs import RunDir
+from workbench.runs import RunDir, removed_if_failed
 
 
 class RecordingWriter:
@@ -183,3 +183,23 @@ def test_a_non_finite_loss_is_reported_with_its_step(tmp_path):
     with pytest.raises(training.TrainingError, match=r"became nan at step 1 \(epoch 1\)"):
         training.fit(task, nets.optim.SGD(task.model, 0.1), quiet(epochs=1), RunDir(tmp_path),
                      RecordingWriter(), log=lambda *_: None)
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    with pytest.raises(RuntimeError):
+        with removed_if_failed():
+            failed = RunDir.create(tmp_path, "failed")
+            failed.write_config({})
+            raise RuntimeError("actors never started")
+    assert not failed.path.exists()
+
+    with pytest.raises(KeyboardInterrupt):
+        with removed_if_failed():
+            kept = RunDir.create(tmp_path, "kept")
+            (kept.path / "checkpoints" / "stage").mkdir(parents=True)
+            (kept.path / "checkpoints" / "stage" / "latest.npz").write_bytes(b"")
+            raise KeyboardInterrupt
+    with removed_if_failed():
+        finished = RunDir.create(tmp_path, "finished")
+    assert kept.path.is_dir() and finished.path.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["finished", "kept"]

@@ -5,6 +5,8 @@ import argparse
 import importlib
 import sys
 
+from workbench.commands import HelpFormatter
+
 # Each module defines `add_parser(subparsers)` (registering its flags) and `run(args) -> int`.
 COMMANDS = ["doctor", "train", "recipe", "play"]
 
@@ -12,7 +14,8 @@ COMMANDS = ["doctor", "train", "recipe", "play"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
-        description="Parallel reinforcement learning and supervised recipes on a NumPy/Numba/CuPy engine.")
+        description="Parallel reinforcement learning and supervised recipes on a NumPy/Numba/CuPy engine.",
+        formatter_class=HelpFormatter)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"workbench.commands.{name.replace('-', '_')}")

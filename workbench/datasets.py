@@ -85,13 +85,19 @@ def load_mnist(folder: str | Path, split: str = "train") -> tuple[np.ndarray, np
 
 # -- text ------------------------------------------------------------------------------------
 def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file, which must hold some."""
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8-sig")  # -sig drops a BOM (Gutenberg texts have one)
+        text = path.read_text(encoding="utf-8-sig")  # -sig drops a BOM (Gutenberg texts have one)
     except FileNotFoundError:
         raise DatasetError(f"text file not found: {path}") from None
     except UnicodeDecodeError as error:
         raise DatasetError(f"{path}: not UTF-8 text ({error})") from None
+    except OSError as error:  # a directory, no permission...
+        raise DatasetError(f"cannot read {path}: {error.strerror}; expected a UTF-8 text file") from None
+    if not text:
+        raise DatasetError(f"{path} is empty; expected a UTF-8 text")
+    return text
 
 
 @dataclass

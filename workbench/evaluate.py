@@ -106,10 +106,11 @@ class Evaluator:
                  report: Callable[[int, list[tuple[float, int]]], None], first_step: int = 0):
         import multiprocess as mp
 
+        from actors.local import child_process
+
         ctx = mp.get_context("forkserver")
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=_evaluate, name="evaluator", daemon=True,
-                                   args=(config, episodes, seed, child))
+        self.process = child_process(ctx, _evaluate, (config, episodes, seed, child), "evaluator")
         with nets.threads.for_children(1):  # the fork server may start here (inline backend)
             self.process.start()
         child.close()
@@ -139,7 +140,8 @@ def _evaluate(config: dict, episodes: int, seed: int, conn) -> None:
     import os
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner decides when to stop
+    for signum in (signal.SIGINT, signal.SIGTERM):  # sent to the whole group: the learner
+        signal.signal(signum, signal.SIG_IGN)        # decides when to stop
     os.nice(10)
     env, agent = build(config)
     weights = agent.network.flat().data

@@ -5,6 +5,7 @@ the Learner, which writes TensorBoard events, checkpoints and progress lines.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -15,8 +16,8 @@ from typing import Callable
 import numpy as np
 
 import nets
-from actors import ActorSpec, InlineActors, Learner, LocalProcesses, Progress
-from agents import Agent, agent_class, config_dict, make_agent, make_config
+from actors import ActorFailure, ActorSpec, Diverged, InlineActors, Learner, LocalProcesses, Progress
+from agents import Agent, agent_class, config_dict, config_from_dict, make_agent, make_config
 from agents.pixels import atari_defaults
 from envs import check_env_id, make_env
 from envs.atari import ale_id
@@ -24,7 +25,7 @@ from logs import EventWriter, format_duration
 from nets import checkpoint
 
 from .evaluate import Evaluator
-from .runs import RunDir, default_name
+from .runs import RunDir, default_name, describe
 
 BACKENDS = ("processes", "inline", "ray")
 # Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
@@ -48,6 +49,7 @@ class TrainConfig:
     agent_config: dict = field(default_factory=dict)  # overrides of the agent's defaults
     logdir: str = "runs"
     checkpoint_every: int | None = None  # env steps; None: a tenth of the run
+    keep_checkpoints: int = 5  # periodic checkpoints kept besides latest.npz; 0: all
     histogram_every: int = 500  # updates
     log_every: float = 1.0  # seconds between console lines
     actor_timeout: float = 60.0  # seconds without a rollout before an actor counts as hung
@@ -73,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if self.keep_checkpoints < 0:
+            raise ValueError(f"keep-checkpoints must be >= 0, got {self.keep_checkpoints}")
         for name in ("log_every", "actor_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
@@ -97,11 +101,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
+        """Unknown keys and values of the wrong type are one-line ValueErrors (ranges: validate)."""
+        return config_from_dict(cls, values, limits={})
 
 
 @dataclass
@@ -110,6 +111,16 @@ class RunResult:
     outcome: str  # "finished" or "stopped"
     progress: Progress
     restarts: int
+    warnings: list[str]  # e.g. losses that exploded
+
+
+class RunFailed(RuntimeError):
+    """The run stopped on an error while training (it diverged, a write failed, actors never
+    started); the message says where, and which checkpoint is kept."""
+
+
+# What ends a run while it trains, as opposed to settings that cannot work (ValueError).
+RUN_ERRORS = (Diverged, ActorFailure, nets.NonFiniteError, checkpoint.CheckpointError, OSError)
 
 
 def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None = None,
@@ -123,7 +134,10 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     envs_per_actor = config.resolved_envs_per_actor
     agent_settings = config.agent_settings()
     nets.seed(config.seed)
-    probe = make_env(config.env, **config.env_options)
+    try:
+        probe = make_env(config.env, **config.env_options)
+    except TypeError as error:  # gymnasium.make passes --env-option keywords to the env's class
+        raise ValueError(f"--env-option: {error}") from None
     agent = make_agent(config.agent, probe.observation_space, probe.action_space, agent_settings)
     probe.close()
 
@@ -133,6 +147,12 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         latest = run.latest_checkpoint()
         if latest is None:
             raise checkpoint.CheckpointError(f"{run.path} has no checkpoint to resume from")
+        run.remove_stale_temporaries()
+        trained, wanted = checkpoint.read(latest)[0]["meta"].get("config"), describe(config.to_dict())
+        if trained and describe(trained) != wanted:
+            raise checkpoint.CheckpointError(f"{latest} was trained on {describe(trained)}, but this run "
+                                             f"is for {wanted}; resume with the run's own settings or "
+                                             f"start a new run")
         progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
         agent.after_load()
         console(f"resuming {run.path} at step {progress.step:,} (update {progress.updates:,})")
@@ -167,6 +187,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         checkpoint.save(run.checkpoint_path(), agent.model, agent.optimizer, meta)
         if periodic:
             checkpoint.save(run.checkpoint_path(p.step), agent.model, agent.optimizer, meta)
+            run.prune_checkpoints(config.keep_checkpoints)
 
     console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
             f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}")
@@ -192,26 +213,48 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         def should_stop(p: Progress) -> bool:  # the learner asks every loop: the evaluator's tick
             evaluator.tick(p.step, agent.network.flat().data)
             return run_until(p)
+
+    def summarize(outcome: str) -> None:
+        p, mean = learner.progress, learner.progress.mean_return()
+        run.write_summary([
+            f"run          {run.path}",
+            f"env / agent  {config.env} / {config.agent} ({config.actors} actors x {envs_per_actor} envs)",
+            f"outcome      {outcome}",
+            f"updates      {p.updates:,}",
+            f"episodes     {p.episodes:,}",
+            f"return       {'-' if mean is None else f'{mean:.1f}'} "
+            f"(mean of the last {len(p.recent_returns)} episodes)",
+            f"time         {format_duration(p.elapsed)} of training "
+            f"({p.step / max(p.elapsed, 1e-9):,.0f} steps/s)",
+            f"restarts     {learner.restarts} actor(s) replaced",
+            f"checkpoint   {run.checkpoint_path()}",
+            *(f"warning      {line}" for line in learner.warnings),
+            f"host         {platform.node()} python {sys.version.split()[0]} ({os.cpu_count()} cores)",
+        ])
+
     try:
-        outcome = learner.run(should_stop)
-    finally:
-        if evaluator:
-            evaluator.stop()
-        events.close()
-    p = learner.progress
-    mean = p.mean_return()
-    run.write_summary([
-        f"run          {run.path}",
-        f"env / agent  {config.env} / {config.agent} ({config.actors} actors x {envs_per_actor} envs)",
-        f"outcome      {outcome} at step {p.step:,} of {config.steps:,}",
-        f"updates      {p.updates:,}",
-        f"episodes     {p.episodes:,}",
-        f"return       {'-' if mean is None else f'{mean:.1f}'} "
-        f"(mean of the last {len(p.recent_returns)} episodes)",
-        f"time         {format_duration(p.elapsed)} of training "
-        f"({p.step / max(p.elapsed, 1e-9):,.0f} steps/s)",
-        f"restarts     {learner.restarts} actor(s) replaced",
-        f"checkpoint   {run.checkpoint_path()}",
-        f"host         {platform.node()} python {sys.version.split()[0]} ({os.cpu_count()} cores)",
-    ])
-    return RunResult(run, outcome, p, learner.restarts)
+        try:
+            outcome = learner.run(should_stop)
+        finally:
+            if evaluator:
+                evaluator.stop()
+            events.close()
+        summarize(f"{outcome} at step {learner.progress.step:,} of {config.steps:,}")
+    except RUN_ERRORS as error:
+        latest = run.latest_checkpoint()
+        kept = f"the last checkpoint, {latest}, is kept" if latest else "no checkpoint was written"
+        failure = f"{failure_reason(error, learner.progress, run)}; {kept}"
+        with contextlib.suppress(OSError):  # a full disk may leave no room for the summary either
+            summarize(f"failed: {failure}")
+        raise RunFailed(failure) from None
+    return RunResult(run, outcome, learner.progress, learner.restarts, learner.warnings)
+
+
+def failure_reason(error: Exception, progress: Progress, run: RunDir) -> str:
+    """One line for an error in RUN_ERRORS."""
+    if isinstance(error, OSError):
+        return f"the run stopped on a write error at step {progress.step:,} in {run.path}: {error}"
+    if isinstance(error, nets.NonFiniteError):
+        return (f"check mode stopped the run in update {progress.updates + 1:,} (step "
+                f"{progress.step:,}): {error}")
+    return str(error)

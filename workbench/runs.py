@@ -3,19 +3,23 @@
     runs/<name>/
         config.json          everything needed to run it again (`--config` reads it back)
         events.out.tfevents.*  TensorBoard events (the folder is the writer's logdir)
-        checkpoints/latest.npz, checkpoints/step-000100000.npz
+        checkpoints/latest.npz, checkpoints/step-000100000.npz (the last few periodic ones)
         summary.txt          a few lines written when the run ends
 
 Names default to `<part>-<part>-YYYYmmdd-HHMMSS` (e.g. CartPole-v1-a3c-20260101-120000). JSON and
-summary writes are atomic (temporary file, then rename), like checkpoints.
+summary writes are atomic (temporary file, then rename), like checkpoints; the temporary files a
+killed run leaves behind (`.NAME.*.tmp`) are removed when it resumes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
+from contextvars import ContextVar
 from pathlib import Path
 
 CONFIG, SUMMARY, CHECKPOINTS, LATEST = "config.json", "summary.txt", "checkpoints", "latest.npz"
@@ -23,6 +27,25 @@ CONFIG, SUMMARY, CHECKPOINTS, LATEST = "config.json", "summary.txt", "checkpoint
 
 class RunError(ValueError):
     """A run folder that is missing, already taken, or incomplete."""
+
+
+_created_runs: ContextVar[list | None] = ContextVar("created_runs", default=None)
+
+
+@contextlib.contextmanager
+def removed_if_failed():
+    """Run folders created inside the block are removed if it raises before they hold a
+    checkpoint, so that `tensorboard --logdir runs` lists only runs that got somewhere."""
+    token = _created_runs.set([])
+    try:
+        yield
+    except BaseException:
+        for run in _created_runs.get():
+            if not any((run.path / CHECKPOINTS).rglob("*.npz")):
+                shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    finally:
+        _created_runs.reset(token)
 
 
 def default_name(*parts: str) -> str:
@@ -83,8 +106,15 @@ class RunDir:
         while path.exists():
             n += 1
             path = base.with_name(f"{base.name}-{n}")
-        path.mkdir(parents=True)
-        return cls(path)
+        try:
+            path.mkdir(parents=True)
+        except OSError as error:
+            raise RunError(f"cannot create the run folder {path}: {error.strerror}; "
+                           f"--logdir must be a writable directory") from None
+        run = cls(path)
+        if _created_runs.get() is not None:
+            _created_runs.get().append(run)
+        return run
 
     @classmethod
     def existing(cls, path) -> "RunDir":
@@ -116,5 +146,36 @@ class RunDir:
         path = self.checkpoint_path()
         return path if path.is_file() else None
 
+    def prune_checkpoints(self, keep: int) -> None:
+        """Delete all but the `keep` newest periodic checkpoints (0: keep them all)."""
+        periodic = sorted(self.checkpoint_path().parent.glob("step-*.npz"),
+                          key=lambda path: int(path.stem.removeprefix("step-")))
+        for path in periodic[:-keep] if keep else []:
+            path.unlink(missing_ok=True)
+
+    def remove_stale_temporaries(self) -> None:
+        """Remove the `.NAME.*.tmp` files of atomic writes that a killed run never finished.
+        Only for a run folder no process is writing to (one being resumed)."""
+        for folder in (self.path, self.path / CHECKPOINTS):
+            for path in folder.glob(".*.tmp"):
+                path.unlink(missing_ok=True)
+
     def write_summary(self, lines: list[str]) -> None:
         write_atomically(self.path / SUMMARY, "\n".join(lines) + "\n")
+
+
+def network_name(config: dict) -> str:
+    """e.g. "small conv net", "mlp 64,64", "nature conv net + LSTM 256"."""
+    from envs.atari import ale_id
+
+    agent_config = config.get("agent_config", {})
+    trunk = agent_config.get("trunk", "mlp")
+    if trunk == "auto":  # what agents.networks.make_trunk picks: Atari frames are images
+        trunk = "small" if ale_id(str(config.get("env"))) else "mlp"
+    name = f"mlp {','.join(map(str, agent_config.get('hidden', [])))}" if trunk == "mlp" else f"{trunk} conv net"
+    return name + (f" + LSTM {agent_config['lstm_size']}" if "lstm_size" in agent_config else "")
+
+
+def describe(config: dict) -> str:
+    """A `workbench train` config's env, agent and network, e.g. "CartPole-v1 (a3c, mlp 64,64)"."""
+    return f"{config.get('env')} ({config.get('agent')}, {network_name(config)})"

@@ -34,7 +34,7 @@ BEST = "best.npz"
 
 
 class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, a checkpoint that does not belong to this run)."""
+    """Training cannot go on: the loss or the weights became NaN/Inf."""
 
 
 class Task(Protocol):
@@ -172,8 +172,8 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
         epoch, step, history = saved["epoch"], saved["step"], saved["history"]
         if schedule is not None:
             if saved["schedule"] is None:
-                raise TrainingError(f"{latest} was written without a learning-rate "
-                                    f"schedule; resume with --schedule none")
+                raise checkpoint.CheckpointError(f"{latest} was written without a learning-rate "
+                                                 f"schedule; resume with --schedule none")
             schedule.load_state_dict(saved["schedule"])
         stopping = _EarlyStopping(**saved["early_stopping"])
         _set_rng_state(data_rng, saved["data_rng"])
@@ -221,6 +221,9 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
                     window = []
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            if not bool(backend.get_array_module(flat.data).isfinite(flat.data).all()):
+                raise TrainingError(f"the weights became NaN/Inf in epoch {epoch + 1} (by step "
+                                    f"{step}); lower --lr or set --clip")
             train_loss = total / max(count, 1)
             epoch += 1
 

@@ -1,1 +1,28 @@
 """Subcommands of the `workbench` CLI, one module each."""
+from __future__ import annotations
+
+import argparse
+import textwrap
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps each paragraph of a description or epilog to the terminal's width, and keeps
+    indented lines (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines, prose = [], []
+
+        def end_paragraph():
+            if prose:
+                lines.append(textwrap.fill(" ".join(prose), width, initial_indent=indent,
+                                           subsequent_indent=indent))
+                prose.clear()
+
+        for line in text.splitlines():
+            if not line.strip() or line[0].isspace():
+                end_paragraph()
+                lines.append(indent + line if line.strip() else "")
+            else:
+                prose.append(line.strip())
+        end_paragraph()
+        return "\n".join(lines)

@@ -8,6 +8,8 @@ import socket
 import time
 from pathlib import Path
 
+from workbench.commands import HelpFormatter
+
 PACKAGES = ["numpy", "numba", "multiprocess", "tensorboardX", "gymnasium", "ale-py", "cupy-cuda12x",
             "ray", "tqdm", "imageio"]
 
@@ -16,7 +18,8 @@ def add_parser(subparsers):
     return subparsers.add_parser(
         "doctor", help="print versions and check Numba compilation and the GPU",
         description="Print Python and library versions, check that Numba compiles a kernel, and "
-                    "whether CuPy sees an NVIDIA GPU.")
+                    "whether CuPy sees an NVIDIA GPU.",
+        formatter_class=HelpFormatter)
 
 
 def _version(name: str) -> str:

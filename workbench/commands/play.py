@@ -6,6 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from workbench.commands import HelpFormatter
+from workbench.runs import describe
+
 RECORD_FORMATS = (".gif", ".mp4")
 
 
@@ -23,11 +26,13 @@ def add_parser(subparsers):
                "  workbench play runs/breakout-a3c --episodes 5 --record breakout.gif\n"
                "  workbench play runs/breakout-a3c/checkpoints/latest --greedy --seed 3\n"
                "  workbench play runs/cartpole/checkpoints/step-000050000.npz --record cartpole.mp4",
-        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("target", metavar="RUN_OR_CHECKPOINT",
                    help="a run folder (plays checkpoints/latest.npz), a checkpoint file, or "
                         "RUN/checkpoints/latest")
-    p.add_argument("--episodes", type=int, default=3, metavar="N", help="episodes to play (default 3)")
+    p.add_argument("--episodes", type=int, metavar="N",
+                   help="episodes to play (default 3, or 1 with --record: rendering costs more "
+                        "than playing)")
     p.add_argument("--greedy", action="store_true",
                    help="always take the best action (default: sample from the policy; Q agents: "
                         "epsilon-greedy with epsilon 0.05)")
@@ -62,22 +67,6 @@ def resolve(target) -> tuple[Path, dict | None, Path | None]:
     return path, None, None
 
 
-def network_name(config: dict) -> str:
-    """e.g. "small conv net", "mlp 64,64", "nature conv net + LSTM 256"."""
-    from envs.atari import ale_id
-
-    agent_config = config.get("agent_config", {})
-    trunk = agent_config.get("trunk", "mlp")
-    if trunk == "auto":  # what agents.networks.make_trunk picks: Atari frames are images
-        trunk = "small" if ale_id(str(config.get("env"))) else "mlp"
-    name = f"mlp {','.join(map(str, agent_config.get('hidden', [])))}" if trunk == "mlp" else f"{trunk} conv net"
-    return name + (f" + LSTM {agent_config['lstm_size']}" if "lstm_size" in agent_config else "")
-
-
-def describe(config: dict) -> str:
-    return f"{config.get('env')} ({config.get('agent')}, {network_name(config)})"
-
-
 def check_match(checkpoint: Path, saved: dict | None, meta: dict, config: dict, folder: Path) -> None:
     """A checkpoint from another env, agent or network than its run folder's config: one line."""
     if saved is not None:
@@ -93,17 +82,22 @@ def check_match(checkpoint: Path, saved: dict | None, meta: dict, config: dict, 
 
 
 class Recorder:
-    """Collects frames and writes them with imageio: a GIF (Pillow) or an MP4 (imageio-ffmpeg)."""
+    """Collects frames and writes a GIF (Pillow) or an MP4 (imageio-ffmpeg)."""
 
     def __init__(self, path: Path, fps: int):
-        if path.suffix.lower() not in RECORD_FORMATS:
+        suffix = path.suffix.lower()
+        if suffix not in RECORD_FORMATS:
             raise PlayError(f"--record needs a .gif or .mp4 file name, not {path.name!r}")
         try:
-            import imageio.v3  # noqa: F401
-            if path.suffix.lower() == ".mp4":
+            if suffix == ".mp4":
+                import imageio.v3  # noqa: F401
                 import imageio_ffmpeg  # noqa: F401
+            else:
+                import PIL  # noqa: F401
         except ImportError as error:
-            raise PlayError(f"recording needs {error.name}: pip install -e \".[atari]\"") from None
+            raise PlayError(f"recording a {suffix} needs {error.name}: pip install -e \".[atari]\"") from None
+        if fps < 1:
+            raise PlayError(f"--fps must be >= 1, got {fps}")
         self.path, self.fps, self.frames = path, fps, []
 
     def __call__(self, frame) -> None:
@@ -112,16 +106,29 @@ class Recorder:
         self.frames.append(frame)
 
     def write(self) -> None:
-        import imageio.v3 as iio
-        import numpy as np
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        frames = np.stack(self.frames)
         if self.path.suffix.lower() == ".gif":
-            # Pillow merges identical consecutive frames, adding up their durations.
-            iio.imwrite(self.path, frames, plugin="pillow", duration=1000 / self.fps, loop=0)
+            self._write_gif()
         else:  # ffmpeg through imageio-ffmpeg; Atari's 160x210 frames need no resizing
-            iio.imwrite(self.path, frames, plugin="FFMPEG", fps=self.fps, macro_block_size=1)
+            import imageio.v3 as iio
+            import numpy as np
+
+            iio.imwrite(self.path, np.stack(self.frames), plugin="FFMPEG", fps=self.fps,
+                        macro_block_size=1)
+
+    def _write_gif(self) -> None:
+        """One palette for the whole clip, taken from frames spread over it: a palette per frame
+        (what GIF writers do by default) costs about 30 times more, for games that use a few
+        dozen colours anyway. Pillow merges identical consecutive frames, adding their durations."""
+        import numpy as np
+        from PIL import Image
+
+        sample = np.concatenate(self.frames[::max(1, len(self.frames) // 16)], axis=0)
+        palette = Image.fromarray(sample).quantize(256, method=Image.Quantize.MEDIANCUT)
+        frames = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
+                  for frame in self.frames]
+        frames[0].save(self.path, save_all=True, append_images=frames[1:], loop=0,
+                       duration=round(1000 / self.fps), optimize=False)  # the palette is ready
 
 
 def play(args) -> None:
@@ -130,6 +137,8 @@ def play(args) -> None:
     from nets import checkpoint as ckpt
     from workbench.evaluate import Player, build, play_episodes
 
+    if args.episodes is None:
+        args.episodes = 1 if args.record else 3
     if args.episodes < 1:
         raise PlayError(f"--episodes must be >= 1, got {args.episodes}")
     if args.max_steps is not None and args.max_steps < 1:

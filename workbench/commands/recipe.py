@@ -4,13 +4,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
+from nets import NonFiniteError
 from nets.checkpoint import CheckpointError
+from workbench.commands import HelpFormatter
 from workbench.datasets import DatasetError
 from workbench.recipes import common, recipes
-from workbench.runs import RunError
+from workbench.runs import RunError, removed_if_failed
 from workbench.training import TrainingError
 
-ERRORS = (common.RecipeError, DatasetError, CheckpointError, RunError, TrainingError)
+BAD_INPUT = (common.RecipeError, DatasetError, CheckpointError, RunError)  # exit 2
+FAILURES = (TrainingError, NonFiniteError, OSError)  # at run time: exit 1
 
 
 def add_parser(subparsers):
@@ -18,13 +23,14 @@ def add_parser(subparsers):
         "recipe", help="supervised recipes: MNIST, char-RNN, CBOW embeddings, Caesar cipher",
         description="Train a supervised recipe into a run folder under --logdir (TensorBoard events, "
                     "checkpoints every epoch, config.json, summary.txt). `workbench recipe list` "
-                    "names them; `workbench recipe NAME --help` shows a recipe's flags.")
+                    "names them; `workbench recipe NAME --help` shows a recipe's flags.",
+        formatter_class=HelpFormatter)
     names = parser.add_subparsers(dest="recipe_command", metavar="NAME")
     names.add_parser("list", help="list the recipes", description="List the recipes.")
     for recipe in recipes().values():
         sub = names.add_parser(recipe.name, help=recipe.description.replace("%", "%%"),
                                description=recipe.details or recipe.description,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+                               formatter_class=HelpFormatter)
         recipe.add_arguments(sub)
         sub.set_defaults(recipe=recipe, flag_defaults=common.defaults_of(sub))
     parser.set_defaults(recipe_parser=parser)
@@ -42,7 +48,13 @@ def run(args) -> int:
             print(f"{name:<{width}}  {recipe.description}")
         return 0
     try:
-        return args.recipe.run(args)
-    except ERRORS as error:
+        # training reports a NaN/Inf itself, naming the step (and in check mode the op): NumPy's
+        # warnings would only say that one appeared somewhere
+        with removed_if_failed(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return args.recipe.run(args)
+    except BAD_INPUT as error:
         print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
         return 2
+    except FAILURES as error:
+        print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
+        return 1

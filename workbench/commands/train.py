@@ -14,14 +14,16 @@ import signal
 import sys
 from pathlib import Path
 
+from workbench.commands import HelpFormatter
+
 AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm")
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
 # Flags that set a TrainConfig field directly.
 RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "address", "logdir",
-             "checkpoint_every", "histogram_every", "log_every", "actor_timeout", "max_in_flight",
-             "eval_every", "eval_episodes")
+             "checkpoint_every", "keep_checkpoints", "histogram_every", "log_every", "actor_timeout",
+             "max_in_flight", "eval_every", "eval_episodes")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -59,7 +61,7 @@ def add_parser(subparsers):
                "  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n"
                "  workbench train --config runs/NAME/config.json --resume\n"
                "  tensorboard --logdir runs",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     # Every default is None here, so that only flags actually given override the config file.
     run = p.add_argument_group("run")
     run.add_argument("--env", help="Gymnasium environment id (default CartPole-v1)")
@@ -114,6 +116,9 @@ def add_parser(subparsers):
     files.add_argument("--name", help="run folder name (default <env>-<agent>-<YYYYmmdd-HHMMSS>)")
     files.add_argument("--checkpoint-every", type=int, metavar="STEPS",
                        help="env steps between periodic checkpoints (default a tenth of the run)")
+    files.add_argument("--keep-checkpoints", type=int, metavar="N",
+                       help="periodic checkpoints to keep, the newest (default 5; 0: all); "
+                            "checkpoints/latest.npz is always kept")
     logging = p.add_argument_group("logging and supervision")
     logging.add_argument("--log-every", type=float, metavar="SECONDS",
                          help="seconds between progress lines (default 1)")
@@ -124,6 +129,9 @@ def add_parser(subparsers):
     logging.add_argument("--max-in-flight", type=int, metavar="N",
                          help="rollouts an actor may send ahead of the learner (default 1: the least "
                               "policy lag)")
+    logging.add_argument("--check", action="store_true",
+                         help="engine check mode in the learner: stop at the first NaN/Inf and name "
+                              "the op and layer, or the parameter, where it appeared (slower)")
     evaluation = p.add_argument_group("evaluation")
     evaluation.add_argument("--eval-every", type=int, metavar="STEPS",
                             help="env steps between evaluations: a low-priority process plays "
@@ -176,14 +184,14 @@ def run(args) -> int:
     except ValueError as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
-    _limit_threads(int(values.get("actors", 2)))
     # tensorboardX imports PyTorch when it can (about a second) only to recognise its tensors;
     # this process never makes one.
     if "torch" not in sys.modules:
         sys.modules["torch"] = None
+    import nets
     from actors import ActorFailure
-    from nets.checkpoint import CheckpointError
-    from workbench.rl import TrainConfig, train
+    from workbench.rl import RunFailed, TrainConfig, train
+    from workbench.runs import removed_if_failed
 
     try:
         config = TrainConfig.from_dict(values)
@@ -195,6 +203,8 @@ def run(args) -> int:
     except (ValueError, TypeError) as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
+    _limit_threads(config.actors)
+    nets.set_check_mode(args.check)
 
     received = []
 
@@ -204,12 +214,17 @@ def run(args) -> int:
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = train(config, name=args.name if not resume else None, resume=resume,
-                       should_stop=lambda progress: bool(received),
-                       console=lambda line: print(line, flush=True))
-    except (ActorFailure, CheckpointError, ValueError) as error:
+        with removed_if_failed():
+            result = train(config, name=args.name if not resume else None, resume=resume,
+                           should_stop=lambda progress: bool(received),
+                           console=lambda line: print(line, flush=True))
+    # ActorFailure here: the Ray cluster is unreachable; OSError: e.g. no room for config.json
+    except (RunFailed, ActorFailure, OSError) as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 1
+    except ValueError as error:  # found while setting up: env options, the checkpoint to resume...
+        print(f"workbench train: {error}", file=sys.stderr)
+        return 2
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
@@ -219,4 +234,6 @@ def run(args) -> int:
     else:
         print(f"done: {result.progress.step:,} steps; summary in {result.run.path / 'summary.txt'}",
               flush=True)
+    for warning in result.warnings:
+        print(f"warning: {warning}", flush=True)
     return 0

@@ -18,6 +18,22 @@ from workbench.datasets import minibatches
 from workbench.runs import RunDir, default_name
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
+# The ranges of the training flags: (test, what it needs). NaN fails them all.
+LIMITS = {
+    "epochs": (lambda v: v >= 1, ">= 1"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "lr": (lambda v: v >= 0, ">= 0"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "l1": (lambda v: v >= 0, ">= 0"),
+    "clip": (lambda v: v is None or v > 0, "> 0"),
+    "lr_floor": (lambda v: v >= 0, ">= 0"),
+    "plateau_patience": (lambda v: v >= 0, ">= 0"),
+    "patience": (lambda v: v is None or v >= 0, ">= 0"),
+    "min_epochs": (lambda v: v >= 0, ">= 0"),
+    "threads": (lambda v: v >= 0, ">= 0"),
+    "log_every": (lambda v: v >= 1, ">= 1"),
+}
 _INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "flag_defaults")
 
 
@@ -25,8 +41,9 @@ _INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "fla
 def flag(parser, *names: str, default, help: str, **options) -> None:
     """Add a flag (to a parser or an argument group) whose default is applied after parsing (see
     `resolve`), so that a resumed run knows which flags were given again. --help shows the
-    default unless it is None (then `help` says what leaving the flag out means)."""
-    if default is not None:
+    default unless it is None, empty or a switch's False (then `help` says what leaving the flag
+    out means, if anything)."""
+    if default is not None and default != "" and not isinstance(default, bool) and "(default" not in help:
         shown = repr(default) if isinstance(default, str) and default != default.strip() else default
         help = f"{help} (default: {shown})"
     action = parser.add_argument(*names, default=None, help=help, **options)
@@ -60,7 +77,8 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
     group = parser.add_argument_group("training")
     flag(group, "--epochs", default=epochs, type=int, help="passes over the training data")
     flag(group, "--batch-size", default=batch_size, type=int, help="examples per minibatch")
-    flag(group, "--optimizer", default=optimizer, choices=OPTIMIZERS, help="update rule")
+    flag(group, "--optimizer", default=optimizer, choices=OPTIMIZERS, metavar="RULE",
+         help=f"update rule: {', '.join(OPTIMIZERS)}")
     flag(group, "--lr", default=lr, type=float, help="learning rate")
     flag(group, "--momentum", default=momentum, type=float, help="momentum of sgd momentum/nesterov")
     flag(group, "--weight-decay", default=weight_decay, type=float, help="L2 penalty coefficient")
@@ -89,6 +107,9 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
     flag(run, "--no-progress", default=False, action="store_true", help="no progress bar")
     flag(run, "--no-histograms", default=False, action="store_true",
          help="no weight/bias histograms (they cost a little time each epoch)")
+    flag(run, "--check", default=False, action="store_true",
+         help="engine check mode: stop at the first NaN/Inf and name the op and layer, or the "
+              "parameter, where it appeared (slower)")
 
 
 def make_optimizer(model: nets.Module, args) -> nets.optim.Optimizer:
@@ -134,10 +155,15 @@ def saved_config(run: str | Path) -> dict:
 
 
 def setup(args) -> argparse.Namespace:
-    """Fill the flags (from the resumed run's config.json where not given again), set the thread
-    count and seed the engine. Call before loading data and building the model."""
+    """Fill the flags (from the resumed run's config.json where not given again), check the
+    training flags' ranges, set the thread count and check mode, and seed the engine. Call before
+    loading data and building the model."""
     resolve(args, saved_config(args.resume) if args.resume else None)
+    for name, (test, needs) in LIMITS.items():
+        if not test(getattr(args, name)):
+            raise RecipeError(f"--{name.replace('_', '-')} must be {needs}, got {getattr(args, name)}")
     set_threads(args)
+    nets.set_check_mode(args.check)
     nets.seed(args.seed)
     return args
 
@@ -146,6 +172,7 @@ def open_run(args, recipe: str) -> RunDir:
     """The resumed run folder, or a new one holding this run's config.json."""
     if args.resume:  # flags given again (e.g. more --epochs) hold for later resumes too
         run = RunDir.existing(args.resume)
+        run.remove_stale_temporaries()
     else:
         run = RunDir.create(args.logdir, args.name or default_name(recipe), chosen=bool(args.name))
     run.write_config({"recipe": recipe, "args": {**config_of(args), "resume": ""}})

@@ -11,4 +11,5 @@ def strip_gutenberg(text: str) -> str:
     """The book without Project Gutenberg's header and license, where their markers are present
     (otherwise the text unchanged): the license is not the author's prose."""
     start, end = _START.search(text), _END.search(text)
-    return text[start.end() if start else 0:end.start() if end else len(text)].strip("\n") + "\n"
+    body = text[start.end() if start else 0:end.start() if end else len(text)].strip("\n")
+    return body + "\n" if body else ""

@@ -1,0 +1,29 @@
+"""The `workbench` CLI's help: every description wrapped to the terminal, examples kept as
+written, each default shown once."""
+import re
+
+import pytest
+
+from workbench.cli import build_parser
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["play", "--help"],
+                                  ["recipe", "--help"], ["recipe", "char-rnn", "--help"],
+                                  ["recipe", "mnist-mlp", "--help"], ["doctor", "--help"]])
+def test_help_fits_the_terminal_and_shows_each_default_once(argv, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(argv)
+    assert exit.value.code == 0
+    text = capsys.readouterr().out
+    too_long = [line for line in text.splitlines() if len(line) > 80 and not line.startswith("  workbench")]
+    assert not too_long, too_long
+    assert "(default: )" not in text and "(default: False)" not in text
+    assert not re.search(r"\(default[^()]*\)\s*\(default", text)
+
+
+def test_examples_in_help_stay_one_per_line(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "60")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    assert "\n  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n" in capsys.readouterr().out
