@@ -5,7 +5,7 @@ a run is exactly reproducible.
 """
 from __future__ import annotations
 
-import numpy as np
+from nets import backend
 
 from .transport import ActorSpec, Transport
 from .worker import build_collector
@@ -26,7 +26,7 @@ class InlineActors(Transport):
 
     def publish(self, weights, step):
         for agent, _ in self.actors:
-            np.copyto(agent.network.flat().data, weights)
+            backend.copy_to_host(agent.network.flat().data, weights)
         self.step = step
         self.version += 2  # even, like the shared-memory sequence lock
         return self.version

@@ -16,6 +16,7 @@ import numpy as np
 
 from agents import Agent, join
 from logs import EventWriter, Window, format_duration, progress_line
+from nets import backend
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
@@ -82,6 +83,8 @@ class Learner:
         self.loss_start: dict[str, float] = {}  # each squared loss in the first update (>= 1)
         self.exploded: set[str] = set()  # squared losses already warned about
         self.warnings: list[str] = []
+        self.busy_seconds = 0.0  # updating and publishing, this session
+        self._busy_logged = 0.0  # busy_seconds at the last progress line
 
     def run(self, should_stop: Callable[[Progress], bool] = lambda progress: False) -> str:
         """Train until `total_steps` or until `should_stop(progress)`; returns "finished" or
@@ -108,12 +111,14 @@ class Learner:
                     break
                 rollouts = transport.receive(timeout=0.05)
                 if rollouts:
+                    started_update = time.perf_counter()
                     batch = join(rollouts)
                     stats = agent.update(batch, p.step / self.total_steps)
                     p.step += batch.steps
                     p.updates += 1
                     self._check_finite(stats, weights)
                     version = transport.publish(weights, p.step)
+                    self.busy_seconds += time.perf_counter() - started_update
                     self._session = self._session or (p.step, time.monotonic())
                     self._record(rollouts, stats, version)
                     if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
@@ -150,10 +155,12 @@ class Learner:
             return
         first_step, start = self._session
         fps = steps / seconds if seconds > 0 else 0.0
+        busy = min(1.0, (self.busy_seconds - self._busy_logged) / seconds) if seconds > 0 else None
+        self._busy_logged = self.busy_seconds
         rate = (p.step - first_step) / max(time.monotonic() - start, 1e-9)
         eta = max(0, self.total_steps - p.step) / rate if rate > 0 else math.inf
         self.console(progress_line(p.step, self.total_steps, fps, list(p.recent_returns), p.episodes,
-                                   p.elapsed, eta))
+                                   p.elapsed, eta, busy))
 
     @staticmethod
     def _next_multiple(step: int, every: int) -> int:
@@ -185,7 +192,7 @@ class Learner:
         where = f"training diverged at step {p.step:,} (update {p.updates:,})"
         lr = stats.get("learning_rate")
         advice = "lower --lr" + ("" if lr is None else f" (it was {lr:g})")
-        if not np.isfinite(weights).all():
+        if not bool(backend.get_array_module(weights).isfinite(weights).all()):
             raise Diverged(f"{where}: the update made the weights NaN/Inf; {advice}")
         bad = [f"{name} {value}" for name, value in stats.items() if not math.isfinite(value)]
         self.nonfinite = self.nonfinite + 1 if bad else 0

@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 import numpy as np
 
-from nets import threads
+from nets import backend, threads
 
 from .learner import ActorFailure
 from .transport import ActorSpec, Transport
@@ -145,7 +145,7 @@ class RayActors(Transport):
             raise RayUnavailable(f"actor {slot} failed to start: {_short(error)}") from None
 
     def publish(self, weights, step):
-        self._weights = [ray.put(weights)]
+        self._weights = [ray.put(backend.to_host(weights))]
         self.version += 2  # even, like the shared-memory sequence lock
         self.step = step
         for slot in self.slots.values():

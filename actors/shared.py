@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from nets import backend
+
 _ALIGN = 64  # sections start at cache-line offsets
 _HEADER_WORDS = 8
 VERSION, STEP, STOP = 0, 1, 2  # header slots
@@ -43,7 +45,7 @@ class SharedState:
         """Copy `weights` in and bump the version; returns the new (even) version."""
         header = self.header
         header[VERSION] += 1  # odd: writing
-        np.copyto(self.weights, weights)
+        backend.copy_to_host(self.weights, weights)  # from a GPU learner: one device-to-host copy
         header[STEP] = step
         header[VERSION] += 1
         return int(header[VERSION])

@@ -26,9 +26,10 @@ def make_config(name: str, overrides: dict | None = None):
     return config_from_dict(cls.Config, overrides or {})
 
 
-def make_agent(name: str, observation_space, action_space, config=None, learner: bool = True) -> Agent:
+def make_agent(name: str, observation_space, action_space, config=None, learner: bool = True,
+               device: str = "cpu") -> Agent:
     cls = agent_class(name)
-    return cls(observation_space, action_space, config or cls.Config(), learner)
+    return cls(observation_space, action_space, config or cls.Config(), learner, device)
 
 
 def config_dict(config) -> dict:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import nets
+from nets import backend
 
 from .base import Agent, Policy, sample_categorical
 from .losses import actor_critic_loss
@@ -75,7 +76,7 @@ class A3C(Agent):
         # One forward pass over the rollout's states and the truncation states it bootstraps from.
         obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
         logits, values = self.network(obs)
-        v = values.data.reshape(-1)
+        v = backend.to_host(values.data).reshape(-1)  # the returns are computed on the host
         return self._learn(batch, logits, values, v[:n].reshape(T, E), v[n:], progress)
 
     def _learn(self, batch, logits, values, rollout_values, final_values, progress):

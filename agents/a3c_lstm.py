@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import nets
-from nets import F
+from nets import F, backend
 
 from .a3c import A3C, A3CConfig
 from .base import Policy, sample_categorical
@@ -113,13 +113,14 @@ class A3CLSTM(A3C):
         starts = np.zeros((T, E), bool)
         starts[1:] = ended[:-1]
         logits, values, after = self.network.unroll(batch.obs, batch.initial_state, starts)
-        v = values.data.reshape(T, E)
+        v = backend.to_host(values.data).reshape(T, E)  # the returns are computed on the host
         final_values = np.zeros(len(batch.final_index), np.float32)
         if len(final_values):  # V of each cut state, from the LSTM state its episode had reached
             t, e = batch.final_index[:, 0], batch.final_index[:, 1]
-            h = np.stack([after[i][0][j] for i, j in zip(t, e)])
-            c = np.stack([after[i][1][j] for i, j in zip(t, e)])
+            xp = backend.get_array_module(after[0][0])
+            h = xp.stack([after[i][0][j] for i, j in zip(t, e)])
+            c = xp.stack([after[i][1][j] for i, j in zip(t, e)])
             with nets.no_grad():
                 _, cut_values, _ = self.network.step(batch.final_obs, (h, c))
-            final_values = cut_values.data.reshape(-1)
+            final_values = backend.to_host(cut_values.data).reshape(-1)
         return self._learn(batch, logits, values, v, final_values, progress)

@@ -49,13 +49,14 @@ class Agent:
     Config: ClassVar[type] = object
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
-                 learner: bool = True):
+                 learner: bool = True, device: str = "cpu"):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError(f"agent {self.name} needs a discrete action space, not {action_space}")
         self.config = config
         self.observation_shape = tuple(observation_space.shape)
         self.n_actions = int(action_space.n)
-        self.network = self.build_network()
+        self.device = device  # where the learner's copy computes; actors always act on the CPU
+        self.network = self.build_network().to(device)
         self.network.flat()  # one contiguous vector: what the learner publishes and actors copy
         self.model = self.network
         self.optimizer = self.make_optimizer() if learner else None

@@ -1,4 +1,5 @@
-"""The agents' losses, each one fused op (forward and analytic backward in plain NumPy).
+"""The agents' losses, each one fused op (forward and analytic backward in array code that runs on
+either device: the rollout's actions and returns are moved to where the network's outputs are).
 
 Composed from nets ops these would be ~15 graph nodes per update, whose Python overhead dominates
 a small network's update; tests hold both against hand-computed values and finite differences.
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from nets import Function
+from nets import Function, backend
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def _log_softmax(xp, logits):
     shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
 class ActorCriticLoss(Function):
@@ -31,32 +32,35 @@ class ActorCriticLoss(Function):
         self.beta, self.value_coef = entropy_beta, value_coef
 
     def forward(self, logits, values):
+        xp = backend.get_array_module(logits)
         n, dtype = len(self.returns), logits.dtype  # float32 in training, float64 in gradient checks
         self.shapes, self.dtype = (logits.shape, values.shape), dtype
-        self.returns = self.returns.astype(dtype, copy=False)
+        self.returns = xp.asarray(self.returns, dtype=dtype)
+        self.actions = xp.asarray(self.actions)
         self.beta, self.value_coef = dtype.type(self.beta), dtype.type(self.value_coef)
-        logp = _log_softmax(logits[:n])
-        p = np.exp(logp)
+        logp = _log_softmax(xp, logits[:n])
+        p = xp.exp(logp)
         v = values[:n].reshape(n)
         advantage = self.returns - v
         entropy = -(p * logp).sum(axis=1)
-        rows = np.arange(n)
+        rows = xp.arange(n)
         policy_loss = -(logp[rows, self.actions] * advantage).sum()
         value_loss = dtype.type(0.5) * (advantage * advantage).sum()
         self.logp, self.p, self.advantage, self.entropy = logp, p, advantage, entropy
         self.stats = {"policy_loss": float(policy_loss) / n, "value_loss": float(value_loss) / n,
                       "entropy": float(entropy.sum()) / n}
-        return np.asarray(policy_loss - self.beta * entropy.sum() + self.value_coef * value_loss,
+        return xp.asarray(policy_loss - self.beta * entropy.sum() + self.value_coef * value_loss,
                           dtype=dtype)
 
     def backward(self, gy):
+        xp = backend.get_array_module(gy)
         n, p, advantage = len(self.returns), self.p, self.advantage
         # d(-A log p_a)/dz = -A (onehot_a - p);  d(-beta H)/dz = beta p (log p + H)
         g_policy = p * (advantage[:, None] + self.beta * (self.logp + self.entropy[:, None]))
-        g_policy[np.arange(n), self.actions] -= advantage
-        g_logits = np.zeros(self.shapes[0], dtype=self.dtype)
+        g_policy[xp.arange(n), self.actions] -= advantage
+        g_logits = xp.zeros(self.shapes[0], dtype=self.dtype)
         g_logits[:n] = g_policy * gy
-        g_values = np.zeros(self.shapes[1], dtype=self.dtype)
+        g_values = xp.zeros(self.shapes[1], dtype=self.dtype)
         g_values[:n] = (-self.value_coef * gy * advantage).reshape(n, *self.shapes[1][1:])
         return g_logits, g_values
 
@@ -78,24 +82,27 @@ class QLoss(Function):
         self.actions, self.targets, self.delta = actions, targets, delta
 
     def forward(self, q):
+        xp = backend.get_array_module(q)
         n = len(self.targets)
         self.shape, self.dtype = q.shape, q.dtype
-        self.targets = self.targets.astype(q.dtype, copy=False)
-        chosen = q[np.arange(n), self.actions]
+        self.targets = xp.asarray(self.targets, dtype=q.dtype)
+        self.actions = xp.asarray(self.actions)
+        chosen = q[xp.arange(n), self.actions]
         error = chosen - self.targets
         if self.delta is None:
             loss = 0.5 * error * error
             self.g = error
         else:
-            small = np.abs(error) <= self.delta
-            loss = np.where(small, 0.5 * error * error, self.delta * (np.abs(error) - 0.5 * self.delta))
-            self.g = np.clip(error, -self.delta, self.delta)
+            small = xp.abs(error) <= self.delta
+            loss = xp.where(small, 0.5 * error * error, self.delta * (xp.abs(error) - 0.5 * self.delta))
+            self.g = xp.clip(error, -self.delta, self.delta)
         self.stats = {"q_loss": float(loss.sum()) / n, "q_values": float(chosen.mean())}
-        return np.asarray(loss.sum(), dtype=q.dtype)
+        return xp.asarray(loss.sum(), dtype=q.dtype)
 
     def backward(self, gy):
-        g = np.zeros(self.shape, dtype=self.dtype)
-        g[np.arange(len(self.targets)), self.actions] = self.g * gy
+        xp = backend.get_array_module(gy)
+        g = xp.zeros(self.shape, dtype=self.dtype)
+        g[xp.arange(len(self.targets)), self.actions] = self.g * gy
         return g
 
 

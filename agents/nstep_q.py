@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import nets
+from nets import backend
 
 from .base import Agent, Policy
 from .losses import q_loss
@@ -114,12 +115,13 @@ class NStepQ(Agent):
     name = "nstep-q"
     Config = NStepQConfig
 
-    def __init__(self, observation_space, action_space, config: NStepQConfig, learner: bool = True):
-        super().__init__(observation_space, action_space, config, learner)
+    def __init__(self, observation_space, action_space, config: NStepQConfig, learner: bool = True,
+                 device: str = "cpu"):
+        super().__init__(observation_space, action_space, config, learner, device)
         if config.n_step is not None and config.n_step < 1:
             raise ValueError(f"n_step must be >= 1 or None, got {config.n_step}")
         if learner:
-            self.target = self.build_network()
+            self.target = self.build_network().to(device)
             self.sync_target()
             self.model = QModel(self.network, self.target)
 
@@ -140,10 +142,10 @@ class NStepQ(Agent):
         q = self.network(obs)
         with nets.no_grad():
             if self.config.n_step is None:  # only the cut points bootstrap
-                bootstrap = self.target(batch.final_obs).data.max(axis=1)
+                bootstrap = backend.to_host(self.target(batch.final_obs).data.max(axis=1))
                 following = next_state_values(np.zeros((T, E), np.float32), batch.final_index, bootstrap)
             else:
-                best = self.target(np.concatenate([obs, batch.final_obs])).data.max(axis=1)
+                best = backend.to_host(self.target(np.concatenate([obs, batch.final_obs])).data.max(axis=1))
                 following = next_state_values(best[:n].reshape(T, E), batch.final_index, best[n:])
         targets = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
                                 self.config.gamma, self.config.n_step)

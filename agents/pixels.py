@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 import nets
-from nets import F, init
+from nets import F, backend, init
 
 from .networks import register_trunk
 
@@ -42,8 +42,9 @@ class ConvTrunk(nets.Module):
 
     def forward(self, obs):
         x = obs
-        if not isinstance(obs, nets.Tensor):  # uint8 frames -> float32 in [0, 1]
-            x = np.multiply(obs, np.float32(1 / 255), dtype=np.float32)
+        if not isinstance(obs, nets.Tensor):  # uint8 frames -> float32 in [0, 1], on the net's device
+            xp = backend.get_array_module(self.dense.weight.data)
+            x = xp.multiply(xp.asarray(obs), np.float32(1 / 255), dtype=np.float32)
         x = x.reshape(x.shape[0], *self.in_shape)
         for conv in self.convs:
             x = conv(x)

@@ -1,12 +1,14 @@
 """workbench's engine against PyTorch CPU on the same nets, in one run.
 
     python benchmarks/engine.py [--quick] [--threads N [--cpu-time]] [--only TEXT]
+    python benchmarks/engine.py --device gpu [--quick] [--only TEXT]
 
 Cases: the A3C Atari net (conv 16x8x8/4, conv 32x4x4/2, dense 256, ReLU, policy head 7 and value
 head 1 on 4x84x84 input) train step (forward, A3C loss, backward, RMSProp) at batch 1, 20 and 128,
 its forward pass alone at batch 1, and the MNIST MLP 784-800-10 train step (SGD) at batch 128.
 Recurrent cases come from engine_recurrent.py when it exists. PyTorch runs with as many threads
 as workbench uses (by default every core, for OpenBLAS and Numba alike; `--threads N` sets both).
+`--device gpu` runs the GPU cases of engine_gpu.py against PyTorch CUDA instead.
 """
 from __future__ import annotations
 
@@ -61,7 +63,7 @@ def a3c_loss(logits, value, actions, returns, entropy_beta: float = 0.01):
     log_probs = F.log_softmax(logits)
     value = F.reshape(value, (-1,))
     advantage = returns - value.data
-    picked = log_probs[np.arange(len(actions)), actions]
+    picked = log_probs[nets.backend.get_array_module(actions).arange(len(actions)), actions]
     policy_loss = -F.mean(picked * advantage)
     entropy = -F.mean(F.sum(F.exp(log_probs) * log_probs, axis=1))
     value_loss = F.mean((returns - value) ** 2)
@@ -212,6 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", metavar="TEXT", help="run only cases whose name contains TEXT")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="threads per framework (default: every core)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: workbench on CuPy against PyTorch CUDA (engine_gpu.py)")
     parser.add_argument("--cpu-time", action="store_true",
                         help="time process CPU instead of wall time (needs --threads 1; for a busy "
                              "machine)")
@@ -223,7 +227,16 @@ def main(argv=None) -> int:
     if torch is not None:
         torch.set_num_threads(threads)
     print(machine_line(threads, args.cpu_time))
-    cases = [c for c in CASES + RECURRENT_CASES if not args.only or args.only in c.name]
+    all_cases = CASES + RECURRENT_CASES
+    if args.device == "gpu":
+        import engine_gpu
+        try:
+            nets.backend.check_device("gpu")
+        except ValueError as error:
+            parser.error(str(error))
+        print(engine_gpu.device_line())
+        all_cases = engine_gpu.cases()
+    cases = [c for c in all_cases if not args.only or args.only in c.name]
     results = []
     for case in cases:
         results.append(run_case(case, args.quick, torch is not None, cpu_time=args.cpu_time))

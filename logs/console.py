@@ -14,10 +14,11 @@ def format_duration(seconds: float) -> str:
 
 
 def progress_line(step: int, total: int, fps: float, returns: list[float], episodes: int,
-                  elapsed: float, eta: float) -> str:
+                  elapsed: float, eta: float, busy: float | None = None) -> str:
     """e.g. `step 12,000/30,000  40% | 9,870 steps/s | return 201.3 last 10, 123.4 last 100 |
-    310 episodes | 0:04 elapsed, ETA 0:02`; `returns` are the latest episodes' returns, `fps`
-    the recent rate, `eta` seconds (inf when unknown)."""
+    310 episodes | 0:04 elapsed, ETA 0:02 | learner busy 35%`; `returns` are the latest episodes'
+    returns, `fps` the recent rate, `eta` seconds (inf when unknown), `busy` the recent share of
+    the learner's time spent updating and publishing (near 100%: the learner is the bottleneck)."""
     share = 100.0 * step / total if total else 100.0
     if returns:
         recent, window = returns[-10:], returns[-100:]
@@ -26,4 +27,5 @@ def progress_line(step: int, total: int, fps: float, returns: list[float], episo
     else:
         ret = "return - (no episode has ended yet)"
     return (f"step {step:,}/{total:,} {share:3.0f}% | {fps:7,.0f} steps/s | {ret} | "
-            f"{episodes:,} episodes | {format_duration(elapsed)} elapsed, ETA {format_duration(eta)}")
+            f"{episodes:,} episodes | {format_duration(elapsed)} elapsed, ETA {format_duration(eta)}"
+            + ("" if busy is None else f" | learner busy {100 * busy:.0f}%"))

@@ -13,6 +13,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from nets import backend
+
 HISTOGRAM_RANGE = 1e12  # tensorboardX's histogram bins end here; it raises on values all beyond
 
 
@@ -75,7 +77,7 @@ class EventWriter:
         NaN/Inf or beyond HISTOGRAM_RANGE (a diverging run, which training reports)."""
         self.check()
         for name, parameter in module.named_parameters():
-            values = np.asarray(parameter.data)
+            values = backend.to_host(parameter.data)
             if not np.abs(values).max() < HISTOGRAM_RANGE:
                 continue
             group = "biases" if name.rsplit(".", 1)[-1].startswith("bias") else "weights"

@@ -6,8 +6,9 @@ from .layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Embedding, Fl
 from .layers import (GRU, LSTM, RHN, RNN, Bidirectional, DeepTransitionRNN, GRUCell, Highway,
                      LSTMCell, RNNCell, detach_state)
 from .layers import AdditiveAttention, DotAttention, Seq2Seq
-from .layers import (NTM, ConvTranspose2D, DenseBlock, DenseNet, DenseTransition, MemoryNetwork,
-                     ResidualBlock, ResNet, SpatialTransformer, Upsample)
+from .layers import (NTM, ConvTranspose2D, DenseBlock, DenseNet, DenseTransition,
+                     DynamicMemoryNetwork, MemoryNetwork, ResidualBlock, ResNet, SpatialTransformer,
+                     Upsample)
 from . import sampling
 from .module import FlatParameters, Module, Parameter, Sequential
 from .rng import seed
@@ -27,5 +28,6 @@ __all__ = [
 __all__ += ["GRU", "LSTM", "RHN", "RNN", "Bidirectional", "DeepTransitionRNN", "GRUCell", "Highway",
             "LSTMCell", "RNNCell", "detach_state", "AdditiveAttention", "DotAttention", "Seq2Seq",
             "sampling"]
-__all__ += ["NTM", "ConvTranspose2D", "DenseBlock", "DenseNet", "DenseTransition", "MemoryNetwork",
+__all__ += ["NTM", "ConvTranspose2D", "DenseBlock", "DenseNet", "DenseTransition",
+            "DynamicMemoryNetwork", "MemoryNetwork",
             "ResidualBlock", "ResNet", "SpatialTransformer", "Upsample"]

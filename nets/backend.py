@@ -30,8 +30,18 @@ def cupy_module():
     """The cupy module itself, for kernels that need RawKernel/ElementwiseKernel."""
     if not gpu_available():
         raise RuntimeError("device 'gpu' needs CuPy and an NVIDIA GPU: install with "
-                           "`pip install -e \".[gpu]\"` on a machine with CUDA 12")
+                           "`pip install -e \".[gpu]\"` (CUDA 13; see the README for CUDA 12)")
     return _cupy
+
+
+def check_device(device: str) -> None:
+    """A one-line ValueError for a device name this machine cannot compute on."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if device == "gpu" and not gpu_available():
+        raise ValueError("device gpu needs CuPy and an NVIDIA GPU, and none was found here (run "
+                         "`workbench doctor`); install the gpu extra (pip install -e \".[gpu]\") "
+                         "on a machine with one, or use --device cpu")
 
 
 def xp_for(device: str):
@@ -64,3 +74,20 @@ def to_device(x, device: str):
 def to_host(x):
     """A NumPy array (checkpoints, logging and shared memory always hold host arrays)."""
     return to_device(x, "cpu")
+
+
+def copy_to_host(out: np.ndarray, x) -> None:
+    """Copy `x` into the host array `out` (e.g. a shared-memory segment): for a GPU array, one
+    device-to-host transfer straight into it."""
+    if isinstance(x, np.ndarray):
+        np.copyto(out, x)
+    else:
+        x.get(out=out)
+
+
+def same_device(arrays: list) -> list:
+    """`arrays` with the host arrays among them moved to the GPU when any of them is there (a GPU
+    network fed NumPy observations, labels or returns); unchanged otherwise."""
+    if _cupy is None or not any(isinstance(a, _cupy.ndarray) for a in arrays):
+        return arrays
+    return [_cupy.asarray(a) if isinstance(a, np.ndarray) else a for a in arrays]

@@ -64,26 +64,31 @@ class RBM(Module):
         """Set b to log(p / (1 - p)) of the data's mean activation p (Hinton's practical guide,
         section 8): the visible units start at the data's marginals, so the first negative
         samples are not far denser than the data, which otherwise drives every hidden unit off."""
-        data = _data(data)
+        data = self._here(data)
         self._check(data)
         p = _xp(data).clip(data.mean(axis=0), 1e-3, 1 - 1e-3)
         self.visible_bias.data[...] = _xp(p).log(p / (1 - p))
 
+    def _here(self, x):
+        """x's array on this model's device (host minibatches meet a GPU model here: the methods
+        below are plain array code, which does not move arrays as ops do)."""
+        return backend.to_device(_data(x), backend.device_of(self.weight.data))
+
     # -- conditionals and sampling (plain arrays, no graph) -------------------------------------
     def hidden_probs(self, v):
         """p(h = 1 | v) for v (n, visible)."""
-        v = _data(v)
+        v = self._here(v)
         self._check(v)
         return _sigmoid(_xp(v), v @ self.weight.data + self.hidden_bias.data)
 
     def visible_probs(self, h):
         """p(v = 1 | h) for h (n, hidden)."""
-        h = _data(h)
+        h = self._here(h)
         return _sigmoid(_xp(h), h @ self.weight.data.T + self.visible_bias.data)
 
     def gibbs(self, v, steps: int = 1):
         """`steps` rounds of v -> h -> v from visible states v: (last v sample, its probabilities)."""
-        v = _data(v)
+        v = self._here(v)
         probs = v
         for _ in range(steps):
             probs = self.visible_probs(bernoulli(self.hidden_probs(v)))
@@ -107,7 +112,7 @@ class RBM(Module):
         CD / PCD estimate of the negative log-likelihood gradient."""
         if k < 1:
             raise ValueError(f"the number of Gibbs steps k must be >= 1, got {k}")
-        v = _data(v)
+        v = self._here(v)
         self._check(v)
         if persistent:
             if not self.chains:
@@ -121,7 +126,7 @@ class RBM(Module):
     def reconstruction_error(self, v) -> float:
         """Mean over rows of the cross-entropy of v under its mean-field reconstruction (the
         tutorials' monitor for CD; it is not the training objective)."""
-        v = _data(v)
+        v = self._here(v)
         xp = _xp(v)
         p = xp.clip(self.reconstruct(v), 1e-7, 1 - 1e-7)
         return float(-(v * xp.log(p) + (1 - v) * xp.log(1 - p)).sum(axis=1).mean())
@@ -129,7 +134,7 @@ class RBM(Module):
     def pseudo_likelihood(self, v, rng: np.random.Generator) -> float:
         """Stochastic pseudo-log-likelihood per row of binary v: visible * log sigmoid(F(v with
         one random bit flipped) - F(v)), one random bit per row (the tutorials' PCD monitor)."""
-        v = _data(v)
+        v = self._here(v)
         xp = _xp(v)
         binary = (v > 0.5).astype(v.dtype)
         flipped = binary.copy()
@@ -170,7 +175,7 @@ class DBN(Module):
 
     def propagate(self, x, layers: int):
         """The input seen by RBM number `layers` (0-based): x passed up through the ones below."""
-        x = _data(x)
+        x = self.rbms[0]._here(x)
         for rbm in self.rbms[:layers]:
             x = rbm.hidden_probs(x)
         return x

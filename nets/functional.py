@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .kernels import softmax_gpu
 from .tensor import Function, Tensor, unbroadcast
 
 _xp = backend.get_array_module
@@ -213,6 +214,10 @@ class GetItem(Function):
 
     def forward(self, x):
         self.in_shape, self.dtype = x.shape, x.dtype
+        if _xp(x) is not np:  # host index arrays (actions, labels) go where x is
+            parts = self.index if isinstance(self.index, tuple) else (self.index,)
+            moved = tuple(backend.same_device([x, *parts])[1:])
+            self.index = moved if isinstance(self.index, tuple) else moved[0]
         return x[self.index]
 
     def backward(self, gy):
@@ -477,20 +482,24 @@ class SoftmaxCrossEntropy(Function):
     def forward(self, logits):
         xp = _xp(logits)
         n = logits.shape[0]
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        total = e.sum(axis=1, keepdims=True)
-        self.probs = e / total
-        rows = xp.arange(n)
-        nll = xp.log(total[:, 0]) - shifted[rows, self.labels]
+        if xp is np:
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            e = xp.exp(shifted)
+            total = e.sum(axis=1, keepdims=True)
+            self.probs = e / total
+            nll = xp.log(total[:, 0]) - shifted[xp.arange(n), self.labels]
+        else:
+            self.probs, nll = softmax_gpu.forward(logits, self.labels)
         if self.weights is None:
             self.scale = xp.full(n, 1.0 / n, dtype=logits.dtype)
         else:
             self.scale = (self.weights / xp.maximum(self.weights.sum(), 1e-12)).astype(logits.dtype)
-        return xp.asarray((nll * self.scale).sum(), dtype=logits.dtype)
+        return xp.asarray(nll @ self.scale, dtype=logits.dtype)
 
     def backward(self, gy):
         xp = _xp(gy)
+        if xp is not np:
+            return softmax_gpu.backward(self.probs, self.labels, self.scale, gy)
         g = self.probs.copy()
         g[xp.arange(g.shape[0]), self.labels] -= 1
         g *= (self.scale * gy)[:, None]

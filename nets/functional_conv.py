@@ -13,8 +13,8 @@ largest activations of a conv net and the temporaries of a separate op.
 
 Both return (batch, out, oh, ow) in channels-last memory (a transposed view): that is what the
 row-per-position product writes without a copy, and what the next conv or pool reads fastest.
-Large batches run in chunks of samples so that each chunk's scratch stays in cache; scratch
-buffers come from nets.kernels.workspace.
+On the CPU large batches run in chunks of samples so that each chunk's scratch stays in cache
+(on the GPU a batch is one chunk); scratch buffers come from nets.kernels.workspace.
 """
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ _xp = backend.get_array_module
 
 CHUNK_BYTES = 1 << 18  # scratch per chunk of samples: several buffers of it stay in L2 cache
 KEEP_PATCHES_BYTES = 1 << 22  # patch matrices up to this size are kept for the weight gradient
+# On the GPU every chunk costs a launch of each kernel and product (~20 us of Python and driver
+# time), far more than the memory: one chunk for the whole batch, its patches kept, up to this.
+GPU_SCRATCH_BYTES = 1 << 30
 BLOCKS_MIN_DEPTH = 32  # blocks pay when a block row (channels * stride area) is at least this long
 BLOCKS_MAX_WASTE = 1.5  # ... and padding the kernel to whole blocks adds at most this much work
 ACTIVATIONS = (None, "relu")
@@ -103,7 +106,8 @@ class _Conv2D(Function):
         (rows_per_sample rows of `widest` values each) fits CHUNK_BYTES."""
         n = self.x.shape[0]
         sample_bytes = rows_per_sample * widest * self.dtype.itemsize
-        self.chunk = max(1, min(n, CHUNK_BYTES // sample_bytes))
+        budget = CHUNK_BYTES if _xp(self.x) is np else GPU_SCRATCH_BYTES
+        self.chunk = max(1, min(n, budget // sample_bytes))
         spans = []
         for n0 in range(0, n, self.chunk):
             n1 = min(n, n0 + self.chunk)
@@ -132,7 +136,8 @@ class Conv2DPatches(_Conv2D):
         self.wmat = self._weight_matrix(w)
         self.positions, taps = out_rows.shape[0] // n, self.wmat.shape[1]
         self.spans = self._chunks(self.positions, taps)
-        keep = self.weight_grad and n * self.positions * taps * self.dtype.itemsize <= KEEP_PATCHES_BYTES
+        keep_limit = KEEP_PATCHES_BYTES if xp is np else GPU_SCRATCH_BYTES
+        keep = self.weight_grad and n * self.positions * taps * self.dtype.itemsize <= keep_limit
         cols = workspace.take(xp, ((n if keep else self.chunk) * self.positions, taps), self.dtype)
         for n0, n1, r0, r1 in self.spans:
             patches = cols[r0:r1] if keep else cols[:r1 - r0]

@@ -10,8 +10,8 @@ from .tensor import Tensor
 def to_float64(module: Module) -> Module:
     """Cast a module's parameters and buffers to float64 in place (for gradient checks only)."""
     for m in module.modules():
-        for p in m._parameters.values():
-            p.data = p.data.astype(np.float64)
+        for p in m._parameters.values():  # contiguous: gradcheck perturbs entries through a flat view
+            p.data = np.ascontiguousarray(p.data, dtype=np.float64)
             p.grad = np.zeros_like(p.data)
         for name in m._buffers:
             object.__setattr__(m, name, getattr(m, name).astype(np.float64))

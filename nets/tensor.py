@@ -95,7 +95,8 @@ def _check_finite(array, what: str) -> None:
 class Tensor:
     """An array (`data`), its gradient (`grad`) and the Function that produced it (`creator`)."""
 
-    __array_priority__ = 100  # make `ndarray + Tensor` call Tensor.__radd__
+    __array_priority__ = 100  # make `ndarray + Tensor` call Tensor.__radd__ (NumPy)
+    __array_ufunc__ = None  # ... and `cupy.ndarray + Tensor` (CuPy defers only to this)
     __slots__ = ("data", "grad", "creator", "requires_grad", "name", "__weakref__")
 
     def __init__(self, data, requires_grad: bool = False, name: str | None = None):
@@ -218,7 +219,7 @@ class Function:
 
     def __call__(self, *args):
         inputs = tuple(a if isinstance(a, Tensor) else Tensor(a) for a in args)
-        result = self.forward(*(t.data for t in inputs))
+        result = self.forward(*backend.same_device([t.data for t in inputs]))
         multi = isinstance(result, tuple)
         arrays = result if multi else (result,)
         if _State.check:

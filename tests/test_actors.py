@@ -220,7 +220,7 @@ def test_progress_lines_wait_for_the_first_rollouts_before_an_eta():
     learner._progress_line(0, 1.0)
     assert "waiting for the actors' first rollouts" in lines[-1] and "ETA" not in lines[-1]
     learner.run()
-    assert re.search(r"step 400/400 100% .* ETA 0:00$", lines[-1]), lines[-1]
+    assert re.search(r"step 400/400 100% .* ETA 0:00 \| learner busy \d+%$", lines[-1]), lines[-1]
 
 
 class FlakyTransport(InlineActors):

@@ -8,8 +8,8 @@ import nets
 from nets import F
 from nets.functional_image import conv_transpose_size, sample_reference, sample_reference_backward
 from nets.gradcheck import gradcheck, to_float64
-from nets.layers.memory import (NTM, MemoryNetwork, address_size, circular_shift, content_addressing,
-                                cosine_similarity, memory_read, memory_write, ntm_address, sharpen)
+from nets.layers.memory import (NTM, DynamicMemoryNetwork, MemoryNetwork, address_size, attention_gru,
+                                circular_shift, content_addressing, cosine_similarity, memory_read, memory_write, ntm_address, sharpen)
 from nets.layers.residual import (DenseBlock, DenseNet, DenseTransition, ResidualBlock, ResNet,
                                   resnet)
 from nets.layers.spatial import ConvTranspose2D, SpatialTransformer, Upsample
@@ -263,6 +263,37 @@ def test_memory_network_never_attends_to_empty_slots(rng):
     network.temporal1.data[:2] += 100.0  # the empty slots' output embeddings change...
     network.temporal0.data[:2] += 100.0
     np.testing.assert_allclose(network(story, query).data, before, rtol=1e-5)  # ...unseen
+
+
+def test_attention_gru_matches_its_steps_and_gradients(rng):
+    xr, xh, gates = t64(rng, 3, 4, 5), t64(rng, 3, 4, 5), nets.Tensor(rng.random((3, 4)), requires_grad=True)
+    u_r, u_h = t64(rng, 5, 5), t64(rng, 5, 5)
+    h = np.zeros((3, 5))
+    for i in range(4):  # the equations, step by step
+        r = 1 / (1 + np.exp(-(xr.data[:, i] + h @ u_r.data)))
+        candidate = np.tanh(xh.data[:, i] + r * (h @ u_h.data))
+        h = gates.data[:, i:i + 1] * candidate + (1 - gates.data[:, i:i + 1]) * h
+    np.testing.assert_allclose(attention_gru(xr, xh, u_r, u_h, gates).data, h, rtol=1e-12)
+    gradcheck(lambda: attention_gru(xr, xh, u_r, u_h, gates), [xr, xh, u_r, u_h, gates])
+
+
+def test_dynamic_memory_network_gradients(rng):
+    network = to_float64(DynamicMemoryNetwork(7, dim=4, hops=2))
+    story = rng.integers(1, 7, (2, 3, 4))
+    story[0, 0] = 0  # an empty slot
+    story[1, :, 3] = 0  # padded words
+    query = rng.integers(1, 7, (2, 4))
+    query[0, 2:] = 0
+    gradcheck(lambda: network(story, query), network.parameters(), max_elements=8)
+    assert network(story, query).shape == (2, 7)
+
+
+def test_dynamic_memory_network_ignores_empty_slots(rng):
+    network = DynamicMemoryNetwork(9, dim=6, hops=2)
+    story = rng.integers(1, 9, (2, 4, 3))
+    query = rng.integers(1, 9, (2, 3))
+    padded = np.concatenate([np.zeros((2, 3, 3), dtype=story.dtype), story], axis=1)
+    np.testing.assert_allclose(network(padded, query).data, network(story, query).data, rtol=1e-5, atol=1e-6)
 
 
 def copy_batch(rng, batch, length, bits):

@@ -122,3 +122,52 @@ def test_seq2seq_learns_to_reverse_digit_sequences(attention):
         nets.optim.clip_grad_norm(optimizer, 5.0)
         optimizer.step()
     assert exact_match(model, np.random.default_rng(1)) >= 0.95
+
+
+def test_stacked_seq2seq_with_a_shared_embedding_gradients(rng):
+    model = to_float64(Seq2Seq(7, 7, embed=3, hidden=4, layers=2, shared_embedding=True))
+    assert model.tgt_embed is None and "decoder2.w_ih" in dict(model.named_parameters())
+    src = rng.integers(0, 7, (2, 4))
+    mask = np.ones((2, 4))
+    mask[1, 3:] = 0
+    tgt_in = rng.integers(0, 7, (2, 3))
+    gradcheck(lambda: model(src, tgt_in, mask), model.parameters(), max_elements=8)
+
+
+class _TableDecoder(Seq2Seq):
+    """Next-token probabilities from a table indexed by the previous token: greedy decoding
+    takes 'a' (0.6) and then wanders, while 'b end' is the likelier sentence."""
+
+    TABLE = np.log(np.array([[1.0, 1e-9, 1e-9, 1e-9],   # after end: end
+                             [0.3, 0.35, 0.35, 1e-9],   # after a
+                             [0.9, 0.05, 0.05, 1e-9],   # after b
+                             [1e-9, 0.6, 0.4, 1e-9]]))  # after start
+
+    def encode(self, src, src_mask=None):
+        zeros = np.zeros((len(src), 1))
+        return np.zeros((len(src), 1, 2)), None, [(zeros, zeros)], zeros
+
+    def decode_step(self, token, state, context, keys, projected, src_mask=None):
+        return nets.Tensor(self.TABLE[np.asarray(token)]), state, context, None
+
+
+def test_beam_search_finds_the_likelier_sentence_that_greedy_misses():
+    model = _TableDecoder(4, 4)
+    src = np.zeros((2, 1), dtype=np.int64)
+    np.testing.assert_array_equal(model.beam_decode(src, 3, 0, 4, beam=2), [[2, 0, 0, 0]] * 2)
+    np.testing.assert_array_equal(model.beam_decode(src, 3, 0, 3, beam=1)[:, :1], [[1], [1]])  # greedy's first
+    with pytest.raises(ValueError, match="beam must be"):
+        model.beam_decode(src, 3, 0, 4, beam=0)
+
+
+def test_beam_of_one_is_greedy_until_the_end_token(rng):
+    nets.seed(2)
+    model = Seq2Seq(11, 12, embed=8, hidden=8, layers=2)
+    src, mask, _, target, _ = _reversal_batch(rng, 6)
+    greedy, weights = model.greedy_decode(src, START, 7, mask, attention=True)
+    beam = model.beam_decode(src, START, END, 7, beam=1, src_mask=mask)
+    assert weights.shape == (6, 7, src.shape[1]) and np.all(weights[mask[:, None, :].repeat(7, 1) == 0] == 0)
+    for g, b in zip(greedy, beam):
+        stop = list(g).index(END) + 1 if END in g else len(g)
+        np.testing.assert_array_equal(b[:stop], g[:stop])
+        assert np.all(b[stop:] == END)

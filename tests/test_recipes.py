@@ -59,7 +59,8 @@ def test_list_names_every_recipe(capsys):
         assert name in listed and name in usage
 
 
-@pytest.mark.parametrize("name", ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow"])
+@pytest.mark.parametrize("name", ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow", "sentiment",
+                                  "seq2seq", "dmn", "mnist-sequence"])
 def test_help_shows_every_flag(name, capsys):
     with pytest.raises(SystemExit):
         cli.main(["recipe", name, "--help"])
@@ -200,4 +201,5 @@ def test_resolve_prefers_given_flags_then_the_saved_config_then_defaults():
 
 def test_every_recipe_is_registered_once():
     assert list(recipes()) == ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow", "mnist-rbm",
-                               "mnist-dbn", "mnist-gan", "mnist-stn", "resnet"]
+                               "mnist-dbn", "mnist-gan", "mnist-stn", "resnet", "sentiment", "seq2seq", "dmn",
+                               "mnist-sequence"]

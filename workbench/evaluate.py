@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 import nets
+from nets import backend
 from agents import make_agent
 from envs import make_env
 
@@ -124,7 +125,7 @@ class Evaluator:
             self.report(done_step, results)
         if step >= self.next:
             if not self.busy and self.process.is_alive():
-                self.conn.send((step, weights.copy()))
+                self.conn.send((step, backend.to_host(weights).copy()))
                 self.busy = True
             self.next = (step // self.every + 1) * self.every
 

@@ -22,7 +22,7 @@ from agents.pixels import atari_defaults
 from envs import check_env_id, make_env
 from envs.atari import ale_id
 from logs import EventWriter, format_duration
-from nets import checkpoint
+from nets import backend, checkpoint
 
 from .evaluate import Evaluator
 from .runs import RunDir, default_name, describe
@@ -44,6 +44,7 @@ class TrainConfig:
     steps: int = 100_000
     seed: int = 0
     backend: str = "processes"
+    device: str = "cpu"  # the learner's network and optimizer: "cpu" or "gpu"
     address: str | None = None  # ray backend: "auto", "HOST:PORT" or None (start Ray locally)
     env_options: dict = field(default_factory=dict)
     agent_config: dict = field(default_factory=dict)  # overrides of the agent's defaults
@@ -73,6 +74,7 @@ class TrainConfig:
             raise ValueError("reinforce learns from whole episodes: envs-per-actor must be 1")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        backend.check_device(self.device)
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint-every must be >= 1, got {self.checkpoint_every}")
         if self.keep_checkpoints < 0:
@@ -138,7 +140,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         probe = make_env(config.env, **config.env_options)
     except TypeError as error:  # gymnasium.make passes --env-option keywords to the env's class
         raise ValueError(f"--env-option: {error}") from None
-    agent = make_agent(config.agent, probe.observation_space, probe.action_space, agent_settings)
+    agent = make_agent(config.agent, probe.observation_space, probe.action_space, agent_settings,
+                       device=config.device)
     probe.close()
 
     progress = Progress()
@@ -190,7 +193,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
             run.prune_checkpoints(config.keep_checkpoints)
 
     console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
-            f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}")
+            f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}"
+            + (", learner on the GPU" if config.device == "gpu" else ""))
     if on_start:
         on_start(agent)
     learner = Learner(agent, transport, config.steps, progress=progress, events=events,

@@ -5,6 +5,8 @@ Contract, the same on every device: `table[indices[i]] += rows[i]` for every i, 
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numba import njit
 
@@ -19,9 +21,17 @@ def _scatter_add(table, indices, rows):
             table[j, d] += rows[i, d]
 
 
+@functools.cache
+def _scatter_add_gpu():
+    """One thread per element of `rows`, an atomic add into its table row (CuPy's add.at prepares
+    its indices in several launches first)."""
+    return backend.cupy_module().ElementwiseKernel(
+        "T row, raw I indices, int64 dim", "raw T table",
+        "atomicAdd(&table[indices[i / dim] * dim + i % dim], row);", "workbench_scatter_add")
+
+
 def scatter_add(table, indices, rows) -> None:
-    xp = backend.get_array_module(table)
-    if xp is not np:
-        xp.add.at(table, indices, rows)  # CuPy's add.at is an atomic scatter kernel
-        return
-    _scatter_add(table, indices, rows)
+    if backend.get_array_module(table) is np:
+        _scatter_add(table, indices, rows)
+    else:
+        _scatter_add_gpu()(rows, indices, table.shape[1], table)

@@ -1,10 +1,10 @@
 """Optimizer updates: one fused pass over the flat parameter vector per step.
 
-Each rule has two versions with one contract, `rule(p, g, *state, lr, weight_decay, l1, *hyper)`,
+Each rule has three versions with one contract, `rule(p, g, *state, lr, weight_decay, l1, *hyper)`,
 updating `p` and the state vectors in place and leaving `g` untouched:
 - `rule` (Numba, CPU): one loop reading and writing each element once;
-- `rule_xp` (plain array code, NumPy or CuPy): the reference the Numba kernel is tested
-  against, and the GPU path.
+- `rule` in optim_gpu.py (CuPy, GPU): one elementwise kernel, the same pass;
+- `rule_xp` (plain array code, NumPy or CuPy): the reference both kernels are tested against.
 Scalars arrive as float32 so that both versions compute in float32 with the same operation order
 (Numba without fastmath neither reorders nor contracts into FMAs, so they agree to the last bit
 on most elements). `error_model="numpy"` makes x / 0 give inf as NumPy does instead of raising;
@@ -206,5 +206,8 @@ def sum_of_squares_xp(x):
 
 
 def for_array(name: str, x):
-    """The version of kernel `name` for where `x` lives: Numba on the CPU, array code on the GPU."""
-    return globals()[name if backend.get_array_module(x) is np else name + "_xp"]
+    """The version of kernel `name` for where `x` lives: Numba on the CPU, CuPy on the GPU."""
+    if backend.get_array_module(x) is np:
+        return globals()[name]
+    from . import optim_gpu
+    return getattr(optim_gpu, name)

@@ -1,10 +1,12 @@
 """Per-time-step gate math of the recurrent layers (nets/layers/recurrent.py), forward and backward.
 
 The layers run one Python loop over time: per step one BLAS matmul for the recurrent term, then one
-of these kernels for all the elementwise work of that step, fused. Every kernel has two versions
-with one contract, chosen by `for_array(name, x)`:
+of these kernels for all the elementwise work of that step, fused. Every kernel has one contract
+and up to three versions, chosen by `for_array(name, x)`:
 - `name` (Numba, CPU): one pass over each (batch row, unit), vectorised by LLVM;
-- `name_xp` (plain array code, NumPy or CuPy): the GPU path, and a second opinion in the tests.
+- `name` in recurrent_gpu.py (CuPy, GPU; LSTM and GRU): one fused launch per step;
+- `name_xp` (plain array code, NumPy or CuPy): the GPU path of the deep transitions, and a second
+  opinion in the tests.
 
 Layout. Everything the loop and the weight gradients touch is time-major, so that a step's rows
 are one contiguous block (the operand of that step's matmul) and the weight gradients are single
@@ -511,6 +513,20 @@ def highway_transition_backward_xp(A, S, h0, ds, dbelow, skip, mask, t, l, tp):
     dbelow[...] = direct
 
 
+def step_matmul(a, b, out) -> None:
+    """out = a @ b, the recurrent product of one step: NumPy's, or on the GPU one cuBLAS call made
+    directly (blas_gpu.py: CuPy's matmul costs more Python time than the step's product)."""
+    if backend.get_array_module(a) is np:
+        np.matmul(a, b, out=out)
+    else:
+        from . import blas_gpu
+        blas_gpu.matmul(a, b, out)
+
+
 def for_array(name: str, x):
-    """The version of kernel `name` for where `x` lives: Numba on the CPU, array code on the GPU."""
-    return globals()[name if backend.get_array_module(x) is np else name + "_xp"]
+    """The version of kernel `name` for where `x` lives: Numba on the CPU; on the GPU the fused
+    CuPy kernel (LSTM, GRU: recurrent_gpu.py), else the array code."""
+    if backend.get_array_module(x) is np:
+        return globals()[name]
+    from . import recurrent_gpu
+    return getattr(recurrent_gpu, name, None) or globals()[name + "_xp"]

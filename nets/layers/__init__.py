@@ -8,7 +8,7 @@ from .normalization import BatchNorm
 from .pooling import AvgPool2D, GlobalAvgPool, MaxPool2D
 from .recurrent import (GRU, LSTM, RHN, RNN, Bidirectional, DeepTransitionRNN, GRUCell, Highway,
                         LSTMCell, RNNCell, detach_state)
-from .memory import NTM, MemoryNetwork
+from .memory import NTM, DynamicMemoryNetwork, MemoryNetwork
 from .residual import DenseBlock, DenseNet, DenseTransition, ResidualBlock, ResNet, resnet
 from .spatial import ConvTranspose2D, SpatialTransformer, Upsample
 
@@ -19,5 +19,5 @@ __all__ = ["AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", 
 __all__ += ["GRU", "LSTM", "RHN", "RNN", "Bidirectional", "DeepTransitionRNN", "GRUCell", "Highway",
             "LSTMCell", "RNNCell", "detach_state"]
 __all__ += ["AdditiveAttention", "DotAttention", "Seq2Seq", "dot_attention", "masked_softmax"]
-__all__ += ["NTM", "MemoryNetwork", "DenseBlock", "DenseNet", "DenseTransition", "ResidualBlock", "ResNet",
-            "resnet", "ConvTranspose2D", "SpatialTransformer", "Upsample"]
+__all__ += ["NTM", "DynamicMemoryNetwork", "MemoryNetwork", "DenseBlock", "DenseNet", "DenseTransition",
+            "ResidualBlock", "ResNet", "resnet", "ConvTranspose2D", "SpatialTransformer", "Upsample"]

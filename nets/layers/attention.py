@@ -132,55 +132,75 @@ class AdditiveAttention(Module):
         return f"query {self.query_size}, key {self.key_size}, size {self.size}"
 
 
+def _rows(x, rows):
+    """Rows of a Tensor's or array's first axis, as an array (decoding records no graph)."""
+    return (x.data if isinstance(x, Tensor) else x)[rows]
+
+
 class Seq2Seq(Module):
     """Encoder-decoder with attention for token sequences.
 
-    Encoder: embedding -> bidirectional LSTM (outputs of both directions concatenated: the keys).
-    Decoder: an LSTMCell fed [embedding of the previous token, previous context] ("input
-    feeding", Luong et al. 2015); its new h queries the attention; logits come from a dense layer
-    on [h, context]. The decoder starts from tanh(W [final forward h, final backward h]).
+    Encoder: embedding -> `layers` bidirectional LSTM layers (the top layer's outputs of both
+    directions, concatenated, are the keys). Decoder: `layers` stacked LSTMCells; the first is fed
+    [embedding of the previous token, previous context] ("input feeding", Luong et al. 2015); the
+    top h queries the attention; logits come from a dense layer on [top h, context]. The decoder
+    layers start from tanh(W [final h of every encoder cell]). `shared_embedding` uses one table
+    for both sides (one vocabulary, e.g. a chatbot's).
 
     `forward(src, tgt_in, src_mask)` trains with teacher forcing (tgt_in is the target shifted
     right, starting with the start token) and returns logits (batch, steps, tgt_vocab);
-    `greedy_decode(src, start, steps, src_mask)` feeds back its own most likely tokens.
+    `greedy_decode` feeds back its own most likely tokens, `beam_decode` keeps the `beam` most
+    likely hypotheses at each step.
     """
 
     def __init__(self, src_vocab: int, tgt_vocab: int, embed: int = 32, hidden: int = 64,
-                 attention: str = "additive"):
+                 attention: str = "additive", layers: int = 1, shared_embedding: bool = False):
         super().__init__()
         if attention not in ("additive", "dot"):
             raise ValueError(f"attention must be 'additive' or 'dot', got {attention!r}")
+        if shared_embedding and src_vocab != tgt_vocab:
+            raise ValueError(f"a shared embedding needs one vocabulary, got {src_vocab} and {tgt_vocab}")
         small = lambda shape: init.normal(shape, 0.1)  # noqa: E731 - embeddings start small
-        self.hidden = hidden
+        self.hidden, self.layers = hidden, layers
         self.src_embed = Embedding(src_vocab, embed, initializer=small)
-        self.tgt_embed = Embedding(tgt_vocab, embed, initializer=small)
-        self.encoder = LSTM(embed, hidden, bidirectional=True)
-        self.bridge = Linear(2 * hidden, hidden)
+        self.tgt_embed = None if shared_embedding else Embedding(tgt_vocab, embed, initializer=small)
+        self.encoder = LSTM(embed, hidden, num_layers=layers, bidirectional=True)
+        self.bridge = Linear(2 * hidden * layers, hidden * layers)
         self.decoder = LSTMCell(embed + 2 * hidden, hidden)
+        self.upper = []  # the decoder's layers above the first
+        for layer in range(1, layers):
+            cell = LSTMCell(hidden, hidden)
+            setattr(self, f"decoder{layer + 1}", cell)
+            self.upper.append(cell)
         self.attention = (AdditiveAttention(hidden, 2 * hidden, hidden) if attention == "additive"
                           else DotAttention(hidden, 2 * hidden, scaled=True))
         self.out = Linear(3 * hidden, tgt_vocab)
 
     def encode(self, src, src_mask=None):
         """src ids (batch, time) -> (keys (batch, time, 2 hidden), projected keys or None,
-        the decoder's initial state, the initial context (zeros))."""
-        keys, (forward_state, backward_state) = self.encoder(self.src_embed(src), mask=src_mask)
-        h0 = F.tanh(self.bridge(F.concat([forward_state[0], backward_state[0]], axis=1)))
+        the decoder's initial state (a list of (h, c), one per layer), the initial context (zeros))."""
+        keys, finals = self.encoder(self.src_embed(src), mask=src_mask)  # (h, c) of every cell
+        h0 = F.tanh(self.bridge(F.concat([h for h, _ in finals], axis=1)))
         xp = backend.get_array_module(h0.data)
         zeros = xp.zeros((h0.shape[0], self.hidden), dtype=h0.dtype)
+        state = [(h0[:, k * self.hidden:(k + 1) * self.hidden], zeros) for k in range(self.layers)]
         projected = self.attention.project_keys(keys) if isinstance(self.attention, AdditiveAttention) else None
         context = xp.zeros((h0.shape[0], 2 * self.hidden), dtype=h0.dtype)
-        return keys, projected, (h0, zeros), context
+        return keys, projected, state, context
 
     def decode_step(self, token, state, context, keys, projected, src_mask=None):
         """One decoder step: previous tokens (batch,) -> (logits, state, context, weights)."""
-        x = F.concat([self.tgt_embed(token), context], axis=1)
-        h, state = self.decoder(x, state)
+        embed = self.src_embed if self.tgt_embed is None else self.tgt_embed
+        h, first = self.decoder(F.concat([embed(token), context], axis=1), state[0])
+        new_state = [first]
+        for cell, previous in zip(self.upper, state[1:]):
+            h, new = cell(h, previous)
+            new_state.append(new)
         if projected is not None:
             context, weights = self.attention(h, keys, mask=src_mask, projected=projected)
         else:
             context, weights = self.attention(h, keys, mask=src_mask)
-        return self.out(F.concat([h, context], axis=1)), state, context, weights
+        return self.out(F.concat([h, context], axis=1)), new_state, context, weights
 
     def forward(self, src, tgt_in, src_mask=None):
         keys, projected, state, context = self.encode(src, src_mask)
@@ -191,16 +211,69 @@ class Seq2Seq(Module):
             logits.append(step_logits)
         return F.stack(logits, axis=1)
 
-    def greedy_decode(self, src, start: int, steps: int, src_mask=None) -> np.ndarray:
-        """Token ids (batch, steps) chosen greedily, starting from the `start` token."""
+    def greedy_decode(self, src, start: int, steps: int, src_mask=None, attention: bool = False):
+        """Token ids (batch, steps) chosen greedily, starting from the `start` token; with
+        `attention`, also the attention weights of every step (batch, steps, source time)."""
         with no_grad():
             keys, projected, state, context = self.encode(src, src_mask)
             xp = backend.get_array_module(keys.data)
             token = xp.full(src.shape[0], start, dtype=np.int64)
-            out = []
+            out, maps = [], []
+            for _ in range(steps):
+                logits, state, context, weights = self.decode_step(token, state, context, keys,
+                                                                   projected, src_mask)
+                token = logits.data.argmax(axis=1)
+                out.append(backend.to_host(token))
+                maps.append(backend.to_host(weights.data))
+        tokens = np.stack(out, axis=1)
+        return (tokens, np.stack(maps, axis=1)) if attention else tokens
+
+    def beam_decode(self, src, start: int, end: int, steps: int, beam: int = 5,
+                    src_mask=None) -> np.ndarray:
+        """Token ids (batch, steps) by beam search: each step extends the `beam` most likely
+        hypotheses of every source by every token and keeps the `beam` most likely of those; a
+        hypothesis that produced `end` is finished (it extends only by `end`, at no cost). The
+        answer is the hypothesis with the best log-probability per token up to its `end`."""
+        if beam < 1:
+            raise ValueError(f"beam must be >= 1, got {beam}")
+        batch = src.shape[0]
+        with no_grad():
+            keys, projected, state, context = self.encode(src, src_mask)
+            xp = backend.get_array_module(keys.data)
+            rows = xp.repeat(xp.arange(batch), beam)  # each source once per hypothesis
+            keys, context = _rows(keys, rows), _rows(context, rows)
+            projected = None if projected is None else _rows(projected, rows)
+            src_mask = None if src_mask is None else _rows(xp.asarray(src_mask), rows)
+            state = [tuple(_rows(part, rows) for part in layer) for layer in state]
+            scores = np.full((batch, beam), -np.inf)
+            scores[:, 0] = 0  # the hypotheses start as copies of one: only the first is live
+            history = np.zeros((batch * beam, 0), dtype=np.int64)
+            finished = np.zeros(batch * beam, dtype=bool)
+            token = xp.full(batch * beam, start, dtype=np.int64)
             for _ in range(steps):
                 logits, state, context, _ = self.decode_step(token, state, context, keys, projected,
                                                              src_mask)
-                token = logits.data.argmax(axis=1)
-                out.append(backend.to_host(token))
-        return np.stack(out, axis=1)
+                z = backend.to_host(logits.data).astype(np.float64)
+                z -= z.max(axis=1, keepdims=True)
+                log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+                log_probs[finished] = -np.inf
+                log_probs[finished, end] = 0
+                vocab = log_probs.shape[1]
+                total = (scores.reshape(-1, 1) + log_probs).reshape(batch, beam * vocab)
+                best = np.argsort(-total, axis=1, kind="stable")[:, :beam]
+                scores = np.take_along_axis(total, best, axis=1)
+                origin = (np.arange(batch)[:, None] * beam + best // vocab).reshape(-1)
+                chosen = (best % vocab).reshape(-1)
+                history = np.concatenate([history[origin], chosen[:, None]], axis=1)
+                finished = finished[origin] | (chosen == end)
+                picked = xp.asarray(origin)
+                state = [tuple(_rows(part, picked) for part in layer) for layer in state]
+                context, token = _rows(context, picked), xp.asarray(chosen)
+                if finished.all():
+                    break
+        ended = history == end
+        lengths = np.where(ended.any(axis=1), ended.argmax(axis=1) + 1, history.shape[1])
+        best = (scores.reshape(-1) / lengths).reshape(batch, beam).argmax(axis=1)
+        tokens = np.full((batch, steps), end, dtype=np.int64)
+        tokens[:, :history.shape[1]] = history.reshape(batch, beam, -1)[np.arange(batch), best]
+        return tokens

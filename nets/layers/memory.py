@@ -1,5 +1,6 @@
-"""External memory: content-based addressing, a Neural Turing Machine (Graves et al. 2014) and
-an end-to-end memory network (Sukhbaatar et al. 2015).
+"""External memory: content-based addressing, a Neural Turing Machine (Graves et al. 2014), an
+end-to-end memory network (Sukhbaatar et al. 2015) and a dynamic memory network (Kumar et al.
+2016; Xiong et al. 2016).
 
 Addressing (NTM section 3.3), for a memory M (batch, N, width) and a head's previous weighting:
     content    w_c = softmax(beta * cosine(key, M[i]))          beta = softplus(.) >= 0
@@ -24,7 +25,7 @@ from ..module import Module, Parameter
 from ..tensor import Function, Tensor
 from .dense import Linear
 from .embedding import Embedding
-from .recurrent import LSTMCell
+from .recurrent import GRU, LSTMCell
 
 EPS = 1e-6  # keeps norms of an all-zero row, and logs of a zero weight, finite
 _NEG = -1e9  # added to the scores of padded memories: exp() of it is 0 in float32 and float64
@@ -352,3 +353,122 @@ class MemoryNetwork(Module):
     def extra_repr(self) -> str:
         return (f"vocabulary={self.vocabulary}, dim={self.dim}, hops={self.hops}, "
                 f"memories={self.memories}, words={self.words}")
+
+
+# -- dynamic memory network -----------------------------------------------------------------------
+class AttentionGRU(Function):
+    """The attention GRU of DMN+ (Xiong et al. 2016) over a whole sequence in one op: a GRU whose
+    update gate is given, one attention weight g_i per step:
+        r = sigmoid(xr_i + h U_r),  h~ = tanh(xh_i + r * (h U_h)),  h_i = g_i h~ + (1 - g_i) h_{i-1}
+    (xr, xh (batch, steps, hidden): the inputs' projections, biases included; u_r, u_h (hidden,
+    hidden); gates (batch, steps)) -> the last h (batch, hidden), from h_0 = 0. One op, not a
+    dozen per step, because the episodic memory runs it once per episode."""
+
+    def forward(self, xr, xh, u_r, u_h, gates):
+        xp = _xp(xr)
+        batch, steps, hidden = xr.shape
+        h = xp.zeros((batch, hidden), dtype=xr.dtype)
+        self.saved = []
+        for i in range(steps):
+            uh = h @ u_h
+            r = _sigmoid(xp, xr[:, i] + h @ u_r)
+            candidate = xp.tanh(xh[:, i] + r * uh)
+            self.saved.append((h, r, uh, candidate))
+            h = h + gates[:, i:i + 1] * (candidate - h)
+        self.u_r, self.u_h, self.gates = u_r, u_h, gates
+        return h
+
+    def backward(self, gh):
+        xp = _xp(gh)
+        steps = len(self.saved)
+        dxr, dxh = (xp.empty(gh.shape[:1] + (steps,) + gh.shape[1:], dtype=gh.dtype) for _ in range(2))
+        du_r, du_h = xp.zeros_like(self.u_r), xp.zeros_like(self.u_h)
+        dgates = xp.empty_like(self.gates)
+        for i in range(steps - 1, -1, -1):
+            h, r, uh, candidate = self.saved[i]
+            gate = self.gates[:, i:i + 1]
+            dgates[:, i] = (gh * (candidate - h)).sum(axis=1)
+            da_h = gh * gate * (1 - candidate * candidate)  # at tanh's input
+            da_r = da_h * uh * r * (1 - r)  # at the reset gate's sigmoid input
+            duh = da_h * r
+            dxr[:, i], dxh[:, i] = da_r, da_h
+            du_r += h.T @ da_r
+            du_h += h.T @ duh
+            gh = gh * (1 - gate) + da_r @ self.u_r.T + duh @ self.u_h.T
+        return dxr, dxh, du_r, du_h, dgates
+
+
+def attention_gru(xr, xh, u_r, u_h, gates):
+    return AttentionGRU()(xr, xh, u_r, u_h, gates)
+
+
+def _sentence_vectors(embedding, ids, word_mask):
+    """(batch, n, words) ids -> (batch, n, dim): position-weighted sums of the word embeddings."""
+    encoding = _xp(word_mask).asarray(position_encoding(ids.shape[-1], embedding.dim, word_mask.dtype))
+    return F.sum(embedding(ids) * (word_mask[..., None] * encoding), axis=-2)
+
+
+class DynamicMemoryNetwork(Module):
+    """Dynamic memory network (Kumar et al. 2016) with the input module, attention GRU and memory
+    update of DMN+ (Xiong et al. 2016), over token ids; id 0 is padding.
+
+    story (batch, sentences, words) and query (batch, words) -> answer logits (batch, vocabulary).
+    Facts: each sentence is a position-weighted sum of its word embeddings (as in MemoryNetwork),
+    then a bidirectional GRU over the sentences, its two directions summed ("input fusion"). The
+    question q is the final state of a GRU over the query's word embeddings. Each of the `hops`
+    episodes, from m_0 = q, scores every fact f_i against q and the memory m:
+        z_i = [f_i * q, f_i * m, |f_i - q|, |f_i - m|],  g = softmax_i(w2 . tanh(z_i W1 + b1))
+    reads the facts in order with an attention GRU (`attention_gru`: g_i is its update gate) and
+    updates the memory with the episode c, the GRU's last h: m = relu([m, c, q] W_t + b_t), one
+    W_t per episode. The answer is a dense layer on [m, q]. All-padding sentences get no
+    attention and leave the GRUs' states unchanged.
+    """
+
+    def __init__(self, vocabulary: int, dim: int = 80, hops: int = 3):
+        super().__init__()
+        if hops < 1:
+            raise ValueError(f"hops must be >= 1, got {hops}")
+        self.vocabulary, self.dim, self.hops = vocabulary, dim, hops
+        self.embed = Embedding(vocabulary, dim, initializer=lambda shape: init.normal(shape, 0.1))
+        self.facts = GRU(dim, dim, bidirectional=True, merge="sum")
+        self.question = GRU(dim, dim)
+        self.gate = Linear(4 * dim, dim)
+        self.gate_score = Linear(dim, 1, bias=False)  # a bias would not change the softmax
+        self.reset_input, self.candidate_input = Linear(dim, dim), Linear(dim, dim)
+        self.reset_hidden = Parameter(init.orthogonal((dim, dim)))
+        self.candidate_hidden = Parameter(init.orthogonal((dim, dim)))
+        self.updates = []
+        for hop in range(hops):
+            update = Linear(3 * dim, dim, initializer=init.he_normal)
+            setattr(self, f"update{hop + 1}", update)
+            self.updates.append(update)
+        self.answer = Linear(2 * dim, vocabulary)
+
+    def forward(self, story, query):
+        xp = _xp(self.embed.weight.data)
+        story = xp.asarray(story.data if isinstance(story, Tensor) else story)
+        query = xp.asarray(query.data if isinstance(query, Tensor) else query)
+        if story.ndim != 3 or query.shape != (story.shape[0], story.shape[2]):
+            raise ValueError(f"DynamicMemoryNetwork expects story (batch, sentences, words) and query "
+                             f"(batch, words) ids, got {story.shape} and {query.shape}")
+        dtype = self.embed.weight.dtype
+        word_mask = (story != 0).astype(dtype)
+        slot_mask = word_mask.max(axis=2)  # 0 for an all-padding sentence
+        facts, _ = self.facts(_sentence_vectors(self.embed, story, word_mask), mask=slot_mask)
+        _, q = self.question(self.embed(query), mask=(query != 0).astype(dtype))
+        b, n, d = facts.shape
+        reset, candidate = self.reset_input(facts), self.candidate_input(facts)
+        penalty = (1 - slot_mask) * dtype.type(_NEG)
+        m = q
+        for update in self.updates:
+            m_wide, q_wide = F.reshape(m, (b, 1, d)), F.reshape(q, (b, 1, d))
+            z = F.concat([facts * q_wide, facts * m_wide, F.abs(facts - q_wide), F.abs(facts - m_wide)],
+                         axis=2)
+            scores = F.reshape(self.gate_score(F.tanh(self.gate(z))), (b, n)) + penalty
+            gates = F.softmax(scores, axis=-1) * slot_mask
+            episode = attention_gru(reset, candidate, self.reset_hidden, self.candidate_hidden, gates)
+            m = F.relu(update(F.concat([m, episode, q], axis=1)))
+        return self.answer(F.concat([m, q], axis=1))
+
+    def extra_repr(self) -> str:
+        return f"vocabulary={self.vocabulary}, dim={self.dim}, hops={self.hops}"

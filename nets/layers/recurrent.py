@@ -215,7 +215,7 @@ class LSTMSequence(_Sequence):
         step = K.for_array("lstm_forward", x)
         for t, tn in self._steps(time):
             project(t)
-            xp.matmul(Hin[t], w_hh, out=R)
+            K.step_matmul(Hin[t], w_hh, R)
             step(A, R, h, c, Hin, self.mh, Hs, C, self.mask, t, tn, peep, self.use_peep)
         self.A, self.C, self.Hin, self.c0, self.peep = A, C, Hin, c0, peep
         self.w_ih, self.w_hh = w_ih, w_hh
@@ -236,7 +236,7 @@ class LSTMSequence(_Sequence):
             step(A, self.C, self.c0, dHs, rec, carry, dc, mh, self.mask, t, tp, self.peep, dpeep,
                  self.use_peep)
             if tp >= 0 or need_h0:
-                xp.matmul(A[t], w_hh_t, out=rec)
+                K.step_matmul(A[t], w_hh_t, rec)
         dA2 = A.reshape(time * batch, gates)
         dx, _ = self._input_grads(dA2, self.w_ih, weights=False)
         # both weight gradients in one matmul: [x, h' * mh] (time * batch, in + hidden) rows
@@ -267,9 +267,9 @@ class GRUSequence(_Sequence):
         output = K.for_array("gru_output_forward", x)
         for t, tn in self._steps(time):
             project(t)
-            xp.matmul(Hin[t], u_zr, out=R)
+            K.step_matmul(Hin[t], u_zr, R)
             gates(A, R, Hin, RH, t)
-            xp.matmul(RH[t], u_n, out=Rn)
+            K.step_matmul(RH[t], u_n, Rn)
             output(A, Rn, h, Hin, self.mh, Hs, self.mask, t, tn)
         self.A, self.Hs, self.Hin, self.RH, self.h0 = A, Hs, Hin, RH, h0
         self.w_ih, self.u_zr, self.u_n = w_ih, u_zr, u_n
@@ -290,10 +290,10 @@ class GRUSequence(_Sequence):
         gates_back = K.for_array("gru_gates_backward", dHs)
         for t, tp in self._steps_back(time):
             output(A, Hs, self.h0, dHs, rec, carry, mh, self.mask, t, tp)
-            xp.matmul(A[t, :, 2 * hidden:], u_n_t, out=dRH)
+            K.step_matmul(A[t, :, 2 * hidden:], u_n_t, dRH)
             gates_back(A, self.Hin, dRH, carry, mh, t)
             if tp >= 0 or need_h0:
-                xp.matmul(A[t, :, :2 * hidden], u_zr_t, out=rec)
+                K.step_matmul(A[t, :, :2 * hidden], u_zr_t, rec)
         dA2 = A.reshape(time * batch, gates)
         dx, dw_ih = self._input_grads(dA2, self.w_ih)
         dw_hh = xp.concatenate([self._matmul_t(self.Hin[:time].reshape(-1, hidden), dA2[:, :2 * hidden]),
@@ -331,7 +331,7 @@ class TransitionSequence(_Sequence):
         for t, tn in self._steps(time):
             project(t)
             for l in range(depth):
-                xp.matmul(Hin[t] if l == 0 else s, w_hh[l], out=R)
+                K.step_matmul(Hin[t] if l == 0 else s, w_hh[l], R)
                 step(A, R, b, s, h, Hin, self.mh, S, Hs, self.mask, t, l, tn)
         self.A, self.S, self.Hin, self.h0, self.w_ih, self.w_hh = A, S, Hin, h0, w_ih, w_hh
         return Hs, h
@@ -353,7 +353,7 @@ class TransitionSequence(_Sequence):
                 step(A, S, self.h0, ds, dbelow, skip, self.mask, t, l, tp)
                 if l == 0 and tp < 0 and not need_h0:
                     break
-                xp.matmul(A[l, t], w_hh_t[l], out=rec)
+                K.step_matmul(A[l, t], w_hh_t[l], rec)
                 if l > 0:
                     xp.add(rec, dbelow, out=ds)
                 else:

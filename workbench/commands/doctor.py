@@ -10,8 +10,8 @@ from pathlib import Path
 
 from workbench.commands import HelpFormatter
 
-PACKAGES = ["numpy", "numba", "multiprocess", "tensorboardX", "gymnasium", "ale-py", "cupy-cuda12x",
-            "ray", "tqdm", "imageio"]
+PACKAGES = ["numpy", "numba", "multiprocess", "tensorboardX", "gymnasium", "ale-py", "ray", "tqdm",
+            "imageio"]
 
 
 def add_parser(subparsers):
@@ -42,14 +42,27 @@ def _numba_status() -> str:
         return f"FAILED: {error}"
 
 
+def _cupy_wheel() -> str:
+    """The installed CuPy distribution (its name says the CUDA major version it was built for)."""
+    wheels = sorted(f"{d.metadata['Name']} {d.version}" for d in importlib.metadata.distributions()
+                    if (d.metadata["Name"] or "").lower().startswith("cupy"))
+    return ", ".join(wheels) or 'not installed (pip install -e ".[gpu]")'
+
+
+def _cuda_version(number: int) -> str:
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
 def _gpu_status() -> str:
     from nets import backend
 
     if not backend.gpu_available():
         return "no GPU (CuPy not installed or no CUDA device)"
     cupy = backend.cupy_module()
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    return f"{props['name'].decode()} (CUDA runtime {cupy.cuda.runtime.runtimeGetVersion()})"
+    runtime = cupy.cuda.runtime
+    props = runtime.getDeviceProperties(0)
+    return (f"{props['name'].decode()}, {props['totalGlobalMem'] / 2**30:.0f} GiB; CUDA driver "
+            f"{_cuda_version(runtime.driverGetVersion())}, runtime {_cuda_version(runtime.runtimeGetVersion())}")
 
 
 def _ray_status() -> str:
@@ -75,6 +88,7 @@ def run(args) -> int:
     print(f"python        {platform.python_version()} on {platform.platform()}")
     for name in PACKAGES:
         print(f"{name:<14}{_version(name)}")
+    print(f"{'cupy':<14}{_cupy_wheel()}")
     print(f"numba kernel  {_numba_status()}")
     print(f"gpu           {_gpu_status()}")
     print(f"ray cluster   {_ray_status()}")

@@ -21,7 +21,7 @@ AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm")
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
 # Flags that set a TrainConfig field directly.
-RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "address", "logdir",
+RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "device", "address", "logdir",
              "checkpoint_every", "keep_checkpoints", "histogram_every", "log_every", "actor_timeout",
              "max_in_flight", "eval_every", "eval_episodes")
 
@@ -80,6 +80,10 @@ def add_parser(subparsers):
                      help="processes: actor processes (default); inline: actors stepped in the "
                           "learner's process, reproducible, for debugging; ray: Ray actors on this "
                           "machine or a cluster (pip install -e \".[cluster]\")")
+    run.add_argument("--device", choices=("cpu", "gpu"),
+                     help="where the learner's network and optimizer compute (default cpu); gpu "
+                          "needs CuPy and an NVIDIA GPU (pip install -e \".[gpu]\"). Actors act on "
+                          "the CPU either way; each publish is one device-to-host copy")
     run.add_argument("--address", metavar="auto|HOST:PORT",
                      help="with --backend ray: the Ray cluster to join (auto: the one `ray start` "
                           "runs on this machine); default: start Ray on this machine for the run")

@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-MODULES = ["caesar", "mnist", "char_rnn", "cbow", "energy", "gan", "stn", "resnet"]
+MODULES = ["caesar", "mnist", "char_rnn", "cbow", "energy", "gan", "stn", "resnet", "sentiment", "seq2seq", "dmn", "mnist_sequence"]
 
 
 @dataclass(frozen=True)
@@ -37,4 +37,6 @@ def recipes() -> dict[str, Recipe]:
     """Every registered recipe by name, in the order of MODULES."""
     for module in MODULES:
         importlib.import_module(f"{__name__}.{module}")
-    return dict(_REGISTRY)
+    order = {f"{__name__}.{module}": i for i, module in enumerate(MODULES)}
+    # by module, not by registration: a caller may have imported some modules first
+    return {r.name: r for r in sorted(_REGISTRY.values(), key=lambda r: order[r.run.__module__])}

@@ -25,7 +25,7 @@ import nets
 from nets import F, checkpoint, sampling
 from workbench import training
 from workbench.datasets import Vocabulary, bptt_batches, read_text
-from workbench.recipes import Recipe, common, register
+from workbench.recipes import Recipe, common, register, trained
 from workbench.recipes.text import strip_gutenberg
 from workbench.runs import RunDir
 
@@ -176,19 +176,7 @@ def add_arguments(parser) -> None:
 def load_generator(source: str) -> tuple[CharRNN, Vocabulary, Path, RunDir | None]:
     """The model and vocabulary in a char-rnn run folder (its best checkpoint, else its latest)
     or checkpoint file, and the run folder when there is one."""
-    path = Path(source)
-    run = None
-    if path.is_dir():
-        run = RunDir.existing(path)
-        best = training.best_checkpoint(run)
-        path = best if best.exists() else run.checkpoint_path()
-    elif (path.parent.parent / "config.json").is_file():
-        run = RunDir(path.parent.parent)
-    header, _ = checkpoint.read(path)
-    meta = header["meta"]
-    if meta.get("recipe") != "char-rnn":
-        raise common.RecipeError(f"--from {source}: {path} is not a char-rnn checkpoint "
-                                 f"(recipe {meta.get('recipe')!r})")
+    path, meta, run = trained.find(source, "char-rnn")
     vocab = Vocabulary.from_json(meta["vocab"])
     model = CharRNN(len(vocab), **{k: meta["model"][k] for k in ARCHITECTURE})
     checkpoint.load(path, model)

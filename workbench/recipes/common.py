@@ -97,6 +97,8 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
          help="early stopping never stops before this many epochs")
     flag(group, "--seed", default=0, type=int, help="seed of initial weights, shuffling and dropout")
     flag(group, "--threads", default=0, type=int, help="Numba and BLAS threads (0: all cores)")
+    flag(group, "--device", default="cpu", choices=nets.backend.DEVICES,
+         help="where the model trains: cpu, or gpu (CuPy and an NVIDIA GPU: pip install -e \".[gpu]\")")
     run = parser.add_argument_group("run folder")
     flag(run, "--logdir", default="runs", help="parent folder of run folders")
     flag(run, "--name", default="", help="run folder name (default: RECIPE-DATE-TIME)")
@@ -112,7 +114,10 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
               "parameter, where it appeared (slower)")
 
 
-def make_optimizer(model: nets.Module, args) -> nets.optim.Optimizer:
+def make_optimizer(model, args) -> nets.optim.Optimizer:
+    """The --optimizer over `model` (a Module, moved to --device first, or FlatParameters)."""
+    if isinstance(model, nets.Module):
+        model.to(args.device)
     decay = dict(weight_decay=args.weight_decay, l1=args.l1)
     if args.optimizer == "sgd":
         return nets.optim.SGD(model, args.lr, **decay)
@@ -162,6 +167,10 @@ def setup(args) -> argparse.Namespace:
     for name, (test, needs) in LIMITS.items():
         if not test(getattr(args, name)):
             raise RecipeError(f"--{name.replace('_', '-')} must be {needs}, got {getattr(args, name)}")
+    try:
+        nets.backend.check_device(args.device)
+    except ValueError as error:
+        raise RecipeError(str(error)) from None
     set_threads(args)
     nets.set_check_mode(args.check)
     nets.seed(args.seed)
@@ -224,10 +233,14 @@ class ClassificationTask:
             return {}
         x, y = self.splits[split]
         logits = self.logits(x)
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        loss = -float(log_probs[np.arange(len(y)), y].mean())
-        return {"loss": loss, "accuracy": float((logits.argmax(axis=1) == y).mean())}
+        return {"loss": softmax_loss(logits, y), "accuracy": float((logits.argmax(axis=1) == y).mean())}
+
+
+def softmax_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy of integer labels under softmax(logits), on host arrays (evaluation)."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -float(log_probs[np.arange(len(labels)), labels].mean())
 
 
 def report(run: RunDir, result: training.FitResult, extra: list[str] = ()) -> list[str]:

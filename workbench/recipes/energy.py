@@ -73,11 +73,11 @@ class RBMTask:
         filters = rbm.weight.data[:, :100].T.reshape(-1, h, w)
         vision.log_images(events, self.run, "rbm/filters", filters, step, scale_each=True)
         digits = self.splits["val"][0][:16]
-        pairs = np.stack([digits, rbm.reconstruct(digits)], axis=1).reshape(-1, h, w)
+        pairs = np.stack([digits, nets.backend.to_host(rbm.reconstruct(digits))], axis=1).reshape(-1, h, w)
         vision.log_images(events, self.run, "rbm/reconstructions", pairs, step, columns=8)
         if self.sample_steps:
             _, probs = rbm.gibbs(digits[:10], self.sample_steps)
-            chain = np.concatenate([digits[:10], probs]).reshape(-1, h, w)
+            chain = np.concatenate([digits[:10], nets.backend.to_host(probs)]).reshape(-1, h, w)
             vision.log_images(events, self.run, "rbm/samples", chain, step, columns=10)
 
 

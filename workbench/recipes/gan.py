@@ -121,7 +121,7 @@ def run(args) -> int:
     if height != width or (args.arch == "conv" and height % 4):
         raise common.RecipeError(f"mnist-gan needs square images (divisible by 4 for --arch conv), "
                                  f"got {height}x{width}")
-    gan = GAN(args.noise, height, channels, args.width, args.arch)
+    gan = GAN(args.noise, height, channels, args.width, args.arch).to(args.device)
     optimizers = GANOptimizers(gan, _player_optimizer(args))
     run_folder = common.open_run(args, "mnist-gan")
     task = GANTask(gan, optimizers, splits, args, run_folder)

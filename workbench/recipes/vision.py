@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from logs import EventWriter
+from nets import backend
 from logs.images import add_image, png, tile
 from workbench.recipes import common, mnist
 
@@ -58,7 +59,7 @@ def image_shape(x: np.ndarray) -> tuple[int, int]:
 def log_images(events, run, tag: str, images, step: int, columns: int | None = None,
                scale_each: bool = False) -> None:
     """Tile (n, h, w) images into TensorBoard under `tag` and into RUN/images/<tag>.png."""
-    grid = tile(images, columns, scale_each=scale_each)
+    grid = tile(backend.to_host(images), columns, scale_each=scale_each)
     add_image(events, tag, grid, step)
     path = Path(run.path) / "images" / f"{tag.replace('/', '-')}.png"
     path.parent.mkdir(exist_ok=True)

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The GPU check, for a machine with an NVIDIA GPU (about 8 minutes). From the repository root:
+#
+#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong]      (no argument: all four)
+#
+# (a) tests:  python -m pytest -m gpu (every GPU kernel and layer against the CPU, the GPU learner)
+# (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA)
+# learner:    benchmarks/learner.py --device gpu (the GPU learner's ceiling on Pong rollouts)
+# (c) pong:   2 minutes of `workbench train --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu`;
+#             env frames/s (4 per agent step) and the share of time the learner is busy
+# Logs go to $OUT (default ./gpu-check). Python packages the machine lacks can be carried as wheels
+# in .whl/ (see the device notes); they are installed into /tmp/site first.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-check}
+mkdir -p "$OUT"
+PARTS=${*:-tests engine learner pong}
+PY=${PYTHON:-python3}
+if compgen -G ".whl/*.whl" > /dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "installing the carried wheels failed"; exit 1; }
+  export PYTHONPATH=/tmp/site:$PWD
+else
+  export PYTHONPATH=$PWD
+fi
+export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/numba-cache}
+summary=$OUT/summary.txt
+: > "$summary"
+note() { echo "$*" | tee -a "$summary"; }
+
+nvidia-smi -L 2>&1 | tee -a "$summary"
+$PY -m workbench.cli doctor 2>&1 | tee "$OUT/doctor.log" | grep -E "^(python|numpy|numba|cupy|gpu) " | tee -a "$summary"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" 2>&1 | tee -a "$summary"
+
+for part in $PARTS; do
+  start=$(date +%s)
+  case $part in
+    tests)
+      timeout 200 $PY -m pytest -m gpu -q -p no:cacheprovider tests > "$OUT/tests.log" 2>&1
+      note "(a) pytest -m gpu: exit $? in $(( $(date +%s) - start )) s: $(tail -1 "$OUT/tests.log")"
+      grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20 | tee -a "$summary"
+      ;;
+    engine)
+      timeout 120 $PY benchmarks/engine.py --device gpu > "$OUT/engine.log" 2>&1
+      note "(b) engine.py --device gpu: exit $? in $(( $(date +%s) - start )) s"
+      grep -v "^  done:" "$OUT/engine.log" | tail -12 | tee -a "$summary"
+      ;;
+    learner)
+      timeout 90 $PY benchmarks/learner.py --device gpu > "$OUT/learner.log" 2>&1
+      note "learner.py --device gpu: exit $? in $(( $(date +%s) - start )) s"
+      tail -4 "$OUT/learner.log" | tee -a "$summary"
+      ;;
+    pong)
+      # SIGINT after 140 s: the learner stops, saves and prints its last progress line.
+      timeout -s INT -k 20 140 $PY -m workbench.cli train --env ALE/Pong-v5 --agent a3c --actors 15 \
+        --device gpu --steps 50000000 --logdir /tmp/gpu-check-runs --name pong > "$OUT/pong.log" 2>&1
+      note "(c) Pong, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
+      grep -E "actor\(s\)|stopped by|Error|error" "$OUT/pong.log" | head -5 | tee -a "$summary"
+      $PY benchmarks/gpu_check_rates.py "$OUT/pong.log" | tee -a "$summary"
+      ;;
+    *) echo "unknown part $part: choose from tests, engine, learner, pong"; exit 2 ;;
+  esac
+done
+echo "---- summary ($summary)"
+cat "$summary"

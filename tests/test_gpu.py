@@ -1,0 +1,302 @@
+"""The GPU path held against the CPU in float32: every layer's forward and backward, the fused
+optimizer, recurrent, softmax cross-entropy and embedding kernels, and a GPU learner.
+
+Each layer case builds the same model twice from one seed, runs the same inputs forward on each
+device, backpropagates the same random output weighting and compares outputs, parameter gradients
+and input gradients. The harness also runs CPU against CPU (no `gpu` mark), so that a broken case
+shows up on a machine without a GPU instead of only on one with a GPU.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nets
+from nets import F, backend
+from nets.kernels import optim as K
+
+TOLERANCE = dict(rtol=2e-4, atol=2e-5)  # float32; the GPU contracts to FMAs, sums in another order
+
+
+def _floats(*shape):
+    return ("float", shape)
+
+
+def _ints(high, *shape):
+    return ("int", shape, high)
+
+
+def _mask(batch, time):
+    mask = np.ones((batch, time), np.float32)
+    mask[0, time - 2:] = 0  # padding at the end of one row
+    return mask
+
+
+def _localised_transformer():
+    localisation = nets.Sequential(nets.Flatten(), nets.Linear(3 * 6 * 6, 8), F.tanh)
+    return nets.SpatialTransformer(localisation, 8, output_size=4)
+
+
+# name -> (model factory, inputs, call(model, *inputs) or None for model(*inputs))
+LAYERS = {
+    "linear": (lambda: nets.Linear(6, 5), [_floats(4, 6)], None),
+    "conv-relu-padded": (lambda: nets.Conv2D(3, 4, 3, padding=1, activation="relu"), [_floats(2, 3, 8, 8)], None),
+    "conv-a3c-first": (lambda: nets.Conv2D(4, 16, 8, stride=4), [_floats(2, 4, 36, 36)], None),
+    "max-pool": (lambda: nets.MaxPool2D(2), [_floats(2, 3, 8, 8)], None),
+    "avg-pool": (lambda: nets.AvgPool2D(3, stride=2), [_floats(2, 3, 9, 9)], None),
+    "global-avg-pool": (lambda: nets.GlobalAvgPool(), [_floats(2, 3, 5, 5)], None),
+    "batch-norm": (lambda: nets.BatchNorm(3), [_floats(4, 3, 5, 5)], None),
+    "embedding": (lambda: nets.Embedding(10, 4), [_ints(10, 3, 5)], None),
+    "lstm": (lambda: nets.LSTM(5, 6), [_floats(3, 7, 5)], lambda m, x: m(x)[0]),
+    "lstm-masked-reverse": (lambda: nets.LSTM(5, 6), [_floats(3, 7, 5)],
+                            lambda m, x: m(x, mask=_mask(3, 7), reverse=True)[0]),
+    "lstm-2-layers": (lambda: nets.LSTM(5, 6, num_layers=2), [_floats(3, 4, 5)], lambda m, x: m(x)[0]),
+    "lstm-cell-peepholes": (lambda: nets.LSTMCell(5, 6, peepholes=True), [_floats(3, 5)],
+                            lambda m, x: m(x)[0]),
+    "gru": (lambda: nets.GRU(5, 6), [_floats(3, 7, 5)], lambda m, x: m(x)[0]),
+    "gru-masked": (lambda: nets.GRU(5, 6), [_floats(3, 7, 5)], lambda m, x: m(x, mask=_mask(3, 7))[0]),
+    "gru-cell": (lambda: nets.GRUCell(5, 6), [_floats(3, 5)], lambda m, x: m(x)[0]),
+    "rnn": (lambda: nets.RNN(5, 6), [_floats(3, 7, 5)], lambda m, x: m(x)[0]),
+    "bidirectional-lstm": (lambda: nets.LSTM(5, 6, bidirectional=True), [_floats(3, 7, 5)],
+                           lambda m, x: m(x)[0]),
+    "deep-transition": (lambda: nets.DeepTransitionRNN(5, 6), [_floats(3, 7, 5)], lambda m, x: m(x)[0]),
+    "rhn": (lambda: nets.RHN(5, 6), [_floats(3, 7, 5)], lambda m, x: m(x)[0]),
+    "highway": (lambda: nets.Highway(6), [_floats(4, 6)], None),
+    "dot-attention": (lambda: nets.DotAttention(4, 6, scaled=True), [_floats(2, 3, 4), _floats(2, 5, 6)],
+                      lambda m, q, k: m(q, k)[0]),
+    "additive-attention": (lambda: nets.AdditiveAttention(4, 6, 5), [_floats(2, 3, 4), _floats(2, 5, 6)],
+                           lambda m, q, k: m(q, k)[0]),
+    "conv-transpose": (lambda: nets.ConvTranspose2D(3, 2, 3, stride=2), [_floats(2, 3, 5, 5)], None),
+    "upsample": (lambda: nets.Upsample(2), [_floats(2, 3, 4, 4)], None),
+    "spatial-transformer": (_localised_transformer, [_floats(2, 3, 6, 6)], None),
+    "residual-block": (lambda: nets.ResidualBlock(3, 4, stride=2), [_floats(2, 3, 8, 8)], None),
+    "dense-block": (lambda: nets.DenseBlock(3, 2, 2), [_floats(2, 3, 6, 6)], None),
+    "ntm": (lambda: nets.NTM(4, 3, controller_size=8, memory_size=6, memory_width=5),
+            [_floats(2, 3, 4)], lambda m, x: m(x)[0]),
+    "memory-network": (lambda: nets.MemoryNetwork(12, dim=6, hops=2, memories=4, words=3),
+                       [_ints(12, 2, 4, 3), _ints(12, 2, 3)], None),
+    "seq2seq": (lambda: nets.Seq2Seq(9, 8, embed=5, hidden=6), [_ints(9, 2, 4), _ints(8, 2, 3)], None),
+}
+
+
+def _inputs(specs, rng):
+    arrays = []
+    for spec in specs:
+        if spec[0] == "float":
+            arrays.append(rng.standard_normal(spec[1]).astype(np.float32))
+        else:
+            arrays.append(rng.integers(0, spec[2], spec[1]))
+    return arrays
+
+
+def _run_layer(name: str, device: str):
+    """(output, {parameter: gradient}, [input gradients]) as host arrays."""
+    factory, specs, call = LAYERS[name]
+    nets.seed(3)
+    model = factory().to(device)
+    model.train()
+    rng = np.random.default_rng(5)
+    arrays = _inputs(specs, rng)
+    tensors = [nets.Tensor(backend.to_device(a, device), requires_grad=a.dtype.kind == "f") for a in arrays]
+    out = call(model, *tensors) if call else model(*tensors)
+    if isinstance(out, tuple):
+        out = out[0]
+    weighting = np.random.default_rng(7).standard_normal(out.shape).astype(np.float32)
+    F.sum(out * backend.to_device(weighting, device)).backward()
+    grads = {n: backend.to_host(p.grad) for n, p in model.named_parameters()}
+    inputs = [backend.to_host(t.grad) for t in tensors if t.requires_grad]
+    return backend.to_host(out.data), grads, inputs
+
+
+def _compare_layer(name: str, device: str) -> None:
+    out, grads, inputs = _run_layer(name, "cpu")
+    other_out, other_grads, other_inputs = _run_layer(name, device)
+    np.testing.assert_allclose(other_out, out, **TOLERANCE, err_msg=f"{name}: output")
+    for parameter, grad in grads.items():
+        np.testing.assert_allclose(other_grads[parameter], grad, **TOLERANCE,
+                                   err_msg=f"{name}: gradient of {parameter}")
+    for i, (a, b) in enumerate(zip(other_inputs, inputs)):
+        np.testing.assert_allclose(a, b, **TOLERANCE, err_msg=f"{name}: gradient of input {i}")
+
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_harness_is_deterministic_on_the_cpu(name):
+    _compare_layer(name, "cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", LAYERS)
+def test_layer_on_gpu_matches_cpu(name):
+    _compare_layer(name, "gpu")
+
+
+# -- the fused kernels, against the CPU kernels ---------------------------------------------------
+RULES = {  # optimizer class and settings; each configuration reaches a different kernel branch
+    "sgd": (nets.optim.SGD, dict(lr=0.1, weight_decay=0.01)),
+    "nesterov": (nets.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, l1=0.001)),
+    "adagrad": (nets.optim.Adagrad, dict(lr=0.1)),
+    "adadelta": (nets.optim.AdaDelta, dict(lr=1.0)),
+    "rmsprop-centered": (nets.optim.RMSProp, dict(lr=0.01, centered=True)),
+    "rmsprop-a3c": (nets.optim.RMSProp, dict(lr=0.01, alpha=0.99, eps=0.1, eps_inside_sqrt=True)),
+    "adam": (nets.optim.Adam, dict(lr=0.01, weight_decay=0.001)),
+    "sign-adaptive": (nets.optim.SignAdaptive, dict(lr=0.01)),
+}
+
+
+def _optimized(rule: str, device: str, steps: int = 4):
+    cls, settings = RULES[rule]
+    nets.seed(0)
+    model = nets.Linear(300, 40).to(device)
+    optimizer = cls(model, **settings)
+    rng = np.random.default_rng(11)
+    for _ in range(steps):
+        model.flat().grad[...] = backend.to_device(rng.standard_normal(len(model.flat())).astype(np.float32), device)
+        optimizer.step()
+    return backend.to_host(model.flat().data), {n: backend.to_host(v) for n, v in optimizer.state.items()}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rule", RULES)
+def test_gpu_optimizer_kernel_matches_cpu(rule):
+    params, state = _optimized(rule, "cpu")
+    gpu_params, gpu_state = _optimized(rule, "gpu")
+    np.testing.assert_allclose(gpu_params, params, rtol=1e-5, atol=1e-6)
+    for name, vector in state.items():
+        np.testing.assert_allclose(gpu_state[name], vector, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.gpu
+def test_gpu_sum_of_squares_and_clipping_match_cpu(rng):
+    x = rng.standard_normal(100_003).astype(np.float32)
+    gpu = backend.to_device(x, "gpu")
+    assert K.for_array("sum_of_squares", gpu)(gpu) == pytest.approx(K.sum_of_squares(x), rel=1e-9)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gpu_softmax_cross_entropy_matches_cpu(rng, weighted):
+    logits = rng.standard_normal((37, 65)).astype(np.float32) * 3
+    labels = rng.integers(0, 65, 37)
+    weights = (rng.random(37) > 0.3).astype(np.float32) if weighted else None
+    results = []
+    for device in ("cpu", "gpu"):
+        x = nets.Tensor(backend.to_device(logits, device), requires_grad=True)
+        loss = F.softmax_cross_entropy(x, labels, weights)
+        loss.backward()
+        results.append((float(loss.data), backend.to_host(x.grad)))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.gpu
+def test_gpu_embedding_scatter_add_accumulates_repeats(rng):
+    from nets.kernels.embedding import scatter_add
+    table = rng.standard_normal((50, 7)).astype(np.float32)
+    indices = rng.integers(0, 50, 400)  # many repeats: the atomic adds must all land
+    rows = rng.standard_normal((400, 7)).astype(np.float32)
+    on_gpu = backend.to_device(table, "gpu")
+    scatter_add(on_gpu, backend.to_device(indices, "gpu"), backend.to_device(rows, "gpu"))
+    scatter_add(table, indices, rows)
+    np.testing.assert_allclose(backend.to_host(on_gpu), table, rtol=1e-5, atol=1e-5)
+
+
+# -- the GPU learner ----------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("agent", ["a3c", "a3c-lstm", "nstep-q", "reinforce"])
+def test_gpu_learner_update_matches_cpu(agent):
+    """One update from the same batch on each device: the same statistics and weights."""
+    import gymnasium as gym
+
+    from agents import make_agent
+    from actors import InlineActors
+    from actors.transport import ActorSpec
+
+    env = gym.make("CartPole-v1")
+    spec = ActorSpec(env_id="CartPole-v1", agent=agent, agent_config=make_agent(
+        agent, env.observation_space, env.action_space, learner=False).config,
+        envs_per_actor=1 if agent == "reinforce" else 2)
+    actors = InlineActors(spec, 1)
+    actors.start()
+    results = []
+    for device in ("cpu", "gpu"):
+        nets.seed(0)
+        learner = make_agent(agent, env.observation_space, env.action_space, device=device)
+        if not results:
+            actors.publish(learner.network.flat().data, 0)
+            batch = actors.receive(timeout=1.0)[0]
+            from agents import join
+            batch = join([batch])
+        stats = learner.update(batch, 0.0)
+        results.append((stats, backend.to_host(learner.network.flat().data)))
+    actors.stop()
+    (cpu_stats, cpu_weights), (gpu_stats, gpu_weights) = results
+    for name, value in cpu_stats.items():
+        assert gpu_stats[name] == pytest.approx(value, rel=1e-3, abs=1e-5), name
+    np.testing.assert_allclose(gpu_weights, cpu_weights, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_train_with_a_gpu_learner_runs_to_done(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "train", "--env", "CartPole-v1", "--actors", "2",
+         "--steps", "4000", "--device", "gpu", "--logdir", str(tmp_path), "--name", "gpu"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "learner on the GPU" in done.stdout and "done: " in done.stdout
+    assert (tmp_path / "gpu" / "checkpoints").exists()
+
+
+# -- every recipe, one short epoch with --device gpu ---------------------------------------------
+def _recipe_flags(tmp_path) -> dict[str, list[str]]:
+    from test_recipes import TEXT, write_mnist
+
+    digits = write_mnist(tmp_path / "mnist", n_train=140, n_test=20)
+    text = tmp_path / "input.txt"
+    text.write_text(TEXT)
+    book = tmp_path / "book.txt"
+    book.write_text("*** START OF THE PROJECT GUTENBERG EBOOK X ***\n" + TEXT * 2
+                    + "*** END OF THE PROJECT GUTENBERG EBOOK X ***\n")
+    mnist = ["--data", str(digits), "--validation", "40", "--batch-size", "20"]
+    return {
+        "caesar": ["--samples", "104"],
+        "mnist-mlp": [*mnist, "--hidden", "32"],
+        "mnist-cnn": [*mnist, "--filters", "4,8", "--hidden", "16"],
+        "char-rnn": ["--text", str(text), "--hidden", "24", "--layers", "1", "--embed", "8",
+                     "--seq-len", "16", "--batch-size", "8", "--sample-length", "20"],
+        "cbow": ["--text", str(book), "--dim", "8", "--min-count", "1"],
+        "mnist-rbm": [*mnist, "--hidden", "16", "--k", "2", "--sample-steps", "5"],
+        "mnist-dbn": [*mnist, "--hidden", "24,12", "--pretrain-epochs", "1", "--pretrain-batch-size", "10"],
+        "mnist-gan": [*mnist, "--width", "4", "--noise", "8"],
+        "mnist-stn": [*mnist, "--canvas", "32", "--filters", "4,8", "--hidden", "16"],
+        "resnet": [*mnist, "--width", "4"],
+        "sentiment": ["--synthetic", "200", "--embed", "8", "--hidden", "8", "--batch-size", "10"],
+        "seq2seq": ["--synthetic", "200", "--embed", "8", "--hidden", "16", "--layers", "1",
+                    "--batch-size", "16", "--beam", "2"],
+        "dmn": ["--synthetic", "200", "--dim", "12", "--hops", "2", "--batch-size", "16"],
+        "mnist-sequence": ["--data", str(digits), "--validation", "40", "--train-size", "60",
+                           "--eval-size", "20", "--locator", "4,4", "--hidden", "8", "--filters", "4,4",
+                           "--dense", "16", "--batch-size", "20"],
+    }
+
+
+RECIPES = ["caesar", "mnist-mlp", "mnist-cnn", "char-rnn", "cbow", "mnist-rbm", "mnist-dbn",
+           "mnist-gan", "mnist-stn", "resnet", "sentiment", "seq2seq", "dmn", "mnist-sequence"]
+
+
+def test_the_gpu_recipe_list_names_every_recipe():
+    from workbench.recipes import recipes
+    assert sorted(RECIPES) == sorted(recipes())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_trains_on_the_gpu(tmp_path, name):
+    from test_recipes import history, run_recipe
+
+    run_dir = run_recipe(tmp_path, name, *_recipe_flags(tmp_path)[name], "--epochs", "1",
+                         "--device", "gpu")
+    assert np.isfinite(history(run_dir)[-1]["train_loss"])

@@ -1,0 +1,212 @@
+"""`dmn`: question answering over stories with a dynamic memory network (episodic memory;
+Deep Learning with Theano, ch. 9; Kumar et al. 2016 with the DMN+ modules of Xiong et al. 2016),
+or with the end-to-end memory network (Sukhbaatar et al. 2015) as the baseline (--model memn2n).
+
+Data: bAbI-format files (Weston et al. 2015; e.g. tasks_1-20_v1-2/en/qa1_single-supporting-fact_
+train.txt and _test.txt): plain text, one numbered line each; numbering restarts at 1 with each
+story; a statement is "N text.", a question "N question?<TAB>answer<TAB>supporting line numbers".
+Each question is answered from the story's statements before it (the last --memories of them),
+and its answer is one vocabulary word (a list answer such as "apple,milk" counts as one word).
+--synthetic N needs no files: N questions of a generated task in the style of bAbI task 1 ("Mary
+went to the kitchen. ... Where is Mary?"), and N/5 test questions from other stories.
+
+The vocabulary comes from the training file; --val-fraction of the training questions is held out
+for validation (early stopping). Metrics: loss and accuracy (bAbI reports the error, 1 - accuracy).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import nets
+from nets import F
+from workbench import training
+from workbench.datasets import DatasetError, Vocabulary, read_text, split_indices, words
+from workbench.recipes import Recipe, common, register
+
+MODELS = ("dmn", "memn2n")
+DIMS = {"dmn": 80, "memn2n": 20}  # the papers' sizes (DMN+ 80; MemN2N 20 on the 1k bAbI tasks)
+SOURCE = ("the bAbI tasks (e.g. tasks_1-20_v1-2/en/qa1_single-supporting-fact_train.txt, from "
+          "Facebook Research's bAbI project), or --synthetic N for a generated task")
+QUESTION_LINE = "N question?<TAB>answer<TAB>supporting line numbers"
+
+
+def parse_babi(lines, source) -> list[tuple[list[list[str]], list[str], str]]:
+    """(story sentences so far, question, answer) for every question in bAbI-format lines."""
+    examples, story = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        index, _, text = line.strip().partition(" ")
+        if not index.isdigit():
+            raise DatasetError(f"{source} line {number}: no line number first; expected 'N text.' "
+                               f"or '{QUESTION_LINE}'")
+        if int(index) == 1:
+            story = []
+        if "\t" not in text:
+            story.append(words(text))
+            continue
+        fields = text.split("\t")
+        if len(fields) != 3 or not fields[1].strip():
+            raise DatasetError(f"{source} line {number}: a question with {len(fields)} tab-separated "
+                               f"fields; expected '{QUESTION_LINE}'")
+        examples.append((list(story), words(fields[0]), fields[1].strip().lower()))
+    if not examples:
+        raise DatasetError(f"{source}: no questions (an empty file?); expected bAbI lines: 'N text.' "
+                           f"statements and '{QUESTION_LINE}'")
+    return examples
+
+
+def read_babi(path):
+    return parse_babi(read_text(path).splitlines(), path)
+
+
+# -- the generated task ---------------------------------------------------------------------------
+PEOPLE = ("mary", "john", "sandra", "daniel")
+PLACES = ("bathroom", "hallway", "garden", "office", "kitchen", "bedroom")
+MOVES = ("moved to", "went to", "journeyed to", "travelled to", "went back to")
+
+
+def synthetic_babi(questions: int, rng: np.random.Generator) -> list[str]:
+    """bAbI lines in the style of task 1 (single supporting fact): stories of five rounds of two
+    moves and a question about someone who has moved."""
+    lines, asked = [], 0
+    while asked < questions:
+        line, places = 1, {}
+        for _ in range(min(5, questions - asked)):
+            for _ in range(2):
+                person, place = rng.choice(PEOPLE), rng.choice(PLACES)
+                places[person] = (place, line)
+                lines.append(f"{line} {person.capitalize()} {rng.choice(MOVES)} the {place}.")
+                line += 1
+            person = rng.choice(sorted(places))
+            place, support = places[person]
+            lines.append(f"{line} Where is {person.capitalize()}? \t{place}\t{support}")
+            line, asked = line + 1, asked + 1
+    return lines
+
+
+# -- encoding -------------------------------------------------------------------------------------
+def vocabulary(examples) -> Vocabulary:
+    """<pad> (id 0, as the models expect), <unk>, then every word and answer, sorted."""
+    tokens = {t for story, question, answer in examples
+              for t in [*question, answer, *(w for sentence in story for w in sentence)]}
+    return Vocabulary(["<pad>", "<unk>"] + sorted(tokens), unknown="<unk>")
+
+
+def encode(examples, vocab: Vocabulary, memories: int, length: int):
+    """(stories (n, memories, length), questions (n, length), answers (n,)) ids: the most recent
+    sentence in the last slot, words padded on the right."""
+    n = len(examples)
+    stories = np.zeros((n, memories, length), dtype=np.int64)
+    questions = np.zeros((n, length), dtype=np.int64)
+    answers = np.zeros(n, dtype=np.int64)
+    for i, (story, question, answer) in enumerate(examples):
+        recent = story[-memories:]
+        for slot, sentence in enumerate(recent, start=memories - len(recent)):
+            ids = vocab.encode(sentence[:length])
+            stories[i, slot, :len(ids)] = ids
+        ids = vocab.encode(question[:length])
+        questions[i, :len(ids)] = ids
+        answers[i] = vocab.encode([answer])[0]
+    return stories, questions, answers
+
+
+class QuestionTask(common.ClassificationTask):
+    """(story, question) -> answer word, softmax cross-entropy."""
+
+    def loss(self, batch):
+        stories, questions, answers = batch
+        return F.softmax_cross_entropy(self.model(stories, questions), answers)
+
+    def evaluate(self, split):
+        if split not in self.splits:
+            return {}
+        stories, questions, answers = self.splits[split]
+        logits = np.concatenate([
+            nets.backend.to_host(self.model(stories[i:i + self.eval_batch], questions[i:i + self.eval_batch]).data)
+            for i in range(0, len(answers), self.eval_batch)])
+        return {"loss": common.softmax_loss(logits, answers),
+                "accuracy": float((logits.argmax(axis=1) == answers).mean())}
+
+
+# -- the recipe -----------------------------------------------------------------------------------
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("data")
+    common.flag(group, "--train", default=None, metavar="FILE",
+                help="bAbI-format training stories (required unless --synthetic)")
+    common.flag(group, "--test", default=None, metavar="FILE", help="bAbI-format test stories")
+    common.flag(group, "--synthetic", default=0, type=int, metavar="N",
+                help="train on N generated questions (and test on N/5) instead of files")
+    common.flag(group, "--val-fraction", default=0.1, type=float,
+                help="training questions held out for validation")
+    common.flag(group, "--memories", default=50, type=int,
+                help="the most recent statements a question is answered from")
+    group = parser.add_argument_group("model")
+    common.flag(group, "--model", default="dmn", choices=MODELS,
+                help="dmn: dynamic memory network; memn2n: end-to-end memory network (the baseline)")
+    common.flag(group, "--dim", default=None, type=int,
+                help="embedding and memory size (default: 80 for dmn, 20 for memn2n)")
+    common.flag(group, "--hops", default=3, type=int, help="episodes (dmn) or memory hops (memn2n)")
+    common.add_training_flags(parser, epochs=40, batch_size=32, optimizer="adam", lr=0.003, clip=40.0,
+                              patience=10)
+
+
+def load(args) -> tuple[dict, str]:
+    """Examples for 'train' and optionally 'test', and where they came from."""
+    if args.synthetic < 0:
+        raise common.RecipeError(f"--synthetic must be >= 0, got {args.synthetic}")
+    if args.synthetic:
+        rng = np.random.default_rng(args.seed)
+        train = parse_babi(synthetic_babi(args.synthetic, rng), "generated stories")
+        test = parse_babi(synthetic_babi(max(args.synthetic // 5, 1), rng), "generated stories")
+        return {"train": train, "test": test}, "generated stories in the style of bAbI task 1"
+    if args.train is None:
+        raise common.RecipeError(f"--train FILE is required: {SOURCE}; workbench never downloads data")
+    files = {"train": args.train, **({"test": args.test} if args.test else {})}
+    return {split: read_babi(path) for split, path in files.items()}, args.train
+
+
+def run(args) -> int:
+    common.setup(args)
+    args.dim = args.dim or DIMS[args.model]
+    for name in ("dim", "hops", "memories"):
+        if getattr(args, name) < 1:
+            raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 < args.val_fraction < 1:
+        raise common.RecipeError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    examples, source = load(args)
+    train_idx, val_idx = split_indices(len(examples["train"]), (1 - args.val_fraction, args.val_fraction),
+                                       args.seed)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise common.RecipeError(f"{len(examples['train'])} training questions are too few to hold out "
+                                 f"--val-fraction {args.val_fraction}")
+    examples["val"] = [examples["train"][i] for i in val_idx]
+    examples["train"] = [examples["train"][i] for i in train_idx]
+    vocab = vocabulary(examples["train"])
+    memories = max(1, min(args.memories, max(len(story) for story, _, _ in examples["train"])))
+    length = max(len(sentence) for story, question, _ in examples["train"] for sentence in [*story, question])
+    splits = {split: encode(part, vocab, memories, length) for split, part in examples.items()}
+    if args.model == "dmn":
+        model = nets.DynamicMemoryNetwork(len(vocab), args.dim, args.hops)
+    else:
+        model = nets.MemoryNetwork(len(vocab), args.dim, args.hops, memories, length)
+    task = QuestionTask(model, splits, args.batch_size, eval_batch=500)
+    optimizer = common.make_optimizer(model, args)
+    print(f"dmn ({args.model}): {source}: {len(train_idx)} training, {len(val_idx)} validation"
+          + (f", {len(examples['test'])} test" if "test" in examples else "")
+          + f" questions; {len(vocab)} words; stories of up to {memories} statements of up to "
+            f"{length} words; {model.num_parameters():,} parameters")
+    run_folder = common.open_run(args, "dmn")
+    with common.events_for(run_folder) as events:
+        result = training.fit(task, optimizer, common.fit_config(args), run_folder, events,
+                              resume=bool(args.resume), meta={"recipe": "dmn", "model": args.model})
+    lines = []
+    if result.test:
+        accuracy = result.test["accuracy"]
+        lines.append(f"test accuracy: {100 * accuracy:.2f}% (error {100 * (1 - accuracy):.2f}%)")
+    common.report(run_folder, result, lines)
+    return 0
+
+
+register(Recipe("dmn", "dynamic memory network (episodic memory) on bAbI-format question answering, "
+                "with the end-to-end memory network as baseline", add_arguments, run, details=__doc__))
