@@ -91,8 +91,8 @@ class _Actor:
     generation: int
     started: float
     closed: bool = False  # its pipe reached end-of-file
-    error: str = ""  # the one line it sent before exiting with an error
     owed: int = 0  # credits for rollouts taken, sent with the next publish
+    error: str = ""  # the one line it sent before exiting with an error
 
 
 class LocalProcesses(Transport):

@@ -1,5 +1,6 @@
 """`workbench train` end to end, in subprocesses: flags and errors, an actor killed mid-run,
 SIGTERM then --resume, and what lands in the run folder."""
+import argparse
 import json
 import os
 import queue
@@ -90,6 +91,32 @@ def test_help_explains_every_flag():
         assert re.search(rf"\b{name}\b", agent_help), name
 
 
+def test_help_states_the_agents_current_defaults():
+    from agents import make_config
+    from agents.pixels import atari_defaults
+    from workbench.commands import train
+
+    parser = train.add_parser(argparse.ArgumentParser().add_subparsers())
+    helps = {action.dest: action.help for action in parser._actions}
+    plain = {name: make_config(name) for name in train.AGENT_NAMES}
+    atari = {name: make_config(name, atari_defaults(name)) for name in train.AGENT_NAMES}
+    assert plain["a3c"].lr == plain["a3c-lstm"].lr == plain["impala"].lr and plain["nstep-q"].lr == plain["onestep-q"].lr
+    assert all(atari[name].lr == atari["a3c"].lr for name in train.AGENT_NAMES if name != "reinforce")
+    for text in (f"a3c, a3c-lstm and impala {plain['a3c'].lr:g}", f"onestep-q {plain['nstep-q'].lr:g}",
+                 f"reinforce {plain['reinforce'].lr:g};", f"Atari {atari['a3c'].lr:g}",
+                 f"reinforce {atari['reinforce'].lr:g})"):
+        assert text in helps["lr"], text
+    assert f"default {plain['nstep-q'].target_update_interval}, on Atari " \
+           f"{atari['nstep-q'].target_update_interval})" in helps["target_update"]
+    assert {plain[name].entropy_beta for name in ("a3c", "a3c-lstm", "impala", "reinforce")} == {0}
+    assert atari["a3c"].entropy_beta == atari["a3c-lstm"].entropy_beta == atari["impala"].entropy_beta
+    assert f"default 0, a3c, a3c-lstm and impala on Atari {atari['a3c'].entropy_beta:g})" in helps["entropy_beta"]
+    sizes = {name: ",".join(map(str, config.hidden)) for name, config in plain.items()}
+    assert sizes["nstep-q"] == sizes["onestep-q"]
+    assert all(sizes[name] == sizes["a3c"] for name in ("a3c-lstm", "impala", "reinforce"))
+    assert f"default {sizes['a3c']}; nstep-q and onestep-q {sizes['nstep-q']})" in helps["hidden"]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'; close matches: CartPole-v1"),
     (["--actors", "0"], "actors must be >= 1, got 0"),
@@ -116,7 +143,7 @@ def test_config_file_is_read_and_flags_override_it(tmp_path):
     saved = json.loads((tmp_path / "over" / "config.json").read_text())
     assert saved["agent"] == "nstep-q" and saved["seed"] == 3 and saved["steps"] == 400
     assert saved["agent_config"]["lr"] == 0.002
-    assert saved["agent_config"]["target_update_interval"] == 100  # defaults are written out
+    assert saved["agent_config"]["target_update_interval"] == 40  # defaults are written out
     assert (tmp_path / "over" / "summary.txt").read_text().count("finished at step") == 1
 
 

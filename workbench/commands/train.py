@@ -100,17 +100,25 @@ def add_parser(subparsers):
                      help="with --backend ray: the Ray cluster to join (auto: the one `ray start` "
                           "runs on this machine); default: start Ray on this machine for the run")
     hyper = p.add_argument_group("agent hyperparameters (defaults: the agent's published values)")
-    hyper.add_argument("--lr", type=float, help="learning rate (annealed to 0 for a3c and the Q agents)")
+    hyper.add_argument("--lr", type=float,
+                       help="learning rate (default: a3c, a3c-lstm and impala 0.01, nstep-q and "
+                            "onestep-q 0.0025, reinforce 0.005; on Atari 0.0007, reinforce 0.0001), "
+                            "annealed to 0 over the run for all but reinforce")
     hyper.add_argument("--gamma", type=float, help="discount factor")
     hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
-    hyper.add_argument("--entropy-beta", type=float, metavar="BETA", help="entropy bonus (a3c, a3c-lstm, impala, reinforce)")
+    hyper.add_argument("--entropy-beta", type=float, metavar="BETA",
+                       help="entropy bonus (a3c, a3c-lstm, impala, reinforce; default 0, a3c, "
+                            "a3c-lstm and impala on Atari 0.01)")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
-                       help="updates between target-network refreshes (nstep-q, onestep-q)")
+                       help="updates between target-network refreshes (nstep-q, onestep-q; "
+                            "default 40, on Atari 250)")
     hyper.add_argument("--network", choices=("auto", "mlp", "small", "nature"),
                        help="trunk: small (Mnih 2016 conv net) or nature (Mnih 2015 DQN conv net) "
                             "for Atari frames, mlp for vectors (default auto: small for images, "
                             "mlp otherwise)")
-    hyper.add_argument("--hidden", type=_hidden, metavar="SIZES", help="hidden layer sizes, e.g. 64,64")
+    hyper.add_argument("--hidden", type=_hidden, metavar="SIZES",
+                       help="the mlp trunk's hidden layer sizes (default 64,64; nstep-q and "
+                            "onestep-q 128,128)")
     hyper.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", default=None,
                        dest="agent_set", help="any other agent hyperparameter, e.g. "
                                               "rmsprop_eps=0.01 (repeatable)")
