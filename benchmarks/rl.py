@@ -78,7 +78,7 @@ def greedy_returns(agent, episodes: int = 100, n_envs: int = 25, seed: int = 10_
 
 
 def own_solve(agent: str, seed: int, cap: float, logdir: str, steps: int,
-              evaluate_every: float | None = None, gradients_on: str = "learner") -> dict:
+              evaluate_every: float | None = None, gradients_on: str | None = None) -> dict:
     """Seconds (from the call, setup included) and env steps until solved, or the best 100-episode
     mean reached within `cap` seconds. With `evaluate_every` (seconds), judged by greedy
     evaluation instead of the training episodes."""

@@ -420,3 +420,13 @@ def test_a_run_with_gradients_on_actors_resumes_from_its_checkpoint(tmp_path):
     assert first.progress.step == 400 and resumed.progress.step == 800
     header, arrays = checkpoint.read(first.run.checkpoint_path())
     assert int(arrays["optimizer/steps"]) == header["meta"]["updates"] == resumed.progress.updates
+
+
+def test_gradients_are_on_the_actors_by_default_but_for_a_central_learners_agents():
+    from workbench.rl import TrainConfig
+
+    assert TrainConfig().resolved_gradients_on == "actors"
+    assert TrainConfig(agent="impala").resolved_gradients_on == "learner"  # V-trace's reason to be
+    assert TrainConfig(device="gpu").resolved_gradients_on == "learner"
+    assert TrainConfig(agent="impala", gradients_on="actors").resolved_gradients_on == "actors"
+    assert TrainConfig(agent="nstep-q").to_dict()["gradients_on"] == "actors"  # a resume keeps it

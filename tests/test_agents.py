@@ -349,13 +349,15 @@ def sampled_return(agent, episodes=10) -> float:
 def test_vtrace_learns_cartpole_from_stale_weights_where_a3c_degrades():
     """Actors that pull the weights only every 30 publishes: A3C's n-step loss treats their
     rollouts as on-policy and its policy degrades (here it collapses); V-trace's importance
-    weights correct for the lag and its policy balances the pole."""
+    weights correct for the lag and its policy balances the pole. Both with the paper's entropy
+    bonus (0.01; classic control's default is none since issue 21): without it one A3C seed kept
+    its policy and V-trace reached a mean of 382 (460 and 304)."""
     scores = {}
     for name in ("a3c", "impala"):
         for seed in (1, 2):
             nets.seed(seed)
             env = make_env("CartPole-v1")
-            config = make_config(name)
+            config = make_config(name, {"entropy_beta": 0.01})
             agent = make_agent(name, env.observation_space, env.action_space, config)
             spec = ActorSpec("CartPole-v1", name, config, envs_per_actor=4, seed=seed)
             Learner(agent, StaleActors(spec, 2, every=30), 40_000, console=lambda line: None).run()

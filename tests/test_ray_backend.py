@@ -93,7 +93,7 @@ def test_a_run_stopped_on_ray_resumes_on_local_processes(cluster, tmp_path):
     step, updates = stopped.progress.step, stopped.progress.updates
     run = RunDir.existing(tmp_path / "move")
     lines = []
-    resumed = train(quick(tmp_path, steps=step + 1000, backend="processes", actors=2), resume=run,
+    resumed = train(quick(tmp_path, steps=step + 1000, backend="processes", actors=2, gradients_on="learner"), resume=run,
                     console=lines.append)
     assert f"resuming {run.path} at step {step:,} (update {updates:,})" in lines
     assert resumed.outcome == "finished" and resumed.progress.updates > updates

@@ -34,6 +34,14 @@ GRADIENTS_ON = ("learner", "actors")
 ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "impala": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
 
 
+def default_gradients_on(agent: str, device: str) -> str:
+    """Where gradients are computed unless --gradients-on says: on the actors, which measured
+    faster on this project's 2-core machine in every whole-system run and is projected faster on
+    more cores (`python -m benchmarks scaling`; README, Scaling out), except where the central
+    learner is the point: impala (V-trace corrects its actors' lag) and a learner on the GPU."""
+    return "learner" if agent == "impala" or device == "gpu" else "actors"
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs; saved as the run's config.json."""
@@ -45,7 +53,8 @@ class TrainConfig:
     steps: int = 100_000
     seed: int = 0
     backend: str = "processes"
-    gradients_on: str = "learner"  # learner: actors send rollouts; actors: they send gradients
+    gradients_on: str | None = None  # learner: actors send rollouts; actors: they send gradients;
+                                     # None: default_gradients_on
     device: str = "cpu"  # the learner's network and optimizer: "cpu" or "gpu"
     address: str | None = None  # ray backend: "auto", "HOST:PORT" or None (start Ray locally)
     env_options: dict = field(default_factory=dict)
@@ -76,7 +85,7 @@ class TrainConfig:
             raise ValueError("reinforce learns from whole episodes: envs-per-actor must be 1")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        if self.gradients_on not in GRADIENTS_ON:
+        if self.gradients_on is not None and self.gradients_on not in GRADIENTS_ON:
             raise ValueError(f"gradients-on must be one of {', '.join(GRADIENTS_ON)}, not "
                              f"{self.gradients_on!r}")
         backend.check_device(self.device)
@@ -99,10 +108,15 @@ class TrainConfig:
     def resolved_envs_per_actor(self) -> int:
         return self.envs_per_actor or ENVS_PER_ACTOR[self.agent]
 
+    @property
+    def resolved_gradients_on(self) -> str:
+        return self.gradients_on or default_gradients_on(self.agent, self.device)
+
     def to_dict(self) -> dict:
         """The saved form: defaults filled in, the agent's full hyperparameters included."""
         values = dataclasses.asdict(self)
         values["envs_per_actor"] = self.resolved_envs_per_actor
+        values["gradients_on"] = self.resolved_gradients_on
         values["agent_config"] = config_dict(self.agent_settings())
         return values
 
@@ -173,7 +187,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     # A resumed run's actors get new seeds, so they do not replay the episodes already learned from.
     spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=agent_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
-                     env_options=config.env_options, compute_gradients=config.gradients_on == "actors")
+                     env_options=config.env_options, compute_gradients=config.resolved_gradients_on == "actors")
     n_params = len(agent.network.flat())
     if config.backend == "inline":
         transport = InlineActors(spec, config.actors)
@@ -199,7 +213,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
 
     console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
             f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}, "
-            f"gradients on the {config.gradients_on}"
+            f"gradients on the {config.resolved_gradients_on}"
             + (", learner on the GPU" if config.device == "gpu" else ""))
     if on_start:
         on_start(agent)

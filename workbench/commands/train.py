@@ -51,16 +51,18 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="train an RL agent with one learner and N actor processes",
         description="Train an agent on a Gymnasium environment: actor processes act with the "
-                    "latest weights and send rollouts (or, with --gradients-on actors, their "
-                    "gradients); the learner updates and publishes. Writes one run folder "
+                    "latest weights and send their rollouts' gradients (or, with --gradients-on "
+                    "learner, the rollouts); the learner updates and publishes. Writes one run folder "
                     "(config.json, TensorBoard events, checkpoints/, summary.txt). Ctrl-C or "
                     "SIGTERM stops cleanly with a checkpoint; --resume continues.",
         epilog="examples:\n"
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
-               "  workbench train --env ALE/Breakout-v5 --actors 15 --gradients-on actors\n"
+               "  workbench train --env ALE/Breakout-v5 --actors 15            # gradients on the actors\n"
+               "  workbench train --env CartPole-v1 --gradients-on learner     # a central learner\n"
                "  workbench train --env ALE/Breakout-v5 --agent impala --actors 8 --max-in-flight 2\n"
+               "  workbench train --env ALE/Pong-v5 --actors 15 --device gpu   # a central learner on the GPU\n"
                "  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n"
                "  workbench train --config runs/NAME/config.json --resume\n"
                "  tensorboard --logdir runs",
@@ -87,11 +89,13 @@ def add_parser(subparsers):
                           "learner's process, reproducible, for debugging; ray: Ray actors on this "
                           "machine or a cluster (pip install -e \".[cluster]\")")
     run.add_argument("--gradients-on", choices=("learner", "actors"),
-                     help="learner (default): actors send rollouts and the learner computes every "
-                          "gradient (IMPALA's central learner; use --agent impala where actors lag "
-                          "behind); actors: each actor computes its rollout's gradient and the "
-                          "learner only sums, clips and steps (the A3C paper's way): for many "
-                          "cores, where one learner cannot keep up (see README, Scaling out)")
+                     help="actors (default): each actor computes its rollout's gradient with the "
+                          "weights it acted with and the learner only sums, clips and steps (the "
+                          "A3C paper's way); measured faster on 2 cores and projected faster on "
+                          "more (README, Scaling out). learner (the default for --agent impala and "
+                          "--device gpu): actors send rollouts and the learner computes every "
+                          "gradient (IMPALA's central learner; --agent impala corrects its actors' "
+                          "lag)")
     run.add_argument("--device", choices=("cpu", "gpu"),
                      help="where the learner's network and optimizer compute (default cpu); gpu "
                           "needs CuPy and an NVIDIA GPU (pip install -e \".[gpu]\"). Actors act on "
