@@ -1,6 +1,7 @@
 """Scaling: gradients on the learner against gradients on the actors, in one run on this machine.
 
     python -m benchmarks scaling [--quick | --full]
+    python benchmarks/scaling.py --curve 1 2 4 8 15    # the measured curve on this machine
 
 Each row is workbench with gradients computed by the actors (`--gradients-on actors`) against the
 same with gradients computed by the learner (the default peer here), on the Mnih et al. 2016
@@ -19,6 +20,10 @@ net with Breakout frames and on the CartPole MLP:
 - whole system, measured: env steps/s of A3C runs with 2 actor processes on CartPole and on
   Breakout (the Mnih net), and the time to solve CartPole (last-100 mean >= 475; seeds: 1,
   --full: 3). These decide `--gradients-on`'s default (README, Scaling out).
+
+--curve measures what the projection predicts, on a machine with the cores: env steps/s of A3C
+with N actor processes in each mode, the learner on the CPU with the threads `workbench train`
+gives it (the cores the actors leave).
 """
 from __future__ import annotations
 
@@ -236,6 +241,31 @@ def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Me
     return measures
 
 
+def curve(actor_counts: list[int], sample: float = 8.0) -> str:
+    """A markdown table of measured env steps/s for each actor count, both modes, both nets."""
+    import os
+
+    from harness import training_steps_per_second
+    from nets import threads
+    from workbench.rl import TrainConfig
+
+    logdir = tempfile.mkdtemp(prefix="scaling-curve-")
+    lines = ["| env steps/s, a3c | gradients on | " + " | ".join(f"{n} actors" for n in actor_counts) + " |",
+             "|---|---|" + "---|" * len(actor_counts)]
+    for label, env_id in NETS.items():
+        warmup = 10.0 if env_id.startswith("ALE/") else 2.0
+        for where in ("actors", "learner"):
+            rates = []
+            for actors in actor_counts:
+                threads.limit(max(1, (os.cpu_count() or 1) - actors))  # as `workbench train` does
+                config = TrainConfig(env=env_id, agent="a3c", actors=actors, steps=10**9, gradients_on=where,
+                                     logdir=logdir, checkpoint_every=10**9, histogram_every=10**9)
+                rates.append(training_steps_per_second(config, sample, warmup=warmup))
+                print(f"  {label}, gradients on {where}, {actors} actors: {rates[-1]:,.0f} env steps/s", flush=True)
+            lines.append(f"| {label} | {where} | " + " | ".join(f"{rate:,.0f}" for rate in rates) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     import argparse
 
@@ -245,7 +275,12 @@ def main(argv=None) -> int:
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--quick", action="store_true", help="fewer repeats, no time to solve")
     budget.add_argument("--full", action="store_true", help="more repeats, 3 seeds to solve")
+    budget.add_argument("--curve", type=int, nargs="+", metavar="ACTORS",
+                        help="instead: measure env steps/s with these actor counts in both modes")
     args = parser.parse_args(argv)
+    if args.curve:
+        print(curve(args.curve))
+        return 0
     print(report.suite_table(run(args.quick, args.full)))
     print("ratio = gradients on actors / gradients on learner")
     return 0
