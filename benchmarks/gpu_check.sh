@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU (about 8 minutes). From the repository root:
 #
-#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong]      (no argument: all four)
+#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong] [curve]   (no argument: the first four)
 #
 # (a) tests:  python -m pytest -m gpu (every GPU kernel and layer against the CPU, the GPU learner)
 # (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA)
 # learner:    benchmarks/learner.py --device gpu (the GPU learner's ceiling on Pong rollouts)
 # (c) pong:   2 minutes of `workbench train --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu`;
 #             env frames/s (4 per agent step) and the share of time the learner is busy
+# curve:     benchmarks/scaling.py --curve 1 2 4 8 15: measured env steps/s of A3C with N actor
+#             processes, gradients on the actors and on a CPU learner (the 16-core scaling curve)
 # Logs go to $OUT (default ./gpu-check). Python packages the machine lacks can be carried as wheels
 # in .whl/ (see the device notes); they are installed into /tmp/site first.
 set -u
@@ -58,7 +60,12 @@ for part in $PARTS; do
       grep -E "actor\(s\)|stopped by|Error|error" "$OUT/pong.log" | head -5 | tee -a "$summary"
       $PY benchmarks/gpu_check_rates.py "$OUT/pong.log" | tee -a "$summary"
       ;;
-    *) echo "unknown part $part: choose from tests, engine, learner, pong"; exit 2 ;;
+    curve)
+      timeout 360 $PY benchmarks/scaling.py --curve 1 2 4 8 15 --sample 6 > "$OUT/curve.log" 2>&1
+      note "curve (scaling.py --curve 1 2 4 8 15, $(nproc) cores): exit $? in $(( $(date +%s) - start )) s"
+      grep -E "^\|" "$OUT/curve.log" | tee -a "$summary"
+      ;;
+    *) echo "unknown part $part: choose from tests, engine, learner, pong, curve"; exit 2 ;;
   esac
 done
 echo "---- summary ($summary)"

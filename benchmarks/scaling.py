@@ -277,9 +277,11 @@ def main(argv=None) -> int:
     budget.add_argument("--full", action="store_true", help="more repeats, 3 seeds to solve")
     budget.add_argument("--curve", type=int, nargs="+", metavar="ACTORS",
                         help="instead: measure env steps/s with these actor counts in both modes")
+    parser.add_argument("--sample", type=float, default=8.0, metavar="SECONDS",
+                        help="with --curve: seconds measured per point, after the start-up (default 8)")
     args = parser.parse_args(argv)
     if args.curve:
-        print(curve(args.curve))
+        print(curve(args.curve, args.sample))
         return 0
     print(report.suite_table(run(args.quick, args.full)))
     print("ratio = gradients on actors / gradients on learner")
