@@ -19,7 +19,7 @@ from logs import EventWriter, Window, format_duration, progress_line
 from nets import backend
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
-CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
+CHART_STATS = ("grad_norm", "learning_rate", "q_values", "action_std")  # update statistics that are not losses
 NONFINITE_IN_A_ROW = 3  # updates with a NaN/Inf loss or gradient (each skipped) before the run stops
 SQUARED_LOSSES = ("value_loss", "q_loss")  # never negative, so their growth measures divergence
 EXPLODED = 1e4  # a squared loss this many times its first value means the run diverges (CartPole's

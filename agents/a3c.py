@@ -2,6 +2,7 @@
 Reinforcement Learning", Algorithm S3)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,9 +11,11 @@ import nets
 from nets import backend
 
 from .base import Agent, Policy, sample_categorical
-from .losses import actor_critic_loss
+from .gaussian import GaussianActorCritic, GaussianPolicy
+from .losses import actor_critic_loss, gaussian_actor_critic_loss
 from .networks import ActorCritic, make_trunk
-from .returns import next_state_values, nstep_returns
+from .normalize import Normalizer, NormalizedTrunk, Tracker, find_normalizer
+from .returns import lambda_returns, next_state_values, nstep_returns
 
 
 @dataclass
@@ -32,6 +35,9 @@ class A3CConfig:
     RL Zoo's tuned CartPole A2C (ent_coef 0.0): with 0.01 a CartPole seed hovered at 415-465
     through 300k steps, without it 6 of 6 seeds passed a last-100 return of 475 by 101k.
     The trunk and its sizes suit vector observations (CartPole); Atari uses a conv trunk.
+    Box (continuous) actions get a Gaussian policy (agents/gaussian.py, whose defaults differ),
+    and with them running normalisation of vector observations and of rewards
+    (agents/normalize.py); `normalize_obs` / `normalize_reward` true or false choose for any env.
     """
 
     lr: float = 1e-2
@@ -45,6 +51,10 @@ class A3CConfig:
     lr_anneal: bool = True
     trunk: str = "auto"  # conv net for images, MLP of `hidden` for vectors
     hidden: tuple[int, ...] = (64, 64)
+    gae_lambda: float | None = None  # None: n-step returns (the paper); else GAE(lambda) returns
+    log_std_init: float = 0.0  # Gaussian policies: the log std every action dimension starts at
+    normalize_obs: bool | None = None  # None: for Box actions and vector observations
+    normalize_reward: bool | None = None  # None: for Box actions
 
 
 class SoftmaxPolicy(Policy):
@@ -62,13 +72,47 @@ class SoftmaxPolicy(Policy):
 class A3C(Agent):
     name = "a3c"
     Config = A3CConfig
+    continuous_actions = True
 
     def build_network(self):
+        normalizer = self.make_normalizer()
+        if self.continuous:
+            policy_trunk, value_trunk = (make_trunk(self.config.trunk, self.observation_shape,
+                                                    self.config.hidden) for _ in range(2))
+            return GaussianActorCritic(policy_trunk, value_trunk, self.n_actions,
+                                       self.config.log_std_init, normalizer)
+        return ActorCritic(self.normalized_trunk(normalizer), self.n_actions)
+
+    def normalized_trunk(self, normalizer: Normalizer | None) -> nets.Module:
+        """The config's trunk, reading normalised observations when `normalizer` has them."""
         trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
-        return ActorCritic(trunk, self.n_actions)
+        return NormalizedTrunk(normalizer, trunk) if normalizer is not None else trunk
+
+    def make_normalizer(self) -> Normalizer | None:
+        """The running statistics the config asks for (by default: for Box actions, those of
+        vector observations and of rewards), or None."""
+        c, vector = self.config, len(self.observation_shape) == 1
+        observations = c.normalize_obs if c.normalize_obs is not None else self.continuous and vector
+        rewards = c.normalize_reward if c.normalize_reward is not None else self.continuous
+        if observations and not vector:
+            raise ValueError(f"normalize_obs needs vector observations, not shape "
+                             f"{self.observation_shape}")
+        if not (observations or rewards):
+            return None
+        return Normalizer(self.observation_shape[0] if observations else None, rewards)
+
+    @functools.cached_property
+    def normalizer(self) -> Normalizer | None:
+        return find_normalizer(self.network)
+
+    def moment_tracker(self, n_envs):
+        n = self.normalizer
+        if n is None:
+            return None
+        return Tracker(n_envs, self.config.gamma, observations=n.size is not None, returns=n.rewards)
 
     def policy(self, actor_index, rng):
-        return SoftmaxPolicy(self.network, rng)
+        return (GaussianPolicy if self.continuous else SoftmaxPolicy)(self.network, rng)
 
     def update(self, batch, progress):
         T, E = batch.rewards.shape
@@ -79,15 +123,31 @@ class A3C(Agent):
         v = backend.to_host(values.data).reshape(-1)  # the returns are computed on the host
         return self._learn(batch, logits, values, v[:n].reshape(T, E), v[n:], progress)
 
-    def _learn(self, batch, logits, values, rollout_values, final_values, progress):
+    def _learn(self, batch, policy, values, rollout_values, final_values, progress):
         """n-step returns bootstrapped from the values (`rollout_values` (T, E) and the values of
-        the cut states), then one actor-critic step."""
+        the cut states), then one actor-critic step. `policy` is the logits, or a Gaussian's
+        (mean, log_std). The forward pass normalised the batch's observations with the statistics
+        the actors acted with; the batch's own are merged next, so that its rewards are scaled
+        with them from the first update on (as VecNormalize does)."""
+        rewards = batch.rewards
+        if self.normalizer is not None:
+            self.normalizer.merge(batch.moments)
+            rewards = self.normalizer.scale_rewards(rewards)
+        c = self.config
         following = next_state_values(rollout_values, batch.final_index, final_values)
-        returns = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
-                                self.config.gamma)
-        loss, stats = actor_critic_loss(logits, values, batch.actions.reshape(-1),
-                                        returns.reshape(-1), self.config.entropy_beta,
-                                        self.config.value_coef)
+        if c.gae_lambda is None:
+            returns = nstep_returns(rewards, batch.terminated, batch.truncated, following, c.gamma)
+        else:
+            returns = lambda_returns(rewards, batch.terminated, batch.truncated, rollout_values,
+                                     following, c.gamma, c.gae_lambda)
+        returns = returns.reshape(-1)
+        if self.continuous:
+            actions = batch.actions.reshape(len(returns), -1)
+            loss, stats = gaussian_actor_critic_loss(*policy, values, actions, returns, c.entropy_beta,
+                                                     c.value_coef)
+        else:
+            loss, stats = actor_critic_loss(policy, values, batch.actions.reshape(-1), returns,
+                                            c.entropy_beta, c.value_coef)
         stats["grad_norm"] = self._apply_gradients(loss, progress)
         stats["learning_rate"] = self.optimizer.lr
         return stats

@@ -25,7 +25,8 @@ class Policy:
     """Chooses actions for a batch of observations in one actor; may keep per-actor state."""
 
     def act(self, obs: np.ndarray, step: int) -> np.ndarray:
-        """Actions (E,) for observations (E, ...); `step` is the run's global env step."""
+        """Actions (E,) for observations (E, ...), or (E, A) float32 for continuous actions;
+        `step` is the run's global env step."""
         raise NotImplementedError
 
     def scalars(self, step: int) -> dict[str, float]:
@@ -47,14 +48,22 @@ class Agent:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
+    continuous_actions: ClassVar[bool] = False  # also learns Box (continuous) action spaces
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
                  learner: bool = True, device: str = "cpu"):
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise ValueError(f"agent {self.name} needs a discrete action space, not {action_space}")
+        box = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+        if box and not self.continuous_actions:
+            takers = ", ".join(sorted(a.name for a in _subclasses(Agent) if a.continuous_actions and a.name))
+            raise ValueError(f"agent {self.name} needs a discrete action space; for continuous "
+                             f"(Box) actions use {takers}")
+        if not (box or isinstance(action_space, gym.spaces.Discrete)):
+            raise ValueError(f"agent {self.name} needs a discrete or a one-dimensional Box action "
+                             f"space, not {action_space}")
         self.config = config
         self.observation_shape = tuple(observation_space.shape)
-        self.n_actions = int(action_space.n)
+        self.continuous = box  # a Gaussian policy over n_actions dimensions instead of a softmax
+        self.n_actions = int(action_space.shape[0]) if box else int(action_space.n)
         self.device = device  # where the learner's copy computes; actors always act on the CPU
         self.network = self.build_network().to(device)
         self.network.flat()  # one contiguous vector: what the learner publishes and actors copy
@@ -82,6 +91,11 @@ class Agent:
         """One gradient step from a Batch; `progress` in [0, 1] drives the schedules."""
         raise NotImplementedError
 
+    def moment_tracker(self, n_envs: int):
+        """What an actor with `n_envs` envs counts for the learner's normalisation statistics
+        (agents/normalize.Tracker), or None."""
+        return None
+
     def after_load(self) -> None:
         """Called when a checkpoint has been loaded into `model` and the optimizer."""
 
@@ -100,10 +114,15 @@ class Agent:
         return norm
 
 
+def _subclasses(cls: type) -> list[type]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
+
+
 # The ranges of the hyperparameters, by field name: (test, what it needs). NaN fails them all.
 LIMITS = {
     "lr": (lambda v: v >= 0, ">= 0"),
     "gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "gae_lambda": (lambda v: v is None or 0 <= v <= 1, "in [0, 1]"),
     "entropy_beta": (lambda v: v >= 0, ">= 0"),
     "value_coef": (lambda v: v >= 0, ">= 0"),
     "rmsprop_alpha": (lambda v: 0 <= v < 1, "in [0, 1)"),

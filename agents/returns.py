@@ -64,3 +64,22 @@ def nstep_returns(rewards: np.ndarray, terminated: np.ndarray, truncated: np.nda
         returns[rows] += np.where(cut_here, discount[rows] * boot, 0)
         alive[rows] &= ~cut_here
     return returns
+
+
+def lambda_returns(rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                   values: np.ndarray, next_values: np.ndarray, gamma: float, lam: float) -> np.ndarray:
+    """Generalised advantage estimation's returns (Schulman et al. 2016): A_t + V(s_t), with
+    A_t = delta_t + gamma lam A_{t+1} within an episode, delta_t = r_t + gamma V(s_{t+1}) - V(s_t)
+    and V(terminal) = 0; `values` (T, E) are V(s_t), `next_values` as for `nstep_returns`. lam 1
+    is `nstep_returns` over the whole rollout; lam 0 the one-step return."""
+    rewards = np.asarray(rewards, dtype=np.float32)
+    gamma, lam = np.float32(gamma), np.float32(lam)
+    continues = ~(terminated | truncated)
+    continues[-1] = False
+    deltas = rewards + gamma * np.where(terminated, np.float32(0), next_values) - values
+    advantages = np.empty_like(rewards)
+    following = np.zeros_like(rewards[0])
+    for t in range(len(rewards) - 1, -1, -1):
+        following = deltas[t] + gamma * lam * continues[t] * following
+        advantages[t] = following
+    return advantages + values

@@ -11,19 +11,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .normalize import merge_all
+
 
 @dataclass
 class Batch:
     """Steps to learn from: one (T, E) grid, one rule for every return."""
 
     obs: np.ndarray          # (T, E, *obs_shape): the observation each action was chosen from
-    actions: np.ndarray      # (T, E) int64
+    actions: np.ndarray      # (T, E) int64, or (T, E, A) float32 for continuous actions
     rewards: np.ndarray      # (T, E) float32
     terminated: np.ndarray   # (T, E) bool: the episode ended in a terminal state (no bootstrap)
     truncated: np.ndarray    # (T, E) bool: the episode was cut here (bootstrap from final_obs)
     final_obs: np.ndarray    # (K, *obs_shape): the states the cut steps bootstrap from
     final_index: np.ndarray  # (K, 2) int64: the (t, e) of each cut step
     initial_state: tuple | None = None  # recurrent policies: their state arrays (E, ...) at t = 0
+    moments: dict = field(default_factory=dict)  # normalisation statistics (agents/normalize.py)
 
     @property
     def steps(self) -> int:
@@ -47,7 +50,7 @@ def join(rollouts: list[Rollout]) -> Batch:
     first = rollouts[0]
     if len(rollouts) == 1:
         return Batch(first.obs, first.actions, first.rewards, first.terminated, first.truncated,
-                     first.final_obs, first.final_index, first.initial_state)
+                     first.final_obs, first.final_index, first.initial_state, first.moments)
     if len({r.rewards.shape[0] for r in rollouts}) == 1:
         axis = 1
     elif {r.rewards.shape[1] for r in rollouts} == {1}:
@@ -67,4 +70,4 @@ def join(rollouts: list[Rollout]) -> Batch:
     return Batch(obs=cat("obs"), actions=cat("actions"), rewards=cat("rewards"),
                  terminated=cat("terminated"), truncated=cat("truncated"),
                  final_obs=np.concatenate([r.final_obs for r in rollouts]), final_index=final_index,
-                 initial_state=initial_state)
+                 initial_state=initial_state, moments=merge_all([r.moments for r in rollouts]))
