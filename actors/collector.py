@@ -29,13 +29,13 @@ class Collector:
         if whole_episode and len(self.envs) != 1:
             raise ValueError("whole-episode rollouts take one env per actor")
         E = len(self.envs)
-        obs, actions, rewards, terminated, truncated, ended = [], [], [], [], [], []
+        obs, actions, log_probs, rewards, terminated, truncated, ended = [], [], [], [], [], [], []
         final_obs, final_index, returns, lengths = [], [], [], []
         initial_state = self.policy.recurrent_state(E)
         t = 0
         while whole_episode or t < length:
             current = self.obs.copy()
-            chosen = self.policy.act(current, step + t * E)
+            chosen, chosen_log_probs = self.policy.act(current, step + t * E)
             last_row = not whole_episode and t == length - 1
             row_r, row_term, row_trunc, row_ended = [], [], [], []
             # continuous actions go to the env as float32 rows, discrete ones as Python ints
@@ -60,6 +60,7 @@ class Collector:
             ended.append(row_ended)
             obs.append(current)
             actions.append(chosen)
+            log_probs.append(chosen_log_probs)
             rewards.append(row_r)
             terminated.append(row_term)
             truncated.append(row_trunc)
@@ -72,7 +73,7 @@ class Collector:
         moments = self.tracker.moments(obs, rewards, np.stack(ended)) if self.tracker else {}
         return Rollout(
             obs=obs, actions=actions if actions.dtype == np.float32 else actions.astype(np.int64),
-            rewards=rewards, moments=moments,
+            log_probs=np.stack(log_probs).astype(np.float32), rewards=rewards, moments=moments,
             terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
             final_obs=np.asarray(final_obs, dtype=self.obs.dtype).reshape(-1, *shape),
             final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),

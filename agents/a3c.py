@@ -12,7 +12,7 @@ from nets import backend
 
 from .base import Agent, Policy, sample_categorical
 from .gaussian import GaussianActorCritic, GaussianPolicy
-from .losses import actor_critic_loss, gaussian_actor_critic_loss
+from .losses import action_log_probs, actor_critic_loss, gaussian_actor_critic_loss
 from .networks import ActorCritic, make_trunk
 from .normalize import Normalizer, NormalizedTrunk, Tracker, find_normalizer
 from .returns import lambda_returns, next_state_values, nstep_returns
@@ -65,8 +65,9 @@ class SoftmaxPolicy(Policy):
 
     def act(self, obs, step):
         with nets.no_grad():
-            logits = self.network.logits(obs)
-        return sample_categorical(logits.data, self.rng)
+            logits = self.network.logits(obs).data
+        actions = sample_categorical(logits, self.rng)
+        return actions, action_log_probs(logits, actions)
 
 
 class A3C(Agent):
@@ -114,40 +115,41 @@ class A3C(Agent):
     def policy(self, actor_index, rng):
         return (GaussianPolicy if self.continuous else SoftmaxPolicy)(self.network, rng)
 
-    def update(self, batch, progress):
+    def loss(self, batch):
         T, E = batch.rewards.shape
         n = T * E
         # One forward pass over the rollout's states and the truncation states it bootstraps from.
         obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
         logits, values = self.network(obs)
         v = backend.to_host(values.data).reshape(-1)  # the returns are computed on the host
-        return self._learn(batch, logits, values, v[:n].reshape(T, E), v[n:], progress)
+        return self._loss(batch, logits, values, v[:n].reshape(T, E), v[n:])
 
-    def _learn(self, batch, policy, values, rollout_values, final_values, progress):
-        """n-step returns bootstrapped from the values (`rollout_values` (T, E) and the values of
-        the cut states), then one actor-critic step. `policy` is the logits, or a Gaussian's
-        (mean, log_std). The forward pass normalised the batch's observations with the statistics
-        the actors acted with; the batch's own are merged next, so that its rewards are scaled
-        with them from the first update on (as VecNormalize does)."""
-        rewards = batch.rewards
-        if self.normalizer is not None:
-            self.normalizer.merge(batch.moments)
-            rewards = self.normalizer.scale_rewards(rewards)
-        c = self.config
+    def _loss(self, batch, policy, values, rollout_values, final_values):
+        """Returns bootstrapped from the values (`rollout_values` (T, E) and the values of the
+        cut states), then the actor-critic loss. `policy` is the logits, or a Gaussian's
+        (mean, log_std). Rewards are scaled, and observations were normalised in the forward
+        pass, with the statistics published with the weights: an actor computing this loss
+        reads the same ones as the learner (`Agent.step` merges new ones)."""
+        rewards = batch.rewards if self.normalizer is None else self.normalizer.scale_rewards(batch.rewards)
         following = next_state_values(rollout_values, batch.final_index, final_values)
-        if c.gae_lambda is None:
-            returns = nstep_returns(rewards, batch.terminated, batch.truncated, following, c.gamma)
-        else:
-            returns = lambda_returns(rewards, batch.terminated, batch.truncated, rollout_values,
-                                     following, c.gamma, c.gae_lambda)
-        returns = returns.reshape(-1)
+        returns, advantages = self.targets(batch, rewards, policy, rollout_values, following)
+        c, returns = self.config, returns.reshape(-1)
         if self.continuous:
             actions = batch.actions.reshape(len(returns), -1)
-            loss, stats = gaussian_actor_critic_loss(*policy, values, actions, returns, c.entropy_beta,
-                                                     c.value_coef)
-        else:
-            loss, stats = actor_critic_loss(policy, values, batch.actions.reshape(-1), returns,
-                                            c.entropy_beta, c.value_coef)
-        stats["grad_norm"] = self._apply_gradients(loss, progress)
-        stats["learning_rate"] = self.optimizer.lr
-        return stats
+            return gaussian_actor_critic_loss(*policy, values, actions, returns, c.entropy_beta,
+                                              c.value_coef)
+        return actor_critic_loss(policy, values, batch.actions.reshape(-1), returns, c.entropy_beta,
+                                 c.value_coef, None if advantages is None else advantages.reshape(-1))
+
+    def targets(self, batch, rewards, policy, rollout_values, following):
+        """(value targets (T, E), policy-gradient advantages (T, E) or None for the targets
+        less the values): n-step returns (the paper's) or, with `gae_lambda`, GAE's."""
+        c = self.config
+        if c.gae_lambda is None:
+            return nstep_returns(rewards, batch.terminated, batch.truncated, following, c.gamma), None
+        return lambda_returns(rewards, batch.terminated, batch.truncated, rollout_values, following,
+                              c.gamma, c.gae_lambda), None
+
+    def merge_moments(self, moments):
+        if self.normalizer is not None:
+            self.normalizer.merge(moments)

@@ -15,7 +15,8 @@ from nets import F, backend
 
 from .a3c import A3C, A3CConfig
 from .base import Policy, sample_categorical
-from .gaussian import GaussianHead, sample_gaussian
+from .gaussian import GaussianHead, act_gaussian
+from .losses import action_log_probs
 from .networks import _orthogonal
 
 
@@ -95,7 +96,8 @@ class RecurrentSoftmaxPolicy(Policy):
         return self.sample(logits)
 
     def sample(self, logits):
-        return sample_categorical(logits.data, self.rng)
+        actions = sample_categorical(logits.data, self.rng)
+        return actions, action_log_probs(logits.data, actions)
 
 
 class RecurrentGaussianPolicy(RecurrentSoftmaxPolicy):
@@ -103,7 +105,7 @@ class RecurrentGaussianPolicy(RecurrentSoftmaxPolicy):
 
     def sample(self, policy):
         mean, log_std = policy
-        return sample_gaussian(mean.data, log_std.data, self.rng)
+        return act_gaussian(mean.data, log_std.data, self.rng)
 
 
 class A3CLSTM(A3C):
@@ -120,7 +122,7 @@ class A3CLSTM(A3C):
         kind = RecurrentGaussianPolicy if self.continuous else RecurrentSoftmaxPolicy
         return kind(self.network, rng)
 
-    def update(self, batch, progress):
+    def loss(self, batch):
         if batch.initial_state is None:
             raise ValueError("a3c-lstm learns from rollouts that carry their initial LSTM state")
         T, E = batch.rewards.shape
@@ -140,4 +142,4 @@ class A3CLSTM(A3C):
             with nets.no_grad():
                 _, cut_values, _ = self.network.step(batch.final_obs, (h, c))
             final_values = backend.to_host(cut_values.data).reshape(-1)
-        return self._learn(batch, logits, values, v, final_values, progress)
+        return self._loss(batch, logits, values, v, final_values)

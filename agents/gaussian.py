@@ -19,6 +19,7 @@ import numpy as np
 import nets
 
 from .base import Policy
+from .losses import gaussian_log_prob
 from .networks import _orthogonal
 
 # Hyperparameters that differ for continuous actions from the agents' classic-control defaults
@@ -88,6 +89,13 @@ def sample_gaussian(mean: np.ndarray, log_std: np.ndarray, rng: np.random.Genera
     return (mean + np.exp(log_std) * noise).astype(np.float32)
 
 
+def act_gaussian(mean: np.ndarray, log_std: np.ndarray, rng: np.random.Generator):
+    """What a Gaussian policy's `act` returns: sampled actions and their log-probabilities,
+    float32, by the function V-trace evaluates the learner's policy with (`gaussian_log_prob`)."""
+    actions = sample_gaussian(mean, log_std, rng)
+    return actions, gaussian_log_prob(mean, log_std, actions).astype(np.float32)
+
+
 class GaussianPolicy(Policy):
     """Samples from the Gaussian policy of a feed-forward network."""
 
@@ -97,8 +105,8 @@ class GaussianPolicy(Policy):
     def act(self, obs, step):
         with nets.no_grad():
             mean, log_std = self.network.distribution(obs)
-        return sample_gaussian(mean.data, log_std.data, self.rng)
+        return act_gaussian(mean.data, log_std.data, self.rng)
 
 
 __all__ = ["CONTINUOUS_DEFAULTS", "GaussianActorCritic", "GaussianHead", "GaussianPolicy",
-           "continuous_defaults", "sample_gaussian"]
+           "act_gaussian", "continuous_defaults", "sample_gaussian"]
