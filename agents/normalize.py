@@ -2,13 +2,16 @@
 stable-baselines3's VecNormalize and PFRL's EmpiricalNormalization do in one process).
 
 Actors count what they see: each rollout carries the moments (count, mean, sum of squared
-deviations) of the observations its policy acted on and of each env's running discounted return.
-The learner merges them (the pairwise update of Chan, Golub & LeVeque) into its running statistics
-after each update. Those live in a `Normalizer` inside the network: float64 buffers, which
-checkpoints keep, and the observation shift and scale in two float32 parameters that no loss
-reaches. Being parameters, shift and scale travel in the flat vector the learner publishes, so
-every actor normalises with the statistics that came with the weights it acts with, on every
-backend, and checkpoints, `play` and the evaluation process get them with the weights.
+deviations) of the observations its policy acted on and of each env's running discounted return
+(with gradients on the actors, its Gradient carries them). The learner merges them (the pairwise
+update of Chan, Golub & LeVeque) into its running statistics once per rollout, right after the
+optimizer step that learned from it (`Agent.step`). Those live in a `Normalizer` inside the
+network: float64 buffers, which checkpoints keep, and what losses and acting read of them, the
+observation shift and scale and the reward scale, in float32 parameters that no loss reaches.
+Being parameters, they travel in the flat vector the learner publishes, so every actor normalises
+observations, and scales rewards when it computes a gradient, with the statistics that came with
+the weights it acts with, as the learner does, on every backend; checkpoints, `play` and the
+evaluation process get them with the weights.
 
 Observations become clip((x - mean) / sqrt(var + 1e-8), -10, 10); rewards (for learning only)
 r / sqrt(var(discounted return) + 1e-8), clipped to [-10, 10]: VecNormalize's defaults.
@@ -95,7 +98,7 @@ def merge_all(parts: list[dict[str, Moments]]) -> dict[str, Moments]:
 
 class Normalizer(nets.Module):
     """The running statistics a network normalises its observations with, and those of the
-    discounted return that the learner scales rewards by (see the module docstring).
+    discounted return that losses scale rewards by (see the module docstring).
     `size` None: rewards only (observations pass through)."""
 
     def __init__(self, size: int | None, rewards: bool):
@@ -108,6 +111,7 @@ class Normalizer(nets.Module):
             self.register_buffer("obs_mean", np.zeros(size, np.float64))
             self.register_buffer("obs_m2", np.zeros(size, np.float64))
         if rewards:
+            self.reward_scale = nets.Parameter(np.ones(1, np.float32))
             self.register_buffer("return_count", np.zeros(1, np.float64))
             self.register_buffer("return_mean", np.zeros(1, np.float64))
             self.register_buffer("return_m2", np.zeros(1, np.float64))
@@ -123,7 +127,8 @@ class Normalizer(nets.Module):
         return nets.Tensor(xp.clip(x, -CLIP, CLIP))
 
     def merge(self, moments: dict[str, Moments]) -> None:
-        """Take in the moments actors sent, and publish the new observation shift and scale."""
+        """Take in the moments actors sent, and publish the new observation shift and scale and
+        reward scale."""
         if self.size is not None and "obs" in moments:
             count, mean, m2 = combine(float(self.obs_count[0]), self.obs_mean, self.obs_m2, moments["obs"])
             self.obs_count[...] = count
@@ -138,15 +143,16 @@ class Normalizer(nets.Module):
             self.return_count[...] = count
             self.return_mean[...] = mean
             self.return_m2[...] = m2
+            xp = backend.get_array_module(m2)
+            self.reward_scale.data[...] = (1.0 / xp.sqrt(m2 / count + EPSILON)).astype(np.float32)
 
     def scale_rewards(self, rewards: np.ndarray) -> np.ndarray:
-        """Rewards (host, float32) divided by the discounted return's running std, clipped."""
+        """Rewards (host, float32) divided by the discounted return's running std (the published
+        `reward_scale`; 1 before any return was seen), clipped."""
         if not self.rewards:
             return rewards
-        count = float(self.return_count[0])
-        var = float(backend.to_host(self.return_m2)[0]) / count if count else 1.0
-        scaled = rewards / np.float32(np.sqrt(var + EPSILON))
-        return np.clip(scaled, -CLIP, CLIP).astype(np.float32)
+        scale = backend.to_host(self.reward_scale.data)[0]
+        return np.clip(rewards * scale, -CLIP, CLIP).astype(np.float32)
 
 
 class NormalizedTrunk(nets.Module):

@@ -108,8 +108,9 @@ def pendulum_agent(name="a3c", learner=True, **overrides):
 
 def test_normalisation_statistics_merge_across_actors_and_reach_them_with_the_weights():
     """Two actors' rollouts, joined and learned from: the learner's statistics are those of every
-    observation and return the actors saw, the optimizer leaves the published shift and scale
-    alone, and an actor that copies the published vector normalises exactly as the learner."""
+    observation and return the actors saw, the optimizer leaves the published shift, scale and
+    reward scale alone, and an actor that copies the published vector normalises exactly as the
+    learner."""
     nets.seed(0)
     learner, config = pendulum_agent()
     actors = [pendulum_agent(learner=False)[0] for _ in range(2)]
@@ -138,6 +139,7 @@ def test_normalisation_statistics_merge_across_actors_and_reach_them_with_the_we
     np.testing.assert_allclose(n.return_m2 / n.return_count, [discounted.var()], rtol=1e-6)
     np.testing.assert_allclose(n.shift.data, observations.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(n.scale.data, 1 / np.sqrt(observations.var(axis=0) + 1e-8), rtol=1e-6)
+    np.testing.assert_allclose(n.reward_scale.data, [1 / np.sqrt(discounted.var() + 1e-8)], rtol=1e-6)
     probe = observations[:5]
     expected = np.clip((probe - observations.mean(axis=0)) / observations.std(axis=0), -10, 10)
     for agent in (learner, *actors):
