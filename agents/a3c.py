@@ -120,9 +120,9 @@ class A3C(Agent):
         n = T * E
         # One forward pass over the rollout's states and the truncation states it bootstraps from.
         obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
-        logits, values = self.network(obs)
+        policy, values = self.network(obs)
         v = backend.to_host(values.data).reshape(-1)  # the returns are computed on the host
-        return self._loss(batch, logits, values, v[:n].reshape(T, E), v[n:])
+        return self._loss(batch, policy, values, v[:n].reshape(T, E), v[n:])
 
     def _loss(self, batch, policy, values, rollout_values, final_values):
         """Returns bootstrapped from the values (`rollout_values` (T, E) and the values of the
@@ -134,12 +134,13 @@ class A3C(Agent):
         following = next_state_values(rollout_values, batch.final_index, final_values)
         returns, advantages = self.targets(batch, rewards, policy, rollout_values, following)
         c, returns = self.config, returns.reshape(-1)
+        advantages = None if advantages is None else advantages.reshape(-1)
         if self.continuous:
             actions = batch.actions.reshape(len(returns), -1)
             return gaussian_actor_critic_loss(*policy, values, actions, returns, c.entropy_beta,
-                                              c.value_coef)
+                                              c.value_coef, advantages)
         return actor_critic_loss(policy, values, batch.actions.reshape(-1), returns, c.entropy_beta,
-                                 c.value_coef, None if advantages is None else advantages.reshape(-1))
+                                 c.value_coef, advantages)
 
     def targets(self, batch, rewards, policy, rollout_values, following):
         """(value targets (T, E), policy-gradient advantages (T, E) or None for the targets

@@ -33,6 +33,7 @@ _A3C = {"lr": 2e-3, "rmsprop_eps": 1e-5, "entropy_beta": 0.0, "t_max": 8, "gae_l
 CONTINUOUS_DEFAULTS = {
     "a3c": _A3C,
     "a3c-lstm": _A3C,
+    "impala": _A3C,  # A3C's network and loss; gae_lambda shortens V-trace's traces
     "reinforce": {"lr": 1e-3, "log_std_init": -0.5},
 }
 # Per environment, on top (RL Zoo's tuned Pendulum-v1: gamma 0.9, its reward horizon is short).

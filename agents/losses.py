@@ -133,13 +133,14 @@ class GaussianActorCriticLoss(Function):
     H = sum_j [log std_j + (1 + log(2 pi)) / 2].
 
     Inputs: mean (M, A), log_std (A,) (state-independent: its gradient sums over the rows) or
-    (M, A), and values (M, 1); as in ActorCriticLoss, rows after the first N get no gradient.
+    (M, A), and values (M, 1); as in ActorCriticLoss, rows after the first N get no gradient,
+    and the policy term takes the `advantages` given (V-trace's) in place of R_i - V(s_i).
     `actions` (N, A) are the sampled actions (before any clipping to the env's bounds).
     """
 
     def __init__(self, actions: np.ndarray, returns: np.ndarray, entropy_beta: float,
-                 value_coef: float = 1.0):
-        self.actions, self.returns = actions, returns
+                 value_coef: float = 1.0, advantages: np.ndarray | None = None):
+        self.actions, self.returns, self.advantages = actions, returns, advantages
         self.beta, self.value_coef = entropy_beta, value_coef
 
     def forward(self, mean, log_std, values):
@@ -155,9 +156,10 @@ class GaussianActorCriticLoss(Function):
         logp = -(dtype.type(0.5) * z * z + log_std_n + half_log_2pi).sum(axis=1)
         entropy = (log_std_n + dtype.type(0.5) + half_log_2pi).sum(axis=1)
         advantage = self.returns - values[:n].reshape(n)
-        policy_loss = -(logp * advantage).sum()
+        pg_advantage = advantage if self.advantages is None else xp.asarray(self.advantages, dtype=dtype)
+        policy_loss = -(logp * pg_advantage).sum()
         value_loss = dtype.type(0.5) * (advantage * advantage).sum()
-        self.z, self.inv_std, self.advantage = z, inv_std, advantage
+        self.z, self.inv_std, self.advantage, self.pg_advantage = z, inv_std, advantage, pg_advantage
         self.beta, self.value_coef = dtype.type(self.beta), dtype.type(self.value_coef)
         self.stats = {"policy_loss": float(policy_loss) / n, "value_loss": float(value_loss) / n,
                       "entropy": float(entropy.sum()) / n,
@@ -167,7 +169,7 @@ class GaussianActorCriticLoss(Function):
 
     def backward(self, gy):
         xp = backend.get_array_module(gy)
-        n, z, a = len(self.returns), self.z, self.advantage[:, None]
+        n, z, a = len(self.returns), self.z, self.pg_advantage[:, None]
         mean_shape, log_std_shape, values_shape = self.shapes
         # d log pi / d mean = z / std;  d log pi / d log_std = z^2 - 1;  d H / d log_std = 1
         g_mean = xp.zeros(mean_shape, dtype=self.dtype)
@@ -184,9 +186,9 @@ class GaussianActorCriticLoss(Function):
 
 
 def gaussian_actor_critic_loss(mean, log_std, values, actions, returns, entropy_beta: float,
-                               value_coef: float = 1.0):
+                               value_coef: float = 1.0, advantages=None):
     """(loss tensor, stats) of GaussianActorCriticLoss."""
-    op = GaussianActorCriticLoss(actions, returns, entropy_beta, value_coef)
+    op = GaussianActorCriticLoss(actions, returns, entropy_beta, value_coef, advantages)
     loss = op(mean, log_std, values)
     return loss, op.stats
 

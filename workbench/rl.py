@@ -35,7 +35,7 @@ GRADIENTS_ON = ("learner", "actors")
 ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "impala": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
 # Continuous control: 8 envs per actor (on 2 cores, 8 reached Pendulum's -250 in 41 s, 16 in 50 s
 # (bigger batches, fewer updates per step), 4 not within 100 s).
-CONTINUOUS_ENVS_PER_ACTOR = {"a3c": 8, "a3c-lstm": 8}
+CONTINUOUS_ENVS_PER_ACTOR = {"a3c": 8, "a3c-lstm": 8, "impala": 8}
 
 
 def default_gradients_on(agent: str, device: str) -> str:
