@@ -221,7 +221,7 @@ class Learner:
 
     def _check_finite(self, stats: dict, weights: np.ndarray) -> None:
         """Stop on NaN/Inf weights at once (they cannot be taken back); a NaN/Inf loss or gradient
-        norm means the agent skipped that step (Agent._apply_gradients), so stop only after
+        norm means the agent skipped that step (Agent.step), so stop only after
         NONFINITE_IN_A_ROW of them."""
         p = self.progress
         where = f"training diverged at step {p.step:,} (update {p.updates:,})"
