@@ -243,6 +243,21 @@ def test_gaussian_sampling_and_greedy_play():
 
 
 # -- runs, checkpoints, play, errors ------------------------------------------------------------
+@pytest.mark.parametrize("gradients_on", ["actors", "learner"])
+def test_normalisation_moments_are_merged_once_per_step_learned_from(tmp_path, gradients_on):
+    """Through actor processes, each rollout's moments reach the learner's statistics exactly
+    once: with its Gradient (its vector in shared memory, the moments on the pipe) or with the
+    rollout itself; the counts are the env steps learned from."""
+    from workbench.rl import train
+
+    trained = []
+    result = train(TrainConfig(env="Pendulum-v1", actors=2, steps=3000, gradients_on=gradients_on,
+                               logdir=str(tmp_path)), name="run", console=lambda line: None,
+                   on_start=trained.append)
+    n = trained[0].normalizer
+    assert n.obs_count[0] == n.return_count[0] == result.progress.step >= 3000
+
+
 def test_checkpoint_keeps_the_normalisation_and_play_uses_it(tmp_path, capsys):
     from nets import checkpoint
     from workbench.cli import main
