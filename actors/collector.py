@@ -13,8 +13,11 @@ from agents import Policy, Rollout
 
 
 class Collector:
-    def __init__(self, envs: list, policy: Policy, actor: int = 0):
-        self.envs, self.policy, self.actor = envs, policy, actor
+    """`tracker` (agents.normalize.Tracker, or None) counts each rollout's observations and
+    returns for the learner's normalisation statistics."""
+
+    def __init__(self, envs: list, policy: Policy, actor: int = 0, tracker=None):
+        self.envs, self.policy, self.actor, self.tracker = envs, policy, actor, tracker
         first = [env.reset()[0] for env in envs]
         self.obs = np.stack(first)
         self.episodes = 0
@@ -26,7 +29,7 @@ class Collector:
         if whole_episode and len(self.envs) != 1:
             raise ValueError("whole-episode rollouts take one env per actor")
         E = len(self.envs)
-        obs, actions, log_probs, rewards, terminated, truncated = [], [], [], [], [], []
+        obs, actions, log_probs, rewards, terminated, truncated, ended = [], [], [], [], [], [], []
         final_obs, final_index, returns, lengths = [], [], [], []
         initial_state = self.policy.recurrent_state(E)
         t = 0
@@ -35,7 +38,8 @@ class Collector:
             chosen, chosen_log_probs = self.policy.act(current, step + t * E)
             last_row = not whole_episode and t == length - 1
             row_r, row_term, row_trunc, row_ended = [], [], [], []
-            for e, (env, action) in enumerate(zip(self.envs, chosen.tolist())):
+            # continuous actions go to the env as float32 rows, discrete ones as Python ints
+            for e, (env, action) in enumerate(zip(self.envs, chosen if chosen.ndim > 1 else chosen.tolist())):
                 o, r, term, trunc, info = env.step(action)
                 cut = not term and (trunc or last_row)
                 row_r.append(r)
@@ -51,7 +55,9 @@ class Collector:
                         lengths.append(int(info["episode"]["l"]))
                     o, _ = env.reset()
                 self.obs[e] = o
-            self.policy.episodes_ended(np.asarray(row_ended))
+            row_ended = np.asarray(row_ended)
+            self.policy.episodes_ended(row_ended)
+            ended.append(row_ended)
             obs.append(current)
             actions.append(chosen)
             log_probs.append(chosen_log_probs)
@@ -63,10 +69,11 @@ class Collector:
                 break
         self.episodes += len(returns)
         shape = self.obs.shape[1:]
+        obs, rewards, actions = np.stack(obs), np.asarray(rewards, dtype=np.float32), np.stack(actions)
+        moments = self.tracker.moments(obs, rewards, np.stack(ended)) if self.tracker else {}
         return Rollout(
-            obs=np.stack(obs), actions=np.stack(actions).astype(np.int64),
-            log_probs=np.stack(log_probs).astype(np.float32),
-            rewards=np.asarray(rewards, dtype=np.float32),
+            obs=obs, actions=actions if actions.dtype == np.float32 else actions.astype(np.int64),
+            log_probs=np.stack(log_probs).astype(np.float32), rewards=rewards, moments=moments,
             terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
             final_obs=np.asarray(final_obs, dtype=self.obs.dtype).reshape(-1, *shape),
             final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),

@@ -17,11 +17,12 @@ from typing import Callable
 import numpy as np
 
 from agents import Agent, Gradient, Rollout, join
+from agents.normalize import merge_all
 from logs import EventWriter, Window, format_duration, progress_line
 from nets import backend, optim
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
-CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
+CHART_STATS = ("grad_norm", "learning_rate", "q_values", "action_std")  # update statistics that are not losses
 NONFINITE_IN_A_ROW = 3  # updates with a NaN/Inf loss or gradient (each skipped) before the run stops
 SQUARED_LOSSES = ("value_loss", "q_loss")  # never negative, so their growth measures divergence
 EXPLODED = 1e4  # a squared loss this many times its first value means the run diverges (CartPole's
@@ -172,7 +173,8 @@ class Learner:
             backend.copy_from_host(flat.grad, grad)
         steps = sum(g.steps for g in arrived)
         stats = {name: sum(g.stats[name] * g.steps for g in arrived) / steps for name in arrived[0].stats}
-        return {**stats, **agent.step(progress, into)}, steps
+        moments = merge_all([g.moments for g in arrived])
+        return {**stats, **agent.step(progress, into, moments)}, steps
 
     def _publish(self) -> int:
         target = self.agent.target
@@ -219,7 +221,7 @@ class Learner:
 
     def _check_finite(self, stats: dict, weights: np.ndarray) -> None:
         """Stop on NaN/Inf weights at once (they cannot be taken back); a NaN/Inf loss or gradient
-        norm means the agent skipped that step (Agent._apply_gradients), so stop only after
+        norm means the agent skipped that step (Agent.step), so stop only after
         NONFINITE_IN_A_ROW of them."""
         p = self.progress
         where = f"training diverged at step {p.step:,} (update {p.updates:,})"

@@ -30,7 +30,8 @@ def build_collector(spec: ActorSpec, slot: int, generation: int):
     envs = [make_env(spec.env_id, seed=s, **spec.env_options) for s in env_seeds]
     agent = make_agent(spec.agent, envs[0].observation_space, envs[0].action_space,
                        spec.agent_config, learner=False)
-    return agent, Collector(envs, agent.policy(slot, rng), actor=slot)
+    return agent, Collector(envs, agent.policy(slot, rng), actor=slot,
+                            tracker=agent.moment_tracker(len(envs)))
 
 
 def experience(agent, collector: Collector, spec: ActorSpec, step: int, version: int):

@@ -2,6 +2,7 @@
 Reinforcement Learning", Algorithm S3)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,9 +11,11 @@ import nets
 from nets import backend
 
 from .base import Agent, Policy, sample_categorical
-from .losses import action_log_probs, actor_critic_loss
+from .gaussian import GaussianActorCritic, GaussianPolicy
+from .losses import action_log_probs, actor_critic_loss, gaussian_actor_critic_loss
 from .networks import ActorCritic, make_trunk
-from .returns import next_state_values, nstep_returns
+from .normalize import Normalizer, NormalizedTrunk, Tracker, find_normalizer
+from .returns import lambda_returns, next_state_values, nstep_returns
 
 
 @dataclass
@@ -32,6 +35,9 @@ class A3CConfig:
     RL Zoo's tuned CartPole A2C (ent_coef 0.0): with 0.01 a CartPole seed hovered at 415-465
     through 300k steps, without it 6 of 6 seeds passed a last-100 return of 475 by 101k.
     The trunk and its sizes suit vector observations (CartPole); Atari uses a conv trunk.
+    Box (continuous) actions get a Gaussian policy (agents/gaussian.py, whose defaults differ),
+    and with them running normalisation of vector observations and of rewards
+    (agents/normalize.py); `normalize_obs` / `normalize_reward` true or false choose for any env.
     """
 
     lr: float = 1e-2
@@ -45,6 +51,10 @@ class A3CConfig:
     lr_anneal: bool = True
     trunk: str = "auto"  # conv net for images, MLP of `hidden` for vectors
     hidden: tuple[int, ...] = (64, 64)
+    gae_lambda: float | None = None  # None: n-step returns (the paper); else GAE(lambda) returns
+    log_std_init: float = 0.0  # Gaussian policies: the log std every action dimension starts at
+    normalize_obs: bool | None = None  # None: for Box actions and vector observations
+    normalize_reward: bool | None = None  # None: for Box actions
 
 
 class SoftmaxPolicy(Policy):
@@ -63,28 +73,84 @@ class SoftmaxPolicy(Policy):
 class A3C(Agent):
     name = "a3c"
     Config = A3CConfig
+    continuous_actions = True
 
     def build_network(self):
+        normalizer = self.make_normalizer()
+        if self.continuous:
+            policy_trunk, value_trunk = (make_trunk(self.config.trunk, self.observation_shape,
+                                                    self.config.hidden) for _ in range(2))
+            return GaussianActorCritic(policy_trunk, value_trunk, self.n_actions,
+                                       self.config.log_std_init, normalizer)
+        return ActorCritic(self.normalized_trunk(normalizer), self.n_actions)
+
+    def normalized_trunk(self, normalizer: Normalizer | None) -> nets.Module:
+        """The config's trunk, reading normalised observations when `normalizer` has them."""
         trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
-        return ActorCritic(trunk, self.n_actions)
+        return NormalizedTrunk(normalizer, trunk) if normalizer is not None else trunk
+
+    def make_normalizer(self) -> Normalizer | None:
+        """The running statistics the config asks for (by default: for Box actions, those of
+        vector observations and of rewards), or None."""
+        c, vector = self.config, len(self.observation_shape) == 1
+        observations = c.normalize_obs if c.normalize_obs is not None else self.continuous and vector
+        rewards = c.normalize_reward if c.normalize_reward is not None else self.continuous
+        if observations and not vector:
+            raise ValueError(f"normalize_obs needs vector observations, not shape "
+                             f"{self.observation_shape}")
+        if not (observations or rewards):
+            return None
+        return Normalizer(self.observation_shape[0] if observations else None, rewards)
+
+    @functools.cached_property
+    def normalizer(self) -> Normalizer | None:
+        return find_normalizer(self.network)
+
+    def moment_tracker(self, n_envs):
+        n = self.normalizer
+        if n is None:
+            return None
+        return Tracker(n_envs, self.config.gamma, observations=n.size is not None, returns=n.rewards)
 
     def policy(self, actor_index, rng):
-        return SoftmaxPolicy(self.network, rng)
+        return (GaussianPolicy if self.continuous else SoftmaxPolicy)(self.network, rng)
 
     def loss(self, batch):
         T, E = batch.rewards.shape
         n = T * E
         # One forward pass over the rollout's states and the truncation states it bootstraps from.
         obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
-        logits, values = self.network(obs)
+        policy, values = self.network(obs)
         v = backend.to_host(values.data).reshape(-1)  # the returns are computed on the host
-        return self._loss(batch, logits, values, v[:n].reshape(T, E), v[n:])
+        return self._loss(batch, policy, values, v[:n].reshape(T, E), v[n:])
 
-    def _loss(self, batch, logits, values, rollout_values, final_values):
-        """n-step returns bootstrapped from the values (`rollout_values` (T, E) and the values of
-        the cut states), then the actor-critic loss."""
+    def _loss(self, batch, policy, values, rollout_values, final_values):
+        """Returns bootstrapped from the values (`rollout_values` (T, E) and the values of the
+        cut states), then the actor-critic loss. `policy` is the logits, or a Gaussian's
+        (mean, log_std). Rewards are scaled, and observations were normalised in the forward
+        pass, with the statistics published with the weights: an actor computing this loss
+        reads the same ones as the learner (`Agent.step` merges new ones)."""
+        rewards = batch.rewards if self.normalizer is None else self.normalizer.scale_rewards(batch.rewards)
         following = next_state_values(rollout_values, batch.final_index, final_values)
-        returns = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
-                                self.config.gamma)
-        return actor_critic_loss(logits, values, batch.actions.reshape(-1), returns.reshape(-1),
-                                 self.config.entropy_beta, self.config.value_coef)
+        returns, advantages = self.targets(batch, rewards, policy, rollout_values, following)
+        c, returns = self.config, returns.reshape(-1)
+        advantages = None if advantages is None else advantages.reshape(-1)
+        if self.continuous:
+            actions = batch.actions.reshape(len(returns), -1)
+            return gaussian_actor_critic_loss(*policy, values, actions, returns, c.entropy_beta,
+                                              c.value_coef, advantages)
+        return actor_critic_loss(policy, values, batch.actions.reshape(-1), returns, c.entropy_beta,
+                                 c.value_coef, advantages)
+
+    def targets(self, batch, rewards, policy, rollout_values, following):
+        """(value targets (T, E), policy-gradient advantages (T, E) or None for the targets
+        less the values): n-step returns (the paper's) or, with `gae_lambda`, GAE's."""
+        c = self.config
+        if c.gae_lambda is None:
+            return nstep_returns(rewards, batch.terminated, batch.truncated, following, c.gamma), None
+        return lambda_returns(rewards, batch.terminated, batch.truncated, rollout_values, following,
+                              c.gamma, c.gae_lambda), None
+
+    def merge_moments(self, moments):
+        if self.normalizer is not None:
+            self.normalizer.merge(moments)

@@ -15,8 +15,9 @@ from nets import F, backend
 
 from .a3c import A3C, A3CConfig
 from .base import Policy, sample_categorical
+from .gaussian import GaussianHead, act_gaussian
 from .losses import action_log_probs
-from .networks import _orthogonal, make_trunk
+from .networks import _orthogonal
 
 
 @dataclass
@@ -31,13 +32,15 @@ class A3CLSTMConfig(A3CConfig):
 
 
 class RecurrentActorCritic(nets.Module):
-    """Trunk, LSTM cell, then A3C's softmax policy and value heads."""
+    """Trunk, LSTM cell, then A3C's softmax policy (or `head`, e.g. a Gaussian's) and value heads."""
 
-    def __init__(self, trunk: nets.Module, n_actions: int, lstm_size: int):
+    def __init__(self, trunk: nets.Module, n_actions: int, lstm_size: int, head: nets.Module | None = None):
         super().__init__()
         self.trunk = trunk
         self.lstm = nets.LSTMCell(trunk.out_features, lstm_size)
-        self.policy = nets.Linear(lstm_size, n_actions, initializer=_orthogonal(0.01))
+        if head is None:
+            head = nets.Linear(lstm_size, n_actions, initializer=_orthogonal(0.01))
+        self.policy = head
         self.value = nets.Linear(lstm_size, 1, initializer=_orthogonal(1.0))
         self.lstm_size = lstm_size
 
@@ -90,8 +93,19 @@ class RecurrentSoftmaxPolicy(Policy):
         with nets.no_grad():
             logits, _, (h, c) = self.network.step(obs, self.state)
         self.state = (h.data, c.data)
+        return self.sample(logits)
+
+    def sample(self, logits):
         actions = sample_categorical(logits.data, self.rng)
         return actions, action_log_probs(logits.data, actions)
+
+
+class RecurrentGaussianPolicy(RecurrentSoftmaxPolicy):
+    """Samples from the Gaussian head, carrying one LSTM state per env."""
+
+    def sample(self, policy):
+        mean, log_std = policy
+        return act_gaussian(mean.data, log_std.data, self.rng)
 
 
 class A3CLSTM(A3C):
@@ -99,11 +113,14 @@ class A3CLSTM(A3C):
     Config = A3CLSTMConfig
 
     def build_network(self):
-        trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
-        return RecurrentActorCritic(trunk, self.n_actions, self.config.lstm_size)
+        c = self.config
+        head = GaussianHead(c.lstm_size, self.n_actions, c.log_std_init) if self.continuous else None
+        return RecurrentActorCritic(self.normalized_trunk(self.make_normalizer()), self.n_actions,
+                                    c.lstm_size, head)
 
     def policy(self, actor_index, rng):
-        return RecurrentSoftmaxPolicy(self.network, rng)
+        kind = RecurrentGaussianPolicy if self.continuous else RecurrentSoftmaxPolicy
+        return kind(self.network, rng)
 
     def loss(self, batch):
         if batch.initial_state is None:

@@ -27,8 +27,9 @@ class Policy:
     """Chooses actions for a batch of observations in one actor; may keep per-actor state."""
 
     def act(self, obs: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """Actions (E,) for observations (E, ...) and their log-probabilities under this policy
-        (float32, kept in the rollout for off-policy corrections: V-trace); `step` is the run's
+        """Actions (E,) for observations (E, ...), or (E, A) float32 for continuous actions, and
+        their log-probabilities (E,) under this policy (float32, summed over a continuous action's
+        dimensions; kept in the rollout for off-policy corrections: V-trace); `step` is the run's
         global env step."""
         raise NotImplementedError
 
@@ -51,16 +52,24 @@ class Agent:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
+    continuous_actions: ClassVar[bool] = False  # also learns Box (continuous) action spaces
     has_target: ClassVar[bool] = False  # a `target` network: read by the loss, not trained by
                                         # the optimizer, published with the weights
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
                  learner: bool = True, device: str = "cpu"):
-        if not isinstance(action_space, gym.spaces.Discrete):
-            raise ValueError(f"agent {self.name} needs a discrete action space, not {action_space}")
+        box = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+        if box and not self.continuous_actions:
+            takers = ", ".join(sorted(a.name for a in _subclasses(Agent) if a.continuous_actions and a.name))
+            raise ValueError(f"agent {self.name} needs a discrete action space; for continuous "
+                             f"(Box) actions use {takers}")
+        if not (box or isinstance(action_space, gym.spaces.Discrete)):
+            raise ValueError(f"agent {self.name} needs a discrete or a one-dimensional Box action "
+                             f"space, not {action_space}")
         self.config = config
         self.observation_shape = tuple(observation_space.shape)
-        self.n_actions = int(action_space.n)
+        self.continuous = box  # a Gaussian policy over n_actions dimensions instead of a softmax
+        self.n_actions = int(action_space.shape[0]) if box else int(action_space.n)
         self.device = device  # where the learner's copy computes; actors always act on the CPU
         self.network = self.build_network().to(device)
         self.network.flat()  # one contiguous vector: what the learner publishes and actors read
@@ -98,33 +107,52 @@ class Agent:
         loss.backward()
         return stats
 
-    def step(self, progress: float, into=None) -> dict[str, float]:
+    def step(self, progress: float, into=None, moments: dict | None = None) -> dict[str, float]:
         """One optimizer step from the gradient in `network.flat().grad`: clip its norm, anneal
         the learning rate (`progress` in [0, 1]), step, out of place with `into`
-        (`Optimizer.step`). A NaN/Inf gradient is not applied (the learner counts these)."""
+        (`Optimizer.step`), then take in the normalisation `moments` of the rollouts the gradient
+        came from (`merge_moments`): they land in the new weights, so the published ones never
+        change under an actor, and every loss until the next step reads the same statistics. A
+        NaN/Inf gradient is not applied and its rollouts' moments are dropped with it (the
+        learner counts these)."""
         norm = optim.clip_grad_norm(self.optimizer, self.config.max_grad_norm)
         if math.isfinite(norm):
             anneal = max(0.0, 1.0 - progress) if self.config.lr_anneal else 1.0
             self.optimizer.lr = self.config.lr * anneal
             self.optimizer.step(into)
+            if moments:
+                self.merge_moments(moments)
             self.after_step()
         return {"grad_norm": norm, "learning_rate": self.optimizer.lr}
 
     def update(self, batch, progress: float, into=None) -> dict[str, float]:
-        """`gradients` of a Batch, then `step`."""
-        return {**self.gradients(batch), **self.step(progress, into)}
+        """`gradients` of a Batch, then `step` with its moments."""
+        return {**self.gradients(batch), **self.step(progress, into, batch.moments)}
 
     def after_step(self) -> None:
         """Called after each optimizer step (e.g. to refresh a target network)."""
 
+    def moment_tracker(self, n_envs: int):
+        """What an actor with `n_envs` envs counts for the learner's normalisation statistics
+        (agents/normalize.Tracker), or None."""
+        return None
+
+    def merge_moments(self, moments: dict) -> None:
+        """Take in the moments actors counted (`moment_tracker`); the learner's only way in."""
+
     def after_load(self) -> None:
         """Called when a checkpoint has been loaded into `model` and the optimizer."""
+
+
+def _subclasses(cls: type) -> list[type]:
+    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
 
 
 # The ranges of the hyperparameters, by field name: (test, what it needs). NaN fails them all.
 LIMITS = {
     "lr": (lambda v: v >= 0, ">= 0"),
     "gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "gae_lambda": (lambda v: v is None or 0 <= v <= 1, "in [0, 1]"),
     "entropy_beta": (lambda v: v >= 0, ">= 0"),
     "value_coef": (lambda v: v >= 0, ">= 0"),
     "rmsprop_alpha": (lambda v: 0 <= v < 1, "in [0, 1)"),

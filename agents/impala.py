@@ -3,24 +3,28 @@
 
 A central learner learns from rollouts acted with weights one or more publishes old. A3C's
 n-step returns treat them as on-policy; V-trace corrects for the lag with importance weights
-pi/mu truncated at rho_bar and c_bar, from the behaviour log-probabilities every rollout carries.
-With actors that compute their own gradients (`--gradients-on actors`) every rollout is
-on-policy and V-trace is A3C's n-step return.
+pi/mu truncated at rho_bar and c_bar, from the behaviour log-probabilities every rollout carries
+(a Gaussian policy's for Box actions, summed over the action's dimensions). With actors that
+compute their own gradients (`--gradients-on actors`) every rollout is on-policy and V-trace's
+value targets are A3C's returns (n-step, or GAE's with `gae_lambda`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nets import backend
+
 from .a3c import A3C, A3CConfig
-from .losses import action_log_probs, actor_critic_loss
-from .returns import next_state_values, vtrace
+from .losses import action_log_probs, gaussian_log_prob
+from .returns import vtrace
 
 
 @dataclass
 class ImpalaConfig(A3CConfig):
     """A3C's hyperparameters plus V-trace's truncation levels: rho_bar (the fixed point's
     policy) and c_bar (how far back a correction reaches), both 1 as in the paper's
-    experiments (section 4.2), which learns the value of pi itself."""
+    experiments (section 4.2), which learns the value of pi itself. `gae_lambda`, where set
+    (Box actions' default), shortens V-trace's traces by that factor (`vtrace`'s lam)."""
 
     rho_bar: float = 1.0
     c_bar: float = 1.0
@@ -30,15 +34,19 @@ class Impala(A3C):
     name = "impala"
     Config = ImpalaConfig
 
-    def _loss(self, batch, logits, values, rollout_values, final_values):
-        """V-trace targets and advantages from the behaviour log-probabilities, then the
-        actor-critic loss."""
-        T, E = batch.rewards.shape
-        actions = batch.actions.reshape(-1)
-        log_rhos = action_log_probs(logits.data[:T * E], actions).reshape(T, E) - batch.log_probs
-        following = next_state_values(rollout_values, batch.final_index, final_values)
-        targets, advantages = vtrace(batch.rewards, batch.terminated, batch.truncated, rollout_values,
-                                     following, log_rhos, self.config.gamma, self.config.rho_bar,
-                                     self.config.c_bar)
-        return actor_critic_loss(logits, values, actions, targets.reshape(-1), self.config.entropy_beta,
-                                 self.config.value_coef, advantages.reshape(-1))
+    def targets(self, batch, rewards, policy, rollout_values, following):
+        """V-trace targets and advantages from the behaviour log-probabilities."""
+        T, E = rewards.shape
+        log_rhos = self.log_probs(policy, batch.actions).reshape(T, E) - batch.log_probs
+        c = self.config
+        return vtrace(rewards, batch.terminated, batch.truncated, rollout_values, following, log_rhos,
+                      c.gamma, c.rho_bar, c.c_bar, 1.0 if c.gae_lambda is None else c.gae_lambda)
+
+    def log_probs(self, policy, actions):
+        """log pi(a|s) on the host of a batch's actions (T, E) or (T, E, A) under the learner's
+        `policy` (its first T x E rows): a softmax's logits or a Gaussian's (mean, log_std)."""
+        n = actions.shape[0] * actions.shape[1]
+        if self.continuous:
+            mean, log_std = (backend.to_host(t.data) for t in policy)
+            return gaussian_log_prob(mean[:n], log_std, actions.reshape(n, -1))
+        return action_log_probs(policy.data[:n], actions.reshape(-1))

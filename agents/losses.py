@@ -122,3 +122,78 @@ def q_loss(q, actions, targets, delta: float | None = None):
     op = QLoss(actions, targets, delta)
     loss = op(q)
     return loss, op.stats
+
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+class GaussianActorCriticLoss(Function):
+    """ActorCriticLoss for a diagonal Gaussian policy N(mean, exp(log_std)^2) over continuous
+    actions: log pi(a|s) = -sum_j [(a_j - mean_j)^2 / (2 std_j^2) + log std_j + log(2 pi) / 2],
+    H = sum_j [log std_j + (1 + log(2 pi)) / 2].
+
+    Inputs: mean (M, A), log_std (A,) (state-independent: its gradient sums over the rows) or
+    (M, A), and values (M, 1); as in ActorCriticLoss, rows after the first N get no gradient,
+    and the policy term takes the `advantages` given (V-trace's) in place of R_i - V(s_i).
+    `actions` (N, A) are the sampled actions (before any clipping to the env's bounds).
+    """
+
+    def __init__(self, actions: np.ndarray, returns: np.ndarray, entropy_beta: float,
+                 value_coef: float = 1.0, advantages: np.ndarray | None = None):
+        self.actions, self.returns, self.advantages = actions, returns, advantages
+        self.beta, self.value_coef = entropy_beta, value_coef
+
+    def forward(self, mean, log_std, values):
+        xp = backend.get_array_module(mean)
+        n, dtype = len(self.returns), mean.dtype
+        self.shapes, self.dtype = (mean.shape, log_std.shape, values.shape), dtype
+        self.returns = xp.asarray(self.returns, dtype=dtype)
+        actions = xp.asarray(self.actions, dtype=dtype).reshape(n, -1)
+        log_std_n = log_std[:n] if log_std.ndim == 2 else xp.broadcast_to(log_std, (n, log_std.shape[0]))
+        inv_std = xp.exp(-log_std_n)
+        z = (actions - mean[:n]) * inv_std
+        half_log_2pi = dtype.type(0.5 * LOG_2PI)
+        logp = -(dtype.type(0.5) * z * z + log_std_n + half_log_2pi).sum(axis=1)
+        entropy = (log_std_n + dtype.type(0.5) + half_log_2pi).sum(axis=1)
+        advantage = self.returns - values[:n].reshape(n)
+        pg_advantage = advantage if self.advantages is None else xp.asarray(self.advantages, dtype=dtype)
+        policy_loss = -(logp * pg_advantage).sum()
+        value_loss = dtype.type(0.5) * (advantage * advantage).sum()
+        self.z, self.inv_std, self.advantage, self.pg_advantage = z, inv_std, advantage, pg_advantage
+        self.beta, self.value_coef = dtype.type(self.beta), dtype.type(self.value_coef)
+        self.stats = {"policy_loss": float(policy_loss) / n, "value_loss": float(value_loss) / n,
+                      "entropy": float(entropy.sum()) / n,
+                      "action_std": float(xp.exp(log_std_n).mean())}
+        return xp.asarray(policy_loss - self.beta * entropy.sum() + self.value_coef * value_loss,
+                          dtype=dtype)
+
+    def backward(self, gy):
+        xp = backend.get_array_module(gy)
+        n, z, a = len(self.returns), self.z, self.pg_advantage[:, None]
+        mean_shape, log_std_shape, values_shape = self.shapes
+        # d log pi / d mean = z / std;  d log pi / d log_std = z^2 - 1;  d H / d log_std = 1
+        g_mean = xp.zeros(mean_shape, dtype=self.dtype)
+        g_mean[:n] = -a * z * self.inv_std * gy
+        g_rows = (-a * (z * z - 1) - self.beta) * gy
+        if len(log_std_shape) == 1:
+            g_log_std = g_rows.sum(axis=0)
+        else:
+            g_log_std = xp.zeros(log_std_shape, dtype=self.dtype)
+            g_log_std[:n] = g_rows
+        g_values = xp.zeros(values_shape, dtype=self.dtype)
+        g_values[:n] = (-self.value_coef * gy * self.advantage).reshape(n, *values_shape[1:])
+        return g_mean, g_log_std, g_values
+
+
+def gaussian_actor_critic_loss(mean, log_std, values, actions, returns, entropy_beta: float,
+                               value_coef: float = 1.0, advantages=None):
+    """(loss tensor, stats) of GaussianActorCriticLoss."""
+    op = GaussianActorCriticLoss(actions, returns, entropy_beta, value_coef, advantages)
+    loss = op(mean, log_std, values)
+    return loss, op.stats
+
+
+def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """log N(actions; mean, exp(log_std)^2) per row, summed over the action's dimensions."""
+    z = (actions - mean) * np.exp(-log_std)
+    return -(0.5 * z * z + log_std + 0.5 * LOG_2PI).sum(axis=-1)

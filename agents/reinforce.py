@@ -33,6 +33,10 @@ class ReinforceConfig:
     lr_anneal: bool = False
     trunk: str = "auto"  # conv net for images, MLP of `hidden` for vectors
     hidden: tuple[int, ...] = (64, 64)
+    gae_lambda: float | None = None  # None: Monte Carlo returns (the textbook's)
+    log_std_init: float = 0.0  # Gaussian policies (Box actions): see A3CConfig
+    normalize_obs: bool | None = None
+    normalize_reward: bool | None = None
 
 
 class Reinforce(A3C):

@@ -66,26 +66,46 @@ def nstep_returns(rewards: np.ndarray, terminated: np.ndarray, truncated: np.nda
     return returns
 
 
+def lambda_returns(rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                   values: np.ndarray, next_values: np.ndarray, gamma: float, lam: float) -> np.ndarray:
+    """Generalised advantage estimation's returns (Schulman et al. 2016): A_t + V(s_t), with
+    A_t = delta_t + gamma lam A_{t+1} within an episode, delta_t = r_t + gamma V(s_{t+1}) - V(s_t)
+    and V(terminal) = 0; `values` (T, E) are V(s_t), `next_values` as for `nstep_returns`. lam 1
+    is `nstep_returns` over the whole rollout; lam 0 the one-step return."""
+    rewards = np.asarray(rewards, dtype=np.float32)
+    gamma, lam = np.float32(gamma), np.float32(lam)
+    continues = ~(terminated | truncated)
+    continues[-1] = False
+    deltas = rewards + gamma * np.where(terminated, np.float32(0), next_values) - values
+    advantages = np.empty_like(rewards)
+    following = np.zeros_like(rewards[0])
+    for t in range(len(rewards) - 1, -1, -1):
+        following = deltas[t] + gamma * lam * continues[t] * following
+        advantages[t] = following
+    return advantages + values
+
+
 def vtrace(rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, values: np.ndarray,
            next_values: np.ndarray, log_rhos: np.ndarray, gamma: float, rho_bar: float = 1.0,
-           c_bar: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+           c_bar: float = 1.0, lam: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """V-trace value targets v_s and policy-gradient advantages (Espeholt et al. 2018, "IMPALA",
     section 4) for actions a behaviour policy mu chose, learning a policy pi:
 
         v_s = V(x_s) + delta_s + gamma c_s (v_{s+1} - V(x_{s+1}))
         delta_s = rho_s (r_s + gamma V(x_{s+1}) - V(x_s))
         advantage_s = rho_s (r_s + gamma v_{s+1} - V(x_s))
-        rho_s = min(rho_bar, pi(a_s|x_s) / mu(a_s|x_s)),  c_s = min(c_bar, same ratio)
+        rho_s = min(rho_bar, pi(a_s|x_s) / mu(a_s|x_s)),  c_s = lam min(c_bar, same ratio)
 
     `values` (T, E) are V(x_t); `next_values[t]` is V(x_{t+1}) (`next_state_values`); `log_rhos`
     are log pi - log mu of the actions taken. V(terminal) = 0, and where the episode is cut (a
     truncation or the rollout's last row) v_{s+1} is V(x_{s+1}): nothing to correct beyond it.
     With pi = mu and rho_bar, c_bar >= 1 every ratio is 1, the corrections telescope and v_s is
-    the n-step return of `nstep_returns`; the advantage is then v_s - V(x_s), as in A3C.
+    the n-step return of `nstep_returns`; the advantage is then v_s - V(x_s), as in A3C. `lam`
+    below 1 shortens the traces as Retrace(lambda)'s do: on-policy v_s is then `lambda_returns`'.
     """
     rewards = np.asarray(rewards, dtype=np.float32)
     ratios = np.exp(log_rhos).astype(np.float32)
-    rho, c = np.minimum(np.float32(rho_bar), ratios), np.minimum(np.float32(c_bar), ratios)
+    rho, c = np.minimum(np.float32(rho_bar), ratios), np.float32(lam) * np.minimum(np.float32(c_bar), ratios)
     discounts = np.where(terminated, np.float32(0), np.float32(gamma))
     continues = ~(terminated | truncated)
     continues[-1] = False  # the rollout's last row has no successor in the batch

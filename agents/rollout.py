@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .normalize import merge_all
+
 
 @dataclass
 class Batch:
     """Steps to learn from: one (T, E) grid, one rule for every return."""
 
     obs: np.ndarray          # (T, E, *obs_shape): the observation each action was chosen from
-    actions: np.ndarray      # (T, E) int64
+    actions: np.ndarray      # (T, E) int64, or (T, E, A) float32 for continuous actions
     log_probs: np.ndarray    # (T, E) float32: log mu(a|s) under the policy that acted (V-trace)
     rewards: np.ndarray      # (T, E) float32
     terminated: np.ndarray   # (T, E) bool: the episode ended in a terminal state (no bootstrap)
@@ -26,6 +28,7 @@ class Batch:
     final_obs: np.ndarray    # (K, *obs_shape): the states the cut steps bootstrap from
     final_index: np.ndarray  # (K, 2) int64: the (t, e) of each cut step
     initial_state: tuple | None = None  # recurrent policies: their state arrays (E, ...) at t = 0
+    moments: dict = field(default_factory=dict)  # normalisation statistics (agents/normalize.py)
 
     @property
     def steps(self) -> int:
@@ -47,7 +50,8 @@ class Rollout(Batch):
 class Gradient:
     """What an actor that computes gradients sends instead of its rollout: the gradient of the
     rollout's loss (`Agent.gradients`, with the weights it acted with), the loss's statistics,
-    and what the learner logs about the rollout."""
+    the rollout's normalisation moments (the learner merges them when it steps) and what the
+    learner logs about the rollout."""
 
     grad: np.ndarray | None  # like the parameters; None on the wire where it lies in shared memory
     stats: dict[str, float]
@@ -57,12 +61,13 @@ class Gradient:
     actor: int
     version: int
     scalars: dict
+    moments: dict = field(default_factory=dict)
     slot: int = 0  # which of the actor's gradient slots holds it (local processes)
 
     @classmethod
     def of(cls, rollout: Rollout, stats: dict[str, float], grad: np.ndarray | None) -> "Gradient":
         return cls(grad, stats, rollout.steps, rollout.episode_returns, rollout.episode_lengths,
-                   rollout.actor, rollout.version, rollout.scalars)
+                   rollout.actor, rollout.version, rollout.scalars, rollout.moments)
 
 
 def join(rollouts: list[Rollout]) -> Batch:
@@ -71,7 +76,8 @@ def join(rollouts: list[Rollout]) -> Batch:
     first = rollouts[0]
     if len(rollouts) == 1:
         return Batch(first.obs, first.actions, first.log_probs, first.rewards, first.terminated,
-                     first.truncated, first.final_obs, first.final_index, first.initial_state)
+                     first.truncated, first.final_obs, first.final_index, first.initial_state,
+                     first.moments)
     if len({r.rewards.shape[0] for r in rollouts}) == 1:
         axis = 1
     elif {r.rewards.shape[1] for r in rollouts} == {1}:
@@ -91,4 +97,4 @@ def join(rollouts: list[Rollout]) -> Batch:
     return Batch(obs=cat("obs"), actions=cat("actions"), log_probs=cat("log_probs"),
                  rewards=cat("rewards"), terminated=cat("terminated"), truncated=cat("truncated"),
                  final_obs=np.concatenate([r.final_obs for r in rollouts]), final_index=final_index,
-                 initial_state=initial_state)
+                 initial_state=initial_state, moments=merge_all([r.moments for r in rollouts]))

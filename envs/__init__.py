@@ -1,4 +1,4 @@
 """Environment construction on Gymnasium, with Gymnasium's own wrappers."""
-from .make import UnknownEnvError, check_env_id, make_env
+from .make import MissingExtraError, UnknownEnvError, check_env_id, continuous_actions, make_env
 
-__all__ = ["UnknownEnvError", "check_env_id", "make_env"]
+__all__ = ["MissingExtraError", "UnknownEnvError", "check_env_id", "continuous_actions", "make_env"]

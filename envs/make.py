@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+import json
 import os
 
 import gymnasium as gym
@@ -14,8 +16,18 @@ from .atari import ale_id, make_atari
 _NAMESPACE_PACKAGES = {"ALE": "ale_py"}
 
 
+# Gymnasium's env families that need a package workbench installs as an extra.
+_EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco"}
+# MuJoCo renders offscreen through EGL where no display is set (Mesa's EGL works without a GPU).
+MUJOCO_GL = "egl"
+
+
 class UnknownEnvError(ValueError):
     """An environment id that is not registered with Gymnasium."""
+
+
+class MissingExtraError(ValueError):
+    """A registered environment whose physics package is not installed."""
 
 
 def _registered(env_id: str) -> bool:
@@ -61,13 +73,41 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
     check_env_id(env_id)
     if options.get("render_mode") == "rgb_array":  # pygame draws offscreen: no display wanted
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        if not os.environ.get("DISPLAY"):
+            os.environ.setdefault("MUJOCO_GL", MUJOCO_GL)
     options.setdefault("disable_env_checker", True)  # the checker only re-validates known envs
     if ale_id(env_id):
         env = make_atari(env_id, training=training, **options)
     else:
-        env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **options))
+        try:
+            env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **options))
+        except gym.error.DependencyNotInstalled:
+            entry = str(gym.spec(env_id).entry_point)
+            extra = next((name for prefix, name in _EXTRAS.items() if entry.startswith(prefix)), None)
+            if extra is None:
+                raise
+            raise MissingExtraError(f"environment {env_id!r} needs the {extra} extra: "
+                                    f"pip install -e \".[{extra}]\"") from None
+        if isinstance(env.action_space, gym.spaces.Box):
+            # Gaussian policies sample unbounded actions; the rollout keeps the sample and the env
+            # gets it clipped to its bounds (agents/gaussian.py says why clipping)
+            env = gym.wrappers.ClipAction(env)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
     return env
 
+
+def continuous_actions(env_id: str, options: dict | None = None) -> bool:
+    """Whether the env's actions are a Box (continuous control). Atari's never are."""
+    return not ale_id(env_id) and _continuous(env_id, json.dumps(options or {}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _continuous(env_id: str, options: str) -> bool:
+    try:
+        env = make_env(env_id, **json.loads(options))
+    except TypeError as error:  # gymnasium.make passes --env-option keywords to the env's class
+        raise ValueError(f"--env-option: {error}") from None
+    env.close()
+    return isinstance(env.action_space, gym.spaces.Box)

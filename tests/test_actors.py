@@ -359,26 +359,39 @@ def test_supervisor_replaces_dead_actors_and_gives_up_on_one_that_never_starts()
 
 
 # -- actors that compute gradients --------------------------------------------------------------
-@pytest.mark.parametrize("name", ["a3c", "a3c-lstm", "nstep-q", "onestep-q", "reinforce"])
-def test_gradients_from_actors_step_the_learner_as_its_own_would(name):
+@pytest.mark.parametrize("env_id,name", [
+    *(("CartPole-v1", name) for name in ("a3c", "a3c-lstm", "impala", "nstep-q", "onestep-q", "reinforce")),
+    *(("Pendulum-v1", name) for name in ("a3c", "a3c-lstm", "reinforce"))])
+def test_gradients_from_actors_step_the_learner_as_its_own_would(env_id, name):
     """Inline actors act on-policy, so a learner stepping on the gradients its actors computed
-    (with the published weights and target network) ends where one computing them itself does."""
+    (with the published weights and target network) ends where one computing them itself does.
+    On Pendulum (Gaussian policies, normalised observations and rewards) that takes the rollouts'
+    moments merged alike from rollouts and from gradients, and actors that scale rewards with the
+    published statistics as the learner does."""
+    from workbench.rl import TrainConfig
+
     finals = []
     for on_actors in (False, True):
         nets.seed(0)
-        env = make_env("CartPole-v1")
-        config = make_config(name, {"target_update_interval": 4} if "q" in name else
-                             {"lstm_size": 16} if name == "a3c-lstm" else {})
+        env = make_env(env_id)
+        overrides = ({"target_update_interval": 4} if "q" in name else
+                     {"lstm_size": 16} if name == "a3c-lstm" else {})
+        config = TrainConfig(env=env_id, agent=name, agent_config=overrides).agent_settings()
         agent = make_agent(name, env.observation_space, env.action_space, config)
-        spec = ActorSpec("CartPole-v1", name, config, envs_per_actor=1 if name == "reinforce" else 2,
+        spec = ActorSpec(env_id, name, config, envs_per_actor=1 if name == "reinforce" else 2,
                          seed=3, compute_gradients=on_actors)
-        learner = Learner(agent, InlineActors(spec, 2), 300, console=lambda line: None)
+        whole_pendulum_episodes = env_id == "Pendulum-v1" and name == "reinforce"
+        learner = Learner(agent, InlineActors(spec, 2), 2400 if whole_pendulum_episodes else 300,
+                          console=lambda line: None)
         learner.run()
-        finals.append([agent.network.flat().data.copy()]
-                      + ([agent.target.flat().data.copy()] if agent.target else []))
+        finals.append((agent.network.state_dict(), agent.target and agent.target.flat().data.copy()))
     assert learner.progress.updates > 10
-    for central, from_actors in zip(*finals):
-        np.testing.assert_array_equal(central, from_actors)
+    (central, central_target), (from_actors, actors_target) = finals
+    for key, value in central.items():  # parameters, and the normaliser's float64 buffers
+        np.testing.assert_array_equal(from_actors[key], value, err_msg=key)
+    np.testing.assert_array_equal(actors_target, central_target)
+    if env_id == "Pendulum-v1":
+        assert agent.normalizer.obs_count[0] == agent.normalizer.return_count[0] == learner.progress.step
 
 
 def test_actors_that_compute_gradients_use_the_published_target_network():

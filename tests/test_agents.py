@@ -279,12 +279,13 @@ def test_whole_episode_rollouts_end_with_the_episode():
     assert r.episode_lengths == [r.rewards.shape[0]]
 
 
-def test_unknown_hyperparameter_and_continuous_actions_fail_clearly():
+def test_unknown_hyperparameter_and_continuous_actions_for_q_agents_fail_clearly():
     with pytest.raises(ValueError, match="unknown A3CConfig settings \\['learning_rate'\\]"):
         make_config("a3c", {"learning_rate": 0.1})
     env = make_env("Pendulum-v1")
-    with pytest.raises(ValueError, match="needs a discrete action space"):
-        make_agent("a3c", env.observation_space, env.action_space)
+    with pytest.raises(ValueError, match="agent nstep-q needs a discrete action space; for "
+                                         "continuous \\(Box\\) actions use a3c, a3c-lstm, impala, reinforce"):
+        make_agent("nstep-q", env.observation_space, env.action_space)
 
 
 # -- learning ---------------------------------------------------------------------------------

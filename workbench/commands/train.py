@@ -59,6 +59,7 @@ def add_parser(subparsers):
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
+               "  workbench train --env Pendulum-v1 --agent a3c --steps 1000000   # Gaussian policy\n"
                "  workbench train --env ALE/Breakout-v5 --actors 15            # gradients on the actors\n"
                "  workbench train --env CartPole-v1 --gradients-on learner     # a central learner\n"
                "  workbench train --env ALE/Breakout-v5 --agent impala --actors 8 --max-in-flight 2\n"
