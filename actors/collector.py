@@ -62,7 +62,7 @@ class Collector:
                 break
         self.episodes += len(returns)
         shape = self.obs.shape[1:]
-        return Rollout(
+        rollout = Rollout(
             obs=np.stack(obs), actions=np.stack(actions).astype(np.int64),
             rewards=np.asarray(rewards, dtype=np.float32),
             terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
@@ -70,3 +70,5 @@ class Collector:
             final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),
             initial_state=initial_state, episode_returns=returns, episode_lengths=lengths,
             actor=self.actor, version=version, scalars=self.policy.scalars(step))
+        self.policy.rollout_done(rollout)
+        return rollout

@@ -112,6 +112,7 @@ class Learner:
                 rollouts = transport.receive(timeout=0.05)
                 if rollouts:
                     started_update = time.perf_counter()
+                    agent.remember(rollouts)
                     batch = join(rollouts)
                     stats = agent.update(batch, p.step / self.total_steps)
                     p.step += batch.steps

@@ -7,11 +7,12 @@ from . import pixels  # noqa: F401 - registers the conv trunks
 from .a3c import A3C, A3CConfig
 from .a3c_lstm import A3CLSTM, A3CLSTMConfig
 from .base import Agent, Policy, config_from_dict
+from .dqn import DQN, DQNConfig
 from .nstep_q import NStepQ, NStepQConfig, OneStepQ, OneStepQConfig
 from .reinforce import Reinforce, ReinforceConfig
 from .rollout import Batch, Rollout, join
 
-AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (A3C, A3CLSTM, NStepQ, OneStepQ, Reinforce)}
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (A3C, A3CLSTM, NStepQ, OneStepQ, Reinforce, DQN)}
 
 
 def agent_class(name: str) -> type[Agent]:
@@ -36,6 +37,6 @@ def config_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-__all__ = ["AGENTS", "A3C", "A3CConfig", "A3CLSTM", "A3CLSTMConfig", "Agent", "Batch", "NStepQ",
+__all__ = ["AGENTS", "A3C", "A3CConfig", "A3CLSTM", "A3CLSTMConfig", "Agent", "Batch", "DQN", "DQNConfig", "NStepQ",
            "NStepQConfig", "OneStepQ", "OneStepQConfig", "Policy", "Reinforce", "ReinforceConfig", "Rollout", "agent_class",
            "config_dict", "join", "make_agent", "make_config"]

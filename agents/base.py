@@ -40,6 +40,10 @@ class Policy:
     def episodes_ended(self, ended: np.ndarray) -> None:
         """`ended` (E,) bool: these envs' episodes ended; a recurrent policy zeroes their state."""
 
+    def rollout_done(self, rollout) -> None:
+        """Each rollout, before it is sent: a policy may attach what the learner wants from the
+        actor (Ape-X: the steps' initial replay priorities)."""
+
 
 class Agent:
     """Base class. Subclasses set `Config`, build `network` (and `model` if a checkpoint holds
@@ -47,6 +51,7 @@ class Agent:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
+    memory = None  # a replay memory (agents/replay.py), in the learner of agents that keep one
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
                  learner: bool = True, device: str = "cpu"):
@@ -78,12 +83,17 @@ class Agent:
     def policy(self, actor_index: int, rng: np.random.Generator) -> Policy:
         raise NotImplementedError
 
+    def remember(self, rollouts: list) -> None:
+        """Learner only, before each `update`: the rollouts that arrived, each from its actor
+        (an agent with a replay memory stores them)."""
+
     def update(self, batch, progress: float) -> dict[str, float]:
         """One gradient step from a Batch; `progress` in [0, 1] drives the schedules."""
         raise NotImplementedError
 
-    def after_load(self) -> None:
-        """Called when a checkpoint has been loaded into `model` and the optimizer."""
+    def after_load(self) -> str | None:
+        """Called when a checkpoint has been loaded into `model` and the optimizer; may return a
+        line for the console about what a checkpoint does not restore."""
 
     # -- shared learner pieces -----------------------------------------------------------
     def _apply_gradients(self, loss, progress: float) -> float:

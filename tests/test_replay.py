@@ -197,8 +197,7 @@ def test_importance_weights_by_hand():
     # priorities 1, 2, 3, 4 and alpha 1: P = .1, .2, .3, .4; N = 4, beta .5:
     # w = (N P)^-beta = .4^-.5, .8^-.5, 1.2^-.5, 1.6^-.5, over the batch's largest
     memory = prioritized([1.0, 2.0, 3.0, 4.0], alpha=1.0)
-    indices, weights = memory.sample_indices(4, beta=0.5)  # stratified: one draw per tenth-quarter
-    assert sorted(indices.tolist()) == [0, 1, 2, 3] or len(set(indices.tolist())) >= 3
+    indices, weights = memory.sample_indices(4, beta=0.5)  # stratified: one draw per quarter of the mass
     raw = {0: 0.4 ** -0.5, 1: 0.8 ** -0.5, 2: 1.2 ** -0.5, 3: 1.6 ** -0.5}
     top = max(raw[i] for i in indices.tolist())
     np.testing.assert_allclose(weights, [raw[i] / top for i in indices.tolist()], rtol=1e-6)

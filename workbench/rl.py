@@ -30,7 +30,7 @@ from .runs import RunDir, default_name, describe
 BACKENDS = ("processes", "inline", "ray")
 # Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
 # per forward pass, which amortises the network's per-call cost over more env steps.
-ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
+ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1, "dqn": 4}
 
 
 @dataclass
@@ -157,8 +157,10 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
                                              f"is for {wanted}; resume with the run's own settings or "
                                              f"start a new run")
         progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
-        agent.after_load()
+        note = agent.after_load()
         console(f"resuming {run.path} at step {progress.step:,} (update {progress.updates:,})")
+        if note:
+            console(note)
     else:
         run = RunDir.create(config.logdir, name or default_name(config.env, config.agent),
                             chosen=name is not None)
@@ -166,7 +168,10 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     run.write_config(config.to_dict())
 
     # A resumed run's actors get new seeds, so they do not replay the episodes already learned from.
-    spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=agent_settings,
+    actor_settings = agent_settings
+    if getattr(agent_settings, "apex_actors", None) == 0:  # Ape-X's epsilons span every actor env
+        actor_settings = dataclasses.replace(agent_settings, apex_actors=config.actors * envs_per_actor)
+    spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=actor_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
                      env_options=config.env_options)
     n_params = len(agent.network.flat())
@@ -195,6 +200,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
             f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}"
             + (", learner on the GPU" if config.device == "gpu" else ""))
+    if agent.memory is not None:
+        console(agent.memory.describe())
     if on_start:
         on_start(agent)
     learner = Learner(agent, transport, config.steps, progress=progress, events=events,

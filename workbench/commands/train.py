@@ -16,7 +16,7 @@ from pathlib import Path
 
 from workbench.commands import HelpFormatter
 
-AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm")
+AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm", "dqn")
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
@@ -93,7 +93,7 @@ def add_parser(subparsers):
     hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
     hyper.add_argument("--entropy-beta", type=float, metavar="BETA", help="entropy bonus (a3c, reinforce)")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
-                       help="updates between target-network refreshes (nstep-q, onestep-q)")
+                       help="updates between target-network refreshes (nstep-q, onestep-q; dqn: gradient steps)")
     hyper.add_argument("--network", choices=("auto", "mlp", "small", "nature"),
                        help="trunk: small (Mnih 2016 conv net) or nature (Mnih 2015 DQN conv net) "
                             "for Atari frames, mlp for vectors (default auto: small for images, "

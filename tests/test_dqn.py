@@ -1,0 +1,108 @@
+"""DQN: targets and Ape-X priorities by hand, the epsilon ladder, settings, and short runs: one
+that learns CartPole, Ape-X on actor processes and on Ray, a resumed run, `play --greedy`."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nets
+from agents import Rollout, make_agent, make_config
+from agents.dqn import DQNPolicy, apex_epsilons, dqn_targets
+from envs import make_env
+from workbench.rl import TrainConfig, train
+
+F_, T_ = False, True
+ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
+
+
+def workbench(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **ONE_THREAD})
+
+
+def test_targets_by_hand_plain_and_double():
+    returns, discounts = np.array([1.0, 2.0], np.float32), np.array([0.5, 0.0], np.float32)
+    target_next = np.array([[1.0, 5.0], [3.0, 2.0]], np.float32)
+    online_next = np.array([[2.0, 1.0], [0.0, 4.0]], np.float32)
+    # DQN: the target net's best value, 5 and 3 (the second step was terminal)
+    np.testing.assert_allclose(dqn_targets(returns, discounts, target_next), [1 + 0.5 * 5, 2])
+    # double DQN: the online net picks actions 0 and 1, the target net values them: 1 and 2
+    np.testing.assert_allclose(dqn_targets(returns, discounts, target_next, online_next), [1 + 0.5 * 1, 2])
+
+
+def test_apex_epsilons_follow_the_paper_ladder():
+    eight = apex_epsilons(0, 8, 8)
+    np.testing.assert_allclose(eight, [0.4 ** (1 + 7 * i / 7) for i in range(8)], rtol=1e-6)
+    assert eight[0] == pytest.approx(0.4) and eight[-1] == pytest.approx(0.4 ** 8)
+    np.testing.assert_allclose(apex_epsilons(4, 4, 8), eight[4:])  # actor 1 of 2, 4 envs each
+    assert apex_epsilons(0, 1, 1)[0] == pytest.approx(0.4)
+
+
+class TableQ:
+    """Q(s) = (s, 2 s) for scalar states s."""
+
+    def __call__(self, obs):
+        x = np.asarray(obs, np.float32).reshape(-1, 1)
+        return nets.Tensor(np.concatenate([x, 2 * x], axis=1))
+
+
+def test_actor_priorities_are_nstep_td_errors_by_hand():
+    config = make_config("dqn", {"apex": True, "n_step": 2, "gamma": 0.5, "apex_actors": 2})
+    policy = DQNPolicy(TableQ(), np.random.default_rng(0), config, actor_index=1)
+    obs = np.array([[[1.0]], [[2.0]], [[3.0]]], np.float32)  # (T=3, E=1, 1)
+    for t in range(3):
+        policy.act(obs[t], step=0)
+    assert policy.scalars(0)["epsilon"] == pytest.approx(0.4 ** 8)  # the last of 2 envs
+    rollout = Rollout(obs=obs, actions=np.array([[0], [1], [0]]), rewards=np.ones((3, 1), np.float32),
+                      terminated=np.zeros((3, 1), bool), truncated=np.array([[F_], [F_], [T_]]),
+                      final_obs=np.array([[4.0]], np.float32), final_index=np.array([[2, 0]]))
+    policy.rollout_done(rollout)
+    # Q(s, a) = 1, 4, 3; max Q = 2, 4, 6 and 8 in the state the rollout was cut at
+    # G0 = 1 + .5 + .25 * 6 = 3; G1 = 1 + .5 + .25 * 8 = 3.5; G2 = 1 + .5 * 8 = 5
+    np.testing.assert_allclose(rollout.priorities[:, 0], [2.0, 0.5, 2.0])
+    assert policy.q_rows == []
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("optimizer", "sgd", "optimizer must be one of adam, rmsprop, got 'sgd'"),
+    ("tau", 0, "tau must be in (0, 1], got 0"),
+    ("batch_size", 0, "batch_size must be >= 1, got 0"),
+    ("apex_epsilon", 1.5, "apex_epsilon must be in (0, 1), got 1.5"),
+])
+def test_bad_settings_are_one_line_errors(key, value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        make_config("dqn", {key: value})
+
+
+def test_a_gradient_step_refreshes_priorities_and_the_target():
+    env = make_env("CartPole-v1", seed=0)
+    nets.seed(0)
+    config = make_config("dqn", {"prioritized": True, "double": True, "n_step": 3, "batch_size": 8,
+                                 "learning_starts": 20, "train_frequency": 4, "gradient_steps": 1,
+                                 "target_update_interval": 2, "hidden": [16]})
+    agent = make_agent("dqn", env.observation_space, env.action_space, config)
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((40, 1, 4)).astype(np.float32)
+    rollout = Rollout(obs=obs, actions=rng.integers(2, size=(40, 1)), rewards=np.ones((40, 1), np.float32),
+                      terminated=np.eye(40, dtype=bool)[[19]].T, truncated=np.eye(40, dtype=bool)[[39]].T,
+                      final_obs=obs[:1, 0], final_index=np.array([[39, 0]]))
+    agent.remember([rollout])
+    assert len(agent.memory) == 37  # the last 3 steps wait for what follows the last state
+    before = agent.target.flat().data.copy()
+    stats = agent.update(rollout, 0.5)  # 40 new steps at one gradient step per 4
+    assert agent.optimizer.steps == 10 and stats["grad_norm"] > 0
+    assert not np.allclose(agent.target.flat().data, before)
+    np.testing.assert_array_equal(agent.target.flat().data, agent.network.flat().data)  # refreshed on 10
+    assert len(set(agent.memory.raw[:40].tolist())) > 10  # TD errors replaced the first priority
+
+
+@pytest.mark.slow
+def test_dqn_learns_cartpole_in_a_short_run(tmp_path):
+    nets.threads.limit(1)
+    result = train(TrainConfig(env="CartPole-v1", agent="dqn", actors=1, envs_per_actor=4, steps=16_000,
+                               seed=1, backend="inline", logdir=str(tmp_path)), console=lambda line: None)
+    returns = list(result.progress.recent_returns)
+    assert np.mean(returns[-20:]) > 3 * 22  # random play averages 22
