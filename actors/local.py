@@ -12,6 +12,9 @@
   Once the children are gone the fork server and the resource tracker exit by themselves.
 - Each actor has its own pipe: rollouts go up as pickled bytes, credits come back. No lock is
   shared between actors, so one killed mid-send (even by SIGKILL) breaks only its own pipe.
+- A rollout's credit goes back when the weights learned from it are published (as the Ray
+  backend dispatches at publish), so an actor never acts without its own last rollout learned:
+  one actor is exactly on-policy, as inline actors are.
 """
 from __future__ import annotations
 
@@ -84,6 +87,7 @@ class _Actor:
     generation: int
     started: float
     closed: bool = False  # its pipe reached end-of-file
+    owed: int = 0  # credits for rollouts taken, sent with the next publish
     error: str = ""  # the one line it sent before exiting with an error
 
 
@@ -117,7 +121,15 @@ class LocalProcesses(Transport):
         self.actors[slot] = _Actor(process, learner_end, generation, time.monotonic())
 
     def publish(self, weights, step):
-        return self.state.publish(weights, step)
+        version = self.state.publish(weights, step)
+        for actor in self.actors.values():  # credits for the rollouts these weights learned from
+            try:
+                for _ in range(actor.owed if not actor.closed else 0):
+                    actor.conn.send_bytes(CREDIT)
+            except OSError:  # it died; the supervisor replaces it
+                actor.closed = True
+            actor.owed = 0
+        return version
 
     def receive(self, timeout):
         live = {a.conn: slot for slot, a in self.actors.items() if not a.closed}
@@ -131,7 +143,7 @@ class LocalProcesses(Transport):
                         actor.error = item
                         continue
                     rollouts.append(item)
-                    conn.send_bytes(CREDIT)
+                    actor.owed += 1
             except (EOFError, OSError):  # it died, possibly mid-message; the supervisor replaces it
                 actor.closed = True
         return rollouts

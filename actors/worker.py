@@ -1,8 +1,9 @@
 """The body of an actor process: act with the latest published weights, send rollouts.
 
-Flow control: an actor may have `max_in_flight` rollouts the learner has not yet taken; the
-learner answers each rollout it takes with one credit byte on the same pipe. This bounds the
-policy lag and lets idle actors sleep instead of competing with a busy learner for cores.
+Flow control: an actor may have `max_in_flight` rollouts the learner has not yet learned from;
+the learner answers each rollout with one credit byte on the same pipe when it publishes the
+weights that learned from it. This bounds the policy lag (none for a lone actor with one in
+flight) and lets idle actors sleep instead of competing with a busy learner for cores.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, n_slots: int, 
         shared = SharedState(block, len(weights), n_slots)
         version, in_flight = -1, 0
         while not shared.stopping:
-            while conn.poll(0):  # credits for rollouts the learner has taken
+            while conn.poll(0):  # credits for rollouts the learner has learned from
                 conn.recv_bytes()
                 in_flight -= 1
             if shared.version == 0:  # the learner has not published yet

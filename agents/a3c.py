@@ -19,8 +19,8 @@ from .returns import next_state_values, nstep_returns
 class A3CConfig:
     """A3C hyperparameters.
 
-    From the paper: t_max 5, gamma 0.99, entropy beta 0.01, RMSProp with alpha 0.99 and eps 0.1
-    inside the square root (the shared-statistics RMSProp of the paper's code; ChainerRL/PFRL's
+    From the paper: t_max 5, gamma 0.99, RMSProp with alpha 0.99 and eps 0.1 inside the square
+    root (the shared-statistics RMSProp of the paper's code; ChainerRL/PFRL's
     RMSpropAsync), learning rate annealed linearly to 0 over the run. The paper draws lr from
     LogUniform(1e-4, 1e-2); 1e-2, the top of that range, learns CartPole fastest here (PFRL's
     Atari default is 7e-4). Gradient-norm clipping at 40 is PFRL's A3C default
@@ -28,13 +28,16 @@ class A3CConfig:
     -log pi(a|s) A - beta H(pi) + value_coef / 2 (R - V)^2, summed over the rollout's steps
     (value_coef 1 is the plain 0.5 (R - V)^2; 0.5 keeps the shared trunk's policy stable once
     CartPole is balanced).
+    The paper's entropy beta 0.01 is Atari's (agents/pixels.py); classic control has none, as in
+    RL Zoo's tuned CartPole A2C (ent_coef 0.0): with 0.01 a CartPole seed hovered at 415-465
+    through 300k steps, without it 6 of 6 seeds passed a last-100 return of 475 by 101k.
     The trunk and its sizes suit vector observations (CartPole); Atari uses a conv trunk.
     """
 
     lr: float = 1e-2
     gamma: float = 0.99
     t_max: int = 5
-    entropy_beta: float = 0.01
+    entropy_beta: float = 0.0
     value_coef: float = 0.5
     rmsprop_alpha: float = 0.99
     rmsprop_eps: float = 0.1

@@ -126,7 +126,7 @@ LIMITS = {
     "epsilon_anneal_steps": (lambda v: v >= 0, ">= 0"),
     "lstm_size": (lambda v: v >= 1, ">= 1"),
     "hidden": (lambda v: all(n >= 1 for n in v), "layer sizes >= 1"),
-    "trunk": (lambda v: v == "auto" or v in networks.TRUNKS, "auto or a trunk name (mlp, small, nature)"),
+    "trunk": (lambda v: v == "auto" or v in networks.TRUNKS, "auto or a trunk name (mlp, relu-mlp, small, nature)"),
 }
 _EXPECTED = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
              dict: "a JSON object"}

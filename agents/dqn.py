@@ -85,7 +85,7 @@ class DQNConfig:
     apex_exponent: float = 7.0
     apex_actors: int = 0
     t_max: int = 32
-    trunk: str = "auto"
+    trunk: str = "relu-mlp"
     hidden: tuple[int, ...] = (256, 256)
 
     def __post_init__(self):

@@ -66,12 +66,17 @@ for _name in LAYERS:
 # ~3 lr |g|: with this net's per-weight gradients (~1e-3) the policy's entropy had not moved from
 # log(4) after 150k Breakout steps. The Q schedules are the paper's: a target refresh every 40k
 # frames (10k env steps = 250 updates of 40 steps: 2 actors x 4 envs x t_max 5) and epsilon
-# annealed over 4M frames (1M env steps).
+# annealed over 4M frames (1M env steps) to each actor's draw from the paper's final values, with
+# the paper's squared error (clipped rewards keep its errors small).
 _RMSPROP = {"lr": 7e-4, "rmsprop_eps": 1e-5}
+_A3C = {**_RMSPROP, "entropy_beta": 0.01}  # the paper's bonus; classic control has none
+_Q_SCHEDULES = {"target_update_interval": 250, "epsilon_anneal_steps": 1_000_000, "final_epsilon": None,
+                "huber_delta": None}
 ATARI_DEFAULTS = {
-    "a3c": _RMSPROP,
-    "nstep-q": {**_RMSPROP, "target_update_interval": 250, "epsilon_anneal_steps": 1_000_000},
-    "onestep-q": {**_RMSPROP, "target_update_interval": 250, "epsilon_anneal_steps": 1_000_000},
+    "a3c": _A3C,
+    "a3c-lstm": {**_A3C, "lstm_size": 256},  # the paper's cells after the conv trunk's 256
+    "nstep-q": {**_RMSPROP, **_Q_SCHEDULES},
+    "onestep-q": {**_RMSPROP, **_Q_SCHEDULES},
     "reinforce": {"lr": 1e-4},
     # CleanRL's dqn_atari.py (see DQNConfig): 1000 env steps between target refreshes at one
     # gradient step per 4 env steps is 250 gradient steps
@@ -82,4 +87,4 @@ ATARI_DEFAULTS = {
 
 
 def atari_defaults(agent: str) -> dict:
-    return dict(ATARI_DEFAULTS.get(agent, ATARI_DEFAULTS["a3c"]))
+    return dict(ATARI_DEFAULTS[agent])

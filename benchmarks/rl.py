@@ -4,10 +4,9 @@
     n-step Q with 2 actor processes, over several seeds, and for stable-baselines3's A2C with its
     default settings when it is installed (benchmark-only: `pip install stable-baselines3`; it
     brings PyTorch). Times include each library's setup. A3C and A2C are judged on their last 100
-    training episodes. The Q agent's actors explore with a final epsilon of up to 0.5 (the
-    paper's mix), so its training episodes never reach 475: its greedy policy is evaluated every
-    few seconds instead (100 episodes, cut short once they cannot reach the bar), and that time
-    counts.
+    training episodes. The Q agent's training episodes explore (epsilon 0.01), so its greedy
+    policy is evaluated every few seconds instead (100 episodes, cut short once they cannot reach
+    the bar), and that time counts.
 (b) Throughput: env steps/s of a whole training run (actors + learner on the same cores) against
     raw `env.step` with random actions in as many processes as there are actors.
 (c) Weight sharing: one publish plus one pull of the A3C Atari net's 678k float32 parameters

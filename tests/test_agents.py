@@ -1,12 +1,15 @@
 """Agents: returns on hand-made rollouts, losses against hand-computed values and finite
-differences, exploration, and a single-process agent that learns CartPole."""
+differences, exploration, and every agent learning CartPole with its defaults."""
 import math
+import os
 
+import numba
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 import nets
-from actors import ActorSpec, InlineActors, Learner
+from actors.learner import RECENT_EPISODES
 from actors.collector import Collector
 from agents import Rollout, join, make_agent, make_config
 from agents.base import sample_categorical
@@ -14,7 +17,9 @@ from agents.losses import actor_critic_loss, q_loss
 from agents.nstep_q import FINAL_EPSILONS, EpsilonGreedy
 from agents.returns import next_state_values, nstep_returns
 from envs import make_env
+from nets import threads
 from nets.gradcheck import gradcheck
+from workbench.rl import TrainConfig, train
 
 F_, T_ = False, True
 
@@ -168,6 +173,11 @@ def test_final_epsilons_follow_the_paper_mix():
     assert shares == pytest.approx([0.4, 0.3, 0.3], abs=0.04)
 
 
+def test_a_configured_final_epsilon_is_every_actors():
+    assert {EpsilonGreedy(None, np.random.default_rng(i), 100, 0.05).final_epsilon
+            for i in range(50)} == {0.05}
+
+
 def test_epsilon_anneals_from_one_to_the_actor_final_value():
     policy = EpsilonGreedy(None, np.random.default_rng(0), anneal_steps=1000)
     final = policy.final_epsilon
@@ -217,21 +227,36 @@ def test_unknown_hyperparameter_and_continuous_actions_fail_clearly():
 
 
 # -- learning ---------------------------------------------------------------------------------
+# CartPole-v1 counts a last-100 mean of 475 as solved; REINFORCE and one-step Q are held to
+# CartPole-v0's 195. Runs with actor processes do not repeat to the step, so each agent's seed is
+# one that reached its bar well inside 300k steps in issue 21's runs (2 actors, CLI defaults).
+BARS = {"a3c": (475, 2), "a3c-lstm": (475, 0), "nstep-q": (475, 4), "onestep-q": (195, 1),
+        "reinforce": (195, 0)}
+
+
+@pytest.fixture
+def learner_threads():
+    """The learner's threads as `workbench train --actors 2` limits them (the cores the actors
+    leave), restored afterwards: more would compete with the actors for the cores."""
+    n = max(1, (os.cpu_count() or 1) - 2)
+    numba_threads = numba.get_num_threads()
+    with threadpool_limits(n):
+        threads.limit(n)
+        yield
+    numba.set_num_threads(numba_threads)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("agent,steps,threshold", [
-    ("a3c", 40_000, 195), ("nstep-q", 40_000, 100), ("onestep-q", 40_000, 100),
-    ("reinforce", 40_000, 100)])
-def test_single_process_agent_learns_cartpole(agent, steps, threshold):
-    """Random play scores about 22; CartPole-v0 counted 195 as solved. The Q agents' returns
-    are those of their exploring actors (final epsilon up to 0.5), and REINFORCE learns from
-    whole episodes only, hence their lower bar."""
-    nets.seed(0)
-    env = make_env("CartPole-v1")
-    config = make_config(agent)
-    learner_agent = make_agent(agent, env.observation_space, env.action_space, config)
-    spec = ActorSpec("CartPole-v1", agent, config, envs_per_actor=1 if agent == "reinforce" else 4,
-                     seed=0)
-    learner = Learner(learner_agent, InlineActors(spec, 2), steps, console=lambda line: None)
-    assert learner.run() == "finished"
-    recent = list(learner.progress.recent_returns)[-20:]
-    assert np.mean(recent) >= threshold, recent
+@pytest.mark.parametrize("agent", list(BARS))
+def test_agent_learns_cartpole_with_its_cli_defaults(agent, tmp_path, learner_threads):
+    """What a user runs: `workbench train --agent AGENT --actors 2 --steps 300000 --seed S`
+    (actor processes, the agent's defaults) reaches its bar; stopped as soon as it does."""
+    bar, seed = BARS[agent]
+
+    def reached(progress):
+        return len(progress.recent_returns) == RECENT_EPISODES and progress.mean_return() >= bar
+
+    config = TrainConfig(agent=agent, actors=2, steps=300_000, seed=seed, logdir=str(tmp_path))
+    result = train(config, should_stop=reached, console=lambda line: None)
+    print(f"{agent}: {result.progress.step} steps, {result.progress.elapsed:.0f} s")
+    assert reached(result.progress), (result.progress.step, result.progress.mean_return())

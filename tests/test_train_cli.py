@@ -1,5 +1,6 @@
 """`workbench train` end to end, in subprocesses: flags and errors, an actor killed mid-run,
 SIGTERM then --resume, and what lands in the run folder."""
+import argparse
 import json
 import os
 import queue
@@ -88,6 +89,37 @@ def test_help_explains_every_flag():
     assert "a3c,nstep-q,onestep-q,reinforce" in out
 
 
+def test_help_states_the_agents_current_defaults():
+    from agents import make_config
+    from agents.pixels import atari_defaults
+    from workbench.commands import train
+
+    parser = train.add_parser(argparse.ArgumentParser().add_subparsers())
+    helps = {action.dest: action.help for action in parser._actions}
+    plain = {name: make_config(name) for name in train.AGENT_NAMES}
+    atari = {name: make_config(name, atari_defaults(name)) for name in train.AGENT_NAMES}
+    assert plain["a3c"].lr == plain["a3c-lstm"].lr and plain["nstep-q"].lr == plain["onestep-q"].lr
+    assert all(atari[name].lr == atari["a3c"].lr for name in train.AGENT_NAMES if name not in ("reinforce", "dqn"))
+    for text in (f"a3c and a3c-lstm {plain['a3c'].lr:g}", f"onestep-q {plain['nstep-q'].lr:g}",
+                 f"dqn {plain['dqn'].lr:g}", f"reinforce {plain['reinforce'].lr:g};",
+                 f"Atari {atari['a3c'].lr:g}", f"dqn {atari['dqn'].lr:g}",
+                 f"reinforce {atari['reinforce'].lr:g})"):
+        assert text in helps["lr"], text
+    assert f"default {plain['nstep-q'].target_update_interval}, on Atari " \
+           f"{atari['nstep-q'].target_update_interval};" in helps["target_update"]
+    assert f"dqn: gradient steps, default {plain['dqn'].target_update_interval}, on Atari " \
+           f"{atari['dqn'].target_update_interval})" in helps["target_update"]
+    assert {plain[name].entropy_beta for name in ("a3c", "a3c-lstm", "reinforce")} == {0}
+    assert atari["a3c"].entropy_beta == atari["a3c-lstm"].entropy_beta
+    assert f"default 0, a3c and a3c-lstm on Atari {atari['a3c'].entropy_beta:g})" in helps["entropy_beta"]
+    sizes = {name: ",".join(map(str, config.hidden)) for name, config in plain.items()}
+    assert sizes["nstep-q"] == sizes["onestep-q"]
+    assert all(sizes[name] == sizes["a3c"] for name in ("a3c-lstm", "reinforce"))
+    assert f"default {sizes['a3c']}; nstep-q and onestep-q {sizes['nstep-q']}; dqn {sizes['dqn']})" \
+        in helps["hidden"]
+    assert plain["dqn"].trunk == "relu-mlp" and atari["dqn"].trunk == "nature"
+
+
 @pytest.mark.parametrize("args,message", [
     (["--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'; close matches: CartPole-v1"),
     (["--actors", "0"], "actors must be >= 1, got 0"),
@@ -114,7 +146,7 @@ def test_config_file_is_read_and_flags_override_it(tmp_path):
     saved = json.loads((tmp_path / "over" / "config.json").read_text())
     assert saved["agent"] == "nstep-q" and saved["seed"] == 3 and saved["steps"] == 400
     assert saved["agent_config"]["lr"] == 0.002
-    assert saved["agent_config"]["target_update_interval"] == 100  # defaults are written out
+    assert saved["agent_config"]["target_update_interval"] == 40  # defaults are written out
     assert (tmp_path / "over" / "summary.txt").read_text().count("finished at step") == 1
 
 

@@ -88,17 +88,28 @@ def add_parser(subparsers):
                      help="with --backend ray: the Ray cluster to join (auto: the one `ray start` "
                           "runs on this machine); default: start Ray on this machine for the run")
     hyper = p.add_argument_group("agent hyperparameters (defaults: the agent's published values)")
-    hyper.add_argument("--lr", type=float, help="learning rate (annealed to 0 for a3c and the Q agents)")
+    hyper.add_argument("--lr", type=float,
+                       help="learning rate (default: a3c and a3c-lstm 0.01, nstep-q and onestep-q "
+                            "0.0025, dqn 0.0023, reinforce 0.005; on Atari 0.0007, dqn 0.0001, "
+                            "reinforce 0.0001), annealed to 0 over the run for all but reinforce "
+                            "and dqn")
     hyper.add_argument("--gamma", type=float, help="discount factor")
     hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
-    hyper.add_argument("--entropy-beta", type=float, metavar="BETA", help="entropy bonus (a3c, reinforce)")
+    hyper.add_argument("--entropy-beta", type=float, metavar="BETA",
+                       help="entropy bonus (a3c, a3c-lstm, reinforce; default 0, a3c and a3c-lstm "
+                            "on Atari 0.01)")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
-                       help="updates between target-network refreshes (nstep-q, onestep-q; dqn: gradient steps)")
-    hyper.add_argument("--network", choices=("auto", "mlp", "small", "nature"),
+                       help="updates between target-network refreshes (nstep-q, onestep-q; "
+                            "default 40, on Atari 250; dqn: gradient steps, default 128, on Atari "
+                            "250)")
+    hyper.add_argument("--network", choices=("auto", "mlp", "relu-mlp", "small", "nature"),
                        help="trunk: small (Mnih 2016 conv net) or nature (Mnih 2015 DQN conv net) "
-                            "for Atari frames, mlp for vectors (default auto: small for images, "
-                            "mlp otherwise)")
-    hyper.add_argument("--hidden", type=_hidden, metavar="SIZES", help="hidden layer sizes, e.g. 64,64")
+                            "for Atari frames, mlp (tanh) or relu-mlp for vectors (default auto: "
+                            "small for images, mlp otherwise; dqn: nature on Atari, relu-mlp "
+                            "otherwise)")
+    hyper.add_argument("--hidden", type=_hidden, metavar="SIZES",
+                       help="the mlp trunk's hidden layer sizes (default 64,64; nstep-q and "
+                            "onestep-q 128,128; dqn 256,256)")
     hyper.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", default=None,
                        dest="agent_set", help="any other agent hyperparameter, e.g. "
                                               "rmsprop_eps=0.01 (repeatable)")
