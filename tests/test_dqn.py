@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import nets
+from nets import checkpoint
 from agents import Rollout, make_agent, make_config
 from agents.dqn import DQNPolicy, apex_epsilons, dqn_targets
+from agents.replay import VALID
 from envs import make_env
 from workbench.rl import TrainConfig, train
 
@@ -106,3 +108,64 @@ def test_dqn_learns_cartpole_in_a_short_run(tmp_path):
                                seed=1, backend="inline", logdir=str(tmp_path)), console=lambda line: None)
     returns = list(result.progress.recent_returns)
     assert np.mean(returns[-20:]) > 3 * 22  # random play averages 22
+
+
+def test_bad_settings_fail_on_the_command_line_with_one_line(tmp_path):
+    result = workbench("train", "--agent", "dqn", "--set", "optimizer=sgd", "--logdir", tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "optimizer must be one of adam, rmsprop, got 'sgd'" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_a_resumed_run_says_the_memory_is_rebuilt_and_plays_greedily(tmp_path):
+    quick = ("--agent", "dqn", "--backend", "inline", "--actors", 1, "--set", "learning_starts=200",
+             "--logdir", tmp_path)
+    first = workbench("train", *quick, "--steps", 1500, "--name", "run")
+    assert first.returncode == 0, first.stderr
+    assert "replay memory: 100,000 steps" in first.stdout
+    folder = tmp_path / "run"
+    before = checkpoint.read(folder / "checkpoints" / "latest.npz")[0]["meta"]
+    resumed = workbench("train", "--config", folder / "config.json", "--resume", "--steps", 3000)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "the replay memory is not kept in checkpoints: it starts empty, and learning resumes " \
+           "once it holds 200 steps" in resumed.stdout
+    header, arrays = checkpoint.read(folder / "checkpoints" / "latest.npz")
+    assert header["meta"]["step"] >= 3000 and header["optimizer"]["type"] == "Adam"
+    assert int(arrays["optimizer/steps"]) > int(before["updates"])  # gradient steps went on
+    played = workbench("play", folder, "--greedy", "--episodes", 2)
+    assert played.returncode == 0, played.stderr
+    assert "greedy actions" in played.stdout and "mean return" in played.stdout
+
+
+@pytest.mark.slow
+def test_apex_actor_processes_send_priorities_the_learner_samples_by(tmp_path):
+    nets.threads.limit(1)
+    agents = []
+    config = TrainConfig(env="CartPole-v1", agent="dqn", actors=2, envs_per_actor=2, steps=4000,
+                         seed=0, logdir=str(tmp_path), agent_config={"apex": True, "learning_starts": 500})
+    result = train(config, on_start=agents.append, console=lambda line: None)
+    assert result.outcome == "finished" and result.restarts == 0
+    memory = agents[0].memory
+    assert memory.prioritized and len(memory) > 3000 and agents[0].optimizer.steps > 1000
+    # each step arrived with its own |TD error| (without, all would share the largest so far)
+    priorities = memory.raw[np.flatnonzero(memory.flags[:memory.size] & VALID)]
+    assert len(np.unique(priorities)) > 0.9 * len(priorities)
+
+
+@pytest.mark.slow
+def test_dqn_on_breakout_stores_frames_once_and_learns_from_stacks(tmp_path):
+    pytest.importorskip("ale_py")
+    nets.threads.limit(1)
+    agents = []
+    config = TrainConfig(env="ALE/Breakout-v5", agent="dqn", actors=1, envs_per_actor=2, steps=800,
+                         backend="inline", logdir=str(tmp_path),
+                         agent_config={"learning_starts": 300, "buffer_size": 5000, "t_max": 16})
+    lines = []
+    result = train(config, on_start=agents.append, console=lines.append)
+    agent = agents[0]
+    assert result.outcome == "finished" and agent.optimizer.steps >= (800 - 300) // 4 - 16
+    assert agent.memory.frames.shape == (5000, 84 * 84) and agent.memory.size >= 800
+    assert any(line.startswith("replay memory: 5,000 steps") and "one 84x84 frame a step" in line
+               for line in lines)
+    assert type(agent.network.trunk).__name__ == "ConvTrunk" and agent.network.trunk.out_features == 512
