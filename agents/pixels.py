@@ -82,7 +82,8 @@ ATARI_DEFAULTS = {
     # gradient step per 4 env steps is 250 gradient steps
     "dqn": {"lr": 1e-4, "batch_size": 32, "buffer_size": 1_000_000, "learning_starts": 80_000,
             "train_frequency": 4, "gradient_steps": 1, "target_update_interval": 250,
-            "epsilon_final": 0.01, "epsilon_anneal_steps": 1_000_000, "trunk": "nature"},
+            "epsilon_final": 0.01, "epsilon_anneal_steps": 1_000_000, "n_step": 1, "double": False,
+            "trunk": "nature"},
 }
 
 

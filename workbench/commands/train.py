@@ -90,7 +90,7 @@ def add_parser(subparsers):
     hyper = p.add_argument_group("agent hyperparameters (defaults: the agent's published values)")
     hyper.add_argument("--lr", type=float,
                        help="learning rate (default: a3c and a3c-lstm 0.01, nstep-q and onestep-q "
-                            "0.0025, dqn 0.0023, reinforce 0.005; on Atari 0.0007, dqn 0.0001, "
+                            "0.0025, dqn 0.0005, reinforce 0.005; on Atari 0.0007, dqn 0.0001, "
                             "reinforce 0.0001), annealed to 0 over the run for all but reinforce "
                             "and dqn")
     hyper.add_argument("--gamma", type=float, help="discount factor")
