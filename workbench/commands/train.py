@@ -57,6 +57,7 @@ def add_parser(subparsers):
         epilog="examples:\n"
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
+               "  workbench train --env CartPole-v1 --agent dqn --actors 2 --set apex=true\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
                "  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n"
                "  workbench train --config runs/NAME/config.json --resume\n"
