@@ -26,13 +26,13 @@ class Collector:
         if whole_episode and len(self.envs) != 1:
             raise ValueError("whole-episode rollouts take one env per actor")
         E = len(self.envs)
-        obs, actions, rewards, terminated, truncated = [], [], [], [], []
+        obs, actions, log_probs, rewards, terminated, truncated = [], [], [], [], [], []
         final_obs, final_index, returns, lengths = [], [], [], []
         initial_state = self.policy.recurrent_state(E)
         t = 0
         while whole_episode or t < length:
             current = self.obs.copy()
-            chosen = self.policy.act(current, step + t * E)
+            chosen, chosen_log_probs = self.policy.act(current, step + t * E)
             last_row = not whole_episode and t == length - 1
             row_r, row_term, row_trunc, row_ended = [], [], [], []
             for e, (env, action) in enumerate(zip(self.envs, chosen.tolist())):
@@ -54,6 +54,7 @@ class Collector:
             self.policy.episodes_ended(np.asarray(row_ended))
             obs.append(current)
             actions.append(chosen)
+            log_probs.append(chosen_log_probs)
             rewards.append(row_r)
             terminated.append(row_term)
             truncated.append(row_trunc)
@@ -64,6 +65,7 @@ class Collector:
         shape = self.obs.shape[1:]
         rollout = Rollout(
             obs=np.stack(obs), actions=np.stack(actions).astype(np.int64),
+            log_probs=np.stack(log_probs).astype(np.float32),
             rewards=np.asarray(rewards, dtype=np.float32),
             terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
             final_obs=np.asarray(final_obs, dtype=self.obs.dtype).reshape(-1, *shape),

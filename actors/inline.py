@@ -8,7 +8,7 @@ from __future__ import annotations
 from nets import backend
 
 from .transport import ActorSpec, Transport
-from .worker import build_collector
+from .worker import build_collector, experience
 
 
 class InlineActors(Transport):
@@ -24,9 +24,11 @@ class InlineActors(Transport):
         self.actors = [build_collector(self.spec, slot, 0) for slot in range(self.n_actors)]
         return ["in process"] * self.n_actors
 
-    def publish(self, weights, step):
-        for agent, _ in self.actors:
-            backend.copy_to_host(agent.network.flat().data, weights)
+    def publish(self, weights, step, target=None):
+        for agent, _ in self.actors:  # they act only inside `receive`: the learner's own vectors
+            _share(agent.network, weights)
+            if target is not None:
+                _share(agent.target, target)
         self.step = step
         self.version += 2  # even, like the shared-memory sequence lock
         return self.version
@@ -34,7 +36,7 @@ class InlineActors(Transport):
     def receive(self, timeout):
         agent, collector = self.actors[self._turn]
         self._turn = (self._turn + 1) % self.n_actors
-        return [collector.collect(agent.rollout_length, self.step, self.version)]
+        return [experience(agent, collector, self.spec, self.step, self.version)]
 
     def dead_actors(self):
         return {}
@@ -49,3 +51,11 @@ class InlineActors(Transport):
             for env in collector.envs:
                 env.close()
         self.actors = []
+
+
+def _share(network, vector) -> None:
+    """An actor's network reads the learner's host `vector` itself, or a copy of a GPU one."""
+    if backend.device_of(vector) == "cpu":
+        network.flat().rebind(data=vector)
+    else:
+        backend.copy_to_host(network.flat().data, vector)

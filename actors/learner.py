@@ -1,8 +1,10 @@
-"""The learner loop: take rollouts, update, publish, supervise actors, log, checkpoint.
+"""The learner loop: take rollouts (or gradients), update, publish, supervise actors, log,
+checkpoint.
 
 Everything arriving together is learned from in one update (A3C's accumulated gradients from
 several actors, applied at once): when the learner is the bottleneck its batches grow instead of
-the queue and the policy lag.
+the queue and the policy lag. Where actors compute gradients, an update only sums them, clips and
+steps the optimizer: no forward or backward pass in the learner.
 """
 from __future__ import annotations
 
@@ -14,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
-from agents import Agent, join
+from agents import Agent, Gradient, Rollout, join
 from logs import EventWriter, Window, format_duration, progress_line
-from nets import backend
+from nets import backend, optim
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "q_values")  # update statistics that are not losses
@@ -89,14 +91,13 @@ class Learner:
     def run(self, should_stop: Callable[[Progress], bool] = lambda progress: False) -> str:
         """Train until `total_steps` or until `should_stop(progress)`; returns "finished" or
         "stopped". Actors are stopped and a final checkpoint is written either way."""
-        p, agent, transport = self.progress, self.agent, self.transport
-        weights = agent.network.flat().data
+        p, transport = self.progress, self.transport
         begin = time.monotonic()
         base_elapsed = p.elapsed
         started = transport.start()
         self.console("started actors: " + ", ".join(f"{slot} ({where})"
                                                     for slot, where in enumerate(started)))
-        version = transport.publish(weights, p.step)
+        self._publish()
         now = time.monotonic()
         self._last_scalars = p.step, now
         self._session = None  # (step, time) of this session's first update: ETAs leave start-up out
@@ -109,21 +110,10 @@ class Learner:
                 if should_stop(p):
                     outcome = "stopped"
                     break
-                rollouts = transport.receive(timeout=0.05)
-                if rollouts:
-                    started_update = time.perf_counter()
-                    agent.remember(rollouts)
-                    batch = join(rollouts)
-                    stats = agent.update(batch, p.step / self.total_steps)
-                    p.step += batch.steps
-                    p.updates += 1
-                    self._check_finite(stats, weights)
-                    version = transport.publish(weights, p.step)
-                    self.busy_seconds += time.perf_counter() - started_update
+                arrived = transport.receive(timeout=0.05)
+                if arrived:
+                    self.update(arrived)
                     self._session = self._session or (p.step, time.monotonic())
-                    self._record(rollouts, stats, version)
-                    if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
-                        self.events.histograms(agent.network, p.step)
                 now = time.monotonic()
                 p.elapsed = base_elapsed + now - begin
                 if now >= next_supervise:
@@ -147,6 +137,50 @@ class Learner:
         self._checkpoint(periodic=False)
         return outcome
 
+    def update(self, arrived: list[Rollout | Gradient]) -> None:
+        """One update from what arrived, checked, published and recorded: all the learner does
+        per update (benchmarks/scaling.py times it)."""
+        p = self.progress
+        started = time.perf_counter()
+        stats, steps = self._learn(arrived)
+        p.step += steps
+        p.updates += 1
+        self._check_finite(stats, self.agent.network.flat().data)
+        version = self._publish()
+        self.busy_seconds += time.perf_counter() - started
+        self._record(arrived, stats, version)
+        if self.histogram_every and p.updates % self.histogram_every == 0 and self.events:
+            self.events.histograms(self.agent.network, p.step)
+
+    def _learn(self, arrived: list[Rollout | Gradient]) -> tuple[dict[str, float], int]:
+        """One update from what arrived: rollouts, whose gradient the agent computes, or the
+        gradients actors computed, summed. (statistics, env steps learned from)"""
+        agent, progress, flat = self.agent, self.progress.step / self.total_steps, self.agent.network.flat()
+        on_host = backend.device_of(flat.data) == "cpu"
+        # The step goes out of place into weights no actor reads: publishing copies nothing. A GPU
+        # learner steps in place on the device; its publish is one device-to-host copy.
+        into = self.transport.next_weights(flat.data) if on_host else None
+        if not isinstance(arrived[0], Gradient):
+            agent.remember(arrived)
+            batch = join(arrived)
+            return agent.update(batch, progress, into), batch.steps
+        grad = arrived[0].grad  # summed where the first one lies, and stepped from there: no copy
+        for gradient in arrived[1:]:
+            grad += gradient.grad
+        if on_host:
+            flat.rebind(grad=grad)
+        else:  # one host-to-device copy of the sum
+            backend.copy_from_host(flat.grad, grad)
+        steps = sum(g.steps for g in arrived)
+        stats = {name: sum(g.stats[name] * g.steps for g in arrived) / steps for name in arrived[0].stats}
+        return {**stats, **agent.step(progress, into)}, steps
+
+    def _publish(self) -> int:
+        # An actor reads the target network only in the loss: those that compute none never get it.
+        target = self.agent.target if self.transport.spec.compute_gradients else None
+        return self.transport.publish(self.agent.network.flat().data, self.progress.step,
+                                      None if target is None else target.flat().data)
+
     def _progress_line(self, steps: int, seconds: float) -> None:
         p = self.progress
         if self._session is None:
@@ -167,7 +201,7 @@ class Learner:
     def _next_multiple(step: int, every: int) -> int:
         return (step // every + 1) * every if every else 0
 
-    def _record(self, rollouts, stats: dict, version: int) -> None:
+    def _record(self, arrived, stats: dict, version: int) -> None:
         p, window = self.progress, self.window
         charts = {k: v for k, v in stats.items() if k in CHART_STATS}
         for name in SQUARED_LOSSES:
@@ -175,7 +209,7 @@ class Learner:
                 self.loss_start.setdefault(name, max(stats[name], 1.0))
         window.add_all("losses", {k: v for k, v in stats.items() if k not in CHART_STATS})
         window.add_all("charts", charts)
-        for r in rollouts:
+        for r in arrived:
             self.startup_failures[r.actor] = 0
             window.add("charts/policy_lag", (version - 2 - r.version) / 2)  # publishes behind
             window.add_all("charts", r.scalars)
@@ -183,17 +217,17 @@ class Learner:
                 self.finished_episodes.append((p.step, ret, length))
                 p.recent_returns.append(ret)
             p.episodes += len(r.episode_returns)
-        window.add("charts/batch_steps", sum(r.steps for r in rollouts))
+        window.add("charts/batch_steps", sum(r.steps for r in arrived))
 
     def _check_finite(self, stats: dict, weights: np.ndarray) -> None:
         """Stop on NaN/Inf weights at once (they cannot be taken back); a NaN/Inf loss or gradient
-        norm means the agent skipped that step (Agent._apply_gradients), so stop only after
+        norm means the agent skipped that step (Agent.step), so stop only after
         NONFINITE_IN_A_ROW of them."""
         p = self.progress
         where = f"training diverged at step {p.step:,} (update {p.updates:,})"
         lr = stats.get("learning_rate")
         advice = "lower --lr" + ("" if lr is None else f" (it was {lr:g})")
-        if not bool(backend.get_array_module(weights).isfinite(weights).all()):
+        if not math.isfinite(optim.sum_of_squares(weights)):
             raise Diverged(f"{where}: the update made the weights NaN/Inf; {advice}")
         bad = [f"{name} {value}" for name, value in stats.items() if not math.isfinite(value)]
         self.nonfinite = self.nonfinite + 1 if bad else 0

@@ -3,15 +3,19 @@
 - Processes come from a fork server that has already imported NumPy, Gymnasium and the engine
   with BLAS/OpenMP/Numba limited to one thread, so an actor starts in milliseconds and N actors
   plus the learner do not oversubscribe the cores.
-- The one shared block (weights, version, step, heartbeats) is a RawArray: memory in a file that
-  is unlinked as soon as it is made, handed to each actor as a file descriptor when it starts.
-  It has no name, so nothing can leak: the kernel frees it when the last process mapping it
-  exits, whether the run stops cleanly, crashes, or its whole process group is SIGKILLed.
+- The one shared block (weight slots, version, step, heartbeats; actors/shared.py) is a
+  RawArray: memory in a file that is unlinked as soon as it is made, handed to each actor as a
+  file descriptor when it starts. It has no name, so nothing can leak: the kernel frees it when
+  the last process mapping it exits, whether the run stops cleanly, crashes, or its whole
+  process group is SIGKILLed. Weights are never copied: the learner steps into a free slot and
+  publishes it, and actors rebind their networks to the newest slot.
 - Nothing outlives the learner: every child (`child_process`) watches a lifeline pipe whose write
   end only the learner holds, and exits when it reads end-of-file, however the learner died.
   Once the children are gone the fork server and the resource tracker exit by themselves.
 - Each actor has its own pipe: rollouts go up as pickled bytes, credits come back. No lock is
-  shared between actors, so one killed mid-send (even by SIGKILL) breaks only its own pipe.
+  shared between actors, so one killed mid-send (even by SIGKILL) breaks only its own pipe. An
+  actor that computes gradients writes them into its own slots of the block (one per rollout in
+  flight) and sends only the small rest of a `Gradient`.
 - A rollout's credit goes back when the weights learned from it are published (as the Ray
   backend dispatches at publish), so an actor never acts without its own last rollout learned:
   one actor is exactly on-policy, as inline actors are.
@@ -29,10 +33,10 @@ from dataclasses import dataclass
 import multiprocess as mp
 from multiprocess import connection
 
-from agents import Rollout
+from agents import Gradient, Rollout, agent_class
 from nets import threads
 
-from .shared import SharedState
+from .shared import Layout, SharedState
 from .transport import ActorSpec, Transport
 from .worker import CREDIT, run_actor
 
@@ -100,8 +104,12 @@ class LocalProcesses(Transport):
         self.max_in_flight, self.actor_timeout = max_in_flight, actor_timeout
         self.actors: dict[int, _Actor] = {}
         self._ctx = _context()
-        self.block = self._ctx.RawArray(ctypes.c_uint8, SharedState.size(n_params, n_actors))
-        self.state = SharedState(self.block, n_params, n_actors)
+        targets = agent_class(spec.agent).has_target and spec.compute_gradients  # as the learner publishes
+        self.layout = Layout(n_params, n_actors, targets=targets,
+                             gradients_per_actor=max_in_flight if spec.compute_gradients else 0)
+        self.block = self._ctx.RawArray(ctypes.c_uint8, self.layout.nbytes)
+        self.state = SharedState(self.block, self.layout)
+        self.state.initialize()
         self._stopped = False
 
     # -- Transport ---------------------------------------------------------------------------
@@ -113,15 +121,18 @@ class LocalProcesses(Transport):
     def _spawn(self, slot: int, generation: int) -> None:
         learner_end, actor_end = self._ctx.Pipe(duplex=True)
         process = child_process(self._ctx, run_actor, name=f"actor-{slot}", args=(
-            self.spec, slot, generation, self.block, self.n_actors, actor_end, self.max_in_flight))
+            self.spec, slot, generation, self.block, self.layout, actor_end, self.max_in_flight))
         with threads.for_children(1):  # the first start brings up the fork server, whose
             process.start()            # children get one core's worth of BLAS and Numba each
         actor_end.close()  # the child holds its own copy; ours would hide end-of-file
         self.state.heartbeats[slot] = time.monotonic()
         self.actors[slot] = _Actor(process, learner_end, generation, time.monotonic())
 
-    def publish(self, weights, step):
-        version = self.state.publish(weights, step)
+    def next_weights(self, current):
+        return self.state.next_weights()
+
+    def publish(self, weights, step, target=None):
+        version = self.state.publish(weights, step, target)
         for actor in self.actors.values():  # credits for the rollouts these weights learned from
             try:
                 for _ in range(actor.owed if not actor.closed else 0):
@@ -142,6 +153,8 @@ class LocalProcesses(Transport):
                     if isinstance(item, str):  # its last words (run_actor)
                         actor.error = item
                         continue
+                    if isinstance(item, Gradient):
+                        item.grad = self.state.gradient(live[conn], item.slot)
                     rollouts.append(item)
                     actor.owed += 1
             except (EOFError, OSError):  # it died, possibly mid-message; the supervisor replaces it
@@ -166,6 +179,7 @@ class LocalProcesses(Transport):
         old = self.actors[slot]
         old.process.join(timeout=1.0)
         old.conn.close()
+        self.state.release(slot)
         self._spawn(slot, old.generation + 1)
         return f"pid {self.actors[slot].process.pid}"
 

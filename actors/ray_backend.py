@@ -4,12 +4,14 @@ Imported only for `--backend ray` (ray is an optional dependency: `pip install -
 
 - Each actor is a Ray actor (`num_cpus=1`, BLAS/OpenMP/Numba limited to one thread) holding one
   collector, spread over the cluster's nodes.
-- Weights: one `ray.put` per version. Each call carries the latest reference wrapped in a list,
-  so Ray does not fetch it; the actor reads it only when the version moved (zero-copy from its
-  node's object store, one node-to-node transfer per version and node).
-- Experience: each rollout comes back as the object reference of a `collect` call. The learner
-  dispatches an actor's next call when it publishes, so the actor starts with the newest weights;
-  `max_in_flight` bounds the calls queued per actor, as credits do for local processes.
+- Weights: one `ray.put` per version (and one per new target network). Each call carries the
+  latest references wrapped in a list, so Ray does not fetch them; the actor reads them only when
+  the version moved (zero-copy from its node's object store, one node-to-node transfer per
+  version and node) and copies them into its networks.
+- Experience: each rollout (or its Gradient, a vector as long as the weights) comes back as the
+  object reference of a `collect` call. The learner dispatches an actor's next call when it
+  publishes, so the actor starts with the newest weights; `max_in_flight` bounds the calls
+  queued per actor, as credits do for local processes.
 - Faults: an actor whose call fails with a Ray actor error (process killed, node lost) or that
   sends nothing for `actor_timeout` seconds is reported dead; the learner's supervisor replaces
   it with a new Ray actor (its seeds move to the next generation) and logs it.
@@ -29,11 +31,12 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 import numpy as np
 
+from agents import Gradient
 from nets import backend, threads
 
 from .learner import ActorFailure
 from .transport import ActorSpec, Transport
-from .worker import build_collector
+from .worker import build_collector, experience
 
 # A local Ray instance started for one run gets a small object store: it holds one weight vector
 # per live version and the rollouts in flight, not a dataset.
@@ -49,8 +52,8 @@ class _ActorBody:
     """What runs inside one Ray actor process."""
 
     def __init__(self, spec: ActorSpec, slot: int, generation: int):
+        self.spec = spec
         self.agent, self.collector = build_collector(spec, slot, generation)
-        self.weights = self.agent.network.flat().data
         self.version = -1
 
     def where(self) -> str:
@@ -58,10 +61,13 @@ class _ActorBody:
         return f"pid {os.getpid()} on {ray.util.get_node_ip_address()}, node {node}"
 
     def collect(self, weights: list, version: int, step: int):
+        """`weights`: [weights ref, target ref or None]."""
         if version != self.version:
-            np.copyto(self.weights, ray.get(weights[0]))
+            np.copyto(self.agent.network.flat().data, ray.get(weights[0]))
+            if weights[1] is not None:
+                np.copyto(self.agent.target.flat().data, ray.get(weights[1]))
             self.version = version
-        return self.collector.collect(self.agent.rollout_length, step, version)
+        return experience(self.agent, self.collector, self.spec, step, version)
 
 
 @dataclass
@@ -118,7 +124,8 @@ class RayActors(Transport):
             num_cpus=1, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD",
             runtime_env={"env_vars": threads.child_environment(1)})
         self.slots: dict[int, _Slot] = {}
-        self._weights: list = []  # [ref] of the latest publish
+        self._weights: list = []  # [weights ref, target ref or None] of the latest publish
+        self._target, self._target_ref = None, None  # the target vector last put, and its ref
         self.version, self.step = 0, 0
         self._stopped = False
 
@@ -144,8 +151,11 @@ class RayActors(Transport):
         except RayActorError as error:
             raise RayUnavailable(f"actor {slot} failed to start: {_short(error)}") from None
 
-    def publish(self, weights, step):
-        self._weights = [ray.put(backend.to_host(weights))]
+    def publish(self, weights, step, target=None):
+        if target is not self._target:  # a new target network (Agent.after_step)
+            self._target = target
+            self._target_ref = None if target is None else ray.put(backend.to_host(target))
+        self._weights = [ray.put(backend.to_host(weights)), self._target_ref]
         self.version += 2  # even, like the shared-memory sequence lock
         self.step = step
         for slot in self.slots.values():
@@ -169,7 +179,10 @@ class RayActors(Transport):
             slot = owner[ref]
             slot.pending.remove(ref)
             try:
-                rollouts.append(ray.get(ref))
+                item = ray.get(ref)
+                if isinstance(item, Gradient):  # the object store's copy is read-only
+                    item.grad = item.grad.copy()
+                rollouts.append(item)
                 slot.last_delivery = now
             except RayActorError as error:
                 slot.failure = f"died ({_short(error)})"
@@ -202,7 +215,7 @@ class RayActors(Transport):
         self._stopped = True
         for slot in self.slots.values():
             ray.kill(slot.handle, no_restart=True)  # actors hold nothing worth a graceful exit
-        self.slots, self._weights = {}, []
+        self.slots, self._weights, self._target, self._target_ref = {}, [], None, None
         if self.owns_ray:
             ray.shutdown()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents import Rollout
+from agents import Gradient, Rollout
 
 
 @dataclass
@@ -24,6 +24,7 @@ class ActorSpec:
     envs_per_actor: int = 1
     seed: int = 0
     env_options: dict = field(default_factory=dict)
+    compute_gradients: bool = False  # send each rollout's gradient (a Gradient), not the rollout
 
 
 def actor_seeds(spec: ActorSpec, slot: int, generation: int) -> tuple[list[int], np.random.Generator]:
@@ -37,20 +38,35 @@ def actor_seeds(spec: ActorSpec, slot: int, generation: int) -> tuple[list[int],
 class Transport:
     """Start actors, publish weights, receive experience, find dead actors, restart, stop."""
 
+    spec: ActorSpec
     n_actors: int
+    _spare: tuple = ()  # next_weights' two vectors
 
     def start(self) -> list[str]:
         """Start every actor; returns a short description of each (e.g. its pid). Actors wait
         for the first `publish` before acting."""
         raise NotImplementedError
 
-    def publish(self, weights: np.ndarray, step: int) -> int:
-        """Make `weights` (the flat float32 vector) the actors' next policy, and tell them the
-        global env step (for their exploration schedules). Returns the new version."""
+    def next_weights(self, current: np.ndarray) -> np.ndarray:
+        """A vector for the learner's next weights (`Optimizer.step(into=...)`), neither its
+        `current` ones nor any an actor reads; `publish` then shares it without a copy. This
+        default alternates two vectors of the learner's process, for transports whose publish
+        copies the weights or whose actors act only between publishes (InlineActors); local
+        processes give a free slot of their shared memory."""
+        if not self._spare:
+            self._spare = (np.empty_like(current), np.empty_like(current))
+        return self._spare[0] if current is not self._spare[0] else self._spare[1]
+
+    def publish(self, weights: np.ndarray, step: int, target: np.ndarray | None = None) -> int:
+        """Make `weights` (the flat float32 vector) the actors' next policy, with the agent's
+        target network (`Agent.target`) when it has one, and tell them the global env step (for
+        their exploration schedules). Returns the new version: even, 2 more each time."""
         raise NotImplementedError
 
-    def receive(self, timeout: float) -> list[Rollout]:
-        """Rollouts that have arrived, waiting up to `timeout` seconds for the first; [] if none."""
+    def receive(self, timeout: float) -> list[Rollout | Gradient]:
+        """Rollouts (or, with `spec.compute_gradients`, their Gradients) that have arrived,
+        waiting up to `timeout` seconds for the first; [] if none. A Gradient's vector is the
+        learner's to use and overwrite until its next `publish`."""
         raise NotImplementedError
 
     def dead_actors(self) -> dict[int, str]:

@@ -1,4 +1,6 @@
-"""The body of an actor process: act with the latest published weights, send rollouts.
+"""The body of an actor process: act with the latest published weights, send rollouts (or
+their gradients, computed with the weights the actor acted with, into its slots of the shared
+block).
 
 Flow control: an actor may have `max_in_flight` rollouts the learner has not yet learned from;
 the learner answers each rollout with one credit byte on the same pipe when it publishes the
@@ -11,11 +13,11 @@ import pickle
 import signal
 import time
 
-from agents import make_agent
+from agents import Gradient, make_agent
 from envs import make_env
 
 from .collector import Collector
-from .shared import SharedState
+from .shared import Layout, SharedState
 from .transport import ActorSpec, actor_seeds
 
 CREDIT = b"+"
@@ -31,7 +33,27 @@ def build_collector(spec: ActorSpec, slot: int, generation: int):
     return agent, Collector(envs, agent.policy(slot, rng), actor=slot)
 
 
-def run_actor(spec: ActorSpec, slot: int, generation: int, block, n_slots: int, conn,
+def experience(agent, collector: Collector, spec: ActorSpec, step: int, version: int):
+    """The next rollout or, with `spec.compute_gradients`, its Gradient: the vector is the
+    agent's own gradient (`network.flat().grad`), valid until the next call."""
+    rollout = collector.collect(agent.rollout_length, step, version)
+    if not spec.compute_gradients:
+        return rollout
+    return Gradient.of(rollout, agent.gradients(rollout), agent.network.flat().grad)
+
+
+def act_with_newest(agent, shared: SharedState, slot: int, known_version: int) -> int:
+    """Hold the newest published weights (and target) and rebind the agent's networks to them,
+    without copying; returns their version."""
+    version, weights, target = shared.acquire(slot)
+    if version != known_version:
+        agent.network.flat().rebind(data=weights)
+        if target is not None:
+            agent.target.flat().rebind(data=target)
+    return version
+
+
+def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout, conn,
               max_in_flight: int) -> None:
     """`block`: the shared memory holding a SharedState. An error ends the actor with exit code 1
     after sending its one-line description up the pipe (a str instead of a Rollout)."""
@@ -39,9 +61,8 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, n_slots: int, 
         signal.signal(signum, signal.SIG_IGN)        # systemd...: the learner stops us cleanly
     try:
         agent, collector = build_collector(spec, slot, generation)
-        weights = agent.network.flat().data
-        shared = SharedState(block, len(weights), n_slots)
-        version, in_flight = -1, 0
+        shared = SharedState(block, layout)
+        version, in_flight, sent = -1, 0, 0
         while not shared.stopping:
             while conn.poll(0):  # credits for rollouts the learner has learned from
                 conn.recv_bytes()
@@ -54,11 +75,17 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, n_slots: int, 
                     conn.recv_bytes()
                     in_flight -= 1
                 continue
-            version = shared.pull(weights, version)
-            rollout = collector.collect(agent.rollout_length, shared.step, version)
+            version = act_with_newest(agent, shared, slot, version)
+            if spec.compute_gradients:  # backward writes straight into a free slot of ours:
+                index = sent % max_in_flight  # the learner credits them in order
+                agent.network.flat().rebind(grad=shared.gradient(slot, index))
+            item = experience(agent, collector, spec, shared.step, version)
+            if spec.compute_gradients:  # the pipe carries where the vector lies
+                item.grad, item.slot = None, index
             shared.beat(slot)
-            conn.send_bytes(pickle.dumps(rollout, protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
             in_flight += 1
+            sent += 1
     except (BrokenPipeError, ConnectionResetError, EOFError):
         pass  # the learner is gone or closed our pipe: nothing left to do
     except Exception as error:  # noqa: BLE001 - whatever it is, the learner reports it

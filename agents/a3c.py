@@ -10,7 +10,7 @@ import nets
 from nets import backend
 
 from .base import Agent, Policy, sample_categorical
-from .losses import actor_critic_loss
+from .losses import action_log_probs, actor_critic_loss
 from .networks import ActorCritic, make_trunk
 from .returns import next_state_values, nstep_returns
 
@@ -55,8 +55,9 @@ class SoftmaxPolicy(Policy):
 
     def act(self, obs, step):
         with nets.no_grad():
-            logits = self.network.logits(obs)
-        return sample_categorical(logits.data, self.rng)
+            logits = self.network.logits(obs).data
+        actions = sample_categorical(logits, self.rng)
+        return actions, action_log_probs(logits, actions)
 
 
 class A3C(Agent):
@@ -70,24 +71,20 @@ class A3C(Agent):
     def policy(self, actor_index, rng):
         return SoftmaxPolicy(self.network, rng)
 
-    def update(self, batch, progress):
+    def loss(self, batch):
         T, E = batch.rewards.shape
         n = T * E
         # One forward pass over the rollout's states and the truncation states it bootstraps from.
         obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
         logits, values = self.network(obs)
         v = backend.to_host(values.data).reshape(-1)  # the returns are computed on the host
-        return self._learn(batch, logits, values, v[:n].reshape(T, E), v[n:], progress)
+        return self._loss(batch, logits, values, v[:n].reshape(T, E), v[n:])
 
-    def _learn(self, batch, logits, values, rollout_values, final_values, progress):
+    def _loss(self, batch, logits, values, rollout_values, final_values):
         """n-step returns bootstrapped from the values (`rollout_values` (T, E) and the values of
-        the cut states), then one actor-critic step."""
+        the cut states), then the actor-critic loss."""
         following = next_state_values(rollout_values, batch.final_index, final_values)
         returns = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
                                 self.config.gamma)
-        loss, stats = actor_critic_loss(logits, values, batch.actions.reshape(-1),
-                                        returns.reshape(-1), self.config.entropy_beta,
-                                        self.config.value_coef)
-        stats["grad_norm"] = self._apply_gradients(loss, progress)
-        stats["learning_rate"] = self.optimizer.lr
-        return stats
+        return actor_critic_loss(logits, values, batch.actions.reshape(-1), returns.reshape(-1),
+                                 self.config.entropy_beta, self.config.value_coef)

@@ -15,6 +15,7 @@ from nets import F, backend
 
 from .a3c import A3C, A3CConfig
 from .base import Policy, sample_categorical
+from .losses import action_log_probs
 from .networks import _orthogonal, make_trunk
 
 
@@ -89,7 +90,8 @@ class RecurrentSoftmaxPolicy(Policy):
         with nets.no_grad():
             logits, _, (h, c) = self.network.step(obs, self.state)
         self.state = (h.data, c.data)
-        return sample_categorical(logits.data, self.rng)
+        actions = sample_categorical(logits.data, self.rng)
+        return actions, action_log_probs(logits.data, actions)
 
 
 class A3CLSTM(A3C):
@@ -103,7 +105,7 @@ class A3CLSTM(A3C):
     def policy(self, actor_index, rng):
         return RecurrentSoftmaxPolicy(self.network, rng)
 
-    def update(self, batch, progress):
+    def loss(self, batch):
         if batch.initial_state is None:
             raise ValueError("a3c-lstm learns from rollouts that carry their initial LSTM state")
         T, E = batch.rewards.shape
@@ -123,4 +125,4 @@ class A3CLSTM(A3C):
             with nets.no_grad():
                 _, cut_values, _ = self.network.step(batch.final_obs, (h, c))
             final_values = backend.to_host(cut_values.data).reshape(-1)
-        return self._learn(batch, logits, values, v, final_values, progress)
+        return self._loss(batch, logits, values, v, final_values)

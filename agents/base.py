@@ -1,9 +1,11 @@
 """What every agent offers the actor system, which knows nothing else about it.
 
-An agent is built from the env's spaces and its config dataclass. In an actor process it only
-acts: `policy(actor_index, rng)` gives a Policy that reads `agent.network` (whose flat vector the
-actor overwrites with published weights). In the learner it learns: `update(batch, progress)`
-computes targets and the loss from a Batch of rollouts and steps its optimizer.
+An agent is built from the env's spaces and its config dataclass. In an actor process it acts:
+`policy(actor_index, rng)` gives a Policy that reads `agent.network` (whose parameters the actor
+rebinds to the published weights). Learning is in two halves, so that either the learner or each
+actor can compute gradients: `gradients(batch)` backpropagates the loss of a Batch of rollouts
+into `network.flat().grad`, and `step(progress)` (learner only) clips that gradient and steps the
+optimizer; `update(batch, progress)` is both.
 """
 from __future__ import annotations
 
@@ -24,8 +26,10 @@ from . import networks
 class Policy:
     """Chooses actions for a batch of observations in one actor; may keep per-actor state."""
 
-    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
-        """Actions (E,) for observations (E, ...); `step` is the run's global env step."""
+    def act(self, obs: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """Actions (E,) for observations (E, ...) and their log-probabilities under this policy
+        (float32, kept in the rollout for off-policy corrections: V-trace); `step` is the run's
+        global env step."""
         raise NotImplementedError
 
     def scalars(self, step: int) -> dict[str, float]:
@@ -51,6 +55,9 @@ class Agent:
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
+    has_target: ClassVar[bool] = False  # a `target` network: read by the loss, not trained by
+                                        # the optimizer, published with the weights to actors
+                                        # that compute gradients (the loss is its only reader)
     memory = None  # a replay memory (agents/replay.py), in the learner of agents that keep one
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
@@ -62,7 +69,8 @@ class Agent:
         self.n_actions = int(action_space.n)
         self.device = device  # where the learner's copy computes; actors always act on the CPU
         self.network = self.build_network().to(device)
-        self.network.flat()  # one contiguous vector: what the learner publishes and actors copy
+        self.network.flat()  # one contiguous vector: what the learner publishes and actors read
+        self.target = self.build_network().to(device) if self.has_target else None
         self.model = self.network
         self.optimizer = self.make_optimizer() if learner else None
 
@@ -87,27 +95,41 @@ class Agent:
         """Learner only, before each `update`: the rollouts that arrived, each from its actor
         (an agent with a replay memory stores them)."""
 
-    def update(self, batch, progress: float) -> dict[str, float]:
-        """One gradient step from a Batch; `progress` in [0, 1] drives the schedules."""
+    def loss(self, batch) -> tuple[nets.Tensor, dict[str, float]]:
+        """The loss of a Batch (a sum over its steps, as A3C accumulates gradients over t_max
+        steps) and its statistics."""
         raise NotImplementedError
+
+    def gradients(self, batch) -> dict[str, float]:
+        """Backpropagate the loss of `batch` into `network.flat().grad` (zeroed first); returns
+        the loss's statistics."""
+        self.network.zero_grad()
+        loss, stats = self.loss(batch)
+        loss.backward()
+        return stats
+
+    def step(self, progress: float, into=None) -> dict[str, float]:
+        """One optimizer step from the gradient in `network.flat().grad`: clip its norm, anneal
+        the learning rate (`progress` in [0, 1]), step, out of place with `into`
+        (`Optimizer.step`). A NaN/Inf gradient is not applied (the learner counts these)."""
+        norm = optim.clip_grad_norm(self.optimizer, self.config.max_grad_norm)
+        if math.isfinite(norm):
+            anneal = max(0.0, 1.0 - progress) if self.config.lr_anneal else 1.0
+            self.optimizer.lr = self.config.lr * anneal
+            self.optimizer.step(into)
+            self.after_step()
+        return {"grad_norm": norm, "learning_rate": self.optimizer.lr}
+
+    def update(self, batch, progress: float, into=None) -> dict[str, float]:
+        """`gradients` of a Batch, then `step`."""
+        return {**self.gradients(batch), **self.step(progress, into)}
+
+    def after_step(self) -> None:
+        """Called after each optimizer step (e.g. to refresh a target network)."""
 
     def after_load(self) -> str | None:
         """Called when a checkpoint has been loaded into `model` and the optimizer; may return a
         line for the console about what a checkpoint does not restore."""
-
-    # -- shared learner pieces -----------------------------------------------------------
-    def _apply_gradients(self, loss, progress: float) -> float:
-        """Backward, clip, anneal the learning rate, step; returns the gradient norm (the step is
-        skipped when it is not finite)."""
-        self.optimizer.zero_grad()
-        loss.backward()
-        norm = optim.clip_grad_norm(self.optimizer, self.config.max_grad_norm)
-        if not math.isfinite(norm):  # a NaN/Inf gradient is not applied; the learner counts these
-            return norm
-        anneal = max(0.0, 1.0 - progress) if self.config.lr_anneal else 1.0
-        self.optimizer.lr = self.config.lr * anneal
-        self.optimizer.step()
-        return norm
 
 
 # The ranges of the hyperparameters, by field name: (test, what it needs). NaN fails them all.
@@ -119,6 +141,8 @@ LIMITS = {
     "rmsprop_alpha": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "rmsprop_eps": (lambda v: v > 0, "> 0"),
     "max_grad_norm": (lambda v: v > 0, "> 0"),
+    "rho_bar": (lambda v: v > 0, "> 0"),
+    "c_bar": (lambda v: v > 0, "> 0"),
     "huber_delta": (lambda v: v is None or v > 0, "> 0"),
     "t_max": (lambda v: v >= 1, ">= 1"),
     "n_step": (lambda v: v is None or v >= 1, ">= 1"),

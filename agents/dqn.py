@@ -4,9 +4,10 @@ a replay memory in the learner (agents/replay.py), with the double-DQN target (v
 et al. 2018, "Distributed Prioritized Experience Replay"): many actors, each exploring with its
 own fixed epsilon, send their steps with initial priorities computed from their own Q-values.
 
-The actors only act and send rollouts; the learner stores every step (`remember`), then for each
-batch of new steps takes gradient_steps / train_frequency gradient steps per env step, each on a
-sampled minibatch, and publishes the weights.
+The actors only act and send rollouts (so gradients are always computed in the learner); the
+learner stores every step (`remember`), then for each batch of new steps takes gradient_steps /
+train_frequency gradient steps per env step, each on a sampled minibatch, and publishes the
+weights.
 """
 from __future__ import annotations
 
@@ -162,10 +163,13 @@ class DQNPolicy(Policy):
             q = self.network(obs).data
         if self.config.apex:
             self.q_rows.append(q)
-        actions = q.argmax(axis=1)
-        explore = self.rng.random(len(actions)) < self.epsilons(step, len(actions))
-        actions[explore] = self.rng.integers(q.shape[1], size=int(explore.sum()))
-        return actions
+        greedy = q.argmax(axis=1)
+        epsilons, n_actions = self.epsilons(step, len(greedy)), q.shape[1]
+        explore = self.rng.random(len(greedy)) < epsilons
+        actions = greedy.copy()
+        actions[explore] = self.rng.integers(n_actions, size=int(explore.sum()))
+        probability = epsilons / n_actions + (1 - epsilons) * (actions == greedy)
+        return actions, np.log(probability).astype(np.float32)
 
     def scalars(self, step):
         epsilons = self.epsilons(step, 1 if self.fixed is None else len(self.fixed))
@@ -191,17 +195,17 @@ class DQNPolicy(Policy):
 class DQN(Agent):
     name = "dqn"
     Config = DQNConfig
+    has_target = True  # the learner's: actors only act, and Ape-X priorities use their online net
 
     def __init__(self, observation_space, action_space, config: DQNConfig, learner: bool = True,
                  device: str = "cpu"):
         super().__init__(observation_space, action_space, config, learner, device)
-        if learner:
-            self.target = self.build_network().to(device)
-            self.sync_target()
-            self.model = QModel(self.network, self.target)
-            self.observation_space = observation_space
-            self._memory = None
-            self._owed = 0.0  # gradient steps earned by new env steps, not yet taken
+        self.target.flat().data[...] = self.network.flat().data  # a refresh with tau < 1 would
+                                                                 # only move it partway
+        self.model = QModel(self.network, self.target)
+        self.observation_space = observation_space
+        self._memory = None
+        self._owed = 0.0  # gradient steps earned by new env steps, not yet taken
 
     @property
     def memory(self) -> ReplayMemory | None:
@@ -232,13 +236,18 @@ class DQN(Agent):
     def rollout_length(self):
         return self.config.t_max
 
+    def after_step(self) -> None:
+        if self.optimizer.steps % self.config.target_update_interval == 0:
+            self.sync_target()
+
     def sync_target(self) -> None:
+        """The target becomes the online weights, or moves `tau` of the way to them, in a new
+        vector as every target network does (agents/base.py: `has_target`). The online weights
+        are read after the step that called this, wherever it put them (`Optimizer.step(into)`)."""
         online, target = self.network.flat().data, self.target.flat().data
-        if self.config.tau >= 1:
-            target[...] = online
-        else:
-            target *= np.float32(1 - self.config.tau)
-            target += np.float32(self.config.tau) * online
+        tau = self.config.tau
+        refreshed = online.copy() if tau >= 1 else np.float32(1 - tau) * target + np.float32(tau) * online
+        self.target.flat().rebind(data=refreshed)
 
     def policy(self, actor_index, rng):
         return DQNPolicy(self.network, rng, self.config, actor_index)
@@ -258,7 +267,9 @@ class DQN(Agent):
                 f"resumes once it holds {max(self.config.learning_starts, self.config.batch_size):,} "
                 f"steps")
 
-    def update(self, batch, progress):
+    def update(self, batch, progress, into=None):
+        """`batch` only counts the new env steps (they are already in the memory); the first
+        gradient step writes the weights into `into` (`Agent.step`), the rest step them there."""
         c = self.config
         if len(self.memory) < max(c.learning_starts, c.batch_size):
             return {}
@@ -272,14 +283,11 @@ class DQN(Agent):
                     self.memory.set_alpha(alpha)
         totals: dict[str, float] = {}
         for _ in range(count):
-            for name, value in self._gradient_step(progress).items():
+            for name, value in self._gradient_step(progress, into).items():
                 totals[name] = totals.get(name, 0.0) + value
-        stats = {name: value / count for name, value in totals.items()}
-        if count:
-            stats["learning_rate"] = self.optimizer.lr
-        return stats
+        return {name: value / count for name, value in totals.items()}
 
-    def _gradient_step(self, progress: float) -> dict[str, float]:
+    def _gradient_step(self, progress: float, into) -> dict[str, float]:
         c = self.config
         beta = c.priority_beta + (1.0 - c.priority_beta) * progress
         s = self.memory.sample(c.batch_size, beta)
@@ -293,11 +301,13 @@ class DQN(Agent):
             target_next = backend.to_host(self.target(s["next_obs"]).data)
         targets = dqn_targets(s["returns"], s["discounts"], target_next, online_next)
         op = QLoss(s["actions"], targets, c.huber_delta, s["weights"] / np.float32(B))
+        self.network.zero_grad()
         loss = op(q)
         stats, errors = dict(op.stats), op.error  # the backward pass releases the op's state
-        stats["grad_norm"] = self._apply_gradients(loss, progress)
+        loss.backward()
+        # Until a step has moved the weights into `into` (a NaN gradient is skipped), the
+        # published ones stay as they are; after it, `into` is no actor's and steps in place.
+        stats.update(self.step(progress, None if self.network.flat().data is into else into))
         if self.memory.prioritized:
             self.memory.update_priorities(s["indices"], backend.to_host(errors))
-        if self.optimizer.steps % c.target_update_interval == 0:
-            self.sync_target()
         return stats

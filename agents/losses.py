@@ -17,9 +17,17 @@ def _log_softmax(xp, logits):
     return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def action_log_probs(logits, actions: np.ndarray) -> np.ndarray:
+    """log softmax(logits)[i, actions[i]] for each row i, on the host (logits on either device)."""
+    xp = backend.get_array_module(logits)
+    rows = xp.arange(len(actions))
+    return backend.to_host(_log_softmax(xp, logits)[rows, xp.asarray(actions)])
+
+
 class ActorCriticLoss(Function):
     """sum_i [ -log pi(a_i|s_i) A_i - beta H(pi(.|s_i)) + value_coef/2 (R_i - V(s_i))^2 ],
-    A_i = R_i - V(s_i) held constant in the policy term (Mnih et al. 2016, A3C).
+    A_i = R_i - V(s_i) held constant in the policy term (Mnih et al. 2016, A3C), or the
+    `advantages` given (V-trace's, whose value targets R_i differ from R_i - V(s_i) + V(s_i)).
 
     Inputs: logits (M, actions) and values (M, 1) for M >= N rows, of which the first N are the
     rollout's steps (rows after them, e.g. bootstrap states evaluated in the same forward pass,
@@ -27,8 +35,8 @@ class ActorCriticLoss(Function):
     """
 
     def __init__(self, actions: np.ndarray, returns: np.ndarray, entropy_beta: float,
-                 value_coef: float = 1.0):
-        self.actions, self.returns = actions, returns
+                 value_coef: float = 1.0, advantages: np.ndarray | None = None):
+        self.actions, self.returns, self.advantages = actions, returns, advantages
         self.beta, self.value_coef = entropy_beta, value_coef
 
     def forward(self, logits, values):
@@ -42,11 +50,13 @@ class ActorCriticLoss(Function):
         p = xp.exp(logp)
         v = values[:n].reshape(n)
         advantage = self.returns - v
+        pg_advantage = advantage if self.advantages is None else xp.asarray(self.advantages, dtype=dtype)
         entropy = -(p * logp).sum(axis=1)
         rows = xp.arange(n)
-        policy_loss = -(logp[rows, self.actions] * advantage).sum()
+        policy_loss = -(logp[rows, self.actions] * pg_advantage).sum()
         value_loss = dtype.type(0.5) * (advantage * advantage).sum()
         self.logp, self.p, self.advantage, self.entropy = logp, p, advantage, entropy
+        self.pg_advantage = pg_advantage
         self.stats = {"policy_loss": float(policy_loss) / n, "value_loss": float(value_loss) / n,
                       "entropy": float(entropy.sum()) / n}
         return xp.asarray(policy_loss - self.beta * entropy.sum() + self.value_coef * value_loss,
@@ -54,10 +64,10 @@ class ActorCriticLoss(Function):
 
     def backward(self, gy):
         xp = backend.get_array_module(gy)
-        n, p, advantage = len(self.returns), self.p, self.advantage
+        n, p, advantage, pg = len(self.returns), self.p, self.advantage, self.pg_advantage
         # d(-A log p_a)/dz = -A (onehot_a - p);  d(-beta H)/dz = beta p (log p + H)
-        g_policy = p * (advantage[:, None] + self.beta * (self.logp + self.entropy[:, None]))
-        g_policy[xp.arange(n), self.actions] -= advantage
+        g_policy = p * (pg[:, None] + self.beta * (self.logp + self.entropy[:, None]))
+        g_policy[xp.arange(n), self.actions] -= pg
         g_logits = xp.zeros(self.shapes[0], dtype=self.dtype)
         g_logits[:n] = g_policy * gy
         g_values = xp.zeros(self.shapes[1], dtype=self.dtype)
@@ -65,9 +75,10 @@ class ActorCriticLoss(Function):
         return g_logits, g_values
 
 
-def actor_critic_loss(logits, values, actions, returns, entropy_beta: float, value_coef: float = 1.0):
+def actor_critic_loss(logits, values, actions, returns, entropy_beta: float, value_coef: float = 1.0,
+                      advantages=None):
     """(loss tensor, stats) of ActorCriticLoss."""
-    op = ActorCriticLoss(actions, returns, entropy_beta, value_coef)
+    op = ActorCriticLoss(actions, returns, entropy_beta, value_coef, advantages)
     loss = op(logits, values)
     return loss, op.stats
 

@@ -94,10 +94,13 @@ class EpsilonGreedy(Policy):
     def act(self, obs, step):
         with nets.no_grad():
             q = self.network(obs).data
-        actions = q.argmax(axis=1)
-        explore = self.rng.random(len(actions)) < self.epsilon(step)
-        actions[explore] = self.rng.integers(q.shape[1], size=int(explore.sum()))
-        return actions
+        greedy = q.argmax(axis=1)
+        epsilon, n_actions = self.epsilon(step), q.shape[1]
+        explore = self.rng.random(len(greedy)) < epsilon
+        actions = greedy.copy()
+        actions[explore] = self.rng.integers(n_actions, size=int(explore.sum()))
+        probability = epsilon / n_actions + (1 - epsilon) * (actions == greedy)
+        return actions, np.log(probability).astype(np.float32)
 
     def scalars(self, step):
         return {"epsilon": self.epsilon(step)}
@@ -114,28 +117,29 @@ class QModel(nets.Module):
 class NStepQ(Agent):
     name = "nstep-q"
     Config = NStepQConfig
+    has_target = True
 
     def __init__(self, observation_space, action_space, config: NStepQConfig, learner: bool = True,
                  device: str = "cpu"):
         super().__init__(observation_space, action_space, config, learner, device)
         if config.n_step is not None and config.n_step < 1:
             raise ValueError(f"n_step must be >= 1 or None, got {config.n_step}")
-        if learner:
-            self.target = self.build_network().to(device)
-            self.sync_target()
-            self.model = QModel(self.network, self.target)
+        self.sync_target()  # in actors too: those that compute gradients need it
+        self.model = QModel(self.network, self.target)
 
     def build_network(self):
         trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
         return QNetwork(trunk, self.n_actions)
 
     def sync_target(self) -> None:
-        self.target.flat().data[...] = self.network.flat().data
+        """The target becomes a copy of the online weights, in a new vector: no vector changes
+        under an actor reading it, and the transport sees a new target to publish."""
+        self.target.flat().rebind(data=self.network.flat().data.copy())
 
     def policy(self, actor_index, rng):
         return EpsilonGreedy(self.network, rng, self.config.epsilon_anneal_steps, self.config.final_epsilon)
 
-    def update(self, batch, progress):
+    def loss(self, batch):
         T, E = batch.rewards.shape
         n = T * E
         obs = batch.obs.reshape(n, *self.observation_shape)
@@ -149,12 +153,11 @@ class NStepQ(Agent):
                 following = next_state_values(best[:n].reshape(T, E), batch.final_index, best[n:])
         targets = nstep_returns(batch.rewards, batch.terminated, batch.truncated, following,
                                 self.config.gamma, self.config.n_step)
-        loss, stats = q_loss(q, batch.actions.reshape(-1), targets.reshape(-1), self.config.huber_delta)
-        stats["grad_norm"] = self._apply_gradients(loss, progress)
-        stats["learning_rate"] = self.optimizer.lr
+        return q_loss(q, batch.actions.reshape(-1), targets.reshape(-1), self.config.huber_delta)
+
+    def after_step(self):
         if self.optimizer.steps % self.config.target_update_interval == 0:
             self.sync_target()
-        return stats
 
 
 class OneStepQ(NStepQ):

@@ -74,6 +74,7 @@ _Q_SCHEDULES = {"target_update_interval": 250, "epsilon_anneal_steps": 1_000_000
                 "huber_delta": None}
 ATARI_DEFAULTS = {
     "a3c": _A3C,
+    "impala": _A3C,  # A3C's network and loss
     "a3c-lstm": {**_A3C, "lstm_size": 256},  # the paper's cells after the conv trunk's 256
     "nstep-q": {**_RMSPROP, **_Q_SCHEDULES},
     "onestep-q": {**_RMSPROP, **_Q_SCHEDULES},

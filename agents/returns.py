@@ -64,3 +64,39 @@ def nstep_returns(rewards: np.ndarray, terminated: np.ndarray, truncated: np.nda
         returns[rows] += np.where(cut_here, discount[rows] * boot, 0)
         alive[rows] &= ~cut_here
     return returns
+
+
+def vtrace(rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, values: np.ndarray,
+           next_values: np.ndarray, log_rhos: np.ndarray, gamma: float, rho_bar: float = 1.0,
+           c_bar: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """V-trace value targets v_s and policy-gradient advantages (Espeholt et al. 2018, "IMPALA",
+    section 4) for actions a behaviour policy mu chose, learning a policy pi:
+
+        v_s = V(x_s) + delta_s + gamma c_s (v_{s+1} - V(x_{s+1}))
+        delta_s = rho_s (r_s + gamma V(x_{s+1}) - V(x_s))
+        advantage_s = rho_s (r_s + gamma v_{s+1} - V(x_s))
+        rho_s = min(rho_bar, pi(a_s|x_s) / mu(a_s|x_s)),  c_s = min(c_bar, same ratio)
+
+    `values` (T, E) are V(x_t); `next_values[t]` is V(x_{t+1}) (`next_state_values`); `log_rhos`
+    are log pi - log mu of the actions taken. V(terminal) = 0, and where the episode is cut (a
+    truncation or the rollout's last row) v_{s+1} is V(x_{s+1}): nothing to correct beyond it.
+    With pi = mu and rho_bar, c_bar >= 1 every ratio is 1, the corrections telescope and v_s is
+    the n-step return of `nstep_returns`; the advantage is then v_s - V(x_s), as in A3C.
+    """
+    rewards = np.asarray(rewards, dtype=np.float32)
+    ratios = np.exp(log_rhos).astype(np.float32)
+    rho, c = np.minimum(np.float32(rho_bar), ratios), np.minimum(np.float32(c_bar), ratios)
+    discounts = np.where(terminated, np.float32(0), np.float32(gamma))
+    continues = ~(terminated | truncated)
+    continues[-1] = False  # the rollout's last row has no successor in the batch
+    deltas = rho * (rewards + discounts * next_values - values)
+    corrections = np.empty_like(rewards)  # v_s - V(x_s), from the last step back
+    carry = np.zeros_like(rewards[0])
+    for t in range(len(rewards) - 1, -1, -1):
+        carry = deltas[t] + discounts[t] * c[t] * continues[t] * carry
+        corrections[t] = carry
+    targets = values + corrections
+    following = next_values.copy()  # v_{s+1}: the next row's target where the episode goes on
+    following[:-1][continues[:-1]] = targets[1:][continues[:-1]]
+    advantages = rho * (rewards + discounts * following - values)
+    return targets, advantages

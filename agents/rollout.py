@@ -1,9 +1,10 @@
 """The unit of experience: a rollout of T steps in E environments, as NumPy arrays.
 
-An actor fills one; an agent learns from a batch of them. Steps are indexed (t, e). A step's
-return bootstraps where its episode was cut: truncated by the env's time limit, or still running
-when the rollout ended. Both are marked `truncated` and keep the state they were cut at in
-`final_obs`; a terminated step needs no such state (its successor is terminal).
+An actor fills one; an agent learns from a batch of them, or the actor computes its gradient and
+sends that (`Gradient`). Steps are indexed (t, e). A step's return bootstraps where its episode
+was cut: truncated by the env's time limit, or still running when the rollout ended. Both are
+marked `truncated` and keep the state they were cut at in `final_obs`; a terminated step needs no
+such state (its successor is terminal).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class Batch:
 
     obs: np.ndarray          # (T, E, *obs_shape): the observation each action was chosen from
     actions: np.ndarray      # (T, E) int64
+    log_probs: np.ndarray    # (T, E) float32: log mu(a|s) under the policy that acted (V-trace)
     rewards: np.ndarray      # (T, E) float32
     terminated: np.ndarray   # (T, E) bool: the episode ended in a terminal state (no bootstrap)
     truncated: np.ndarray    # (T, E) bool: the episode was cut here (bootstrap from final_obs)
@@ -42,13 +44,35 @@ class Rollout(Batch):
     priorities: np.ndarray | None = None  # (T, E) initial replay priorities from the actor (Ape-X)
 
 
+@dataclass
+class Gradient:
+    """What an actor that computes gradients sends instead of its rollout: the gradient of the
+    rollout's loss (`Agent.gradients`, with the weights it acted with), the loss's statistics,
+    and what the learner logs about the rollout."""
+
+    grad: np.ndarray | None  # like the parameters; None on the wire where it lies in shared memory
+    stats: dict[str, float]
+    steps: int
+    episode_returns: list[float]
+    episode_lengths: list[int]
+    actor: int
+    version: int
+    scalars: dict
+    slot: int = 0  # which of the actor's gradient slots holds it (local processes)
+
+    @classmethod
+    def of(cls, rollout: Rollout, stats: dict[str, float], grad: np.ndarray | None) -> "Gradient":
+        return cls(grad, stats, rollout.steps, rollout.episode_returns, rollout.episode_lengths,
+                   rollout.actor, rollout.version, rollout.scalars)
+
+
 def join(rollouts: list[Rollout]) -> Batch:
     """One Batch from rollouts of equal length (joined along E) or of one env each (along T,
     e.g. whole episodes)."""
     first = rollouts[0]
     if len(rollouts) == 1:
-        return Batch(first.obs, first.actions, first.rewards, first.terminated, first.truncated,
-                     first.final_obs, first.final_index, first.initial_state)
+        return Batch(first.obs, first.actions, first.log_probs, first.rewards, first.terminated,
+                     first.truncated, first.final_obs, first.final_index, first.initial_state)
     if len({r.rewards.shape[0] for r in rollouts}) == 1:
         axis = 1
     elif {r.rewards.shape[1] for r in rollouts} == {1}:
@@ -65,7 +89,7 @@ def join(rollouts: list[Rollout]) -> Batch:
         if axis == 0:
             raise ValueError("rollouts of a recurrent policy join along envs, not along time")
         initial_state = tuple(np.concatenate(parts) for parts in zip(*(r.initial_state for r in rollouts)))
-    return Batch(obs=cat("obs"), actions=cat("actions"), rewards=cat("rewards"),
-                 terminated=cat("terminated"), truncated=cat("truncated"),
+    return Batch(obs=cat("obs"), actions=cat("actions"), log_probs=cat("log_probs"),
+                 rewards=cat("rewards"), terminated=cat("terminated"), truncated=cat("truncated"),
                  final_obs=np.concatenate([r.final_obs for r in rollouts]), final_index=final_index,
                  initial_state=initial_state)

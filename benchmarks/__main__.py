@@ -8,9 +8,11 @@
 
 Suites: engine (layers and train steps vs PyTorch CPU), sharing (weight publish + pull: shared
 memory vs a manager.dict), rl (whole-system throughput vs raw env.step; CartPole time-to-solve vs
-stable-baselines3 A2C), recipes (epoch time vs the same model in PyTorch CPU). Each table shows
-workbench's figure, the peer's from the same run, and workbench / peer. Results always go to a
-JSON file (default benchmarks/results/latest.json).
+stable-baselines3 A2C), scaling (gradients on the actors vs on the learner: learner headroom,
+actor cost, projected throughput on more cores, CartPole throughput and time to solve), recipes
+(epoch time vs the same model in PyTorch CPU). Each table shows workbench's figure, the peer's
+from the same run, and workbench / peer. Results always go to a JSON file (default
+benchmarks/results/latest.json).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import numpy  # noqa: E402,F401
 import report  # noqa: E402
 from harness import cpu_model  # noqa: E402
 
-SUITES = ("engine", "sharing", "rl", "recipes")  # run in this order
+SUITES = ("engine", "sharing", "rl", "scaling", "recipes")  # run in this order
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 LIBRARIES = ("numpy", "numba", "torch", "stable-baselines3", "multiprocess", "gymnasium", "ale-py")
 

@@ -78,7 +78,7 @@ def greedy_returns(agent, episodes: int = 100, n_envs: int = 25, seed: int = 10_
 
 
 def own_solve(agent: str, seed: int, cap: float, logdir: str, steps: int,
-              evaluate_every: float | None = None) -> dict:
+              evaluate_every: float | None = None, gradients_on: str | None = None) -> dict:
     """Seconds (from the call, setup included) and env steps until solved, or the best 100-episode
     mean reached within `cap` seconds. With `evaluate_every` (seconds), judged by greedy
     evaluation instead of the training episodes."""
@@ -98,8 +98,8 @@ def own_solve(agent: str, seed: int, cap: float, logdir: str, steps: int,
         return state["solved"] or time.monotonic() - start > cap
 
     result = train(TrainConfig(env="CartPole-v1", agent=agent, actors=2, steps=steps, seed=seed,
-                               logdir=logdir), should_stop=stop, console=lambda line: None,
-                   on_start=learner_agent.append)
+                               gradients_on=gradients_on, logdir=logdir), should_stop=stop,
+                   console=lambda line: None, on_start=learner_agent.append)
     return {"solved": state["solved"], "seconds": round(time.monotonic() - start, 1),
             "steps": result.progress.step, "best_mean_100": round(best[0], 1)}
 
@@ -151,29 +151,19 @@ def system_throughput(seconds: float, envs_per_actor: int, logdir: str, warmup: 
 
 
 def publish_and_pull_ms(n_params: int = 678_000, repeats: int = 200) -> tuple[float, float]:
-    """Median milliseconds of SharedState.publish and of a pull that finds a new version."""
-    from multiprocess import shared_memory
+    """Median milliseconds of a publish and of a pull that finds a new version (sharing.py)."""
+    from sharing import publish_and_pull
 
-    from actors.shared import SharedState
-
-    segment = shared_memory.SharedMemory(create=True, size=SharedState.size(n_params, 2))
-    try:
-        shared = SharedState(segment.buf, n_params, 2)
-        weights = np.random.default_rng(0).standard_normal(n_params).astype(np.float32)
-        local = np.empty_like(weights)
-        publish, pull = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            version = shared.publish(weights, 0)
-            t1 = time.perf_counter()
-            shared.pull(local, version - 2)
-            pull.append(time.perf_counter() - t1)
-            publish.append(t1 - t0)
-        del shared
-    finally:
-        segment.close()
-        segment.unlink()
-    return 1e3 * statistics.median(publish), 1e3 * statistics.median(pull)
+    publish, pull = publish_and_pull(n_params)
+    publish_times, pull_times = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        publish()
+        t1 = time.perf_counter()
+        pull()
+        pull_times.append(time.perf_counter() - t1)
+        publish_times.append(t1 - t0)
+    return 1e3 * statistics.median(publish_times), 1e3 * statistics.median(pull_times)
 
 
 def summarize(runs: list[dict]) -> str:

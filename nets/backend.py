@@ -85,6 +85,15 @@ def copy_to_host(out: np.ndarray, x) -> None:
         x.get(out=out)
 
 
+def copy_from_host(out, x: np.ndarray) -> None:
+    """Copy the host array `x` into `out` (e.g. a gradient from shared memory into a GPU
+    network's gradient vector): for a GPU array, one host-to-device transfer."""
+    if isinstance(out, np.ndarray):
+        np.copyto(out, x)
+    else:
+        out.set(x)
+
+
 def same_device(arrays: list) -> list:
     """`arrays` with the host arrays among them moved to the GPU when any of them is there (a GPU
     network fed NumPy observations, labels or returns); unchanged otherwise."""

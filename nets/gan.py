@@ -176,8 +176,9 @@ class GANOptimizers:
         size = sum(int(np.prod(shape)) for shape in flat.shapes[:count])
         self.model_flat = flat
         self.flat = FlatParameters(flat.data[:size], flat.grad[:size], flat.names[:count],
-                                   flat.shapes[:count])
-        rest = FlatParameters(flat.data[size:], flat.grad[size:], flat.names[count:], flat.shapes[count:])
+                                   flat.shapes[:count], flat.parameters[:count])
+        rest = FlatParameters(flat.data[size:], flat.grad[size:], flat.names[count:], flat.shapes[count:],
+                              flat.parameters[count:])
         self.generator, self.discriminator = make(self.flat, "generator"), make(rest, "discriminator")
 
     @property

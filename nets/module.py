@@ -2,7 +2,8 @@
 
 `Module.flat()` gathers every parameter of a model into one contiguous float32 vector (and one
 for gradients) and makes each Parameter's `data` and `grad` views into them. Optimizers update
-that vector in one fused pass; the actor system shares weights by copying that one buffer.
+that vector in one fused pass; the actor system shares weights by rebinding a model's parameters
+to another vector (`FlatParameters.rebind`), e.g. one in shared memory, without copying.
 """
 from __future__ import annotations
 
@@ -36,9 +37,33 @@ class FlatParameters:
     grad: object
     names: list[str]
     shapes: list[tuple[int, ...]]
+    parameters: list[Parameter]  # whose `data` and `grad` are views into the two vectors
 
     def zero_grad(self) -> None:
         self.grad.fill(0)
+
+    def rebind(self, data=None, grad=None) -> None:
+        """Move the parameters (and/or their gradients) to other storage without copying: each
+        Parameter's `data` becomes a view into `data`, its `grad` into `grad`. Another process's
+        published weights or a gradient slot in shared memory becomes the model's own this way."""
+        if data is not None:
+            self.data = self._check(data, self.data, "data")
+        if grad is not None:
+            self.grad = self._check(grad, self.grad, "grad")
+        offset = 0
+        for p, shape in zip(self.parameters, self.shapes):
+            n = p.data.size
+            if data is not None:
+                p.data = data[offset:offset + n].reshape(shape)
+            if grad is not None:
+                p.grad = grad[offset:offset + n].reshape(shape)
+            offset += n
+
+    def _check(self, vector, current, what: str):
+        if vector.shape != current.shape or vector.dtype != current.dtype or not vector.flags.c_contiguous:
+            raise ValueError(f"cannot rebind {what} to a {vector.dtype} vector of shape {vector.shape}: "
+                             f"needs a contiguous {current.dtype} vector of shape {current.shape}")
+        return vector
 
     def __len__(self) -> int:
         return self.data.size
@@ -139,7 +164,8 @@ class Module:
             p.data = data[offset:offset + n].reshape(p.data.shape)
             p.grad = grad[offset:offset + n].reshape(p.data.shape)
             offset += n
-        flat = FlatParameters(data, grad, [n for n, _ in named], [p.shape for _, p in named])
+        flat = FlatParameters(data, grad, [n for n, _ in named], [p.shape for _, p in named],
+                              [p for _, p in named])
         for module in self.modules():  # a submodule flattened on its own would now be stale
             module._invalidate_flat()
         object.__setattr__(self, "_flat", flat)

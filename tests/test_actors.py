@@ -1,5 +1,6 @@
 """The actor system: shared weights, actor processes dying and being replaced, and the learner
 loop's bookkeeping (checkpoints, stopping, supervision)."""
+import ctypes
 import os
 import re
 import signal
@@ -11,8 +12,9 @@ import pytest
 from multiprocess import forkserver, resource_tracker
 
 import nets
+from nets import checkpoint
 from actors import ActorFailure, ActorSpec, InlineActors, Learner, LocalProcesses
-from actors.shared import VERSION, SharedState
+from actors.shared import VERSION, WEIGHTS, Layout, SharedState
 from agents import make_agent, make_config
 from envs import make_env
 
@@ -42,37 +44,104 @@ def cartpole_agent(name="a3c"):
 
 
 # -- shared weights ---------------------------------------------------------------------------
-def test_publish_and_pull_copy_only_when_the_version_moves():
-    buffer = bytearray(SharedState.size(5, 2))
-    shared = SharedState(memoryview(buffer), 5, 2)
-    local = np.zeros(5, np.float32)
-    assert shared.pull(local, known_version=0) == 0 and not local.any()
-    version = shared.publish(np.arange(5, dtype=np.float32), step=123)
-    assert version == 2 and shared.step == 123
-    assert shared.pull(local, known_version=0) == 2
-    np.testing.assert_array_equal(local, np.arange(5))
-    local[:] = -1
-    assert shared.pull(local, known_version=2) == 2 and (local == -1).all()  # no copy
+def shared_state(n_params=5, n_actors=2, targets=False, context=None):
+    layout = Layout(n_params, n_actors, targets)
+    buffer = (context.RawArray(ctypes.c_uint8, layout.nbytes) if context
+              else memoryview(bytearray(layout.nbytes)))
+    shared = SharedState(buffer, layout)
+    shared.initialize()
+    return shared, buffer
 
 
-def test_pull_waits_out_a_publish_in_progress():
-    buffer = bytearray(SharedState.size(3, 1))
-    shared = SharedState(memoryview(buffer), 3, 1)
+def test_publish_copies_only_weights_outside_the_slots_and_an_actor_reads_them_in_place():
+    shared, _ = shared_state()
+    initial = np.arange(5, dtype=np.float32)
+    assert shared.publish(initial, step=123) == 2 and shared.step == 123
+    version, weights, target = shared.acquire(0)
+    assert version == 2 and target is None and not np.shares_memory(weights, initial)
+    np.testing.assert_array_equal(weights, initial)  # the learner's own vector was copied in
+    into = shared.next_weights()
+    assert shared.slot_of(into) is not None and not np.shares_memory(into, weights)
+    into[:] = 7  # what the optimizer's out-of-place step does
+    assert shared.publish(into, step=130) == 4
+    version, weights, _ = shared.acquire(1)
+    assert version == 4 and np.shares_memory(weights, into)  # published where it lies
+    assert shared.publish(into, step=140) == 6  # a skipped step publishes the same slot again
+    assert np.shares_memory(shared.acquire(1)[1], into)
+
+
+def test_acquire_waits_out_a_publish_in_progress():
+    shared, _ = shared_state(3, 1)
     shared.publish(np.zeros(3, np.float32), 0)
-    shared.header[VERSION] += 1  # a writer is halfway through
-    shared.weights[:] = 7
+    into = shared.next_weights()
+    into[:] = 9
+    shared.header[VERSION] += 1  # a writer is halfway through: the header still names the old slot
 
     def finish():
         time.sleep(0.05)
-        shared.weights[:] = 9
+        shared.header[WEIGHTS] = shared.slot_of(into)
         shared.header[VERSION] += 1
 
     writer = threading.Thread(target=finish)
     writer.start()
-    local = np.zeros(3, np.float32)
-    assert shared.pull(local, known_version=2) == 4
+    version, weights, _ = shared.acquire(0)
     writer.join()
-    np.testing.assert_array_equal(local, 9)
+    assert version == 4
+    np.testing.assert_array_equal(weights, 9)
+
+
+def test_slots_that_actors_hold_or_that_are_published_are_never_written():
+    shared, _ = shared_state(4, n_actors=2, targets=True)
+    target = np.full(4, -1, np.float32)
+    shared.publish(np.zeros(4, np.float32), 0, target)
+    _, held, held_target = shared.acquire(0)  # actor 0 keeps acting from these
+    for value in range(1, 40):
+        into = shared.next_weights()
+        assert not np.shares_memory(into, held) and not np.shares_memory(into, held_target)
+        into[:] = value
+        if value % 10 == 0:
+            target = into.copy()  # the agent's new target network: a new vector
+        shared.publish(into, value, target)
+        if value % 3 == 0:
+            shared.acquire(1)  # actor 1 moves on
+    np.testing.assert_array_equal(held, 0)
+    np.testing.assert_array_equal(held_target, -1)
+    _, weights, newest_target = shared.acquire(0)
+    np.testing.assert_array_equal(weights, 39)
+    np.testing.assert_array_equal(newest_target, 30)
+    assert not np.shares_memory(newest_target, target)  # copied in once, when it was new
+
+
+def hold_and_check(block, layout, seconds, errors):
+    """An actor process: hold the newest slot, check it twice with a pause between, repeat."""
+    shared, end, checks = SharedState(block, layout), time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        version, weights, _ = shared.acquire(0)
+        first = weights.copy()
+        time.sleep(0.0005)  # meanwhile the learner publishes on
+        if not (first == first[0]).all() or not np.array_equal(weights, first) or first[0] != version:
+            errors.value += 1
+        checks += 1
+    errors.value = errors.value if checks > 100 else -1
+
+
+@pytest.mark.slow
+def test_no_torn_or_overwritten_weights_under_a_fast_learner():
+    """A learner publishing as fast as it can (each slot filled with its version) and an actor
+    process holding the newest slot: every read is one whole version, unchanged while held."""
+    import multiprocess as mp
+
+    context = mp.get_context("forkserver")
+    shared, block = shared_state(200_000, n_actors=1, context=context)
+    errors = context.RawValue(ctypes.c_int64, 0)
+    shared.publish(np.full(200_000, 2, np.float32), 0)
+    actor = context.Process(target=hold_and_check, args=(block, shared.layout, 1.5, errors))
+    actor.start()
+    while actor.is_alive():
+        into = shared.next_weights()
+        into[:] = shared.version + 2  # the version this publish will have
+        shared.publish(into, 0)
+    assert actor.exitcode == 0 and errors.value == 0
 
 
 # -- local processes --------------------------------------------------------------------------
@@ -149,6 +218,32 @@ def test_an_actor_that_fails_reports_its_error_and_exit_status():
     finally:
         transport.stop()
     assert dead[0].startswith("exited with code 1 (TypeError: ") and "no_such_option" in dead[0]
+
+
+def test_a_lone_actor_acts_with_the_weights_learned_from_its_last_rollout():
+    """The credit for a rollout comes with the publish that learned from it: a slow update does
+    not let the actor start its next rollout on the weights from before (REINFORCE collapsed
+    with that one-update lag)."""
+    agent, config = cartpole_agent()
+    weights = agent.network.flat().data
+    transport = LocalProcesses(ActorSpec("CartPole-v1", "a3c", config), 1, len(weights))
+
+    def next_rollout(deadline=20.0):
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            if rollouts := transport.receive(timeout=0.1):
+                return rollouts[0]
+        raise AssertionError("no rollout arrived")
+
+    try:
+        transport.start()
+        first = transport.publish(weights, 0)
+        assert next_rollout().version == first
+        time.sleep(0.3)  # a slow update
+        learned = transport.publish(weights, 5)
+        assert next_rollout().version == learned
+    finally:
+        transport.stop()
 
 
 def test_silent_actor_counts_as_hung_and_is_killed():
@@ -261,3 +356,77 @@ def test_supervisor_replaces_dead_actors_and_gives_up_on_one_that_never_starts()
                       supervise_every=0.0, max_startup_failures=3)
     with pytest.raises(ActorFailure, match="actor 1 exited with code 1, 4 times in a row"):
         learner.run()
+
+
+# -- actors that compute gradients --------------------------------------------------------------
+@pytest.mark.parametrize("name", ["a3c", "a3c-lstm", "nstep-q", "onestep-q", "reinforce"])
+def test_gradients_from_actors_step_the_learner_as_its_own_would(name):
+    """Inline actors act on-policy, so a learner stepping on the gradients its actors computed
+    (with the published weights and target network) ends where one computing them itself does."""
+    finals = []
+    for on_actors in (False, True):
+        nets.seed(0)
+        env = make_env("CartPole-v1")
+        config = make_config(name, {"target_update_interval": 4} if "q" in name else
+                             {"lstm_size": 16} if name == "a3c-lstm" else {})
+        agent = make_agent(name, env.observation_space, env.action_space, config)
+        spec = ActorSpec("CartPole-v1", name, config, envs_per_actor=1 if name == "reinforce" else 2,
+                         seed=3, compute_gradients=on_actors)
+        learner = Learner(agent, InlineActors(spec, 2), 300, console=lambda line: None)
+        learner.run()
+        finals.append([agent.network.flat().data.copy()]
+                      + ([agent.target.flat().data.copy()] if agent.target else []))
+    assert learner.progress.updates > 10
+    for central, from_actors in zip(*finals):
+        np.testing.assert_array_equal(central, from_actors)
+
+
+def test_actors_that_compute_gradients_use_the_published_target_network():
+    """Q targets bootstrap from the target network: a target whose Q head says 1e4 everywhere
+    must show in the gradient an actor process sends (with the squared error: a Huber loss
+    would clip it)."""
+    env = make_env("CartPole-v1")
+    config = make_config("nstep-q", {"huber_delta": None})
+    agent = make_agent("nstep-q", env.observation_space, env.action_space, config)
+    weights = agent.network.flat().data
+    spec = ActorSpec("CartPole-v1", "nstep-q", config, envs_per_actor=2, compute_gradients=True)
+    transport = LocalProcesses(spec, 1, len(weights))
+    norms = []
+    try:
+        transport.start()
+        for bias in (0.0, 1e4):
+            target = weights.copy()
+            target[-agent.n_actions:] = bias  # the Q head's biases come last
+            version = transport.publish(weights, 0, target)
+            arrived, end = [], time.monotonic() + 20
+            while not arrived and time.monotonic() < end:
+                arrived = transport.receive(timeout=0.1)
+            gradient, = arrived
+            assert gradient.version == version and gradient.steps == 10
+            norms.append(float(np.linalg.norm(gradient.grad)))
+    finally:
+        transport.stop()
+    assert np.isfinite(norms).all() and norms[1] > 100 * norms[0]
+
+
+def test_a_run_with_gradients_on_actors_resumes_from_its_checkpoint(tmp_path):
+    from workbench.rl import TrainConfig, train
+
+    config = TrainConfig(agent="nstep-q", backend="inline", gradients_on="actors", steps=400,
+                         envs_per_actor=2, logdir=str(tmp_path), log_every=60.0)
+    first = train(config, name="run", console=lambda line: None)
+    config.steps = 800
+    resumed = train(config, resume=first.run, console=lambda line: None)
+    assert first.progress.step == 400 and resumed.progress.step == 800
+    header, arrays = checkpoint.read(first.run.checkpoint_path())
+    assert int(arrays["optimizer/steps"]) == header["meta"]["updates"] == resumed.progress.updates
+
+
+def test_gradients_are_on_the_actors_by_default_but_for_a_central_learners_agents():
+    from workbench.rl import TrainConfig
+
+    assert TrainConfig().resolved_gradients_on == "actors"
+    assert TrainConfig(agent="impala").resolved_gradients_on == "learner"  # V-trace's reason to be
+    assert TrainConfig(device="gpu").resolved_gradients_on == "learner"
+    assert TrainConfig(agent="impala", gradients_on="actors").resolved_gradients_on == "actors"
+    assert TrainConfig(agent="nstep-q").to_dict()["gradients_on"] == "actors"  # a resume keeps it

@@ -34,9 +34,9 @@ def test_smoke_run_writes_every_measure(tmp_path):
     assert document["format"] == report.FORMAT and document["mode"] == "smoke"
     assert document["machine"]["cores"] >= 1 and "numpy" in document["machine"]["versions"]
     suites = document["suites"]
-    assert list(suites) == ["engine", "sharing", "rl", "recipes"]
+    assert list(suites) == ["engine", "sharing", "rl", "scaling", "recipes"]
     expected = {"engine": [c.name for c in engine.CASES + engine.RECURRENT_CASES],
-                "sharing": [f"publish + pull {label} params" for label in sharing.SIZES],
+                "sharing": [f"publish + pull {label} params" for label in sharing.SIZES] + [sharing.STEP_CASE],
                 "recipes": [c.name for c in recipes.CASES]}
     for name, names in expected.items():
         assert [m["name"] for m in suites[name]["measures"]] == names
@@ -93,4 +93,14 @@ def test_compare_names_a_bad_file(tmp_path):
 def test_unknown_suite_lists_the_suites(capsys):
     with pytest.raises(SystemExit):
         main(["engin"])
-    assert "engine, sharing, rl, recipes" in capsys.readouterr().err
+    assert "engine, sharing, rl, scaling, recipes" in capsys.readouterr().err
+
+
+def test_an_unsolved_seed_counts_as_never_in_the_median_time_to_solve():
+    import scaling
+
+    def runs(*seconds):  # negative: unsolved after that long
+        return [{"seconds": abs(s), "solved": s > 0} for s in seconds]
+
+    assert scaling._median_time_to_solve(runs(11.3, 8.3, -24.4)) == 11.3  # not 9.8, of the solved two
+    assert scaling._median_time_to_solve(runs(7.0, -8.3, -24.4)) is None

@@ -1,5 +1,6 @@
-"""DQN: targets and Ape-X priorities by hand, the epsilon ladder, settings, and short runs: one
-that learns CartPole, Ape-X on actor processes and on Ray, a resumed run, `play --greedy`."""
+"""DQN: targets, action log-probabilities and Ape-X priorities by hand, the epsilon ladder,
+settings, updates into the weight ring, and short runs: one that learns CartPole, Ape-X on actor
+processes and on Ray, a resumed run, `play --greedy`."""
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ from agents import Rollout, make_agent, make_config
 from agents.dqn import DQNPolicy, apex_epsilons, dqn_targets
 from agents.replay import VALID
 from envs import make_env
-from workbench.rl import TrainConfig, train
+from workbench.rl import TrainConfig, default_gradients_on, train
 
 F_, T_ = False, True
 ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
@@ -55,10 +56,10 @@ def test_actor_priorities_are_nstep_td_errors_by_hand():
     config = make_config("dqn", {"apex": True, "n_step": 2, "gamma": 0.5, "apex_actors": 2})
     policy = DQNPolicy(TableQ(), np.random.default_rng(0), config, actor_index=1)
     obs = np.array([[[1.0]], [[2.0]], [[3.0]]], np.float32)  # (T=3, E=1, 1)
-    for t in range(3):
-        policy.act(obs[t], step=0)
+    log_probs = np.stack([policy.act(obs[t], step=0)[1] for t in range(3)])
     assert policy.scalars(0)["epsilon"] == pytest.approx(0.4 ** 8)  # the last of 2 envs
-    rollout = Rollout(obs=obs, actions=np.array([[0], [1], [0]]), rewards=np.ones((3, 1), np.float32),
+    rollout = Rollout(obs=obs, actions=np.array([[0], [1], [0]]), log_probs=log_probs,
+                      rewards=np.ones((3, 1), np.float32),
                       terminated=np.zeros((3, 1), bool), truncated=np.array([[F_], [F_], [T_]]),
                       final_obs=np.array([[4.0]], np.float32), final_index=np.array([[2, 0]]))
     policy.rollout_done(rollout)
@@ -79,6 +80,23 @@ def test_bad_settings_are_one_line_errors(key, value, message):
         make_config("dqn", {key: value})
 
 
+def test_actions_carry_their_epsilon_greedy_log_probabilities():
+    config = make_config("dqn", {"epsilon_start": 0.3, "epsilon_final": 0.3})
+    policy = DQNPolicy(TableQ(), np.random.default_rng(0), config, actor_index=0)
+    actions, log_probs = policy.act(np.ones((1000, 1), np.float32), step=0)  # greedy: action 1
+    assert log_probs.dtype == np.float32 and 0.1 < np.mean(actions == 0) < 0.2
+    np.testing.assert_allclose(np.exp(log_probs), np.where(actions == 1, 0.7 + 0.3 / 2, 0.3 / 2), rtol=1e-6)
+
+
+def cartpole_rollout(rng, steps=40):
+    """One env's `steps` random steps, with a terminal step at 19 and the rollout cut at the end."""
+    obs = rng.standard_normal((steps, 1, 4)).astype(np.float32)
+    return Rollout(obs=obs, actions=rng.integers(2, size=(steps, 1)), log_probs=np.zeros((steps, 1), np.float32),
+                   rewards=np.ones((steps, 1), np.float32), terminated=np.eye(steps, dtype=bool)[[19]].T,
+                   truncated=np.eye(steps, dtype=bool)[[steps - 1]].T, final_obs=obs[:1, 0],
+                   final_index=np.array([[steps - 1, 0]]))
+
+
 def test_a_gradient_step_refreshes_priorities_and_the_target():
     env = make_env("CartPole-v1", seed=0)
     nets.seed(0)
@@ -86,19 +104,33 @@ def test_a_gradient_step_refreshes_priorities_and_the_target():
                                  "learning_starts": 20, "train_frequency": 4, "gradient_steps": 1,
                                  "target_update_interval": 2, "hidden": [16]})
     agent = make_agent("dqn", env.observation_space, env.action_space, config)
-    rng = np.random.default_rng(0)
-    obs = rng.standard_normal((40, 1, 4)).astype(np.float32)
-    rollout = Rollout(obs=obs, actions=rng.integers(2, size=(40, 1)), rewards=np.ones((40, 1), np.float32),
-                      terminated=np.eye(40, dtype=bool)[[19]].T, truncated=np.eye(40, dtype=bool)[[39]].T,
-                      final_obs=obs[:1, 0], final_index=np.array([[39, 0]]))
+    rollout = cartpole_rollout(np.random.default_rng(0))
     agent.remember([rollout])
     assert len(agent.memory) == 37  # the last 3 steps wait for what follows the last state
-    before = agent.target.flat().data.copy()
-    stats = agent.update(rollout, 0.5)  # 40 new steps at one gradient step per 4
+    published = agent.network.flat().data
+    before, target = published.copy(), agent.target.flat().data.copy()
+    into = np.empty_like(published)  # a free slot of the weight ring (Learner: transport.next_weights)
+    stats = agent.update(rollout, 0.5, into)  # 40 new steps at one gradient step per 4
     assert agent.optimizer.steps == 10 and stats["grad_norm"] > 0
-    assert not np.allclose(agent.target.flat().data, before)
-    np.testing.assert_array_equal(agent.target.flat().data, agent.network.flat().data)  # refreshed on 10
+    np.testing.assert_array_equal(published, before)  # what the actors act from is untouched
+    assert agent.network.flat().data is into and not np.allclose(into, before)
+    assert not np.allclose(agent.target.flat().data, target)
+    np.testing.assert_array_equal(agent.target.flat().data, into)  # refreshed on 10, from the newest
     assert len(set(agent.memory.raw[:40].tolist())) > 10  # TD errors replaced the first priority
+
+
+def test_polyak_refresh_reads_the_newest_weights_into_a_new_target_vector():
+    env = make_env("CartPole-v1", seed=0)
+    agent = make_agent("dqn", env.observation_space, env.action_space,
+                       make_config("dqn", {"tau": 0.25, "hidden": [16]}))
+    target = agent.target.flat().data
+    np.testing.assert_array_equal(target, agent.network.flat().data)  # starts as the online net
+    newest = np.random.default_rng(0).standard_normal(len(target)).astype(np.float32)
+    agent.network.flat().rebind(data=newest)  # as a step into the next weight slot leaves it
+    old = target.copy()
+    agent.sync_target()
+    np.testing.assert_allclose(agent.target.flat().data, 0.75 * old + 0.25 * newest, rtol=1e-6)
+    np.testing.assert_array_equal(target, old)  # the previous target vector is left as it was
 
 
 @pytest.mark.slow
@@ -108,6 +140,15 @@ def test_dqn_learns_cartpole_in_a_short_run(tmp_path):
                                seed=1, backend="inline", logdir=str(tmp_path)), console=lambda line: None)
     returns = list(result.progress.recent_returns)
     assert np.mean(returns[-20:]) > 3 * 22  # random play averages 22
+
+
+def test_gradients_on_actors_is_refused_on_the_command_line_with_one_line(tmp_path):
+    assert default_gradients_on("dqn", "cpu") == "learner"
+    result = workbench("train", "--agent", "dqn", "--gradients-on", "actors", "--logdir", tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "dqn learns from its replay memory in the learner" in result.stderr
+    assert "--gradients-on actors" in result.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_bad_settings_fail_on_the_command_line_with_one_line(tmp_path):

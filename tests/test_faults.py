@@ -137,7 +137,7 @@ class Scripted(InlineActors):
     def __init__(self, agent, stats: list[dict]):
         super().__init__(ActorSpec("CartPole-v1", "a3c", agent.config, envs_per_actor=2), 1)
         update, script = agent.update, iter(stats)
-        agent.update = lambda batch, progress: {**update(batch, progress), **next(script, {})}
+        agent.update = lambda batch, progress, into: {**update(batch, progress, into), **next(script, {})}
 
 
 def learner_with(stats: list[dict], steps=400, **options) -> tuple[Learner, list[str]]:

@@ -146,23 +146,34 @@ RULES = {  # optimizer class and settings; each configuration reaches a differen
 }
 
 
-def _optimized(rule: str, device: str, steps: int = 4):
+def _optimized(rule: str, device: str, steps: int = 4, out_of_place: bool = False):
+    """Parameters and state after `steps` steps; out of place, each step writes into the vector
+    the step before left (as the learner steps into a free weight slot), which must not change."""
     cls, settings = RULES[rule]
     nets.seed(0)
     model = nets.Linear(300, 40).to(device)
     optimizer = cls(model, **settings)
     rng = np.random.default_rng(11)
+    spare = model.flat().data.copy()
     for _ in range(steps):
         model.flat().grad[...] = backend.to_device(rng.standard_normal(len(model.flat())).astype(np.float32), device)
-        optimizer.step()
+        if out_of_place:
+            old, before = model.flat().data, backend.to_host(model.flat().data)
+            optimizer.step(into=spare)
+            np.testing.assert_array_equal(backend.to_host(old), before)
+            assert model.flat().data is spare
+            spare = old
+        else:
+            optimizer.step()
     return backend.to_host(model.flat().data), {n: backend.to_host(v) for n, v in optimizer.state.items()}
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("rule", RULES)
-def test_gpu_optimizer_kernel_matches_cpu(rule):
+@pytest.mark.parametrize("out_of_place", [False, True], ids=["in-place", "out-of-place"])
+def test_gpu_optimizer_kernel_matches_cpu(rule, out_of_place):
     params, state = _optimized(rule, "cpu")
-    gpu_params, gpu_state = _optimized(rule, "gpu")
+    gpu_params, gpu_state = _optimized(rule, "gpu", out_of_place=out_of_place)
     np.testing.assert_allclose(gpu_params, params, rtol=1e-5, atol=1e-6)
     for name, vector in state.items():
         np.testing.assert_allclose(gpu_state[name], vector, rtol=1e-5, atol=1e-6, err_msg=name)
@@ -236,6 +247,49 @@ def test_gpu_learner_update_matches_cpu(agent):
     for name, value in cpu_stats.items():
         assert gpu_stats[name] == pytest.approx(value, rel=1e-3, abs=1e-5), name
     np.testing.assert_allclose(gpu_weights, cpu_weights, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_a_gpu_learner_publishes_one_host_copy_into_a_free_weight_slot():
+    from actors.shared import Layout, SharedState
+
+    layout = Layout(1000, 2, targets=True)
+    state = SharedState(memoryview(bytearray(layout.nbytes)), layout)
+    state.initialize()
+    weights = backend.to_device(np.arange(1000, dtype=np.float32), "gpu")
+    target = weights.copy()
+    state.publish(weights, 5, target)
+    version, held, held_target = state.acquire(0)
+    weights += 1  # the learner's next in-place step on the device
+    state.publish(weights, 6, target)
+    np.testing.assert_array_equal(held, np.arange(1000))  # what actor 0 holds is never written
+    _, newest, newest_target = state.acquire(1)
+    np.testing.assert_array_equal(newest, np.arange(1, 1001))
+    assert state.slot_of(newest_target) == state.slot_of(held_target)  # an unchanged target stays put
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("agent", ["a3c", "nstep-q"])
+def test_a_gpu_learner_steps_on_gradients_from_actors_as_a_cpu_one(agent):
+    """--gradients-on actors --device gpu: the actors' host gradients, summed, reach the device
+    in one copy; a few updates end where a CPU learner's do."""
+    from actors import InlineActors, Learner
+    from actors.transport import ActorSpec
+    from agents import make_config, make_agent
+    from envs import make_env
+
+    finals = []
+    for device in ("cpu", "gpu"):
+        nets.seed(0)
+        env = make_env("CartPole-v1")
+        config = make_config(agent, {"target_update_interval": 2} if agent == "nstep-q" else {})
+        learner_agent = make_agent(agent, env.observation_space, env.action_space, config, device=device)
+        spec = ActorSpec("CartPole-v1", agent, config, envs_per_actor=2, seed=3, compute_gradients=True)
+        learner = Learner(learner_agent, InlineActors(spec, 2), 60, console=lambda line: None)
+        learner.run()
+        finals.append(backend.to_host(learner_agent.network.flat().data))
+    assert learner.progress.updates == 6
+    np.testing.assert_allclose(finals[1], finals[0], rtol=1e-3, atol=1e-4)
 
 
 @pytest.mark.gpu

@@ -18,8 +18,8 @@ GRADS = np.array([[0.1, -0.2, 0.3, 0.0],
 
 
 def tiny(p=P0):
-    data = p.copy()
-    return FlatParameters(data, np.zeros_like(data), ["w"], [data.shape])
+    w = nets.Parameter(p.copy())
+    return FlatParameters(w.data, w.grad, ["w"], [w.shape], [w])
 
 
 def run(opt, grads=GRADS):
@@ -201,7 +201,8 @@ KERNEL_CONFIGS = [
 @pytest.mark.parametrize("name,n_state,hyper", KERNEL_CONFIGS,
                          ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(KERNEL_CONFIGS)])
 @pytest.mark.parametrize("decay", [(0.0, 0.0), (0.01, 0.001)])
-def test_numba_kernel_matches_array_version(rng, name, n_state, hyper, decay):
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "out-of-place"])
+def test_numba_kernel_matches_array_version(rng, name, n_state, hyper, decay, in_place):
     n = 1001
     p = rng.standard_normal(n).astype(np.float32)
     p[:5] = 0  # sign(0) = 0 for L1
@@ -219,8 +220,14 @@ def test_numba_kernel_matches_array_version(rng, name, n_state, hyper, decay):
     for _ in range(3):
         g = rng.standard_normal(n).astype(np.float32)
         g_before = g.copy()
-        getattr(K, name)(a_p, g, *a_state, lr, wd, l1, *scalars)
-        getattr(K, name + "_xp")(b_p, g, *b_state, lr, wd, l1, *scalars)
+        for kernel, params, vectors in ((getattr(K, name), a_p, a_state),
+                                        (getattr(K, name + "_xp"), b_p, b_state)):
+            out = None if in_place else np.full_like(params, np.nan)
+            before = params.copy()
+            kernel(params, g, out, *vectors, lr, wd, l1, *scalars)
+            if not in_place:  # the old parameters stay as they were; the new ones are in `out`
+                np.testing.assert_array_equal(params, before)
+                params[...] = out
         np.testing.assert_array_equal(g, g_before)  # gradients are read, never written
     assert not np.array_equal(a_p, p)
     np.testing.assert_allclose(a_p, b_p, rtol=1e-6, atol=1e-6)
@@ -375,6 +382,38 @@ def test_shared_state_is_seen_by_every_optimizer_on_it():
     np.testing.assert_allclose(buffers["square_avg"], expected, rtol=1e-5)
     with pytest.raises(ValueError, match=r"buffer for 'square_avg' must be C-contiguous float32 of shape \(4,\)"):
         a.share_state(lambda name, n: np.zeros(n, dtype=np.float64))
+
+
+def test_step_into_another_vector_moves_the_parameters_and_leaves_the_old_ones():
+    nets.seed(0)
+    model = nets.Linear(3, 2)
+    opt = optim.RMSProp(model, lr=0.01, eps=0.1, eps_inside_sqrt=True)
+    reference = optim.RMSProp(tiny(model.flat().data), lr=0.01, eps=0.1, eps_inside_sqrt=True)
+    old = model.flat().data
+    before = old.copy()
+    for o in (opt, reference):
+        o.flat.grad[...] = np.arange(len(o.flat), dtype=np.float32)
+    into = np.empty_like(old)
+    opt.step(into=into)
+    reference.step()
+    np.testing.assert_array_equal(old, before)  # untouched: someone may still read it
+    assert model.flat().data is into and opt.flat.data is into
+    np.testing.assert_array_equal(into, reference.flat.data)
+    assert np.shares_memory(model.weight.data, into) and np.shares_memory(model.bias.data, into)
+    x = np.ones((4, 3), np.float32)
+    np.testing.assert_allclose(model(x).data, x @ into[:6].reshape(3, 2) + into[6:])
+
+
+def test_rebind_checks_the_vector():
+    model = nets.Linear(3, 2)
+    with pytest.raises(ValueError, match=r"cannot rebind data to a float64 vector of shape \(8,\)"):
+        model.flat().rebind(data=np.zeros(8))
+    with pytest.raises(ValueError, match=r"cannot rebind grad to a float32 vector of shape \(7,\)"):
+        model.flat().rebind(grad=np.zeros(7, np.float32))
+    grad = np.zeros(8, np.float32)
+    model.flat().rebind(grad=grad)
+    model(np.ones((1, 3), np.float32)).sum().backward()
+    np.testing.assert_array_equal(grad[6:], 1)  # the bias's gradient landed in the new vector
 
 
 # -- end to end --------------------------------------------------------------------------------

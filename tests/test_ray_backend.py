@@ -87,19 +87,21 @@ def test_an_actor_killed_mid_run_is_replaced_and_the_run_finishes(cluster, tmp_p
 
 @pytest.mark.slow
 def test_a_run_stopped_on_ray_resumes_on_local_processes(cluster, tmp_path):
-    stopped = train(quick(tmp_path, steps=10**6), name="move", console=lambda line: None,
-                    should_stop=lambda p: p.step >= 1000)
+    """With gradients computed by the Ray actors, then by the learner: the checkpoint is the same."""
+    stopped = train(quick(tmp_path, steps=10**6, gradients_on="actors"), name="move",
+                    console=lambda line: None, should_stop=lambda p: p.step >= 1000)
     assert stopped.outcome == "stopped"
     step, updates = stopped.progress.step, stopped.progress.updates
     run = RunDir.existing(tmp_path / "move")
     lines = []
-    resumed = train(quick(tmp_path, steps=step + 1000, backend="processes", actors=2), resume=run,
+    resumed = train(quick(tmp_path, steps=step + 1000, backend="processes", actors=2, gradients_on="learner"), resume=run,
                     console=lines.append)
     assert f"resuming {run.path} at step {step:,} (update {updates:,})" in lines
     assert resumed.outcome == "finished" and resumed.progress.updates > updates
     header, arrays = checkpoint.read(run.path / "checkpoints" / "latest.npz")
     assert int(arrays["optimizer/steps"]) == header["meta"]["updates"] == resumed.progress.updates
-    assert json.loads((run.path / "config.json").read_text())["backend"] == "processes"
+    saved = json.loads((run.path / "config.json").read_text())
+    assert saved["backend"] == "processes" and saved["gradients_on"] == "learner"
     assert_events_written(run.path)
 
 

@@ -18,7 +18,7 @@ class RandomPolicy(Policy):
         self.n, self.rng = n_actions, np.random.default_rng(seed)
 
     def act(self, obs, step):
-        return self.rng.integers(self.n, size=len(obs))
+        return self.rng.integers(self.n, size=len(obs)), np.full(len(obs), -np.log(self.n), np.float32)
 
 
 class Recorded(gym.Wrapper):

@@ -81,12 +81,14 @@ def running():
 def test_help_explains_every_flag():
     out = workbench("train", "--help").stdout
     for flag in ("--env", "--agent", "--actors", "--envs-per-actor", "--steps", "--seed", "--env-option",
-                 "--backend", "--lr", "--gamma", "--t-max", "--entropy-beta", "--target-update",
+                 "--backend", "--gradients-on", "--lr", "--gamma", "--t-max", "--entropy-beta", "--target-update",
                  "--hidden", "--set", "--config", "--resume", "--logdir", "--name",
                  "--checkpoint-every", "--log-every", "--histogram-every", "--actor-timeout",
                  "--max-in-flight"):
         assert re.search(rf"^\s+{flag}\b.*\S", out, re.M), flag
-    assert "a3c,nstep-q,onestep-q,reinforce" in out
+    agent_help = re.search(r"^\s+--agent AGENT\s+(.*?)^\s+--", out, re.M | re.S).group(1)
+    for name in ("a3c", "a3c-lstm", "impala", "nstep-q", "onestep-q", "reinforce", "dqn"):
+        assert re.search(rf"\b{name}\b", agent_help), name
 
 
 def test_help_states_the_agents_current_defaults():
@@ -98,9 +100,9 @@ def test_help_states_the_agents_current_defaults():
     helps = {action.dest: action.help for action in parser._actions}
     plain = {name: make_config(name) for name in train.AGENT_NAMES}
     atari = {name: make_config(name, atari_defaults(name)) for name in train.AGENT_NAMES}
-    assert plain["a3c"].lr == plain["a3c-lstm"].lr and plain["nstep-q"].lr == plain["onestep-q"].lr
+    assert plain["a3c"].lr == plain["a3c-lstm"].lr == plain["impala"].lr and plain["nstep-q"].lr == plain["onestep-q"].lr
     assert all(atari[name].lr == atari["a3c"].lr for name in train.AGENT_NAMES if name not in ("reinforce", "dqn"))
-    for text in (f"a3c and a3c-lstm {plain['a3c'].lr:g}", f"onestep-q {plain['nstep-q'].lr:g}",
+    for text in (f"a3c, a3c-lstm and impala {plain['a3c'].lr:g}", f"onestep-q {plain['nstep-q'].lr:g}",
                  f"dqn {plain['dqn'].lr:g}", f"reinforce {plain['reinforce'].lr:g};",
                  f"Atari {atari['a3c'].lr:g}", f"dqn {atari['dqn'].lr:g}",
                  f"reinforce {atari['reinforce'].lr:g})"):
@@ -109,12 +111,12 @@ def test_help_states_the_agents_current_defaults():
            f"{atari['nstep-q'].target_update_interval};" in helps["target_update"]
     assert f"dqn: gradient steps, default {plain['dqn'].target_update_interval}, on Atari " \
            f"{atari['dqn'].target_update_interval})" in helps["target_update"]
-    assert {plain[name].entropy_beta for name in ("a3c", "a3c-lstm", "reinforce")} == {0}
-    assert atari["a3c"].entropy_beta == atari["a3c-lstm"].entropy_beta
-    assert f"default 0, a3c and a3c-lstm on Atari {atari['a3c'].entropy_beta:g})" in helps["entropy_beta"]
+    assert {plain[name].entropy_beta for name in ("a3c", "a3c-lstm", "impala", "reinforce")} == {0}
+    assert atari["a3c"].entropy_beta == atari["a3c-lstm"].entropy_beta == atari["impala"].entropy_beta
+    assert f"default 0, a3c, a3c-lstm and impala on Atari {atari['a3c'].entropy_beta:g})" in helps["entropy_beta"]
     sizes = {name: ",".join(map(str, config.hidden)) for name, config in plain.items()}
     assert sizes["nstep-q"] == sizes["onestep-q"]
-    assert all(sizes[name] == sizes["a3c"] for name in ("a3c-lstm", "reinforce"))
+    assert all(sizes[name] == sizes["a3c"] for name in ("a3c-lstm", "impala", "reinforce"))
     assert f"default {sizes['a3c']}; nstep-q and onestep-q {sizes['nstep-q']}; dqn {sizes['dqn']})" \
         in helps["hidden"]
     assert plain["dqn"].trunk == "relu-mlp" and atari["dqn"].trunk == "nature"

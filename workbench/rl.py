@@ -28,9 +28,20 @@ from .evaluate import Evaluator
 from .runs import RunDir, default_name, describe
 
 BACKENDS = ("processes", "inline", "ray")
+GRADIENTS_ON = ("learner", "actors")
 # Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
 # per forward pass, which amortises the network's per-call cost over more env steps.
-ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1, "dqn": 4}
+ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "impala": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1,
+                  "dqn": 4}
+
+
+def default_gradients_on(agent: str, device: str) -> str:
+    """Where gradients are computed unless --gradients-on says: on the actors, which measured
+    faster on this project's 2-core machine in every whole-system run and is projected faster on
+    more cores (`python -m benchmarks scaling`; README, Scaling out), except where the central
+    learner is the point: impala (V-trace corrects its actors' lag), dqn (it learns from the
+    replay memory in the learner, not from the rollouts) and a learner on the GPU."""
+    return "learner" if agent in ("impala", "dqn") or device == "gpu" else "actors"
 
 
 @dataclass
@@ -44,6 +55,8 @@ class TrainConfig:
     steps: int = 100_000
     seed: int = 0
     backend: str = "processes"
+    gradients_on: str | None = None  # learner: actors send rollouts; actors: they send gradients;
+                                     # None: default_gradients_on
     device: str = "cpu"  # the learner's network and optimizer: "cpu" or "gpu"
     address: str | None = None  # ray backend: "auto", "HOST:PORT" or None (start Ray locally)
     env_options: dict = field(default_factory=dict)
@@ -74,6 +87,12 @@ class TrainConfig:
             raise ValueError("reinforce learns from whole episodes: envs-per-actor must be 1")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+        if self.gradients_on is not None and self.gradients_on not in GRADIENTS_ON:
+            raise ValueError(f"gradients-on must be one of {', '.join(GRADIENTS_ON)}, not "
+                             f"{self.gradients_on!r}")
+        if self.agent == "dqn" and self.gradients_on == "actors":
+            raise ValueError("dqn learns from its replay memory in the learner, so its gradients "
+                             "are computed there: leave out --gradients-on actors (or give learner)")
         backend.check_device(self.device)
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint-every must be >= 1, got {self.checkpoint_every}")
@@ -94,10 +113,15 @@ class TrainConfig:
     def resolved_envs_per_actor(self) -> int:
         return self.envs_per_actor or ENVS_PER_ACTOR[self.agent]
 
+    @property
+    def resolved_gradients_on(self) -> str:
+        return self.gradients_on or default_gradients_on(self.agent, self.device)
+
     def to_dict(self) -> dict:
         """The saved form: defaults filled in, the agent's full hyperparameters included."""
         values = dataclasses.asdict(self)
         values["envs_per_actor"] = self.resolved_envs_per_actor
+        values["gradients_on"] = self.resolved_gradients_on
         values["agent_config"] = config_dict(self.agent_settings())
         return values
 
@@ -173,7 +197,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         actor_settings = dataclasses.replace(agent_settings, apex_actors=config.actors * envs_per_actor)
     spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=actor_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
-                     env_options=config.env_options)
+                     env_options=config.env_options, compute_gradients=config.resolved_gradients_on == "actors")
     n_params = len(agent.network.flat())
     if config.backend == "inline":
         transport = InlineActors(spec, config.actors)
@@ -198,7 +222,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
             run.prune_checkpoints(config.keep_checkpoints)
 
     console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
-            f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}"
+            f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}, "
+            f"gradients on the {config.resolved_gradients_on}"
             + (", learner on the GPU" if config.device == "gpu" else ""))
     if agent.memory is not None:
         console(agent.memory.describe())

@@ -4,7 +4,9 @@ One elementwise kernel per rule: each element of p, its gradient and its state i
 written once per step, in one launch (the array code in optim.py makes 5 to 12 passes and as many
 launches, and a small network's GPU step is bound by launches). State vectors a configuration
 does not use arrive empty and are declared `raw`, so they take no part in sizing the launch and
-are never indexed.
+are never indexed. Each rule is built twice from one body ending in `p_new = p - step`, as the
+Numba kernels store through `p` or `out`: in place, where it reads `p -= step` and `p` is an
+output, and out of place, where `p` is an input and `p_new` the output (`out`).
 """
 from __future__ import annotations
 
@@ -25,8 +27,13 @@ def _kernels() -> dict:
     cp = backend.cupy_module()
 
     def kernel(name, params, outputs, body):
-        return cp.ElementwiseKernel(f"{_COMMON}, {params}" if params else _COMMON, outputs,
-                                    _EFFECTIVE + body, f"workbench_{name}")
+        """(in place, out of place) kernels of one rule; outputs start with "T p"."""
+        inputs = f"{_COMMON}, {params}" if params else _COMMON
+        state = outputs.removeprefix("T p")
+        in_place = body.replace("p_new = p - ", "p -= ")
+        return (cp.ElementwiseKernel(inputs, outputs, _EFFECTIVE + in_place, f"workbench_{name}"),
+                cp.ElementwiseKernel(f"T p, {inputs}", "T p_new" + state, _EFFECTIVE + body,
+                                     f"workbench_{name}_into"))
 
     return {
         "sgd": kernel("sgd", "float32 momentum, bool nesterov", "T p, raw T velocity", """
@@ -35,16 +42,16 @@ def _kernels() -> dict:
                 velocity[i] = v;
                 d = nesterov ? d + (T)momentum * v : v;
             }
-            p -= (T)lr * d;"""),
+            p_new = p - (T)lr * d;"""),
         "adagrad": kernel("adagrad", "float32 eps", "T p, T sum_sq", """
             sum_sq += d * d;
-            p -= (T)lr * d / (sqrt(sum_sq) + (T)eps);"""),
+            p_new = p - (T)lr * d / (sqrt(sum_sq) + (T)eps);"""),
         "adadelta": kernel("adadelta", "float32 rho, float32 eps", "T p, T grad_sq_avg, T delta_sq_avg", """
             const T keep = (T)1 - (T)rho;
             grad_sq_avg = (T)rho * grad_sq_avg + keep * d * d;
             const T delta = sqrt(delta_sq_avg + (T)eps) / sqrt(grad_sq_avg + (T)eps) * d;
             delta_sq_avg = (T)rho * delta_sq_avg + keep * delta * delta;
-            p -= (T)lr * delta;"""),
+            p_new = p - (T)lr * delta;"""),
         "rmsprop": kernel("rmsprop", "float32 alpha, float32 eps, bool centered, bool eps_inside_sqrt",
                           "T p, T square_avg, raw T grad_avg", """
             const T keep = (T)1 - (T)alpha;
@@ -57,12 +64,12 @@ def _kernels() -> dict:
                 ms = variance > (T)0 ? variance : (T)0;  // rounding can push a zero variance below 0
             }
             const T denom = eps_inside_sqrt ? sqrt(ms + (T)eps) : sqrt(ms) + (T)eps;
-            p -= (T)lr * d / denom;"""),
+            p_new = p - (T)lr * d / denom;"""),
         "adam": kernel("adam", "float32 beta1, float32 beta2, float32 eps, float32 step_size, "
                        "float32 root2", "T p, T m, T v", """
             m = (T)beta1 * m + ((T)1 - (T)beta1) * d;
             v = (T)beta2 * v + ((T)1 - (T)beta2) * d * d;
-            p -= (T)step_size * m / (sqrt(v) / (T)root2 + (T)eps);"""),
+            p_new = p - (T)step_size * m / (sqrt(v) / (T)root2 + (T)eps);"""),
         "sign_adaptive": kernel("sign_adaptive", "float32 increase, float32 decrease, float32 low, "
                                 "float32 high", "T p, T gain, T prev_grad", """
             const T prev = prev_grad;
@@ -72,7 +79,7 @@ def _kernels() -> dict:
             k = k < (T)low ? (T)low : (k > (T)high ? (T)high : k);
             gain = k;
             prev_grad = d;
-            p -= (T)lr * k * d;"""),
+            p_new = p - (T)lr * k * d;"""),
         "sum_of_squares": cp.ReductionKernel(
             "T x", "float64 total", "(double)x * (double)x", "a + b", "total = a", "0",
             "workbench_sum_of_squares"),
@@ -80,11 +87,15 @@ def _kernels() -> dict:
 
 
 def _update(name: str, states: int):
-    """The optim.py contract, rule(p, g, *state, lr, weight_decay, l1, *hyper), on the kernel
-    whose outputs are (p, *state)."""
-    def rule(p, g, *args):
+    """The optim.py contract, rule(p, g, out, *state, lr, weight_decay, l1, *hyper), on the
+    kernels whose outputs are (p, *state) in place and (out, *state) out of place."""
+    def rule(p, g, out, *args):
         state, scalars = args[:states], args[states:]
-        _kernels()[name](g, *scalars, p, *state)
+        in_place, out_of_place = _kernels()[name]
+        if out is None:
+            in_place(g, *scalars, p, *state)
+        else:
+            out_of_place(p, g, *scalars, out, *state)
     rule.__name__ = name
     return rule
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 from workbench.commands import HelpFormatter
 
-AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm", "dqn")
+AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm", "impala", "dqn")
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
 # Flags that set a TrainConfig field directly.
-RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "device", "address", "logdir",
-             "checkpoint_every", "keep_checkpoints", "histogram_every", "log_every", "actor_timeout",
-             "max_in_flight", "eval_every", "eval_episodes")
+RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backend", "gradients_on",
+             "device", "address", "logdir", "checkpoint_every", "keep_checkpoints", "histogram_every",
+             "log_every", "actor_timeout", "max_in_flight", "eval_every", "eval_episodes")
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -51,14 +51,19 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="train an RL agent with one learner and N actor processes",
         description="Train an agent on a Gymnasium environment: actor processes act with the "
-                    "latest weights and send rollouts; the learner updates and publishes. Writes "
-                    "one run folder (config.json, TensorBoard events, checkpoints/, summary.txt). "
-                    "Ctrl-C or SIGTERM stops cleanly with a checkpoint; --resume continues.",
+                    "latest weights and send their rollouts' gradients (or, with --gradients-on "
+                    "learner, the rollouts); the learner updates and publishes. Writes one run folder "
+                    "(config.json, TensorBoard events, checkpoints/, summary.txt). Ctrl-C or "
+                    "SIGTERM stops cleanly with a checkpoint; --resume continues.",
         epilog="examples:\n"
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
                "  workbench train --env CartPole-v1 --agent dqn --actors 2 --set apex=true\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
+               "  workbench train --env ALE/Breakout-v5 --actors 15            # gradients on the actors\n"
+               "  workbench train --env CartPole-v1 --gradients-on learner     # a central learner\n"
+               "  workbench train --env ALE/Breakout-v5 --agent impala --actors 8 --max-in-flight 2\n"
+               "  workbench train --env ALE/Pong-v5 --actors 15 --device gpu   # a central learner on the GPU\n"
                "  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n"
                "  workbench train --config runs/NAME/config.json --resume\n"
                "  tensorboard --logdir runs",
@@ -66,7 +71,11 @@ def add_parser(subparsers):
     # Every default is None here, so that only flags actually given override the config file.
     run = p.add_argument_group("run")
     run.add_argument("--env", help="Gymnasium environment id (default CartPole-v1)")
-    run.add_argument("--agent", choices=AGENT_NAMES, help="algorithm (default a3c)")
+    run.add_argument("--agent", choices=AGENT_NAMES, metavar="AGENT",
+                     help="algorithm: a3c (default), a3c-lstm, impala (A3C with V-trace, for "
+                          "rollouts acted with older weights than the learner's), nstep-q, "
+                          "onestep-q, reinforce, dqn (DQN from a replay memory in the learner; "
+                          "--set apex=true: Ape-X)")
     run.add_argument("--actors", type=int, metavar="N", help="actor processes (default 2)")
     run.add_argument("--envs-per-actor", type=int, metavar="N",
                      help="environments each actor steps, batched in one forward pass "
@@ -81,6 +90,15 @@ def add_parser(subparsers):
                      help="processes: actor processes (default); inline: actors stepped in the "
                           "learner's process, reproducible, for debugging; ray: Ray actors on this "
                           "machine or a cluster (pip install -e \".[cluster]\")")
+    run.add_argument("--gradients-on", choices=("learner", "actors"),
+                     help="actors (default): each actor computes its rollout's gradient with the "
+                          "weights it acted with and the learner only sums, clips and steps (the "
+                          "A3C paper's way); measured faster on 2 cores and projected faster on "
+                          "more (README, Scaling out). learner (the default for --agent impala and "
+                          "--device gpu, and the only choice for --agent dqn, which learns from its "
+                          "replay memory): actors send rollouts and the learner computes every "
+                          "gradient (IMPALA's central learner; --agent impala corrects its actors' "
+                          "lag)")
     run.add_argument("--device", choices=("cpu", "gpu"),
                      help="where the learner's network and optimizer compute (default cpu); gpu "
                           "needs CuPy and an NVIDIA GPU (pip install -e \".[gpu]\"). Actors act on "
@@ -90,15 +108,15 @@ def add_parser(subparsers):
                           "runs on this machine); default: start Ray on this machine for the run")
     hyper = p.add_argument_group("agent hyperparameters (defaults: the agent's published values)")
     hyper.add_argument("--lr", type=float,
-                       help="learning rate (default: a3c and a3c-lstm 0.01, nstep-q and onestep-q "
-                            "0.0025, dqn 0.0005, reinforce 0.005; on Atari 0.0007, dqn 0.0001, "
-                            "reinforce 0.0001), annealed to 0 over the run for all but reinforce "
-                            "and dqn")
+                       help="learning rate (default: a3c, a3c-lstm and impala 0.01, nstep-q and "
+                            "onestep-q 0.0025, dqn 0.0005, reinforce 0.005; on Atari 0.0007, dqn "
+                            "0.0001, reinforce 0.0001), annealed to 0 over the run for all but "
+                            "reinforce and dqn")
     hyper.add_argument("--gamma", type=float, help="discount factor")
     hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
     hyper.add_argument("--entropy-beta", type=float, metavar="BETA",
-                       help="entropy bonus (a3c, a3c-lstm, reinforce; default 0, a3c and a3c-lstm "
-                            "on Atari 0.01)")
+                       help="entropy bonus (a3c, a3c-lstm, impala, reinforce; default 0, a3c, "
+                            "a3c-lstm and impala on Atari 0.01)")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
                        help="updates between target-network refreshes (nstep-q, onestep-q; "
                             "default 40, on Atari 250; dqn: gradient steps, default 128, on Atari "
