@@ -33,6 +33,7 @@ def _rollout(rng, agent, t_max: int, envs: int, actor: int) -> Rollout:
     draw = (lambda *s: rng.integers(0, 256, s, dtype=np.uint8)) if obs_dtype == np.uint8 else \
         (lambda *s: rng.standard_normal(s).astype(np.float32))
     return Rollout(obs=draw(t_max, envs, *shape), actions=rng.integers(0, n, (t_max, envs)),
+                   log_probs=np.full((t_max, envs), -np.log(n), np.float32),
                    rewards=rng.standard_normal((t_max, envs)).astype(np.float32),
                    terminated=np.zeros((t_max, envs), bool),
                    truncated=_last_row(t_max, envs),
