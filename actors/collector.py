@@ -71,7 +71,7 @@ class Collector:
         shape = self.obs.shape[1:]
         obs, rewards, actions = np.stack(obs), np.asarray(rewards, dtype=np.float32), np.stack(actions)
         moments = self.tracker.moments(obs, rewards, np.stack(ended)) if self.tracker else {}
-        return Rollout(
+        rollout = Rollout(
             obs=obs, actions=actions if actions.dtype == np.float32 else actions.astype(np.int64),
             log_probs=np.stack(log_probs).astype(np.float32), rewards=rewards, moments=moments,
             terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
@@ -79,3 +79,5 @@ class Collector:
             final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),
             initial_state=initial_state, episode_returns=returns, episode_lengths=lengths,
             actor=self.actor, version=version, scalars=self.policy.scalars(step))
+        self.policy.rollout_done(rollout)
+        return rollout

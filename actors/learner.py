@@ -162,6 +162,7 @@ class Learner:
         # learner steps in place on the device; its publish is one device-to-host copy.
         into = self.transport.next_weights(flat.data) if on_host else None
         if not isinstance(arrived[0], Gradient):
+            agent.remember(arrived)
             batch = join(arrived)
             return agent.update(batch, progress, into), batch.steps
         grad = arrived[0].grad  # summed where the first one lies, and stepped from there: no copy
@@ -177,7 +178,8 @@ class Learner:
         return {**stats, **agent.step(progress, into, moments)}, steps
 
     def _publish(self) -> int:
-        target = self.agent.target
+        # An actor reads the target network only in the loss: those that compute none never get it.
+        target = self.agent.target if self.transport.spec.compute_gradients else None
         return self.transport.publish(self.agent.network.flat().data, self.progress.step,
                                       None if target is None else target.flat().data)
 

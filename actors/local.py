@@ -104,7 +104,8 @@ class LocalProcesses(Transport):
         self.max_in_flight, self.actor_timeout = max_in_flight, actor_timeout
         self.actors: dict[int, _Actor] = {}
         self._ctx = _context()
-        self.layout = Layout(n_params, n_actors, targets=agent_class(spec.agent).has_target,
+        targets = agent_class(spec.agent).has_target and spec.compute_gradients  # as the learner publishes
+        self.layout = Layout(n_params, n_actors, targets=targets,
                              gradients_per_actor=max_in_flight if spec.compute_gradients else 0)
         self.block = self._ctx.RawArray(ctypes.c_uint8, self.layout.nbytes)
         self.state = SharedState(self.block, self.layout)

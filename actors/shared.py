@@ -58,7 +58,7 @@ class Layout:
 
     n_params: int
     n_actors: int
-    targets: bool = False  # the agent publishes a target network with its weights (the Q agents)
+    targets: bool = False  # a target network is published with the weights (to gradient actors)
     gradients_per_actor: int = 0  # gradient slots per actor: max_in_flight for gradient actors
 
     @property

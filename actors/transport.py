@@ -38,6 +38,7 @@ def actor_seeds(spec: ActorSpec, slot: int, generation: int) -> tuple[list[int],
 class Transport:
     """Start actors, publish weights, receive experience, find dead actors, restart, stop."""
 
+    spec: ActorSpec
     n_actors: int
     _spare: tuple = ()  # next_weights' two vectors
 

@@ -7,12 +7,14 @@ from . import pixels  # noqa: F401 - registers the conv trunks
 from .a3c import A3C, A3CConfig
 from .a3c_lstm import A3CLSTM, A3CLSTMConfig
 from .base import Agent, Policy, config_from_dict
+from .dqn import DQN, DQNConfig
 from .impala import Impala, ImpalaConfig
 from .nstep_q import NStepQ, NStepQConfig, OneStepQ, OneStepQConfig
 from .reinforce import Reinforce, ReinforceConfig
 from .rollout import Batch, Gradient, Rollout, join
 
-AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (A3C, A3CLSTM, Impala, NStepQ, OneStepQ, Reinforce)}
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (A3C, A3CLSTM, Impala, NStepQ, OneStepQ, Reinforce,
+                                                           DQN)}
 
 
 def agent_class(name: str) -> type[Agent]:
@@ -37,6 +39,6 @@ def config_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-__all__ = ["AGENTS", "A3C", "A3CConfig", "A3CLSTM", "A3CLSTMConfig", "Agent", "Batch", "Gradient",
-           "Impala", "ImpalaConfig", "NStepQ", "NStepQConfig", "OneStepQ", "OneStepQConfig", "Policy", "Reinforce", "ReinforceConfig",
-           "Rollout", "agent_class", "config_dict", "join", "make_agent", "make_config"]
+__all__ = ["AGENTS", "A3C", "A3CConfig", "A3CLSTM", "A3CLSTMConfig", "Agent", "Batch", "DQN", "DQNConfig",
+           "Gradient", "Impala", "ImpalaConfig", "NStepQ", "NStepQConfig", "OneStepQ", "OneStepQConfig", "Policy",
+           "Reinforce", "ReinforceConfig", "Rollout", "agent_class", "config_dict", "join", "make_agent", "make_config"]

@@ -45,6 +45,10 @@ class Policy:
     def episodes_ended(self, ended: np.ndarray) -> None:
         """`ended` (E,) bool: these envs' episodes ended; a recurrent policy zeroes their state."""
 
+    def rollout_done(self, rollout) -> None:
+        """Each rollout, before it is sent: a policy may attach what the learner wants from the
+        actor (Ape-X: the steps' initial replay priorities)."""
+
 
 class Agent:
     """Base class. Subclasses set `Config`, build `network` (and `model` if a checkpoint holds
@@ -54,7 +58,9 @@ class Agent:
     Config: ClassVar[type] = object
     continuous_actions: ClassVar[bool] = False  # also learns Box (continuous) action spaces
     has_target: ClassVar[bool] = False  # a `target` network: read by the loss, not trained by
-                                        # the optimizer, published with the weights
+                                        # the optimizer, published with the weights to actors
+                                        # that compute gradients (the loss is its only reader)
+    memory = None  # a replay memory (agents/replay.py), in the learner of agents that keep one
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
                  learner: bool = True, device: str = "cpu"):
@@ -93,6 +99,10 @@ class Agent:
 
     def policy(self, actor_index: int, rng: np.random.Generator) -> Policy:
         raise NotImplementedError
+
+    def remember(self, rollouts: list) -> None:
+        """Learner only, before each `update`: the rollouts that arrived, each from its actor
+        (an agent with a replay memory stores them)."""
 
     def loss(self, batch) -> tuple[nets.Tensor, dict[str, float]]:
         """The loss of a Batch (a sum over its steps, as A3C accumulates gradients over t_max
@@ -140,8 +150,9 @@ class Agent:
     def merge_moments(self, moments: dict) -> None:
         """Take in the moments actors counted (`moment_tracker`); the learner's only way in."""
 
-    def after_load(self) -> None:
-        """Called when a checkpoint has been loaded into `model` and the optimizer."""
+    def after_load(self) -> str | None:
+        """Called when a checkpoint has been loaded into `model` and the optimizer; may return a
+        line for the console about what a checkpoint does not restore."""
 
 
 def _subclasses(cls: type) -> list[type]:
@@ -167,7 +178,7 @@ LIMITS = {
     "epsilon_anneal_steps": (lambda v: v >= 0, ">= 0"),
     "lstm_size": (lambda v: v >= 1, ">= 1"),
     "hidden": (lambda v: all(n >= 1 for n in v), "layer sizes >= 1"),
-    "trunk": (lambda v: v == "auto" or v in networks.TRUNKS, "auto or a trunk name (mlp, small, nature)"),
+    "trunk": (lambda v: v == "auto" or v in networks.TRUNKS, "auto or a trunk name (mlp, relu-mlp, small, nature)"),
 }
 _EXPECTED = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
              dict: "a JSON object"}

@@ -84,13 +84,17 @@ def actor_critic_loss(logits, values, actions, returns, entropy_beta: float, val
 
 
 class QLoss(Function):
-    """sum_i 1/2 (y_i - Q(s_i, a_i))^2, or the Huber loss with `delta` (DQN's clipped error).
+    """sum_i w_i 1/2 (y_i - Q(s_i, a_i))^2, or the Huber loss with `delta` (DQN's clipped error);
+    `weights` w_i default to 1 (a replay agent passes importance weights over the batch size).
 
-    Input: q (N, actions). After forward, `stats` holds the per-step mean loss and mean Q(s, a).
+    Input: q (M, actions) for M >= N rows, of which the first N are the steps. After forward,
+    `stats` holds the per-step mean loss (unweighted) and mean Q(s, a), and `error` the errors
+    Q(s_i, a_i) - y_i.
     """
 
-    def __init__(self, actions: np.ndarray, targets: np.ndarray, delta: float | None = None):
-        self.actions, self.targets, self.delta = actions, targets, delta
+    def __init__(self, actions: np.ndarray, targets: np.ndarray, delta: float | None = None,
+                 weights: np.ndarray | None = None):
+        self.actions, self.targets, self.delta, self.weights = actions, targets, delta, weights
 
     def forward(self, q):
         xp = backend.get_array_module(q)
@@ -108,6 +112,10 @@ class QLoss(Function):
             loss = xp.where(small, 0.5 * error * error, self.delta * (xp.abs(error) - 0.5 * self.delta))
             self.g = xp.clip(error, -self.delta, self.delta)
         self.stats = {"q_loss": float(loss.sum()) / n, "q_values": float(chosen.mean())}
+        self.error = error
+        if self.weights is not None:
+            weights = xp.asarray(self.weights, dtype=q.dtype)
+            loss, self.g = loss * weights, self.g * weights
         return xp.asarray(loss.sum(), dtype=q.dtype)
 
     def backward(self, gy):

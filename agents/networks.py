@@ -24,10 +24,12 @@ def _orthogonal(gain: float):
 
 class MLPTrunk(nets.Module):
     """Flattened observations through tanh layers (tanh keeps small control nets well behaved;
-    CleanRL's and SB3's defaults for vector observations)."""
+    CleanRL's and SB3's defaults for vector observations of policy-gradient agents), or ReLU
+    layers (`relu-mlp`: SB3's and CleanRL's Q-networks)."""
 
-    def __init__(self, observation_shape: tuple[int, ...], hidden: tuple[int, ...]):
+    def __init__(self, observation_shape: tuple[int, ...], hidden: tuple[int, ...], activation=F.tanh):
         super().__init__()
+        self.activation = activation
         sizes = [math.prod(observation_shape), *hidden]
         self.layers = nets.Sequential(*[
             nets.Linear(a, b, initializer=_orthogonal(math.sqrt(2))) for a, b in zip(sizes, sizes[1:])])
@@ -37,11 +39,12 @@ class MLPTrunk(nets.Module):
         x = obs if isinstance(obs, nets.Tensor) else np.asarray(obs, dtype=np.float32)
         x = x.reshape(x.shape[0], self.in_features)
         for layer in self.layers:
-            x = F.tanh(layer(x))
+            x = self.activation(layer(x))
         return x
 
 
-TRUNKS: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], nets.Module]] = {"mlp": MLPTrunk}
+TRUNKS: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], nets.Module]] = {
+    "mlp": MLPTrunk, "relu-mlp": functools.partial(MLPTrunk, activation=F.relu)}
 
 
 def register_trunk(name: str, factory: Callable[[tuple[int, ...], tuple[int, ...]], nets.Module]) -> None:

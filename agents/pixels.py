@@ -79,6 +79,12 @@ ATARI_DEFAULTS = {
     "nstep-q": {**_RMSPROP, **_Q_SCHEDULES},
     "onestep-q": {**_RMSPROP, **_Q_SCHEDULES},
     "reinforce": {"lr": 1e-4},
+    # CleanRL's dqn_atari.py (see DQNConfig): 1000 env steps between target refreshes at one
+    # gradient step per 4 env steps is 250 gradient steps
+    "dqn": {"lr": 1e-4, "batch_size": 32, "buffer_size": 1_000_000, "learning_starts": 80_000,
+            "train_frequency": 4, "gradient_steps": 1, "target_update_interval": 250,
+            "epsilon_final": 0.01, "epsilon_anneal_steps": 1_000_000, "n_step": 1, "double": False,
+            "trunk": "nature"},
 }
 
 

@@ -44,6 +44,7 @@ class Rollout(Batch):
     actor: int = 0           # which actor produced it
     version: int = 0         # version of the weights it acted with (for policy-lag statistics)
     scalars: dict = field(default_factory=dict)  # the policy's loggable values (e.g. epsilon)
+    priorities: np.ndarray | None = None  # (T, E) initial replay priorities from the actor (Ape-X)
 
 
 @dataclass

@@ -422,6 +422,25 @@ def test_actors_that_compute_gradients_use_the_published_target_network():
     assert np.isfinite(norms).all() and norms[1] > 100 * norms[0]
 
 
+@pytest.mark.parametrize("name,on_actors", [("nstep-q", True), ("nstep-q", False), ("dqn", False)])
+def test_only_actors_that_compute_gradients_get_the_target_network(name, on_actors):
+    """The loss is an actor's only reader of the target network: a central learner (dqn's is
+    always one) publishes none, and its weight ring keeps no slots for one."""
+    agent, config = cartpole_agent(name)
+    spec = ActorSpec("CartPole-v1", name, config, envs_per_actor=2, compute_gradients=on_actors)
+    with LocalProcesses(spec, 2, len(agent.network.flat())) as transport:
+        assert transport.layout.targets is on_actors
+    published = []
+
+    class Recording(InlineActors):
+        def publish(self, weights, step, target=None):
+            published.append(target)
+            return super().publish(weights, step, target)
+
+    Learner(agent, Recording(spec, 1), 200, console=lambda line: None).run()
+    assert len(published) > 2 and all((target is not None) is on_actors for target in published)
+
+
 def test_a_run_with_gradients_on_actors_resumes_from_its_checkpoint(tmp_path):
     from workbench.rl import TrainConfig, train
 

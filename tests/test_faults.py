@@ -275,7 +275,7 @@ def test_a_read_only_logdir_is_a_run_error(tmp_path, monkeypatch):
     (["--set", "gamma=abc"], "gamma must be a number, got 'abc'"),
     (["--set", "gamma=1.5"], "gamma must be in [0, 1], got 1.5"),
     (["--set", "n_step=x", "--agent", "nstep-q"], "n_step must be an integer or null, got 'x'"),
-    (["--set", "trunk=bogus"], "trunk must be auto or a trunk name (mlp, small, nature), got 'bogus'"),
+    (["--set", "trunk=bogus"], "trunk must be auto or a trunk name (mlp, relu-mlp, small, nature), got 'bogus'"),
     (["--lr", "-1"], "lr must be >= 0, got -1.0"),
     (["--lr", "nan"], "lr must be >= 0, got nan"),
     (["--keep-checkpoints", "-1"], "keep-checkpoints must be >= 0, got -1"),

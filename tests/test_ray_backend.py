@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from nets import checkpoint
@@ -102,6 +103,18 @@ def test_a_run_stopped_on_ray_resumes_on_local_processes(cluster, tmp_path):
     saved = json.loads((run.path / "config.json").read_text())
     assert saved["backend"] == "processes" and saved["gradients_on"] == "learner"
     assert_events_written(run.path)
+
+
+@pytest.mark.slow
+def test_apex_dqn_on_two_nodes_learns_from_the_actors_priorities(cluster, tmp_path):
+    agents = []
+    result = train(quick(tmp_path, agent="dqn", steps=3000, agent_config={"apex": True, "learning_starts": 500}),
+                   name="apex", console=lambda line: None, on_start=agents.append)
+    assert result.outcome == "finished" and result.restarts == 0
+    memory = agents[0].memory
+    assert len(memory) > 2000 and agents[0].optimizer.steps > 500
+    priorities = memory.raw[:memory.size][memory.raw[:memory.size] > 0]
+    assert len(np.unique(priorities)) > 0.9 * len(priorities)  # each step's own, from its actor
 
 
 def test_local_runs_never_import_ray():

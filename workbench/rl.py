@@ -32,7 +32,8 @@ BACKENDS = ("processes", "inline", "ray")
 GRADIENTS_ON = ("learner", "actors")
 # Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
 # per forward pass, which amortises the network's per-call cost over more env steps.
-ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "impala": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1}
+ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "impala": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1,
+                  "dqn": 4}
 # Continuous control: 8 envs per actor (on 2 cores, 8 reached Pendulum's -250 in 41 s, 16 in 50 s
 # (bigger batches, fewer updates per step), 4 not within 100 s).
 CONTINUOUS_ENVS_PER_ACTOR = {"a3c": 8, "a3c-lstm": 8, "impala": 8}
@@ -42,8 +43,9 @@ def default_gradients_on(agent: str, device: str) -> str:
     """Where gradients are computed unless --gradients-on says: on the actors, which measured
     faster on this project's 2-core machine in every whole-system run and is projected faster on
     more cores (`python -m benchmarks scaling`; README, Scaling out), except where the central
-    learner is the point: impala (V-trace corrects its actors' lag) and a learner on the GPU."""
-    return "learner" if agent == "impala" or device == "gpu" else "actors"
+    learner is the point: impala (V-trace corrects its actors' lag), dqn (it learns from the
+    replay memory in the learner, not from the rollouts) and a learner on the GPU."""
+    return "learner" if agent in ("impala", "dqn") or device == "gpu" else "actors"
 
 
 @dataclass
@@ -92,6 +94,9 @@ class TrainConfig:
         if self.gradients_on is not None and self.gradients_on not in GRADIENTS_ON:
             raise ValueError(f"gradients-on must be one of {', '.join(GRADIENTS_ON)}, not "
                              f"{self.gradients_on!r}")
+        if self.agent == "dqn" and self.gradients_on == "actors":
+            raise ValueError("dqn learns from its replay memory in the learner, so its gradients "
+                             "are computed there: leave out --gradients-on actors (or give learner)")
         backend.check_device(self.device)
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
             raise ValueError(f"checkpoint-every must be >= 1, got {self.checkpoint_every}")
@@ -189,8 +194,10 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
                                              f"is for {wanted}; resume with the run's own settings or "
                                              f"start a new run")
         progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
-        agent.after_load()
+        note = agent.after_load()
         console(f"resuming {run.path} at step {progress.step:,} (update {progress.updates:,})")
+        if note:
+            console(note)
     else:
         run = RunDir.create(config.logdir, name or default_name(config.env, config.agent),
                             chosen=name is not None)
@@ -198,7 +205,10 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     run.write_config(config.to_dict())
 
     # A resumed run's actors get new seeds, so they do not replay the episodes already learned from.
-    spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=agent_settings,
+    actor_settings = agent_settings
+    if getattr(agent_settings, "apex_actors", None) == 0:  # Ape-X's epsilons span every actor env
+        actor_settings = dataclasses.replace(agent_settings, apex_actors=config.actors * envs_per_actor)
+    spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=actor_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
                      env_options=config.env_options, compute_gradients=config.resolved_gradients_on == "actors")
     n_params = len(agent.network.flat())
@@ -228,6 +238,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
             f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}, "
             f"gradients on the {config.resolved_gradients_on}"
             + (", learner on the GPU" if config.device == "gpu" else ""))
+    if agent.memory is not None:
+        console(agent.memory.describe())
     if on_start:
         on_start(agent)
     learner = Learner(agent, transport, config.steps, progress=progress, events=events,

@@ -172,7 +172,8 @@ def network_name(config: dict) -> str:
     trunk = agent_config.get("trunk", "mlp")
     if trunk == "auto":  # what agents.networks.make_trunk picks: Atari frames are images
         trunk = "small" if ale_id(str(config.get("env"))) else "mlp"
-    name = f"mlp {','.join(map(str, agent_config.get('hidden', [])))}" if trunk == "mlp" else f"{trunk} conv net"
+    sizes = ",".join(map(str, agent_config.get("hidden", [])))
+    name = f"{trunk} {sizes}" if trunk in ("mlp", "relu-mlp") else f"{trunk} conv net"
     return name + (f" + LSTM {agent_config['lstm_size']}" if "lstm_size" in agent_config else "")
 
 

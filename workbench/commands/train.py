@@ -16,7 +16,7 @@ from pathlib import Path
 
 from workbench.commands import HelpFormatter
 
-AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm", "impala")
+AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm", "impala", "dqn")
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
@@ -58,6 +58,7 @@ def add_parser(subparsers):
         epilog="examples:\n"
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
+               "  workbench train --env CartPole-v1 --agent dqn --actors 2 --set apex=true\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
                "  workbench train --env Pendulum-v1 --agent a3c --steps 1000000   # Gaussian policy\n"
                "  workbench train --env ALE/Breakout-v5 --actors 15            # gradients on the actors\n"
@@ -74,7 +75,8 @@ def add_parser(subparsers):
     run.add_argument("--agent", choices=AGENT_NAMES, metavar="AGENT",
                      help="algorithm: a3c (default), a3c-lstm, impala (A3C with V-trace, for "
                           "rollouts acted with older weights than the learner's), nstep-q, "
-                          "onestep-q, reinforce")
+                          "onestep-q, reinforce, dqn (DQN from a replay memory in the learner; "
+                          "--set apex=true: Ape-X)")
     run.add_argument("--actors", type=int, metavar="N", help="actor processes (default 2)")
     run.add_argument("--envs-per-actor", type=int, metavar="N",
                      help="environments each actor steps, batched in one forward pass "
@@ -94,7 +96,8 @@ def add_parser(subparsers):
                           "weights it acted with and the learner only sums, clips and steps (the "
                           "A3C paper's way); measured faster on 2 cores and projected faster on "
                           "more (README, Scaling out). learner (the default for --agent impala and "
-                          "--device gpu): actors send rollouts and the learner computes every "
+                          "--device gpu, and the only choice for --agent dqn, which learns from its "
+                          "replay memory): actors send rollouts and the learner computes every "
                           "gradient (IMPALA's central learner; --agent impala corrects its actors' "
                           "lag)")
     run.add_argument("--device", choices=("cpu", "gpu"),
@@ -107,8 +110,9 @@ def add_parser(subparsers):
     hyper = p.add_argument_group("agent hyperparameters (defaults: the agent's published values)")
     hyper.add_argument("--lr", type=float,
                        help="learning rate (default: a3c, a3c-lstm and impala 0.01, nstep-q and "
-                            "onestep-q 0.0025, reinforce 0.005; on Atari 0.0007, reinforce 0.0001), "
-                            "annealed to 0 over the run for all but reinforce")
+                            "onestep-q 0.0025, dqn 0.0005, reinforce 0.005; on Atari 0.0007, dqn "
+                            "0.0001, reinforce 0.0001), annealed to 0 over the run for all but "
+                            "reinforce and dqn")
     hyper.add_argument("--gamma", type=float, help="discount factor")
     hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
     hyper.add_argument("--entropy-beta", type=float, metavar="BETA",
@@ -116,14 +120,16 @@ def add_parser(subparsers):
                             "a3c-lstm and impala on Atari 0.01)")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
                        help="updates between target-network refreshes (nstep-q, onestep-q; "
-                            "default 40, on Atari 250)")
-    hyper.add_argument("--network", choices=("auto", "mlp", "small", "nature"),
+                            "default 40, on Atari 250; dqn: gradient steps, default 128, on Atari "
+                            "250)")
+    hyper.add_argument("--network", choices=("auto", "mlp", "relu-mlp", "small", "nature"),
                        help="trunk: small (Mnih 2016 conv net) or nature (Mnih 2015 DQN conv net) "
-                            "for Atari frames, mlp for vectors (default auto: small for images, "
-                            "mlp otherwise)")
+                            "for Atari frames, mlp (tanh) or relu-mlp for vectors (default auto: "
+                            "small for images, mlp otherwise; dqn: nature on Atari, relu-mlp "
+                            "otherwise)")
     hyper.add_argument("--hidden", type=_hidden, metavar="SIZES",
                        help="the mlp trunk's hidden layer sizes (default 64,64; nstep-q and "
-                            "onestep-q 128,128)")
+                            "onestep-q 128,128; dqn 256,256)")
     hyper.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", default=None,
                        dest="agent_set", help="any other agent hyperparameter, e.g. "
                                               "rmsprop_eps=0.01 (repeatable)")

@@ -1,0 +1,313 @@
+"""DQN (Mnih et al. 2015, "Human-level control through deep reinforcement learning") learning from
+a replay memory in the learner (agents/replay.py), with the double-DQN target (van Hasselt et al.
+2016), n-step returns, prioritized replay (Schaul et al. 2016) and the Ape-X arrangement (Horgan
+et al. 2018, "Distributed Prioritized Experience Replay"): many actors, each exploring with its
+own fixed epsilon, send their steps with initial priorities computed from their own Q-values.
+
+The actors only act and send rollouts (so gradients are always computed in the learner); the
+learner stores every step (`remember`), then for each batch of new steps takes gradient_steps /
+train_frequency gradient steps per env step, each on a sampled minibatch, and publishes the
+weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import nets
+from nets import backend, optim
+
+from .base import Agent, Policy
+from .losses import QLoss
+from .networks import QNetwork, make_trunk
+from .nstep_q import QModel
+from .replay import ReplayMemory
+from .returns import next_state_values, nstep_returns
+
+OPTIMIZERS = ("adam", "rmsprop")
+
+
+@dataclass
+class DQNConfig:
+    """DQN hyperparameters. Defaults for vector observations are RL Baselines3 Zoo's tuned DQN
+    for CartPole-v1 (hyperparams/dqn.yml: batch 64, buffer 100k, learning starts 1000, train_freq
+    256 with 128 gradient steps, epsilon 1 -> 0.04 over the first 16% of 50k steps, 256-256 ReLU
+    MLP, Adam; stable-baselines3's Huber loss and gradient norm clipped at 10), except for three:
+    lr 5e-4 (the Zoo's 2.3e-3), double DQN and 3-step returns (van Hasselt et al. 2016; Sutton
+    1988, as Rainbow combines them). With the Zoo's own settings the last-100 mean of the training
+    episodes reached 235 and 278 after the Zoo's 50k steps in stable-baselines3 itself (seeds 1, 2)
+    and 133 to 333 here, then collapsed when run on: no run reached 475 in 150k steps (2 actor
+    processes: 4 runs; one process: 2). Double DQN and 3-step returns with lr 1e-3 reached 475 in
+    2 of 5 runs, then fell back; with lr 5e-4 all 6 runs did (2 with it constant, 4 annealed
+    to 0 over 150k or 300k steps), in 69k to 127k steps, and those run on stayed at 500. SB3 refreshes the target every 10 env steps, but only between its bursts
+    of 128 gradient steps, so the target here is refreshed every 128 gradient steps.
+
+    On Atari (agents/pixels.py) they are CleanRL's dqn_atari.py, itself the Nature paper's with
+    Adam: lr 1e-4, batch 32, 1M steps of memory, learning starts 80k, a gradient step every 4 env
+    steps, the target refreshed every 1000 env steps (250 gradient steps), epsilon 1 -> 0.01 over
+    1M steps, one-step targets without double DQN, the Nature conv net; with the paper's Huber
+    loss (CleanRL uses the squared error).
+
+    Options: `n_step` returns; `double` (the online net picks the bootstrap action, the target
+    net values it); `tau` < 1 for Polyak averaging of the target at each refresh; `optimizer`
+    "rmsprop" is the Nature paper's centered RMSProp (alpha 0.95, eps 0.01 inside the root, lr
+    2.5e-4 there). `prioritized`: proportional prioritized replay, priority exponent
+    `priority_alpha` (annealed linearly to `priority_alpha_final` over the run when set),
+    importance-sampling exponent `priority_beta` annealed to 1 (the paper's 0.6 and 0.4).
+    `apex`: Ape-X: actor env i of N explores with the fixed epsilon
+    apex_epsilon^(1 + apex_exponent i / (N - 1)) (0.4 and 7 in the paper, which had one env per
+    actor: here each env counts as one of the paper's actors, N = `apex_actors`, which
+    `workbench train` sets to actors x envs per actor), actors send each step's initial priority
+    |n-step TD error| from their own Q-values, and replay is prioritized. `t_max`: steps per
+    rollout an actor sends (it sets how often weights reach the actors, not the learning).
+    """
+
+    lr: float = 5e-4
+    gamma: float = 0.99
+    batch_size: int = 64
+    buffer_size: int = 100_000
+    learning_starts: int = 1_000
+    train_frequency: int = 256
+    gradient_steps: int = 128
+    target_update_interval: int = 128  # gradient steps
+    tau: float = 1.0
+    epsilon_start: float = 1.0
+    epsilon_final: float = 0.04
+    epsilon_anneal_steps: int = 8_000
+    n_step: int = 3
+    double: bool = True
+    huber_delta: float | None = 1.0
+    optimizer: str = "adam"
+    adam_eps: float = 1e-8
+    rmsprop_alpha: float = 0.95
+    rmsprop_eps: float = 0.01
+    max_grad_norm: float = 10.0
+    lr_anneal: bool = False
+    prioritized: bool = False
+    priority_alpha: float = 0.6
+    priority_alpha_final: float | None = None
+    priority_beta: float = 0.4
+    priority_eps: float = 1e-6
+    apex: bool = False
+    apex_epsilon: float = 0.4
+    apex_exponent: float = 7.0
+    apex_actors: int = 0
+    t_max: int = 32
+    trunk: str = "relu-mlp"
+    hidden: tuple[int, ...] = (256, 256)
+
+    def __post_init__(self):
+        checks = {
+            "batch_size": (self.batch_size >= 1, ">= 1"),
+            "buffer_size": (self.buffer_size >= 1, ">= 1"),
+            "learning_starts": (self.learning_starts >= 0, ">= 0"),
+            "train_frequency": (self.train_frequency >= 1, ">= 1"),
+            "gradient_steps": (self.gradient_steps >= 1, ">= 1"),
+            "tau": (0 < self.tau <= 1, "in (0, 1]"),
+            "epsilon_start": (0 <= self.epsilon_start <= 1, "in [0, 1]"),
+            "epsilon_final": (0 <= self.epsilon_final <= 1, "in [0, 1]"),
+            "optimizer": (self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
+            "adam_eps": (self.adam_eps > 0, "> 0"),
+            "priority_alpha": (self.priority_alpha >= 0, ">= 0"),
+            "priority_alpha_final": (self.priority_alpha_final is None or self.priority_alpha_final >= 0, ">= 0"),
+            "priority_beta": (0 <= self.priority_beta <= 1, "in [0, 1]"),
+            "priority_eps": (self.priority_eps > 0, "> 0"),
+            "apex_epsilon": (0 < self.apex_epsilon < 1, "in (0, 1)"),
+            "apex_exponent": (self.apex_exponent >= 0, ">= 0"),
+            "apex_actors": (self.apex_actors >= 0, ">= 0"),
+        }
+        for name, (ok, needs) in checks.items():
+            if not ok:
+                raise ValueError(f"{name} must be {needs}, got {getattr(self, name)!r}")
+
+
+def dqn_targets(returns: np.ndarray, discounts: np.ndarray, target_next: np.ndarray,
+                online_next: np.ndarray | None = None) -> np.ndarray:
+    """y = G + gamma^m Q_target(s', a'): a' = argmax_a Q_target(s', a), or, given the online
+    net's Q in s' (double DQN), argmax_a Q_online(s', a). `discounts` is 0 after a terminal step."""
+    choice = (target_next if online_next is None else online_next).argmax(axis=1)
+    return (returns + discounts * target_next[np.arange(len(choice)), choice]).astype(np.float32)
+
+
+def apex_epsilons(first: int, count: int, total: int, base: float = 0.4, exponent: float = 7.0) -> np.ndarray:
+    """Ape-X's fixed epsilons of envs first .. first + count - 1 of `total`."""
+    i = np.arange(first, first + count, dtype=np.float64)
+    return (base ** (1 + exponent * i / max(total - 1, 1))).astype(np.float32)
+
+
+class DQNPolicy(Policy):
+    """Epsilon-greedy in Q: epsilon annealed linearly over the run's first env steps, or Ape-X's
+    fixed epsilon per env. In Ape-X mode it keeps the Q-values it acted on and gives each
+    rollout its steps' initial priorities."""
+
+    def __init__(self, network: QNetwork, rng: np.random.Generator, config: DQNConfig, actor_index: int):
+        self.network, self.rng, self.config, self.actor_index = network, rng, config, actor_index
+        self.q_rows: list[np.ndarray] = []
+        self.fixed: np.ndarray | None = None
+
+    def epsilons(self, step: int, n_envs: int) -> np.ndarray:
+        c = self.config
+        if c.apex:
+            if self.fixed is None or len(self.fixed) != n_envs:
+                total = c.apex_actors or n_envs * (self.actor_index + 1)
+                self.fixed = apex_epsilons(self.actor_index * n_envs, n_envs, total, c.apex_epsilon,
+                                           c.apex_exponent)
+            return self.fixed
+        fraction = min(1.0, step / c.epsilon_anneal_steps) if c.epsilon_anneal_steps > 0 else 1.0
+        epsilon = c.epsilon_start + (c.epsilon_final - c.epsilon_start) * fraction
+        return np.full(n_envs, epsilon, np.float32)
+
+    def act(self, obs, step):
+        with nets.no_grad():
+            q = self.network(obs).data
+        if self.config.apex:
+            self.q_rows.append(q)
+        greedy = q.argmax(axis=1)
+        epsilons, n_actions = self.epsilons(step, len(greedy)), q.shape[1]
+        explore = self.rng.random(len(greedy)) < epsilons
+        actions = greedy.copy()
+        actions[explore] = self.rng.integers(n_actions, size=int(explore.sum()))
+        probability = epsilons / n_actions + (1 - epsilons) * (actions == greedy)
+        return actions, np.log(probability).astype(np.float32)
+
+    def scalars(self, step):
+        epsilons = self.epsilons(step, 1 if self.fixed is None else len(self.fixed))
+        return {"epsilon": float(epsilons.mean())}
+
+    def rollout_done(self, rollout) -> None:
+        """Ape-X: |G - Q(s, a)| per step, G the n-step return bootstrapped with max_a Q of this
+        actor's network (the rollout's last steps take the longest return it holds)."""
+        if not self.config.apex:
+            return
+        q, self.q_rows = np.stack(self.q_rows), []
+        chosen = np.take_along_axis(q, rollout.actions[..., None], axis=2)[..., 0]
+        final = np.zeros(0, np.float32)
+        if len(rollout.final_obs):
+            with nets.no_grad():
+                final = self.network(rollout.final_obs).data.max(axis=1)
+        following = next_state_values(q.max(axis=2), rollout.final_index, final)
+        returns = nstep_returns(rollout.rewards, rollout.terminated, rollout.truncated, following,
+                                self.config.gamma, self.config.n_step)
+        rollout.priorities = np.abs(returns - chosen).astype(np.float32)
+
+
+class DQN(Agent):
+    name = "dqn"
+    Config = DQNConfig
+    has_target = True  # the learner's: actors only act, and Ape-X priorities use their online net
+
+    def __init__(self, observation_space, action_space, config: DQNConfig, learner: bool = True,
+                 device: str = "cpu"):
+        super().__init__(observation_space, action_space, config, learner, device)
+        self.target.flat().data[...] = self.network.flat().data  # a refresh with tau < 1 would
+                                                                 # only move it partway
+        self.model = QModel(self.network, self.target)
+        self.observation_space = observation_space
+        self._memory = None
+        self._owed = 0.0  # gradient steps earned by new env steps, not yet taken
+
+    @property
+    def memory(self) -> ReplayMemory | None:
+        """The learner's replay memory, made when first used (evaluation and play never do)."""
+        if self._memory is None and self.optimizer is not None:
+            c, space = self.config, self.observation_space
+            images = len(self.observation_shape) == 3 and space.dtype == np.uint8
+            generator = np.random.default_rng(nets.rng.generator().integers(2**63))
+            self._memory = ReplayMemory(
+                c.buffer_size, self.observation_shape, space.dtype,
+                stack=self.observation_shape[0] if images else 1, n_step=c.n_step, gamma=c.gamma,
+                prioritized=c.prioritized or c.apex, alpha=c.priority_alpha,
+                priority_eps=c.priority_eps, rng=generator)
+        return self._memory
+
+    def build_network(self):
+        trunk = make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
+        return QNetwork(trunk, self.n_actions)
+
+    def make_optimizer(self):
+        c = self.config
+        if c.optimizer == "rmsprop":  # the Nature paper's: centered, min squared gradient 0.01
+            return optim.RMSProp(self.network, lr=c.lr, alpha=c.rmsprop_alpha, eps=c.rmsprop_eps,
+                                 centered=True, eps_inside_sqrt=True)
+        return optim.Adam(self.network, lr=c.lr, eps=c.adam_eps)
+
+    @property
+    def rollout_length(self):
+        return self.config.t_max
+
+    def after_step(self) -> None:
+        if self.optimizer.steps % self.config.target_update_interval == 0:
+            self.sync_target()
+
+    def sync_target(self) -> None:
+        """The target becomes the online weights, or moves `tau` of the way to them, in a new
+        vector as every target network does (agents/base.py: `has_target`). The online weights
+        are read after the step that called this, wherever it put them (`Optimizer.step(into)`)."""
+        online, target = self.network.flat().data, self.target.flat().data
+        tau = self.config.tau
+        refreshed = online.copy() if tau >= 1 else np.float32(1 - tau) * target + np.float32(tau) * online
+        self.target.flat().rebind(data=refreshed)
+
+    def policy(self, actor_index, rng):
+        return DQNPolicy(self.network, rng, self.config, actor_index)
+
+    def remember(self, rollouts) -> None:
+        for r in rollouts:
+            finals: dict[int, dict[int, np.ndarray]] = {}
+            for (t, e), state in zip(r.final_index.tolist(), r.final_obs):
+                finals.setdefault(e, {})[t] = state
+            for e in range(r.rewards.shape[1]):
+                self.memory.add((r.actor, e), r.obs[:, e], r.actions[:, e], r.rewards[:, e],
+                                r.terminated[:, e], r.truncated[:, e], finals.get(e),
+                                None if r.priorities is None else r.priorities[:, e])
+
+    def after_load(self) -> str:
+        return (f"the replay memory is not kept in checkpoints: it starts empty, and learning "
+                f"resumes once it holds {max(self.config.learning_starts, self.config.batch_size):,} "
+                f"steps")
+
+    def update(self, batch, progress, into=None):
+        """`batch` only counts the new env steps (they are already in the memory); the first
+        gradient step writes the weights into `into` (`Agent.step`), the rest step them there."""
+        c = self.config
+        if len(self.memory) < max(c.learning_starts, c.batch_size):
+            return {}
+        self._owed += batch.steps * c.gradient_steps / c.train_frequency
+        count = int(self._owed)
+        self._owed -= count
+        if c.prioritized or c.apex:
+            if c.priority_alpha_final is not None:
+                alpha = c.priority_alpha + (c.priority_alpha_final - c.priority_alpha) * progress
+                if abs(alpha - self.memory.alpha) >= 0.01:  # each change rebuilds the tree
+                    self.memory.set_alpha(alpha)
+        totals: dict[str, float] = {}
+        for _ in range(count):
+            for name, value in self._gradient_step(progress, into).items():
+                totals[name] = totals.get(name, 0.0) + value
+        return {name: value / count for name, value in totals.items()}
+
+    def _gradient_step(self, progress: float, into) -> dict[str, float]:
+        c = self.config
+        beta = c.priority_beta + (1.0 - c.priority_beta) * progress
+        s = self.memory.sample(c.batch_size, beta)
+        B = c.batch_size
+        if c.double:  # the online net's Q in the next states, from the same forward pass
+            q = self.network(np.concatenate([s["obs"], s["next_obs"]]))
+            online_next = backend.to_host(q.data[B:])
+        else:
+            q, online_next = self.network(s["obs"]), None
+        with nets.no_grad():
+            target_next = backend.to_host(self.target(s["next_obs"]).data)
+        targets = dqn_targets(s["returns"], s["discounts"], target_next, online_next)
+        op = QLoss(s["actions"], targets, c.huber_delta, s["weights"] / np.float32(B))
+        self.network.zero_grad()
+        loss = op(q)
+        stats, errors = dict(op.stats), op.error  # the backward pass releases the op's state
+        loss.backward()
+        # Until a step has moved the weights into `into` (a NaN gradient is skipped), the
+        # published ones stay as they are; after it, `into` is no actor's and steps in place.
+        stats.update(self.step(progress, None if self.network.flat().data is into else into))
+        if self.memory.prioritized:
+            self.memory.update_priorities(s["indices"], backend.to_host(errors))
+        return stats
