@@ -295,9 +295,10 @@ def test_unknown_hyperparameter_and_continuous_actions_for_q_agents_fail_clearly
 # n-step Q is held to 400: it reaches 475 late (135k-281k steps) and can fall back after its
 # peak. With gradients on the actors (the default) seeds 0-3 reached 475 in 180k-257k steps and
 # seed 4 peaked at 444 (one run each, load 4.5-5); a suite run of seed 4 stayed under 400.
-# DQN's seed 4 reached 475 at 72k steps with its defaults (issue 20's runs).
+# DQN's learning test is tests/test_dqn.py's short run: its defaults need 69k-127k steps to reach
+# 475 (107 s in a loaded suite run), too long for the suite; benchmarks/dqn.py times that.
 BARS = {"a3c": (475, 2), "a3c-lstm": (475, 0), "nstep-q": (400, 2), "onestep-q": (195, 1),
-        "reinforce": (195, 0), "dqn": (475, 4)}
+        "reinforce": (195, 0)}
 
 
 @pytest.fixture
