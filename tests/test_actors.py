@@ -179,32 +179,6 @@ def test_actor_killed_by_sigkill_is_detected_and_replaced():
         assert not alive(pid)
 
 
-def test_a_lone_actor_acts_with_the_weights_learned_from_its_last_rollout():
-    """The credit for a rollout comes with the publish that learned from it: a slow update does
-    not let the actor start its next rollout on the weights from before (REINFORCE collapsed
-    with that one-update lag)."""
-    agent, config = cartpole_agent()
-    weights = agent.network.flat().data
-    transport = LocalProcesses(ActorSpec("CartPole-v1", "a3c", config), 1, len(weights))
-
-    def next_rollout(deadline=20.0):
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            if rollouts := transport.receive(timeout=0.1):
-                return rollouts[0]
-        raise AssertionError("no rollout arrived")
-
-    try:
-        transport.start()
-        first = transport.publish(weights, 0)
-        assert next_rollout().version == first
-        time.sleep(0.3)  # a slow update
-        learned = transport.publish(weights, 5)
-        assert next_rollout().version == learned
-    finally:
-        transport.stop()
-
-
 def test_an_actor_that_fails_reports_its_error_and_exit_status():
     agent, config = cartpole_agent()
     spec = ActorSpec("CartPole-v1", "a3c", config, env_options={"no_such_option": 1})
