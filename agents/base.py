@@ -227,3 +227,15 @@ def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarr
     cdf = np.cumsum(p, axis=1)
     u = rng.random((len(cdf), 1)) * cdf[:, -1:]
     return np.minimum((cdf < u).sum(axis=1), logits.shape[1] - 1)
+
+
+def epsilon_greedy(q: np.ndarray, epsilons, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One action per row of Q-values: a uniform random one with probability `epsilons` (a number
+    or one per row), else the greedy one; with each action's log-probability under that policy."""
+    greedy = q.argmax(axis=1)
+    n_actions = q.shape[1]
+    explore = rng.random(len(greedy)) < epsilons
+    actions = greedy.copy()
+    actions[explore] = rng.integers(n_actions, size=int(explore.sum()))
+    probability = epsilons / n_actions + (1 - epsilons) * (actions == greedy)
+    return actions, np.log(probability).astype(np.float32)

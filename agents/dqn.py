@@ -18,7 +18,7 @@ import numpy as np
 import nets
 from nets import backend, optim
 
-from .base import Agent, Policy
+from .base import Agent, Policy, epsilon_greedy
 from .losses import QLoss
 from .networks import QNetwork, make_trunk
 from .nstep_q import QModel
@@ -163,13 +163,7 @@ class DQNPolicy(Policy):
             q = self.network(obs).data
         if self.config.apex:
             self.q_rows.append(q)
-        greedy = q.argmax(axis=1)
-        epsilons, n_actions = self.epsilons(step, len(greedy)), q.shape[1]
-        explore = self.rng.random(len(greedy)) < epsilons
-        actions = greedy.copy()
-        actions[explore] = self.rng.integers(n_actions, size=int(explore.sum()))
-        probability = epsilons / n_actions + (1 - epsilons) * (actions == greedy)
-        return actions, np.log(probability).astype(np.float32)
+        return epsilon_greedy(q, self.epsilons(step, len(q)), self.rng)
 
     def scalars(self, step):
         epsilons = self.epsilons(step, 1 if self.fixed is None else len(self.fixed))

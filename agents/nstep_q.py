@@ -9,7 +9,7 @@ import numpy as np
 import nets
 from nets import backend
 
-from .base import Agent, Policy
+from .base import Agent, Policy, epsilon_greedy
 from .losses import q_loss
 from .networks import QNetwork, make_trunk
 from .returns import next_state_values, nstep_returns
@@ -94,13 +94,7 @@ class EpsilonGreedy(Policy):
     def act(self, obs, step):
         with nets.no_grad():
             q = self.network(obs).data
-        greedy = q.argmax(axis=1)
-        epsilon, n_actions = self.epsilon(step), q.shape[1]
-        explore = self.rng.random(len(greedy)) < epsilon
-        actions = greedy.copy()
-        actions[explore] = self.rng.integers(n_actions, size=int(explore.sum()))
-        probability = epsilon / n_actions + (1 - epsilon) * (actions == greedy)
-        return actions, np.log(probability).astype(np.float32)
+        return epsilon_greedy(q, self.epsilon(step), self.rng)
 
     def scalars(self, step):
         return {"epsilon": self.epsilon(step)}
