@@ -434,5 +434,6 @@ def test_gradients_are_on_the_actors_by_default_but_for_a_central_learners_agent
     assert TrainConfig().resolved_gradients_on == "actors"
     assert TrainConfig(agent="impala").resolved_gradients_on == "learner"  # V-trace's reason to be
     assert TrainConfig(device="gpu").resolved_gradients_on == "learner"
+    assert TrainConfig(agent="nstep-q").resolved_gradients_on == "learner"
     assert TrainConfig(agent="impala", gradients_on="actors").resolved_gradients_on == "actors"
-    assert TrainConfig(agent="nstep-q").to_dict()["gradients_on"] == "actors"  # a resume keeps it
+    assert TrainConfig(agent="onestep-q").to_dict()["gradients_on"] == "actors"  # a resume keeps it

@@ -293,8 +293,8 @@ def test_unknown_hyperparameter_and_continuous_actions_for_q_agents_fail_clearly
 # CartPole-v0's 195. Runs with actor processes do not repeat to the step, so each agent's seed is
 # one that reached its bar well inside 300k steps in issue 21's runs (2 actors, CLI defaults).
 # n-step Q is held to 400: it reaches 475 late (135k-281k steps) and can fall back after its
-# peak. With gradients on the actors (the default) seeds 0-3 reached 475 in 180k-257k steps and
-# seed 4 peaked at 444 (one run each, load 4.5-5); a suite run of seed 4 stayed under 400.
+# peak. Its default is the central learner (workbench/rl.py), which reached 475 on seeds 0-4 in
+# 190k-272k steps (one run each, load 4.5-5); with gradients on the actors suite runs fell short.
 # DQN's learning test is tests/test_dqn.py's short run: its defaults need 69k-127k steps to reach
 # 475 (107 s in a loaded suite run), too long for the suite; benchmarks/dqn.py times that.
 BARS = {"a3c": (475, 2), "a3c-lstm": (475, 0), "nstep-q": (400, 2), "onestep-q": (195, 1),

@@ -95,8 +95,8 @@ def add_parser(subparsers):
                      help="actors (default): each actor computes its rollout's gradient with the "
                           "weights it acted with and the learner only sums, clips and steps (the "
                           "A3C paper's way); measured faster on 2 cores and projected faster on "
-                          "more (README, Scaling out). learner (the default for --agent impala and "
-                          "--device gpu, and the only choice for --agent dqn, which learns from its "
+                          "more (README, Scaling out). learner (the default for --agent impala, "
+                          "nstep-q and --device gpu, and the only choice for --agent dqn, which learns from its "
                           "replay memory): actors send rollouts and the learner computes every "
                           "gradient (IMPALA's central learner; --agent impala corrects its actors' "
                           "lag)")
