@@ -15,6 +15,7 @@ import time
 
 from agents import Gradient, make_agent
 from envs import make_env
+from nets import threads
 
 from .collector import Collector
 from .shared import Layout, SharedState
@@ -60,6 +61,9 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
     after sending its one-line description up the pipe (a str instead of a Rollout)."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # sent to the whole group by Ctrl-C, timeout,
         signal.signal(signum, signal.SIG_IGN)        # systemd...: the learner stops us cleanly
+    # One core's worth of threads, also where the fork server was started by someone other than
+    # LocalProcesses (whose children start with one-thread variables): a multiprocess Pool, say.
+    threads.limit(1)
     try:
         agent, collector = build_collector(spec, slot, generation)
         shared = SharedState(block, layout)

@@ -14,6 +14,7 @@ trunk and LSTM with a Gaussian head in place of the softmax.
 """
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 
 import nets
@@ -36,6 +37,11 @@ CONTINUOUS_DEFAULTS = {
     "impala": _A3C,  # A3C's network and loss; gae_lambda shortens V-trace's traces
     "reinforce": {"lr": 1e-3, "log_std_init": -0.5},
 }
+# Per family of environments (by the entry point's package), for A3C's family: MuJoCo learns with
+# lr 7e-4 (SB3's A2C default, RL Zoo's A2C on MuJoCo): at 2e-3 HalfCheetah-v5 reached a last-10
+# return of 2,400 in 4 minutes here, then fell to -300 and stayed under 400 through 16 minutes
+# (benchmarks/rl_continuous.py --curve), its std shrinking and its gradients at the clip.
+FAMILY_DEFAULTS = {"gymnasium.envs.mujoco": {"lr": 7e-4}}
 # Per environment, on top (RL Zoo's tuned Pendulum-v1: gamma 0.9, its reward horizon is short).
 ENV_DEFAULTS = {
     "Pendulum-v1": {"gamma": 0.9},
@@ -43,7 +49,13 @@ ENV_DEFAULTS = {
 
 
 def continuous_defaults(agent: str, env_id: str) -> dict:
-    return {**CONTINUOUS_DEFAULTS.get(agent, {}), **ENV_DEFAULTS.get(env_id, {})}
+    defaults = dict(CONTINUOUS_DEFAULTS.get(agent, {}))
+    if CONTINUOUS_DEFAULTS.get(agent) is _A3C:
+        entry = str(gym.spec(env_id).entry_point) if env_id in gym.registry else ""
+        for package, values in FAMILY_DEFAULTS.items():
+            if entry.startswith(package):
+                defaults.update(values)
+    return {**defaults, **ENV_DEFAULTS.get(env_id, {})}
 
 
 class GaussianHead(nets.Module):

@@ -215,35 +215,44 @@ def run(quick: bool = False, full: bool = False, smoke: bool = False):
             else:
                 measures.append(Measure(name, "steps/s", None, None, "raw env.step", "higher",
                                         note="runs with --full"))
-        measures.append(_atari_measure(mode["atari"], logdir))
+        measures.extend(_atari_measures(mode["atari"], logdir))
         measures.append(_solve_measure(mode["seeds"], mode["caps"], logdir))
     finally:
         numba.set_num_threads(threads)
     return measures
 
 
-def _atari_measure(setting, logdir: str):
+def _atari_measures(setting, logdir: str):
+    """Breakout with the Nature net and train's defaults, against the raw emulator and against
+    stable-baselines3's A2C with the same net (rl_atari.py)."""
     from harness import Measure
 
-    name, env_id = "breakout frames/s, a3c 2 actors x 4 envs", "ALE/Breakout-v5"
-    empty = Measure(name, "frames/s", None, None, "raw emulator", "higher")
+    name, env_id = "breakout frames/s, a3c nature net, train's defaults", "ALE/Breakout-v5"
+    against_raw = Measure(name, "frames/s", None, None, "raw emulator", "higher")
+    against_sb3 = Measure(name + " (vs sb3)", "frames/s", None, None, "sb3 a2c nature cnn", "higher")
     try:
         import ale_py  # noqa: F401
     except ImportError:
-        empty.note = "ale-py not installed"
-        return empty
+        against_raw.note = against_sb3.note = "ale-py not installed"
+        return [against_raw, against_sb3]
     if setting is None:
-        empty.note = "runs without --quick"
-        return empty
-    from rl_atari import raw_frames_per_second, system_frames_per_second
+        against_raw.note = against_sb3.note = "runs without --quick"
+        return [against_raw, against_sb3]
+    from rl_atari import raw_frames_per_second, sb3_frames_per_second, system_config, system_frames_per_second
 
     seconds, warmup, rounds = setting
-    raw, system = [raw_frames_per_second(env_id, 2, seconds)], []
+    config, cores = system_config(env_id, "nature", logdir), os.cpu_count()
+    raw, system = [raw_frames_per_second(env_id, cores, seconds)], []
     for _ in range(rounds):
-        system.append(system_frames_per_second(env_id, 2, 4, seconds, logdir, warmup))
-        raw.append(raw_frames_per_second(env_id, 2, seconds))
-    return Measure(name, "frames/s", statistics.mean(system), statistics.mean(raw), "raw emulator",
-                   "higher", spread=_half_range(raw))
+        system.append(system_frames_per_second(config, seconds, warmup))
+        raw.append(raw_frames_per_second(env_id, cores, seconds))
+    against_raw.workbench = against_sb3.workbench = statistics.mean(system)
+    against_raw.peer, against_raw.spread = statistics.mean(raw), _half_range(raw)
+    try:
+        against_sb3.peer = sb3_frames_per_second(env_id, seconds, warmup)
+    except ImportError:
+        against_sb3.note = "stable-baselines3 not installed"
+    return [against_raw, against_sb3]
 
 
 def _solve_measure(seeds: int, caps: tuple, logdir: str):

@@ -1,27 +1,33 @@
-"""Atari throughput: a whole training run against the raw emulator, on the same cores, in the
-same run, and where the time goes.
+"""Atari throughput in one run: the whole training system, the emulator alone, the ceiling of the
+system's components on these cores, and stable-baselines3's A2C with the same network.
 
     python benchmarks/rl.py --env ALE/Breakout-v5          # or run this file directly
-    python benchmarks/rl_atari.py --env ALE/Breakout-v5 --seconds 30 --json out.json
+    python benchmarks/rl_atari.py --network nature --seconds 30 --json out.json
 
 (a) raw: `gym.make(env_id)` (ALE v5: 4 frames per step inside the emulator, sticky actions)
-    stepped with random actions in one process per actor; emulator frames/s.
-(b) whole system: `workbench train` (A3C, 2 actor processes x E envs + the learner), frames/s
-    learned from after a warm-up (4 emulator frames per agent step).
+    stepped with random actions in one process per core; emulator frames/s.
+(b) whole system: `workbench train --env ENV --agent a3c --network NET` with the CLI's defaults
+    for everything else (or the --actors, --envs-per-actor, --max-in-flight, --gradients-on
+    given), frames/s learned from after a warm-up (4 emulator frames per agent step).
     (a) and (b) alternate, so that other people's load falls on both alike.
-(c) breakdown: CPU seconds per agent step of each stage, timed alone in this process with one
-    thread: the emulator (raw v5 step), the preprocessing on top of it (Gymnasium's
+(c) components: CPU milliseconds per agent step of each stage, timed alone in this process with
+    one thread: the emulator (raw v5 step), the preprocessing on top of it (Gymnasium's
     AtariPreprocessing with its per-frame steps, fire/life wrappers, stacking, statistics), the
-    actors' batched forward pass, the learner's update (batch of actors x E x t_max steps), and
-    the queue (pickling a rollout and unpickling it). On the same cores the whole system can at
-    most reach emulator / (sum of the stages) of the raw frame rate.
+    actors' batched forward pass while acting, the rollout's loss and backward pass (in the
+    actors with gradients on the actors, in the learner otherwise), the learner's step (sum,
+    clip, RMSProp out of place, the finiteness check), and the pipe (pickling what an actor sends
+    and unpickling it). Their ceiling on these cores is cores / (their sum): the agent steps/s of a
+    system whose every core did nothing but these stages. (b) is given as a share of it.
+(d) peer: stable-baselines3's A2C with the same network (`--network nature`: its NatureCNN) on the
+    CPU, RL Zoo's Atari settings (AtariWrapper: the same preprocessing; 8 envs, frame stack 4,
+    ent_coef 0.01, vf_coef 0.25, RMSpropTFLike eps 1e-5), PyTorch with a thread per core,
+    frames/s after the same warm-up. Skipped (with a line) where it is not installed.
 """
 from __future__ import annotations
 
-import os
-
 import argparse
 import json
+import os
 import pickle
 import statistics
 import sys
@@ -60,10 +66,15 @@ def raw_frames_per_second(env_id: str, processes: int, seconds: float) -> float:
     return FRAMES_PER_STEP * sum(counts) / seconds
 
 
-def system_frames_per_second(env_id: str, actors: int, envs_per_actor: int, seconds: float,
-                             logdir: str, warmup: float) -> float:
-    config = TrainConfig(env=env_id, agent="a3c", actors=actors, envs_per_actor=envs_per_actor,
-                         steps=10**9, logdir=logdir, checkpoint_every=10**9, histogram_every=10**9)
+def system_config(env_id: str, network: str, logdir: str, **overrides) -> TrainConfig:
+    """What `workbench train --env ENV --network NET` runs, with the `overrides` given (None:
+    the default); no checkpoints or histograms inside the sample."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return TrainConfig(env=env_id, agent="a3c", agent_config={"trunk": network}, steps=10**9,
+                       logdir=logdir, checkpoint_every=10**9, histogram_every=10**9, **given)
+
+
+def system_frames_per_second(config: TrainConfig, seconds: float, warmup: float) -> float:
     return FRAMES_PER_STEP * training_steps_per_second(config, seconds, warmup)
 
 
@@ -75,15 +86,19 @@ def cpu_per_call(fn, calls: int) -> float:
     return (time.process_time() - start) / calls
 
 
-def breakdown(env_id: str, actors: int, envs_per_actor: int) -> dict[str, float]:
-    """CPU milliseconds per agent step of each stage (see the module docstring)."""
+def components(config: TrainConfig) -> dict[str, float]:
+    """CPU milliseconds per agent step of each stage of `config`'s system (see the module
+    docstring), each timed alone with this process's one thread."""
+    import ale_py
     import gymnasium as gym
 
     from actors.collector import Collector
-    from agents import join, make_agent, make_config
-    from agents.pixels import atari_defaults
+    from agents import Gradient, make_agent
+    from nets import optim
 
+    gym.register_envs(ale_py)
     rng = np.random.default_rng(0)
+    env_id, envs = config.env, config.resolved_envs_per_actor
     raw = gym.make(env_id, disable_env_checker=True)
     raw.reset(seed=0)
     env = make_env(env_id, seed=0)
@@ -98,58 +113,118 @@ def breakdown(env_id: str, actors: int, envs_per_actor: int) -> dict[str, float]
 
     emulator = cpu_per_call(step(raw), 600)
     preprocessed = cpu_per_call(step(env), 600)
-    agent = make_agent("a3c", env.observation_space, env.action_space,
-                       make_config("a3c", atari_defaults("a3c")))
+    agent = make_agent("a3c", env.observation_space, env.action_space, config.agent_settings())
     policy = agent.policy(0, rng)
-    obs = np.stack([env.reset()[0]] * envs_per_actor)
-    forward = cpu_per_call(lambda: policy.act(obs, 0), 40) / envs_per_actor
-    collector = Collector([make_env(env_id, seed=s) for s in range(envs_per_actor)], policy)
-    rollouts = [collector.collect(agent.rollout_length, 0) for _ in range(actors)]
-    batch = join(rollouts)
-    update = cpu_per_call(lambda: agent.update(batch, 0.0), 10) / batch.steps
-    queue = cpu_per_call(lambda: pickle.loads(pickle.dumps(rollouts[0], protocol=pickle.HIGHEST_PROTOCOL)),
-                         50) / rollouts[0].steps
+    obs = np.stack([env.reset()[0]] * envs)
+    forward = cpu_per_call(lambda: policy.act(obs, 0), 40) / envs
+    collector = Collector([make_env(env_id, seed=s) for s in range(envs)], policy)
+    rollout = collector.collect(agent.rollout_length, 0)
+    gradients = cpu_per_call(lambda: agent.gradients(rollout), 10) / rollout.steps
+    flat = agent.network.flat()
+    into = np.empty_like(flat.data)
+
+    def learner_step():  # as Learner.update: the step out of place, then the weights checked
+        agent.step(0.0, into)
+        optim.sum_of_squares(into)
+    agent.gradients(rollout)
+    learner = cpu_per_call(learner_step, 20) / rollout.steps
+    sent = Gradient.of(rollout, {}, None) if config.resolved_gradients_on == "actors" else rollout
+    pipe = cpu_per_call(lambda: pickle.loads(pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL)),
+                        50) / rollout.steps
     return {"emulator": 1e3 * emulator, "preprocessing": 1e3 * (preprocessed - emulator),
-            "actor forward": 1e3 * forward, "learner update": 1e3 * update, "queue": 1e3 * queue}
+            "actor forward": 1e3 * forward, "loss + backward": 1e3 * gradients,
+            "learner step": 1e3 * learner, "pipe": 1e3 * pipe}
+
+
+def sb3_frames_per_second(env_id: str, seconds: float, warmup: float, envs: int = 8) -> float:
+    """stable-baselines3 A2C with RL Zoo's Atari settings (module docstring (d)); frames/s over
+    `seconds` after `warmup` seconds of learning."""
+    import torch
+    from stable_baselines3 import A2C
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    torch.set_num_threads(os.cpu_count())
+    # AtariWrapper skips 4 frames itself (max over the last two), so the emulator skips none
+    env = VecFrameStack(make_atari_env(env_id, n_envs=envs, seed=0, env_kwargs={"frameskip": 1}), n_stack=4)
+    model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, device="cpu",
+                policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)))
+    marks = {}
+
+    class Sample(BaseCallback):
+        def _on_step(self):
+            now = time.monotonic()
+            marks.setdefault("start", now)
+            if now - marks["start"] < warmup:
+                return True
+            marks.setdefault("first", (now, self.num_timesteps))
+            marks["last"] = (now, self.num_timesteps)
+            return now - marks["first"][0] < seconds
+
+    model.learn(total_timesteps=10**9, callback=Sample())
+    (t0, s0), (t1, s1) = marks["first"], marks["last"]
+    return FRAMES_PER_STEP * (s1 - s0) / (t1 - t0)
 
 
 def main(argv=None) -> int:
     nets.threads.limit(1)  # the learner's one thread, as `workbench train` gives it on 2 cores
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="ALE/Breakout-v5", help="an ALE env id (default ALE/Breakout-v5)")
-    parser.add_argument("--actors", type=int, default=2, help="actor processes (default 2)")
-    parser.add_argument("--envs-per-actor", type=int, default=4, help="envs per actor (default 4)")
+    parser.add_argument("--network", default="nature", choices=("nature", "small"),
+                        help="the conv net (default nature: the peer's NatureCNN)")
+    parser.add_argument("--actors", type=int, help="actor processes (default: the CLI's)")
+    parser.add_argument("--envs-per-actor", type=int, help="envs per actor (default: the CLI's)")
+    parser.add_argument("--max-in-flight", type=int, help="rollouts in flight per actor (default: the CLI's)")
+    parser.add_argument("--gradients-on", choices=("actors", "learner"), help="default: the CLI's")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per sample (default 20)")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds before a sample (default 15)")
     parser.add_argument("--rounds", type=int, default=2, help="system samples, each between two raw ones (default 2)")
+    parser.add_argument("--no-peer", action="store_true", help="leave out stable-baselines3")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     logdir = tempfile.mkdtemp(prefix="rl-atari-benchmark-")
     cores = os.cpu_count()
-    print(f"{args.env} on {cores} cores: A3C, {args.actors} actors x {args.envs_per_actor} envs; "
-          f"run folders in {logdir}; load average {os.getloadavg()[0]:.1f}", flush=True)
-    raw, system = [raw_frames_per_second(args.env, args.actors, args.seconds)], []
+    config = system_config(args.env, args.network, logdir, actors=args.actors, envs_per_actor=args.envs_per_actor,
+                           max_in_flight=args.max_in_flight, gradients_on=args.gradients_on)
+    print(f"{args.env} on {cores} cores: a3c, {args.network} net, {config.resolved_actors} actors x "
+          f"{config.resolved_envs_per_actor} envs, gradients on the {config.resolved_gradients_on}, "
+          f"{config.max_in_flight} in flight; run folders in {logdir}; load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    raw, system = [raw_frames_per_second(args.env, cores, args.seconds)], []
     for _ in range(args.rounds):
-        system.append(system_frames_per_second(args.env, args.actors, args.envs_per_actor,
-                                               args.seconds, logdir, warmup=10.0))
-        raw.append(raw_frames_per_second(args.env, args.actors, args.seconds))
+        system.append(system_frames_per_second(config, args.seconds, args.warmup))
+        raw.append(raw_frames_per_second(args.env, cores, args.seconds))
     raw_mean, system_mean = statistics.mean(raw), statistics.mean(system)
-    print(f"(a) raw emulator, random actions, {args.actors} processes: {raw_mean:,.0f} frames/s "
+    print(f"(a) raw emulator, random actions, {cores} processes: {raw_mean:,.0f} frames/s "
           f"(samples {', '.join(f'{r:,.0f}' for r in raw)})", flush=True)
     print(f"(b) whole system: {system_mean:,.0f} frames/s = {100 * system_mean / raw_mean:.0f}% of raw "
           f"(samples {', '.join(f'{s:,.0f}' for s in system)}); load average {os.getloadavg()[0]:.1f}",
           flush=True)
-    parts = breakdown(args.env, args.actors, args.envs_per_actor)
+    parts = components(config)
     total = sum(parts.values())
+    ceiling = FRAMES_PER_STEP * cores * 1e3 / total
     print("(c) CPU ms per agent step (4 frames), each stage alone, one thread:", flush=True)
     for name, ms in parts.items():
         print(f"    {name:15s} {ms:6.3f} ms  {100 * ms / total:4.0f}%", flush=True)
-    # the raw rate spends all its CPU in the emulator; the system spends `total` per step
-    print(f"    total           {total:6.3f} ms: on the same cores the system reaches at most "
-          f"{100 * parts['emulator'] / total:.0f}% of the raw frame rate", flush=True)
+    print(f"    total           {total:6.3f} ms: ceiling on {cores} cores {ceiling:,.0f} frames/s; "
+          f"the system reached {100 * system_mean / ceiling:.0f}% of it", flush=True)
+    results = {"env": args.env, "config": config.to_dict(), "raw_frames_per_s": raw,
+               "system_frames_per_s": system, "components_ms_per_step": parts,
+               "ceiling_frames_per_s": ceiling}
+    if not args.no_peer:
+        try:
+            peer = sb3_frames_per_second(args.env, args.seconds, args.warmup)
+            results["sb3_a2c_frames_per_s"] = peer
+            print(f"(d) stable-baselines3 A2C, NatureCNN, 8 envs, torch {cores} threads: {peer:,.0f} "
+                  f"frames/s; workbench {system_mean / peer:.2f}x", flush=True)
+        except ImportError as error:
+            print(f"(d) stable-baselines3 skipped: {error} (pip install torch stable-baselines3)", flush=True)
+    results["load_average_after"] = os.getloadavg()
+    print(f"load average after: {os.getloadavg()[0]:.1f}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"env": args.env, "raw_frames_per_s": raw, "system_frames_per_s": system,
-                                         "breakdown_ms_per_step": parts, "load_average": os.getloadavg()},
-                                        indent=2) + "\n")
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -9,6 +9,14 @@ its own training episodes (the sampled policy), and stopped at the cap.
 
     python benchmarks/rl_continuous.py                 # 3 seeds, cap 180 s per run
     python benchmarks/rl_continuous.py --seeds 1 --cap 60 --json results.json
+
+--curve ENV: a learning curve against the wall clock instead, for environments too long to solve
+in a benchmark (MuJoCo): `workbench train --env ENV --steps STEPS` (its learning rate annealed
+over those steps, as a user's run) for --minutes, then stable-baselines3's PPO (its defaults, the
+PPO paper's MuJoCo settings, with VecNormalize) for as long, each printing the mean return of its
+last 10 episodes every --every minutes.
+
+    python benchmarks/rl_continuous.py --curve HalfCheetah-v5 --minutes 30 --every 5 --steps 12000000
 """
 from __future__ import annotations
 
@@ -98,6 +106,79 @@ def sb3_run(algo: str, seed: int, cap: float) -> dict:
             "steps": int(model.num_timesteps), "best_mean_20": round(callback.best, 1)}
 
 
+CURVE_WINDOW = 10
+
+
+class Curve:
+    """The last-10 mean return at every mark (minutes from the start), as training reaches it."""
+
+    def __init__(self, name: str, minutes: float, every: float):
+        self.name, self.start = name, time.monotonic()
+        self.marks = [every * k for k in range(1, int(minutes / every + 1e-9) + 1)]
+        self.points: list[dict] = []
+
+    def update(self, returns, steps: int) -> bool:
+        """Records the marks passed; true once the last one is."""
+        minutes = (time.monotonic() - self.start) / 60
+        while self.marks and minutes >= self.marks[0]:
+            recent = list(returns)[-CURVE_WINDOW:]
+            point = {"minutes": self.marks.pop(0), "steps": steps,
+                     "mean_10": round(float(np.mean(recent)), 1) if recent else None}
+            self.points.append(point)
+            print(f"  {self.name:8s} {point}", flush=True)
+        return not self.marks
+
+
+def own_curve(env_id: str, minutes: float, every: float, steps: int, logdir: str) -> list[dict]:
+    from workbench.rl import TrainConfig, train
+
+    curve = Curve("a3c", minutes, every)
+    train(TrainConfig(env=env_id, agent="a3c", actors=2, steps=steps, logdir=logdir),
+          should_stop=lambda progress: curve.update(progress.recent_returns, progress.step),
+          console=lambda line: None)
+    return curve.points
+
+
+def sb3_curve(env_id: str, minutes: float, every: float) -> list[dict]:
+    import torch
+
+    torch.set_num_threads(1)  # as in sb3_run
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    curve, returns = Curve("sb3-ppo", minutes, every), []
+
+    class Marks(BaseCallback):
+        def _on_step(self):
+            returns.extend(info["episode"]["r"] for info in self.locals["infos"] if "episode" in info)
+            return not curve.update(returns, self.num_timesteps)
+
+    model = PPO("MlpPolicy", VecNormalize(make_vec_env(env_id, n_envs=1, seed=0)), seed=0, device="cpu")
+    model.learn(total_timesteps=10**9, callback=Marks())
+    return curve.points
+
+
+def curves(env_id: str, minutes: float, every: float, steps: int, peers: list[str],
+           json_path: Path | None) -> int:
+    logdir = tempfile.mkdtemp(prefix="rl-continuous-curve-")
+    print(f"{env_id}: last-{CURVE_WINDOW} mean return every {every:g} minutes for {minutes:g} minutes, "
+          f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
+    results = {"env": env_id, "minutes": minutes, "a3c": own_curve(env_id, minutes, every, steps, logdir)}
+    print(f"load average: {os.getloadavg()[0]:.1f}", flush=True)
+    if "ppo" in peers:
+        try:
+            results["sb3-ppo"] = sb3_curve(env_id, minutes, every)
+        except ImportError as error:
+            print(f"  sb3-ppo skipped: {error} (pip install torch stable-baselines3)", flush=True)
+    results["load_average_after"] = os.getloadavg()
+    print(f"load average after: {os.getloadavg()[0]:.1f}", flush=True)
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def summary(runs: list[dict]) -> str:
     times = [r["seconds"] for r in runs if r["reached"]]
     median = f"median {statistics.median(times):.1f} s" if times else "never"
@@ -114,10 +195,18 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cap", type=float, default=180.0, help="seconds per run (default 180)")
-    parser.add_argument("--peers", default="ppo,a2c", help="stable-baselines3 algorithms (default ppo,a2c)")
+    parser.add_argument("--peers", default="ppo,a2c",
+                        help="stable-baselines3 algorithms (default ppo,a2c; --curve runs ppo alone)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--curve", metavar="ENV", help="a learning curve on ENV instead (e.g. HalfCheetah-v5)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="--curve: minutes per side (default 30)")
+    parser.add_argument("--every", type=float, default=10.0, help="--curve: minutes between points (default 10)")
+    parser.add_argument("--steps", type=int, default=12_000_000,
+                        help="--curve: workbench's --steps (default 12M, about 30 minutes on 2 cores)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
+    if args.curve:
+        return curves(args.curve, args.minutes, args.every, args.steps, peers, args.json)
     logdir = tempfile.mkdtemp(prefix="rl-continuous-")
     print(f"{ENV}: time to a last-{WINDOW} mean >= {BAR:g}, {os.cpu_count()} cores, cap {args.cap:g} s; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)

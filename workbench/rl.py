@@ -37,6 +37,18 @@ ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "impala": 4, "nstep-q": 4, "onestep-q
 # Continuous control: 8 envs per actor (on 2 cores, 8 reached Pendulum's -250 in 41 s, 16 in 50 s
 # (bigger batches, fewer updates per step), 4 not within 100 s).
 CONTINUOUS_ENVS_PER_ACTOR = {"a3c": 8, "a3c-lstm": 8, "impala": 8}
+# Atari actor-critics: 8 envs per actor. Breakout, Nature net, 2 actors on 2 cores
+# (benchmarks/rl_atari.py): 4 envs 1,758 frames/s, 8 envs 2,166, 16 envs 2,015-2,060: a bigger
+# batch per forward pass and one learner step per 40 env steps instead of 20; 16 were no faster.
+ATARI_ENVS_PER_ACTOR = {"a3c": 8, "a3c-lstm": 8, "impala": 8}
+
+
+def default_actors(env_id: str) -> int:
+    """2, and on Atari one actor per core but the learner's: Atari's costs are in the actors (the
+    emulator, and with gradients on the actors the passes through the net), and Breakout scaled
+    to 6,206 env steps/s with 15 actors on 16 cores (README, Scaling out). Classic control keeps
+    2: CartPole learned erratically with 8 and more."""
+    return max(2, (os.cpu_count() or 2) - 1) if ale_id(env_id) else 2
 
 
 def default_gradients_on(agent: str, device: str) -> str:
@@ -56,7 +68,7 @@ class TrainConfig:
 
     env: str = "CartPole-v1"
     agent: str = "a3c"
-    actors: int = 2
+    actors: int | None = None  # None: default_actors(env)
     envs_per_actor: int | None = None  # None: the agent's default (ENVS_PER_ACTOR)
     steps: int = 100_000
     seed: int = 0
@@ -81,7 +93,9 @@ class TrainConfig:
         """One-line ValueErrors for settings that cannot work."""
         check_env_id(self.env)
         agent_class(self.agent)
-        for name in ("actors", "steps", "histogram_every", "max_in_flight"):
+        if self.actors is not None and self.actors < 1:
+            raise ValueError(f"actors must be >= 1, got {self.actors}")
+        for name in ("steps", "histogram_every", "max_in_flight"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.eval_every < 0 or self.eval_episodes < 1:
@@ -121,11 +135,17 @@ class TrainConfig:
         return make_config(self.agent, {**defaults, **self.agent_config})
 
     @property
+    def resolved_actors(self) -> int:
+        return self.actors or default_actors(self.env)
+
+    @property
     def resolved_envs_per_actor(self) -> int:
         if self.envs_per_actor:
             return self.envs_per_actor
         if self.agent in CONTINUOUS_ENVS_PER_ACTOR and continuous_actions(self.env, self.env_options):
             return CONTINUOUS_ENVS_PER_ACTOR[self.agent]
+        if self.agent in ATARI_ENVS_PER_ACTOR and ale_id(self.env):
+            return ATARI_ENVS_PER_ACTOR[self.agent]
         return ENVS_PER_ACTOR[self.agent]
 
     @property
@@ -135,6 +155,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """The saved form: defaults filled in, the agent's full hyperparameters included."""
         values = dataclasses.asdict(self)
+        values["actors"] = self.resolved_actors
         values["envs_per_actor"] = self.resolved_envs_per_actor
         values["gradients_on"] = self.resolved_gradients_on
         values["agent_config"] = config_dict(self.agent_settings())
@@ -172,7 +193,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     `on_start(agent)` sees the learner's agent before training (e.g. to evaluate it from
     `should_stop`)."""
     config.validate()
-    envs_per_actor = config.resolved_envs_per_actor
+    n_actors, envs_per_actor = config.resolved_actors, config.resolved_envs_per_actor
     agent_settings = config.agent_settings()
     nets.seed(config.seed)
     try:
@@ -209,20 +230,20 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     # A resumed run's actors get new seeds, so they do not replay the episodes already learned from.
     actor_settings = agent_settings
     if getattr(agent_settings, "apex_actors", None) == 0:  # Ape-X's epsilons span every actor env
-        actor_settings = dataclasses.replace(agent_settings, apex_actors=config.actors * envs_per_actor)
+        actor_settings = dataclasses.replace(agent_settings, apex_actors=n_actors * envs_per_actor)
     spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=actor_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
                      env_options=config.env_options, compute_gradients=config.resolved_gradients_on == "actors")
     n_params = len(agent.network.flat())
     if config.backend == "inline":
-        transport = InlineActors(spec, config.actors)
+        transport = InlineActors(spec, n_actors)
     elif config.backend == "ray":
         from actors.ray_backend import RayActors  # ray is imported only for this backend
 
-        transport = RayActors(spec, config.actors, config.address, max_in_flight=config.max_in_flight,
+        transport = RayActors(spec, n_actors, config.address, max_in_flight=config.max_in_flight,
                               actor_timeout=config.actor_timeout)
     else:
-        transport = LocalProcesses(spec, config.actors, n_params, max_in_flight=config.max_in_flight,
+        transport = LocalProcesses(spec, n_actors, n_params, max_in_flight=config.max_in_flight,
                                    actor_timeout=config.actor_timeout)
     events = EventWriter(str(run.path))
     if progress.step == 0:
@@ -236,7 +257,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
             checkpoint.save(run.checkpoint_path(p.step), agent.model, agent.optimizer, meta)
             run.prune_checkpoints(config.keep_checkpoints)
 
-    console(f"{config.agent} on {config.env}: {config.actors} actor(s) x {envs_per_actor} env(s), "
+    console(f"{config.agent} on {config.env}: {n_actors} actor(s) x {envs_per_actor} env(s), "
             f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}, "
             f"gradients on the {config.resolved_gradients_on}"
             + (", learner on the GPU" if config.device == "gpu" else ""))
@@ -269,7 +290,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         p, mean = learner.progress, learner.progress.mean_return()
         run.write_summary([
             f"run          {run.path}",
-            f"env / agent  {config.env} / {config.agent} ({config.actors} actors x {envs_per_actor} envs)",
+            f"env / agent  {config.env} / {config.agent} ({n_actors} actors x {envs_per_actor} envs)",
             f"outcome      {outcome}",
             f"updates      {p.updates:,}",
             f"episodes     {p.episodes:,}",

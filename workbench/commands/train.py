@@ -77,7 +77,8 @@ def add_parser(subparsers):
                           "rollouts acted with older weights than the learner's), nstep-q, "
                           "onestep-q, reinforce, dqn (DQN from a replay memory in the learner; "
                           "--set apex=true: Ape-X)")
-    run.add_argument("--actors", type=int, metavar="N", help="actor processes (default 2)")
+    run.add_argument("--actors", type=int, metavar="N", help="actor processes (default 2; on Atari one per core but the "
+                          "learner's, at least 2)")
     run.add_argument("--envs-per-actor", type=int, metavar="N",
                      help="environments each actor steps, batched in one forward pass "
                           "(default 4; reinforce: 1)")
@@ -230,7 +231,7 @@ def run(args) -> int:
     except (ValueError, TypeError) as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
-    _limit_threads(config.actors)
+    _limit_threads(config.resolved_actors)
     nets.set_check_mode(args.check)
 
     received = []
