@@ -138,3 +138,18 @@ def test_missing_ale_py_says_how_to_install_it():
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("envs.make.UnknownEnvError:") and 'pip install -e ".[atari]"' in last
     assert UnknownEnvError.__name__ in last
+
+
+def test_atari_defaults_to_one_actor_per_core_and_8_envs_for_the_actor_critics(monkeypatch):
+    from workbench.rl import TrainConfig
+
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    breakout = TrainConfig(env="ALE/Breakout-v5")
+    assert (breakout.resolved_actors, breakout.resolved_envs_per_actor) == (15, 8)
+    saved = breakout.to_dict()
+    assert (saved["actors"], saved["envs_per_actor"]) == (15, 8)  # config.json: what ran
+    assert TrainConfig(env="ALE/Breakout-v5", agent="nstep-q").resolved_envs_per_actor == 4
+    assert TrainConfig(env="ALE/Breakout-v5", actors=3, envs_per_actor=2).to_dict()["actors"] == 3
+    assert TrainConfig(env="CartPole-v1").resolved_actors == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert TrainConfig(env="ALE/Breakout-v5").resolved_actors == 2  # never fewer than 2

@@ -77,11 +77,12 @@ def add_parser(subparsers):
                           "rollouts acted with older weights than the learner's), nstep-q, "
                           "onestep-q, reinforce, dqn (DQN from a replay memory in the learner; "
                           "--set apex=true: Ape-X)")
-    run.add_argument("--actors", type=int, metavar="N", help="actor processes (default 2; on Atari one per core but the "
-                          "learner's, at least 2)")
+    run.add_argument("--actors", type=int, metavar="N",
+                     help="actor processes (default 2; on Atari one per core but the learner's, at least 2)")
     run.add_argument("--envs-per-actor", type=int, metavar="N",
                      help="environments each actor steps, batched in one forward pass "
-                          "(default 4; reinforce: 1)")
+                          "(default 4; reinforce: 1; continuous actions and Atari a3c, a3c-lstm, "
+                          "impala: 8)")
     run.add_argument("--steps", type=int, metavar="N",
                      help="env steps to train for, all actors together (default 100000)")
     run.add_argument("--seed", type=int, help="seed for weights, envs and sampling (default 0)")
