@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     torch = torch_module()
     if torch is not None:
         torch.set_num_threads(threads)
-    print(machine_line(threads))
+    print(machine_line(threads, args.cpu_time))
     run = run_case_cpu_time if args.cpu_time else run_case
     results = [run(case, args.quick, torch is not None) for case in CASES]
     print(format_table(results))
