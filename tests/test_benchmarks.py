@@ -17,7 +17,7 @@ from harness import Measure
 from benchmarks.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
-RL_MEASURES = 5  # cartpole throughput at 4, 32, 64 envs per actor; breakout; time to solve
+RL_MEASURES = 6  # cartpole throughput at 4, 32, 64 envs per actor; breakout vs raw and vs sb3; time to solve
 
 
 @pytest.mark.slow

@@ -292,7 +292,7 @@ def test_a_mistyped_value_in_a_config_file_is_one_line(tmp_path):
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"actors": "two"}))
     result = workbench("train", "--config", str(config), "--logdir", str(tmp_path / "runs"))
-    assert one_line_error(result, 2) == "workbench train: actors must be an integer, got 'two'"
+    assert one_line_error(result, 2) == "workbench train: actors must be an integer or null, got 'two'"
     assert not (tmp_path / "runs").exists()
 
 
