@@ -69,7 +69,7 @@ class TrainConfig:
     env: str = "CartPole-v1"
     agent: str = "a3c"
     actors: int | None = None  # None: default_actors(env)
-    envs_per_actor: int | None = None  # None: the agent's default (ENVS_PER_ACTOR)
+    envs_per_actor: int | None = None  # None: resolved_envs_per_actor (by agent, Atari, Box actions)
     steps: int = 100_000
     seed: int = 0
     backend: str = "processes"
