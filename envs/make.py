@@ -6,6 +6,7 @@ import functools
 import importlib
 import json
 import os
+import sys
 
 import gymnasium as gym
 
@@ -76,6 +77,8 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
         if not os.environ.get("DISPLAY"):
             os.environ.setdefault("MUJOCO_GL", MUJOCO_GL)
     options.setdefault("disable_env_checker", True)  # the checker only re-validates known envs
+    if str(gym.spec(env_id).entry_point).startswith("gymnasium.envs.mujoco"):
+        _quiet_mujoco()
     if ale_id(env_id):
         env = make_atari(env_id, training=training, **options)
     else:
@@ -96,6 +99,22 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
         env.reset(seed=seed)
         env.action_space.seed(seed)
     return env
+
+
+@functools.lru_cache(maxsize=None)
+def _quiet_mujoco() -> None:
+    """MuJoCo 4 warns, once per env made, that Gymnasium's models use a deprecated attribute
+    (settotalmass), on stderr and into MUJOCO_LOG.TXT in the working folder: a training run printed
+    it 17 times. Drop that one warning; print the others, as MuJoCo would."""
+    try:
+        import mujoco
+    except ImportError:
+        return  # make_env names the missing extra
+
+    def warn(message: str) -> None:
+        if "settotalmass" not in message:
+            print(f"MuJoCo warning: {message}", file=sys.stderr)
+    mujoco.set_mju_user_warning(warn)
 
 
 def continuous_actions(env_id: str, options: dict | None = None) -> bool:

@@ -309,6 +309,22 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path, env_id, extra, module):
                                    f"pip install -e \".[{extra}]\"")
 
 
+def test_mujoco_envs_are_made_without_its_deprecation_noise(tmp_path):
+    """MuJoCo 4 warns about Gymnasium's models (settotalmass) on stderr and into MUJOCO_LOG.TXT
+    in the working folder, once per env made: make_env drops that one warning."""
+    pytest.importorskip("mujoco")
+    import subprocess
+    import sys
+
+    code = ("from envs import make_env\n"
+            "for env_id in ('HalfCheetah-v5', 'Hopper-v5', 'HalfCheetah-v5'):\n"
+            "    make_env(env_id, seed=0).step(make_env(env_id).action_space.sample())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["a3c", "a3c-lstm", "impala", "reinforce"])
 def test_gpu_gaussian_learner_update_matches_cpu(name):
