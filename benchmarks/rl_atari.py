@@ -217,8 +217,9 @@ def main(argv=None) -> int:
         try:
             peer = sb3_frames_per_second(args.env, args.seconds, args.warmup)
             results["sb3_a2c_frames_per_s"] = peer
+            nets_differ = "" if args.network == "nature" else f" (ours ran the {args.network} net)"
             print(f"(d) stable-baselines3 A2C, NatureCNN, 8 envs, torch {cores} threads: {peer:,.0f} "
-                  f"frames/s; workbench {system_mean / peer:.2f}x", flush=True)
+                  f"frames/s; workbench {system_mean / peer:.2f}x{nets_differ}", flush=True)
         except ImportError as error:
             print(f"(d) stable-baselines3 skipped: {error} (pip install torch stable-baselines3)", flush=True)
     results["load_average_after"] = os.getloadavg()
