@@ -114,34 +114,22 @@ def own_solve(seed: int, cap: float, logdir: str, actors: int) -> dict:
 def sb3_solve(seed: int, cap: float) -> dict:
     import torch
     from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
+
+    from harness import SB3Episodes
 
     torch.set_num_threads(1)
-
-    class Stop(BaseCallback):
-        def __init__(self, start):
-            super().__init__()
-            self.start, self.returns, self.best = start, [], 0.0
-
-        def _on_step(self):
-            for info in self.locals["infos"]:
-                if "episode" in info:
-                    self.returns.append(info["episode"]["r"])
-            if len(self.returns) >= 100:
-                self.best = max(self.best, float(np.mean(self.returns[-100:])))
-            return self.best < SOLVED and time.monotonic() - self.start < cap
-
     start = time.monotonic()
     model = DQN("MlpPolicy", "CartPole-v1", seed=seed, device="cpu", **ZOO_CARTPOLE)
-    callback = Stop(start)
     # exploration_fraction is of the total steps: keep the Zoo's 8,000-step schedule however long it runs
     model.exploration_schedule = lambda progress_remaining: max(
         ZOO_CARTPOLE["exploration_final_eps"],
         1 - (1 - ZOO_CARTPOLE["exploration_final_eps"]) * model.num_timesteps
         / (ZOO_CARTPOLE["exploration_fraction"] * ZOO_TIMESTEPS))
-    model.learn(total_timesteps=10**8, callback=callback)
-    return {"solved": callback.best >= SOLVED, "seconds": round(time.monotonic() - start, 1),
-            "steps": model.num_timesteps, "best_mean_100": round(callback.best, 1)}
+    episodes = SB3Episodes(100).learn(
+        model, lambda e: (e.best or 0.0) >= SOLVED or time.monotonic() - start >= cap)
+    best = episodes.best or 0.0
+    return {"solved": best >= SOLVED, "seconds": round(time.monotonic() - start, 1),
+            "steps": episodes.steps, "best_mean_100": round(best, 1)}
 
 
 def summarize(runs: list[dict]) -> str:

@@ -249,3 +249,36 @@ def training_steps_per_second(config, seconds: float, warmup: float) -> float:
     train(config, should_stop=stop, console=lambda line: None)
     (t0, s0), (t1, s1) = marks["first"], marks["last"]
     return (s1 - s0) / (t1 - t0)
+
+
+class SB3Episodes:
+    """Training episodes of a stable-baselines3 model, for its peers' runs in these benchmarks:
+    `learn(model, should_stop)` trains until `should_stop(self)` is true after a step. `returns`
+    holds every finished episode's return, `best` the best mean of `window` returns in a row so
+    far (None until there are that many), `steps` the model's env steps."""
+
+    def __init__(self, window: int = 100):
+        self.window, self.returns, self.best, self.steps = window, [], None, 0
+
+    def mean(self) -> float | None:
+        """The mean of the last `window` returns, None until there are that many."""
+        return float(np.mean(self.returns[-self.window:])) if len(self.returns) >= self.window else None
+
+    def learn(self, model, should_stop: Callable[["SB3Episodes"], bool]) -> "SB3Episodes":
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        episodes = self
+
+        class Callback(BaseCallback):
+            def _on_step(self):
+                episodes.steps = self.num_timesteps
+                for info in self.locals["infos"]:
+                    if "episode" in info:
+                        episodes.returns.append(float(info["episode"]["r"]))
+                        mean = episodes.mean()
+                        if mean is not None:
+                            episodes.best = mean if episodes.best is None else max(episodes.best, mean)
+                return not should_stop(episodes)
+
+        model.learn(total_timesteps=10**9, callback=Callback())
+        return self

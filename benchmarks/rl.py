@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets
 from envs import make_env
-from harness import random_steps, training_steps_per_second
+from harness import SB3Episodes, random_steps, training_steps_per_second
 from workbench.rl import TrainConfig, train
 
 SOLVED = 475.0
@@ -107,27 +107,12 @@ def own_solve(agent: str, seed: int, cap: float, logdir: str, steps: int,
 def sb3_solve(seed: int, cap: float) -> dict:
     import torch  # noqa: F401 - fail here, not inside the timing, if it is missing
     from stable_baselines3 import A2C
-    from stable_baselines3.common.callbacks import BaseCallback
-
-    class Stop(BaseCallback):
-        def __init__(self, start):
-            super().__init__()
-            self.start, self.returns, self.best = start, [], 0.0
-
-        def _on_step(self):
-            for info in self.locals["infos"]:
-                if "episode" in info:
-                    self.returns.append(info["episode"]["r"])
-                    if len(self.returns) >= 100:
-                        self.best = max(self.best, float(np.mean(self.returns[-100:])))
-            return not solved(self.returns) and time.monotonic() - self.start < cap
 
     start = time.monotonic()
     model = A2C("MlpPolicy", "CartPole-v1", seed=seed)  # SB3's defaults: 1 env, n_steps 5, RMSprop
-    callback = Stop(start)
-    model.learn(total_timesteps=10**8, callback=callback)
-    return {"solved": solved(callback.returns), "seconds": round(time.monotonic() - start, 1),
-            "steps": model.num_timesteps, "best_mean_100": round(callback.best, 1)}
+    episodes = SB3Episodes(100).learn(model, lambda e: solved(e.returns) or time.monotonic() - start >= cap)
+    return {"solved": solved(episodes.returns), "seconds": round(time.monotonic() - start, 1),
+            "steps": episodes.steps, "best_mean_100": round(episodes.best or 0.0, 1)}
 
 
 def raw_steps(seconds: float, seed: int) -> int:

@@ -13,9 +13,10 @@ system's components on these cores, and stable-baselines3's A2C with the same ne
 (c) components: CPU milliseconds per agent step of each stage, timed alone in this process with
     one thread: the emulator (raw v5 step), the preprocessing on top of it (Gymnasium's
     AtariPreprocessing with its per-frame steps, fire/life wrappers, stacking, statistics), the
-    actors' batched forward pass while acting, the rollout's loss and backward pass (in the
-    actors with gradients on the actors, in the learner otherwise), the learner's step (sum,
-    clip, RMSProp out of place, the finiteness check), and the pipe (pickling what an actor sends
+    actors' batched forward pass while acting, the collector's own work (a whole rollout's
+    collection less the env steps and forward passes in it), the rollout's loss and backward pass
+    (in the actors with gradients on the actors, in the learner otherwise), the learner's step
+    (clip, RMSProp out of place, the finiteness check), and the pipe (pickling what an actor sends
     and unpickling it). Their ceiling on these cores is cores / (their sum): the agent steps/s of a
     system whose every core did nothing but these stages. (b) is given as a share of it.
 (d) peer: stable-baselines3's A2C with the same network (`--network nature`: its NatureCNN) on the
@@ -41,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets
 from envs import make_env
-from harness import random_steps, training_steps_per_second
+from harness import SB3Episodes, random_steps, training_steps_per_second
 from workbench.rl import TrainConfig
 
 FRAMES_PER_STEP = 4
@@ -119,12 +120,14 @@ def components(config: TrainConfig) -> dict[str, float]:
     forward = cpu_per_call(lambda: policy.act(obs, 0), 40) / envs
     collector = Collector([make_env(env_id, seed=s) for s in range(envs)], policy)
     rollout = collector.collect(agent.rollout_length, 0)
+    acting = cpu_per_call(lambda: collector.collect(agent.rollout_length, 0), 20) / rollout.steps
     gradients = cpu_per_call(lambda: agent.gradients(rollout), 10) / rollout.steps
     flat = agent.network.flat()
-    into = np.empty_like(flat.data)
+    free = [np.empty_like(flat.data), np.empty_like(flat.data)]
 
-    def learner_step():  # as Learner.update: the step out of place, then the weights checked
-        agent.step(0.0, into)
+    def learner_step():  # as Learner.update: out of place into a free slot, then the weights checked
+        into = free[0] if flat.data is not free[0] else free[1]  # never the weights' own vector:
+        agent.step(0.0, into)                                   # that aliasing runs 7x slower
         optim.sum_of_squares(into)
     agent.gradients(rollout)
     learner = cpu_per_call(learner_step, 20) / rollout.steps
@@ -132,20 +135,22 @@ def components(config: TrainConfig) -> dict[str, float]:
     pipe = cpu_per_call(lambda: pickle.loads(pickle.dumps(sent, protocol=pickle.HIGHEST_PROTOCOL)),
                         50) / rollout.steps
     return {"emulator": 1e3 * emulator, "preprocessing": 1e3 * (preprocessed - emulator),
-            "actor forward": 1e3 * forward, "loss + backward": 1e3 * gradients,
-            "learner step": 1e3 * learner, "pipe": 1e3 * pipe}
+            "actor forward": 1e3 * forward, "collector": 1e3 * (acting - preprocessed - forward),
+            "loss + backward": 1e3 * gradients, "learner step": 1e3 * learner, "pipe": 1e3 * pipe}
 
 
 def sb3_frames_per_second(env_id: str, seconds: float, warmup: float, envs: int = 8) -> float:
     """stable-baselines3 A2C with RL Zoo's Atari settings (module docstring (d)); frames/s over
     `seconds` after `warmup` seconds of learning."""
+    import ale_py
+    import gymnasium as gym
     import torch
     from stable_baselines3 import A2C
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
     from stable_baselines3.common.vec_env import VecFrameStack
 
+    gym.register_envs(ale_py)
     torch.set_num_threads(os.cpu_count())
     # AtariWrapper skips 4 frames itself (max over the last two), so the emulator skips none
     env = VecFrameStack(make_atari_env(env_id, n_envs=envs, seed=0, env_kwargs={"frameskip": 1}), n_stack=4)
@@ -153,17 +158,16 @@ def sb3_frames_per_second(env_id: str, seconds: float, warmup: float, envs: int 
                 policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)))
     marks = {}
 
-    class Sample(BaseCallback):
-        def _on_step(self):
-            now = time.monotonic()
-            marks.setdefault("start", now)
-            if now - marks["start"] < warmup:
-                return True
-            marks.setdefault("first", (now, self.num_timesteps))
-            marks["last"] = (now, self.num_timesteps)
-            return now - marks["first"][0] < seconds
+    def sampled(episodes) -> bool:
+        now = time.monotonic()
+        marks.setdefault("start", now)
+        if now - marks["start"] < warmup:
+            return False
+        marks.setdefault("first", (now, episodes.steps))
+        marks["last"] = (now, episodes.steps)
+        return now - marks["first"][0] >= seconds
 
-    model.learn(total_timesteps=10**9, callback=Sample())
+    SB3Episodes().learn(model, sampled)
     (t0, s0), (t1, s1) = marks["first"], marks["last"]
     return FRAMES_PER_STEP * (s1 - s0) / (t1 - t0)
 

@@ -72,22 +72,10 @@ def sb3_run(algo: str, seed: int, cap: float) -> dict:
     # PPO's first 12k steps under load, against 47 s to reach the bar with one
     torch.set_num_threads(1)
     from stable_baselines3 import A2C, PPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    class Stop(BaseCallback):
-        def __init__(self):
-            super().__init__()
-            self.returns, self.best = [], -np.inf
-
-        def _on_step(self):
-            for info in self.locals["infos"]:
-                if "episode" in info:
-                    self.returns.append(info["episode"]["r"])
-                    if len(self.returns) >= WINDOW:
-                        self.best = max(self.best, float(np.mean(self.returns[-WINDOW:])))
-            return not reached(self.returns) and time.monotonic() - start < cap
+    from harness import SB3Episodes
 
     if algo == "ppo":
         env = make_vec_env(ENV, n_envs=4, seed=seed)
@@ -100,10 +88,10 @@ def sb3_run(algo: str, seed: int, cap: float) -> dict:
                     vf_coef=0.4, max_grad_norm=0.5, use_rms_prop=True, normalize_advantage=False,
                     learning_rate=lambda remaining: 7e-4 * remaining, use_sde=True,
                     policy_kwargs=dict(log_std_init=-2, ortho_init=False), seed=seed, device="cpu")
-    callback = Stop()
-    model.learn(total_timesteps=10**7, callback=callback)
-    return {"reached": reached(callback.returns), "seconds": round(time.monotonic() - start, 1),
-            "steps": int(model.num_timesteps), "best_mean_20": round(callback.best, 1)}
+    episodes = SB3Episodes(WINDOW).learn(model, lambda e: reached(e.returns) or time.monotonic() - start >= cap)
+    best = None if episodes.best is None else round(episodes.best, 1)
+    return {"reached": reached(episodes.returns), "seconds": round(time.monotonic() - start, 1),
+            "steps": episodes.steps, "best_mean_20": best}
 
 
 CURVE_WINDOW = 10
@@ -144,19 +132,14 @@ def sb3_curve(env_id: str, minutes: float, every: float) -> list[dict]:
 
     torch.set_num_threads(1)  # as in sb3_run
     from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    curve, returns = Curve("sb3-ppo", minutes, every), []
+    from harness import SB3Episodes
 
-    class Marks(BaseCallback):
-        def _on_step(self):
-            returns.extend(info["episode"]["r"] for info in self.locals["infos"] if "episode" in info)
-            return not curve.update(returns, self.num_timesteps)
-
+    curve = Curve("sb3-ppo", minutes, every)
     model = PPO("MlpPolicy", VecNormalize(make_vec_env(env_id, n_envs=1, seed=0)), seed=0, device="cpu")
-    model.learn(total_timesteps=10**9, callback=Marks())
+    SB3Episodes(CURVE_WINDOW).learn(model, lambda e: curve.update(e.returns, e.steps))
     return curve.points
 
 
