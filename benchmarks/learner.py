@@ -24,7 +24,7 @@ import nets
 from agents import Rollout, join, make_agent
 from envs import make_env
 from nets import backend
-from workbench.rl import ENVS_PER_ACTOR, TrainConfig
+from workbench.rl import TrainConfig
 
 
 def _rollout(rng, agent, t_max: int, envs: int, actor: int) -> Rollout:
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     agent = make_agent(args.agent, env.observation_space, env.action_space, config.agent_settings(),
                        device=args.device)
     env.close()
-    t_max, envs = agent.rollout_length or 1, ENVS_PER_ACTOR[args.agent]
+    t_max, envs = agent.rollout_length or 1, config.resolved_envs_per_actor
     host = np.empty(len(agent.network.flat()), np.float32)  # the shared segment's stand-in
     rng = np.random.default_rng(0)
     print(f"{args.agent} on {args.env}, learner on the {args.device}: {len(host):,} parameters, "
