@@ -223,14 +223,10 @@ def _atari_measures(setting, logdir: str):
     if setting is None:
         against_raw.note = against_sb3.note = "runs without --quick"
         return [against_raw, against_sb3]
-    from rl_atari import raw_frames_per_second, sb3_frames_per_second, system_config, system_frames_per_second
+    from rl_atari import alternating_samples, sb3_frames_per_second, system_config
 
     seconds, warmup, rounds = setting
-    config, cores = system_config(env_id, "nature", logdir), os.cpu_count()
-    raw, system = [raw_frames_per_second(env_id, cores, seconds)], []
-    for _ in range(rounds):
-        system.append(system_frames_per_second(config, seconds, warmup))
-        raw.append(raw_frames_per_second(env_id, cores, seconds))
+    raw, system = alternating_samples(system_config(env_id, "nature", logdir), seconds, warmup, rounds)
     against_raw.workbench = against_sb3.workbench = statistics.mean(system)
     against_raw.peer, against_raw.spread = statistics.mean(raw), _half_range(raw)
     try:

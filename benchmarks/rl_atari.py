@@ -79,6 +79,17 @@ def system_frames_per_second(config: TrainConfig, seconds: float, warmup: float)
     return FRAMES_PER_STEP * training_steps_per_second(config, seconds, warmup)
 
 
+def alternating_samples(config: TrainConfig, seconds: float, warmup: float, rounds: int):
+    """(raw, system) frames/s samples: the raw emulator on every core, then `rounds` times the
+    system followed by the raw emulator again, so that other people's load falls on both alike."""
+    cores = os.cpu_count()
+    raw, system = [raw_frames_per_second(config.env, cores, seconds)], []
+    for _ in range(rounds):
+        system.append(system_frames_per_second(config, seconds, warmup))
+        raw.append(raw_frames_per_second(config.env, cores, seconds))
+    return raw, system
+
+
 def cpu_per_call(fn, calls: int) -> float:
     fn()  # warm (JIT, caches)
     start = time.process_time()
@@ -196,10 +207,7 @@ def main(argv=None) -> int:
           f"{config.resolved_envs_per_actor} envs, gradients on the {config.resolved_gradients_on}, "
           f"{config.max_in_flight} in flight; run folders in {logdir}; load average "
           f"{os.getloadavg()[0]:.1f}", flush=True)
-    raw, system = [raw_frames_per_second(args.env, cores, args.seconds)], []
-    for _ in range(args.rounds):
-        system.append(system_frames_per_second(config, args.seconds, args.warmup))
-        raw.append(raw_frames_per_second(args.env, cores, args.seconds))
+    raw, system = alternating_samples(config, args.seconds, args.warmup, args.rounds)
     raw_mean, system_mean = statistics.mean(raw), statistics.mean(system)
     print(f"(a) raw emulator, random actions, {cores} processes: {raw_mean:,.0f} frames/s "
           f"(samples {', '.join(f'{r:,.0f}' for r in raw)})", flush=True)

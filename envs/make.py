@@ -77,7 +77,8 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
         if not os.environ.get("DISPLAY"):
             os.environ.setdefault("MUJOCO_GL", MUJOCO_GL)
     options.setdefault("disable_env_checker", True)  # the checker only re-validates known envs
-    if str(gym.spec(env_id).entry_point).startswith("gymnasium.envs.mujoco"):
+    entry = str(gym.spec(env_id).entry_point)
+    if entry.startswith("gymnasium.envs.mujoco"):
         _quiet_mujoco()
     if ale_id(env_id):
         env = make_atari(env_id, training=training, **options)
@@ -85,7 +86,6 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
         try:
             env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **options))
         except gym.error.DependencyNotInstalled:
-            entry = str(gym.spec(env_id).entry_point)
             extra = next((name for prefix, name in _EXTRAS.items() if entry.startswith(prefix)), None)
             if extra is None:
                 raise
