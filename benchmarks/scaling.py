@@ -245,8 +245,6 @@ def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Me
 
 def curve(actor_counts: list[int], sample: float = 8.0) -> str:
     """A markdown table of measured env steps/s for each actor count, both modes, both nets."""
-    import os
-
     from harness import training_steps_per_second
     from nets import threads
     from workbench.rl import TrainConfig
@@ -259,9 +257,9 @@ def curve(actor_counts: list[int], sample: float = 8.0) -> str:
         for where in ("actors", "learner"):
             rates = []
             for actors in actor_counts:
-                threads.limit(max(1, (os.cpu_count() or 1) - actors))  # as `workbench train` does
                 config = TrainConfig(env=env_id, agent="a3c", actors=actors, steps=10**9, gradients_on=where,
                                      logdir=logdir, checkpoint_every=10**9, histogram_every=10**9)
+                threads.limit(config.learner_threads)  # as `workbench train` does
                 rates.append(training_steps_per_second(config, sample, warmup=warmup))
                 print(f"  {label}, gradients on {where}, {actors} actors: {rates[-1]:,.0f} env steps/s", flush=True)
             lines.append(f"| {label} | {where} | " + " | ".join(f"{rate:,.0f}" for rate in rates) + " |")

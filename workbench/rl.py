@@ -149,6 +149,13 @@ class TrainConfig:
         return ENVS_PER_ACTOR[self.agent]
 
     @property
+    def learner_threads(self) -> int:
+        """The learner's threads for BLAS and Numba: the cores its actors leave. Inline actors
+        run in the learner's own process, between its updates, so they leave every core."""
+        actor_cores = 0 if self.backend == "inline" else self.resolved_actors
+        return max(1, (os.cpu_count() or 1) - actor_cores)
+
+    @property
     def resolved_gradients_on(self) -> str:
         return self.gradients_on or default_gradients_on(self.agent, self.device)
 

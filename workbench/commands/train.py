@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import signal
 import sys
 from pathlib import Path
@@ -171,13 +170,6 @@ def add_parser(subparsers):
     return p
 
 
-def _limit_threads(actors: int) -> None:
-    """Leave the cores the actors use to them: the learner's BLAS and Numba get the rest."""
-    from nets import threads
-
-    threads.limit(max(1, (os.cpu_count() or 1) - actors))
-
-
 def _settings(args) -> tuple[dict, "Path | None"]:
     """(TrainConfig fields, the run folder to resume) from the config file and the flags."""
     from workbench.runs import RunDir, read_json
@@ -219,6 +211,7 @@ def run(args) -> int:
         sys.modules["torch"] = None
     import nets
     from actors import ActorFailure
+    from nets import threads
     from workbench.rl import RunFailed, TrainConfig, train
     from workbench.runs import removed_if_failed
 
@@ -232,7 +225,7 @@ def run(args) -> int:
     except (ValueError, TypeError) as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
-    _limit_threads(config.resolved_actors)
+    threads.limit(config.learner_threads)
     nets.set_check_mode(args.check)
 
     received = []
