@@ -155,12 +155,12 @@ def test_atari_defaults_to_one_actor_per_core_and_8_envs_for_the_actor_critics(m
     assert TrainConfig(env="ALE/Breakout-v5").resolved_actors == 2  # never fewer than 2
 
 
-def test_the_learner_gets_the_cores_its_actor_processes_leave(monkeypatch):
+def test_the_learner_gets_the_cores_its_actors_leave(monkeypatch):
     from workbench.rl import TrainConfig
 
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert TrainConfig(env="ALE/Breakout-v5").learner_threads == 1  # 15 actors
     assert TrainConfig(actors=4).learner_threads == 12
-    assert TrainConfig(actors=4, backend="inline").learner_threads == 16  # actors in its own process
+    assert TrainConfig(actors=4, backend="inline").learner_threads == 12
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert TrainConfig(actors=2).learner_threads == 1
