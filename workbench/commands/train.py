@@ -211,7 +211,6 @@ def run(args) -> int:
         sys.modules["torch"] = None
     import nets
     from actors import ActorFailure
-    from nets import threads
     from workbench.rl import RunFailed, TrainConfig, train
     from workbench.runs import removed_if_failed
 
@@ -225,7 +224,7 @@ def run(args) -> int:
     except (ValueError, TypeError) as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
-    threads.limit(config.learner_threads)
+    nets.threads.limit(config.learner_threads)
     nets.set_check_mode(args.check)
 
     received = []
