@@ -135,11 +135,18 @@ def test_polyak_refresh_reads_the_newest_weights_into_a_new_target_vector():
 
 @pytest.mark.slow
 def test_dqn_learns_cartpole_in_a_short_run(tmp_path):
+    """Its defaults reach a last-20 mean of 150 (random play averages 22) well inside 16k steps:
+    seeds 0-2 by 6.7k-7k; the run stops there."""
     nets.threads.limit(1)
+
+    def reached(progress):
+        returns = list(progress.recent_returns)
+        return len(returns) >= 20 and np.mean(returns[-20:]) >= 150
+
     result = train(TrainConfig(env="CartPole-v1", agent="dqn", actors=1, envs_per_actor=4, steps=16_000,
-                               seed=1, backend="inline", logdir=str(tmp_path)), console=lambda line: None)
-    returns = list(result.progress.recent_returns)
-    assert np.mean(returns[-20:]) > 3 * 22  # random play averages 22
+                               seed=1, backend="inline", logdir=str(tmp_path)),
+                   should_stop=reached, console=lambda line: None)
+    assert reached(result.progress), (result.progress.step, list(result.progress.recent_returns)[-20:])
 
 
 def test_gradients_on_actors_is_refused_on_the_command_line_with_one_line(tmp_path):
