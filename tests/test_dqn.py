@@ -133,6 +133,49 @@ def test_polyak_refresh_reads_the_newest_weights_into_a_new_target_vector():
     np.testing.assert_array_equal(target, old)  # the previous target vector is left as it was
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("settings", [{"double": False, "n_step": 1, "huber_delta": None},
+                                      {"prioritized": True, "tau": 0.5, "optimizer": "rmsprop"}])
+def test_gpu_dqn_gradient_steps_match_cpu(settings):
+    """`--agent dqn --device gpu`: ten gradient steps from the same replay memory on each device
+    give the same statistics, online and target weights, and refreshed priorities."""
+    from nets import backend
+
+    env = make_env("CartPole-v1", seed=0)
+    config = make_config("dqn", {"batch_size": 8, "learning_starts": 20, "train_frequency": 4,
+                                 "gradient_steps": 1, "target_update_interval": 2, "hidden": [16],
+                                 **settings})
+    rollout = cartpole_rollout(np.random.default_rng(0))
+    results = []
+    for device in ("cpu", "gpu"):
+        nets.seed(0)
+        agent = make_agent("dqn", env.observation_space, env.action_space, config, device=device)
+        agent.remember([rollout])
+        stats = agent.update(rollout, 0.5)
+        assert agent.optimizer.steps == 10
+        results.append((stats, backend.to_host(agent.network.flat().data),
+                        backend.to_host(agent.target.flat().data),
+                        agent.memory.raw[:40].copy() if agent.memory.prioritized else None))
+    (cpu_stats, *cpu_arrays), (gpu_stats, *gpu_arrays) = results
+    for key, value in cpu_stats.items():
+        assert gpu_stats[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    for name, cpu, gpu in zip(("online", "target", "priorities"), cpu_arrays, gpu_arrays):
+        if cpu is not None:
+            np.testing.assert_allclose(gpu, cpu, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_dqn_trains_with_a_gpu_learner_and_plays_on_the_cpu(tmp_path):
+    done = workbench("train", "--env", "CartPole-v1", "--agent", "dqn", "--actors", "1", "--steps", 3000,
+                     "--device", "gpu", "--set", "learning_starts=500", "--logdir", tmp_path, "--name", "gpu")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "learner on the GPU" in done.stdout and "done: " in done.stdout
+    played = workbench("play", tmp_path / "gpu", "--episodes", 1, "--greedy")
+    assert played.returncode == 0, played.stderr[-2000:]
+    assert "mean" in played.stdout
+
+
 @pytest.mark.slow
 def test_dqn_learns_cartpole_in_a_short_run(tmp_path):
     """Its defaults reach a last-20 mean of 150 (random play averages 22) well inside 16k steps:
