@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU (about 8 minutes). From the repository root:
 #
-#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong] [curve]   (no argument: the first four)
+#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong] [dqn] [curve]   (no argument: the first four)
 #
 # (a) tests:  python -m pytest -m gpu (every GPU kernel and layer against the CPU, the GPU learner)
 # (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA)
 # learner:    benchmarks/learner.py --device gpu (the GPU learner's ceiling on Pong rollouts)
 # (c) pong:   2 minutes of `workbench train --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu`;
 #             env frames/s (4 per agent step) and the share of time the learner is busy
+# dqn:       `workbench train --env ALE/Breakout-v5 --agent dqn` (15 actors, CleanRL's Atari settings)
+#             for 110 s with the learner on the GPU, then 80 s on the CPU: env steps/s once learning
+#             starts (80k steps; one gradient step of 32 per 4 env steps holds the actors back)
 # curve:     benchmarks/scaling.py --curve 1 2 4 8 15: measured env steps/s of A3C with N actor
 #             processes, gradients on the actors and on a CPU learner (the 16-core scaling curve)
 # Logs go to $OUT (default ./gpu-check). Python packages the machine lacks can be carried as wheels
@@ -60,12 +63,22 @@ for part in $PARTS; do
       grep -E "actor\(s\)|stopped by|Error|error" "$OUT/pong.log" | head -5 | tee -a "$summary"
       $PY benchmarks/gpu_check_rates.py "$OUT/pong.log" | tee -a "$summary"
       ;;
+    dqn)
+      for device in gpu cpu; do
+        start=$(date +%s)
+        timeout -s INT -k 30 $([ $device = gpu ] && echo 110 || echo 80) $PY -m workbench.cli train \
+          --env ALE/Breakout-v5 --agent dqn --device $device --steps 50000000 --log-every 2 \
+          --logdir /tmp/gpu-check-runs --name dqn-$device > "$OUT/dqn-$device.log" 2>&1
+        note "DQN Breakout, 15 actors, learner on the $device: exit $? in $(( $(date +%s) - start )) s"
+        $PY benchmarks/gpu_check_rates.py "$OUT/dqn-$device.log" --from-step 80000 | tee -a "$summary"
+      done
+      ;;
     curve)
       timeout 360 $PY benchmarks/scaling.py --curve 1 2 4 8 15 --sample 6 > "$OUT/curve.log" 2>&1
       note "curve (scaling.py --curve 1 2 4 8 15, $(nproc) cores): exit $? in $(( $(date +%s) - start )) s"
       grep -E "^\|" "$OUT/curve.log" | tee -a "$summary"
       ;;
-    *) echo "unknown part $part: choose from tests, engine, learner, pong, curve"; exit 2 ;;
+    *) echo "unknown part $part: choose from tests, engine, learner, pong, dqn, curve"; exit 2 ;;
   esac
 done
 echo "---- summary ($summary)"

@@ -104,3 +104,18 @@ def test_an_unsolved_seed_counts_as_never_in_the_median_time_to_solve():
 
     assert scaling._median_time_to_solve(runs(11.3, 8.3, -24.4)) == 11.3  # not 9.8, of the solved two
     assert scaling._median_time_to_solve(runs(7.0, -8.3, -24.4)) is None
+
+
+def test_gpu_check_rates_leave_out_the_lines_before_learning_starts(tmp_path, capsys):
+    import gpu_check_rates
+
+    lines = [f"step {step:,}/50,000,000   0% |   {rate:,} steps/s | return 1.0 last 10 | 9 episodes | "
+             f"0:10 elapsed, ETA 2:00:00 | learner busy {busy}%"
+             for step, rate, busy in [(40_000, 7_000, 15), (79_000, 7_100, 15), (81_000, 700, 99),
+                                      (82_000, 720, 99), (83_000, 680, 98), (83_000, 0, 0)]]
+    log = tmp_path / "dqn.log"
+    log.write_text("dqn on ALE/Breakout-v5: 15 actor(s)\n" + "\n".join(lines) + "\nstopped by SIGINT\n")
+    assert gpu_check_rates.main([str(log), "--from-step", "80000", "--skip", "0"]) == 0
+    assert "over 3 progress lines: 700 env steps/s = 2,800 env frames/s; learner busy 99%" in capsys.readouterr().out
+    assert gpu_check_rates.main([str(log), "--skip", "0"]) == 0  # the last line (the stop's) is never counted
+    assert "over 5 progress lines: 720 env steps/s" in capsys.readouterr().out
