@@ -35,7 +35,8 @@ note() { echo "$*" | tee -a "$summary"; }
 
 nvidia-smi -L 2>&1 | tee -a "$summary"
 $PY -m workbench.cli doctor 2>&1 | tee "$OUT/doctor.log" | grep -E "^(python|numpy|numba|cupy|gpu) " | tee -a "$summary"
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" 2>&1 | tee -a "$summary"
+{ $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" 2>/dev/null \
+  || echo "torch: not installed (the engine part compares against PyTorch CUDA)"; } | tee -a "$summary"
 
 for part in $PARTS; do
   start=$(date +%s)
