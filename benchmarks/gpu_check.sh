@@ -32,6 +32,17 @@ export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/numba-cache}
 summary=$OUT/summary.txt
 : > "$summary"
 note() { echo "$*" | tee -a "$summary"; }
+# train_for SECONDS NAME ARGS...: `workbench train ARGS` into $OUT/NAME.log, stopped by SIGINT after
+# SECONDS (the learner stops, saves and prints its last progress line; a DQN update on the CPU
+# can take 25 s to finish first); returns timeout's exit status (124 when stopped on time)
+train_for() {
+  local seconds=$1 name=$2
+  shift 2
+  timeout -s INT -k 30 "$seconds" $PY -m workbench.cli train "$@" --steps 50000000 \
+    --logdir /tmp/gpu-check-runs --name "$name" > "$OUT/$name.log" 2>&1
+}
+# key_lines NAME: the run's header, how it stopped, and any error
+key_lines() { grep -E "actor\(s\)|stopped by|Error|error" "$OUT/$1.log" | head -5 | tee -a "$summary"; }
 
 nvidia-smi -L 2>&1 | tee -a "$summary"
 $PY -m workbench.cli doctor 2>&1 | tee "$OUT/doctor.log" | grep -E "^(python|numpy|numba|cupy|gpu) " | tee -a "$summary"
@@ -57,20 +68,18 @@ for part in $PARTS; do
       tail -4 "$OUT/learner.log" | tee -a "$summary"
       ;;
     pong)
-      # SIGINT after 140 s: the learner stops, saves and prints its last progress line.
-      timeout -s INT -k 20 140 $PY -m workbench.cli train --env ALE/Pong-v5 --agent a3c --actors 15 \
-        --device gpu --steps 50000000 --logdir /tmp/gpu-check-runs --name pong > "$OUT/pong.log" 2>&1
+      train_for 140 pong --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu
       note "(c) Pong, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
-      grep -E "actor\(s\)|stopped by|Error|error" "$OUT/pong.log" | head -5 | tee -a "$summary"
+      key_lines pong
       $PY benchmarks/gpu_check_rates.py "$OUT/pong.log" | tee -a "$summary"
       ;;
     dqn)
       for device in gpu cpu; do
         start=$(date +%s)
-        timeout -s INT -k 30 $([ $device = gpu ] && echo 110 || echo 80) $PY -m workbench.cli train \
-          --env ALE/Breakout-v5 --agent dqn --device $device --steps 50000000 --log-every 2 \
-          --logdir /tmp/gpu-check-runs --name dqn-$device > "$OUT/dqn-$device.log" 2>&1
+        train_for $([ $device = gpu ] && echo 110 || echo 80) dqn-$device --env ALE/Breakout-v5 \
+          --agent dqn --device $device --log-every 2
         note "DQN Breakout, 15 actors, learner on the $device: exit $? in $(( $(date +%s) - start )) s"
+        key_lines dqn-$device
         $PY benchmarks/gpu_check_rates.py "$OUT/dqn-$device.log" --from-step 80000 | tee -a "$summary"
       done
       ;;
