@@ -41,8 +41,9 @@ train_for() {
   timeout -s INT -k 30 "$seconds" $PY -m workbench.cli train "$@" --steps 50000000 \
     --logdir /tmp/gpu-check-runs --name "$name" > "$OUT/$name.log" 2>&1
 }
-# key_lines NAME: the run's header, how it stopped, and any error
-key_lines() { grep -E "actor\(s\)|stopped by|Error|error" "$OUT/$1.log" | head -5 | tee -a "$summary"; }
+# key_lines NAME: the run's header, how it stopped, and any error (train's own bad-input and
+# set-up errors start with "workbench train:")
+key_lines() { grep -E "^workbench train:|actor\(s\)|stopped by|Error|error" "$OUT/$1.log" | head -5 | tee -a "$summary"; }
 
 nvidia-smi -L 2>&1 | tee -a "$summary"
 $PY -m workbench.cli doctor 2>&1 | tee "$OUT/doctor.log" | grep -E "^(python|numpy|numba|cupy|gpu) " | tee -a "$summary"
