@@ -1,20 +1,34 @@
-"""RL algorithms written against nets and a Gymnasium env, with no knowledge of processes."""
+"""RL algorithms written against nets and a Gymnasium env, with no knowledge of processes.
+
+Each agent is one file holding one Agent class with its rules (agents/base.py says which); adding
+one is that file plus a line in AGENTS.
+"""
 from __future__ import annotations
 
 import dataclasses
 
-from . import pixels  # noqa: F401 - registers the conv trunks
+from nets import settings
+
 from .a3c import A3C, A3CConfig
 from .a3c_lstm import A3CLSTM, A3CLSTMConfig
-from .base import Agent, Policy, config_from_dict
+from .base import FAMILIES, Agent, Policy
 from .dqn import DQN, DQNConfig
 from .impala import Impala, ImpalaConfig
 from .nstep_q import NStepQ, NStepQConfig, OneStepQ, OneStepQConfig
 from .reinforce import Reinforce, ReinforceConfig
 from .rollout import Batch, Gradient, Rollout, join
 
-AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (A3C, A3CLSTM, Impala, NStepQ, OneStepQ, Reinforce,
-                                                           DQN)}
+# The registry, in the order --help lists them; the first is the default agent.
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
+    A3C,
+    A3CLSTM,
+    Impala,
+    NStepQ,
+    OneStepQ,
+    Reinforce,
+    DQN,
+)}
+DEFAULT_AGENT = next(iter(AGENTS))
 
 
 def agent_class(name: str) -> type[Agent]:
@@ -24,9 +38,9 @@ def agent_class(name: str) -> type[Agent]:
 
 
 def make_config(name: str, overrides: dict | None = None):
-    """The agent's config dataclass: published defaults, then `overrides` (unknown keys fail)."""
-    cls = agent_class(name)
-    return config_from_dict(cls.Config, overrides or {})
+    """The agent's config dataclass: its defaults, then `overrides` (unknown keys, wrong types and
+    values out of range fail in one line)."""
+    return settings.from_dict(agent_class(name).Config, overrides or {})
 
 
 def make_agent(name: str, observation_space, action_space, config=None, learner: bool = True,
@@ -39,6 +53,7 @@ def config_dict(config) -> dict:
     return dataclasses.asdict(config)
 
 
-__all__ = ["AGENTS", "A3C", "A3CConfig", "A3CLSTM", "A3CLSTMConfig", "Agent", "Batch", "DQN", "DQNConfig",
-           "Gradient", "Impala", "ImpalaConfig", "NStepQ", "NStepQConfig", "OneStepQ", "OneStepQConfig", "Policy",
-           "Reinforce", "ReinforceConfig", "Rollout", "agent_class", "config_dict", "join", "make_agent", "make_config"]
+__all__ = ["AGENTS", "A3C", "A3CConfig", "A3CLSTM", "A3CLSTMConfig", "Agent", "Batch", "DEFAULT_AGENT", "DQN",
+           "DQNConfig", "FAMILIES", "Gradient", "Impala", "ImpalaConfig", "NStepQ", "NStepQConfig", "OneStepQ",
+           "OneStepQConfig", "Policy", "Reinforce", "ReinforceConfig", "Rollout", "agent_class", "config_dict",
+           "join", "make_agent", "make_config"]

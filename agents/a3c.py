@@ -9,17 +9,18 @@ import numpy as np
 
 import nets
 from nets import backend
+from nets.settings import Settings, setting
 
 from .base import Agent, Policy, sample_categorical
 from .gaussian import GaussianActorCritic, GaussianPolicy
 from .losses import action_log_probs, actor_critic_loss, gaussian_actor_critic_loss
-from .networks import ActorCritic, make_trunk
+from .networks import TRUNK_RULE, ActorCritic, make_trunk
 from .normalize import Normalizer, NormalizedTrunk, Tracker, find_normalizer
 from .returns import lambda_returns, next_state_values, nstep_returns
 
 
 @dataclass
-class A3CConfig:
+class A3CConfig(Settings):
     """A3C hyperparameters.
 
     From the paper: t_max 5, gamma 0.99, RMSProp with alpha 0.99 and eps 0.1 inside the square
@@ -31,49 +32,79 @@ class A3CConfig:
     -log pi(a|s) A - beta H(pi) + value_coef / 2 (R - V)^2, summed over the rollout's steps
     (value_coef 1 is the plain 0.5 (R - V)^2; 0.5 keeps the shared trunk's policy stable once
     CartPole is balanced).
-    The paper's entropy beta 0.01 is Atari's (agents/pixels.py); classic control has none, as in
+    The paper's entropy beta 0.01 is Atari's (PRESETS); classic control has none, as in
     RL Zoo's tuned CartPole A2C (ent_coef 0.0): with 0.01 a CartPole seed hovered at 415-465
     through 300k steps, without it 6 of 6 seeds passed a last-100 return of 475 by 101k.
     The trunk and its sizes suit vector observations (CartPole); Atari uses a conv trunk.
-    Box (continuous) actions get a Gaussian policy (agents/gaussian.py, whose defaults differ),
+    Box (continuous) actions get a Gaussian policy (agents/gaussian.py, with PRESETS of their own),
     and with them running normalisation of vector observations and of rewards
     (agents/normalize.py); `normalize_obs` / `normalize_reward` true or false choose for any env.
     """
 
-    lr: float = 1e-2
-    gamma: float = 0.99
-    t_max: int = 5
-    entropy_beta: float = 0.0
-    value_coef: float = 0.5
-    rmsprop_alpha: float = 0.99
-    rmsprop_eps: float = 0.1
-    max_grad_norm: float = 40.0
+    lr: float = setting(1e-2, ">= 0")
+    gamma: float = setting(0.99, "in [0, 1]")
+    t_max: int = setting(5, ">= 1")
+    entropy_beta: float = setting(0.0, ">= 0")
+    value_coef: float = setting(0.5, ">= 0")
+    rmsprop_alpha: float = setting(0.99, "in [0, 1)")
+    rmsprop_eps: float = setting(0.1, "> 0")
+    max_grad_norm: float = setting(40.0, "> 0")
     lr_anneal: bool = True
-    trunk: str = "auto"  # conv net for images, MLP of `hidden` for vectors
-    hidden: tuple[int, ...] = (64, 64)
-    gae_lambda: float | None = None  # None: n-step returns (the paper); else GAE(lambda) returns
+    trunk: str = setting("auto", TRUNK_RULE)  # conv net for images, MLP of `hidden` for vectors
+    hidden: tuple[int, ...] = setting((64, 64), ">= 1")
+    gae_lambda: float | None = setting(None, "in [0, 1]")  # None: n-step returns (the paper); else GAE(lambda)'s
     log_std_init: float = 0.0  # Gaussian policies: the log std every action dimension starts at
     normalize_obs: bool | None = None  # None: for Box actions and vector observations
     normalize_reward: bool | None = None  # None: for Box actions
 
 
-class SoftmaxPolicy(Policy):
-    """Samples from the policy head's softmax."""
+# Settings that differ from A3CConfig's by env tag (agents/base.py: Agent.defaults), under the user's.
+# Atari (and other images): lr 7e-4 and RMSProp epsilon 1e-5, OpenAI Baselines' A2C on Atari (PFRL's
+# A3C example has the same lr); the paper's epsilon of 0.1 inside the root caps each step at
+# ~3 lr |g|: with the conv net's per-weight gradients (~1e-3) the policy's entropy had not moved
+# from log(4) after 150k Breakout steps. The paper's entropy bonus of 0.01.
+# Box actions: GAE(0.9) returns over rollouts of 8 steps, RMSProp lr 2e-3 with eps 1e-5 and no
+# entropy bonus (RL Zoo's A2C for Pendulum and MuJoCo has GAE 0.9, 8 steps, eps 1e-5, no bonus;
+# our loss is a sum over the batch, not a mean, and lr 2e-3 learned Pendulum fastest of 1e-3 to
+# 1e-2 here); the log std starts at -0.5 (std 0.6: 1.0 took longer on Pendulum, whose actions span
+# [-2, 2]).
+# MuJoCo: lr 7e-4 (SB3's A2C default, RL Zoo's A2C on MuJoCo): at 2e-3 HalfCheetah-v5 reached a
+# last-10 return of 2,400 in 4 minutes here, then fell to -300 and stayed under 400 through 16
+# minutes (benchmarks/rl_continuous.py --curve), its std shrinking and its gradients at the clip.
+# Pendulum-v1: gamma 0.9, RL Zoo's tuned value (its reward horizon is short).
+PRESETS = {
+    "pixels": {"lr": 7e-4, "rmsprop_eps": 1e-5, "entropy_beta": 0.01},
+    "box": {"lr": 2e-3, "rmsprop_eps": 1e-5, "entropy_beta": 0.0, "t_max": 8, "gae_lambda": 0.9,
+            "log_std_init": -0.5},
+    "mujoco": {"lr": 7e-4},
+    "Pendulum-v1": {"gamma": 0.9},
+}
 
-    def __init__(self, network: ActorCritic, rng: np.random.Generator):
-        self.network, self.rng = network, rng
+
+class SoftmaxPolicy(Policy):
+    """Samples from the policy head's softmax, or (`greedy`) takes its most likely action."""
+
+    def __init__(self, network: ActorCritic, rng: np.random.Generator, greedy: bool = False):
+        self.network, self.rng, self.greedy = network, rng, greedy
 
     def act(self, obs, step):
         with nets.no_grad():
-            logits = self.network.logits(obs).data
-        actions = sample_categorical(logits, self.rng)
+            logits = backend.to_host(self.network.logits(obs).data)
+        actions = logits.argmax(axis=1) if self.greedy else sample_categorical(logits, self.rng)
         return actions, action_log_probs(logits, actions)
 
 
 class A3C(Agent):
     name = "a3c"
+    summary = "asynchronous advantage actor-critic, Mnih et al. 2016 (a Gaussian policy for Box actions)"
     Config = A3CConfig
     continuous_actions = True
+    presets = PRESETS
+    # Atari: 8 envs per actor. Breakout, 2 actors on 2 cores (benchmarks/rl_atari.py): 4 envs 1,758
+    # frames/s, 8 envs 2,166, 16 envs 2,015-2,060 (a bigger batch per forward pass and one learner
+    # step per 40 env steps instead of 20; 16 were no faster). Box actions: 8 (on 2 cores, 8 reached
+    # Pendulum's -250 in 41 s, 16 in 50 s (bigger batches, fewer updates per step), 4 not in 100 s).
+    envs_per_actor = {"pixels": 8, "box": 8}
 
     def build_network(self):
         normalizer = self.make_normalizer()
@@ -113,7 +144,10 @@ class A3C(Agent):
         return Tracker(n_envs, self.config.gamma, observations=n.size is not None, returns=n.rewards)
 
     def policy(self, actor_index, rng):
-        return (GaussianPolicy if self.continuous else SoftmaxPolicy)(self.network, rng)
+        return self.play_policy(False, rng)
+
+    def play_policy(self, greedy, rng):
+        return (GaussianPolicy if self.continuous else SoftmaxPolicy)(self.network, rng, greedy)
 
     def loss(self, batch):
         T, E = batch.rewards.shape

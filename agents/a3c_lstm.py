@@ -12,10 +12,11 @@ import numpy as np
 
 import nets
 from nets import F, backend
+from nets.settings import setting
 
-from .a3c import A3C, A3CConfig
+from .a3c import A3C, PRESETS, A3CConfig
 from .base import Policy, sample_categorical
-from .gaussian import GaussianHead, act_gaussian
+from .gaussian import GaussianHead, act_gaussian, act_gaussian_greedy
 from .losses import action_log_probs
 from .networks import _orthogonal
 
@@ -23,12 +24,12 @@ from .networks import _orthogonal
 @dataclass
 class A3CLSTMConfig(A3CConfig):
     """A3C's hyperparameters plus the LSTM's size: the paper's 256 follows the Atari conv trunk's
-    256 features (agents/pixels.py); after the classic-control MLP's 64, 64 cells learn
-    CartPole as well (last-100 return 475 within 210k steps on 6 of 6 seeds) and update 6x
-    faster (40 steps: 2.7 ms instead of 17 ms).
+    256 features (agents/pixels.py), A3C's presets otherwise; after the classic-control MLP's
+    64, 64 cells learn CartPole as well (last-100 return 475 within 210k steps on 6 of 6 seeds)
+    and update 6x faster (40 steps: 2.7 ms instead of 17 ms).
     """
 
-    lstm_size: int = 64
+    lstm_size: int = setting(64, ">= 1")
 
 
 class RecurrentActorCritic(nets.Module):
@@ -71,10 +72,11 @@ class RecurrentActorCritic(nets.Module):
 
 
 class RecurrentSoftmaxPolicy(Policy):
-    """Samples from the policy, carrying one LSTM state per env."""
+    """Samples from the policy (or, `greedy`, takes its best action), carrying one LSTM state per
+    env."""
 
-    def __init__(self, network: RecurrentActorCritic, rng: np.random.Generator):
-        self.network, self.rng = network, rng
+    def __init__(self, network: RecurrentActorCritic, rng: np.random.Generator, greedy: bool = False):
+        self.network, self.rng, self.greedy = network, rng, greedy
         self.state = None
 
     def recurrent_state(self, n_envs: int):
@@ -96,21 +98,24 @@ class RecurrentSoftmaxPolicy(Policy):
         return self.sample(logits)
 
     def sample(self, logits):
-        actions = sample_categorical(logits.data, self.rng)
-        return actions, action_log_probs(logits.data, actions)
+        logits = logits.data
+        actions = logits.argmax(axis=1) if self.greedy else sample_categorical(logits, self.rng)
+        return actions, action_log_probs(logits, actions)
 
 
 class RecurrentGaussianPolicy(RecurrentSoftmaxPolicy):
-    """Samples from the Gaussian head, carrying one LSTM state per env."""
+    """Samples from the Gaussian head (or takes its mean), carrying one LSTM state per env."""
 
     def sample(self, policy):
-        mean, log_std = policy
-        return act_gaussian(mean.data, log_std.data, self.rng)
+        mean, log_std = (t.data for t in policy)
+        return act_gaussian_greedy(mean, log_std) if self.greedy else act_gaussian(mean, log_std, self.rng)
 
 
 class A3CLSTM(A3C):
     name = "a3c-lstm"
+    summary = "A3C with an LSTM after the trunk, the paper's recurrent agent"
     Config = A3CLSTMConfig
+    presets = {**PRESETS, "pixels": {**PRESETS["pixels"], "lstm_size": 256}}
 
     def build_network(self):
         c = self.config
@@ -118,9 +123,9 @@ class A3CLSTM(A3C):
         return RecurrentActorCritic(self.normalized_trunk(self.make_normalizer()), self.n_actions,
                                     c.lstm_size, head)
 
-    def policy(self, actor_index, rng):
+    def play_policy(self, greedy, rng):
         kind = RecurrentGaussianPolicy if self.continuous else RecurrentSoftmaxPolicy
-        return kind(self.network, rng)
+        return kind(self.network, rng, greedy)
 
     def loss(self, batch):
         if batch.initial_state is None:

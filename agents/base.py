@@ -1,5 +1,12 @@
 """What every agent offers the actor system, which knows nothing else about it.
 
+An agent class holds its own rules: its name and one-line summary, its config dataclass (each
+setting's range in the field, each default's source in the docstring), the presets that differ
+by env (`presets`, keyed by the env's tags: its family, its Gymnasium package, its id), its envs
+per actor, where its gradients may be computed, which action spaces it takes, and what its actors
+are told (`actor_config`). agents/__init__.py registers the classes by name; nothing outside
+agents/ asks which agent it is.
+
 An agent is built from the env's spaces and its config dataclass. In an actor process it acts:
 `policy(actor_index, rng)` gives a Policy that reads `agent.network` (whose parameters the actor
 rebinds to the published weights). Learning is in two halves, so that either the learner or each
@@ -9,9 +16,7 @@ optimizer; `update(batch, progress)` is both.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
 from typing import ClassVar
 
 import gymnasium as gym
@@ -20,7 +25,12 @@ import numpy as np
 import nets
 from nets import optim
 
-from . import networks
+# The families of envs that presets and envs per actor are keyed by (envs/make.py tells an env's):
+# image observations (Atari's frames, or another env's preprocessed like them), Box (continuous)
+# actions, and the rest: vector observations with discrete actions (classic control, toy text).
+FAMILIES = ("pixels", "box", "vector")
+ENVS_PER_ACTOR = 4  # a few envs batched per forward pass amortise the network's per-call cost
+EVAL_EPSILON = 0.05  # Q agents' exploration when playing, not greedy (Mnih et al. 2015, evaluation)
 
 
 class Policy:
@@ -51,27 +61,64 @@ class Policy:
 
 
 class Agent:
-    """Base class. Subclasses set `Config`, build `network` (and `model` if a checkpoint holds
-    more than the published network) and implement `policy` and `update`."""
+    """Base class. Subclasses set the class attributes below, build `network` (and `model` if a
+    checkpoint holds more than the published network) and implement `policy` and `loss` (or
+    `update`)."""
 
     name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for `workbench train --help` and `workbench agents`
     Config: ClassVar[type] = object
-    continuous_actions: ClassVar[bool] = False  # also learns Box (continuous) action spaces
+    discrete_actions: ClassVar[bool] = True  # learns Discrete action spaces
+    continuous_actions: ClassVar[bool] = False  # learns one-dimensional Box action spaces
+    whole_episodes: ClassVar[bool] = False  # learns from whole episodes of one env per actor
+    gradients_on: ClassVar[tuple[str, ...]] = ("actors", "learner")  # where they may be computed;
+                                                                      # the first is the default
+    envs_per_actor: ClassVar[dict[str, int]] = {}  # by family; ENVS_PER_ACTOR where not given
+    presets: ClassVar[dict[str, dict]] = {}  # env tag -> settings that differ there from Config's
     has_target: ClassVar[bool] = False  # a `target` network: read by the loss, not trained by
                                         # the optimizer, published with the weights to actors
                                         # that compute gradients (the loss is its only reader)
     memory = None  # a replay memory (agents/replay.py), in the learner of agents that keep one
 
+    @classmethod
+    def defaults(cls, tags: tuple[str, ...]) -> dict:
+        """The presets for an env with these tags (envs.EnvInfo.tags: family first, the env's id
+        last), later tags winning: what the agent's settings start from before the user's."""
+        values = {}
+        for tag in tags:
+            values.update(cls.presets.get(tag, {}))
+        return values
+
+    @classmethod
+    def default_envs_per_actor(cls, family: str) -> int:
+        return 1 if cls.whole_episodes else cls.envs_per_actor.get(family, ENVS_PER_ACTOR)
+
+    @classmethod
+    def check_action_space(cls, space: gym.Space) -> None:
+        """A one-line ValueError naming the agents that can, unless this one learns `space`."""
+        box = isinstance(space, gym.spaces.Box) and len(space.shape) == 1
+        if (box and cls.continuous_actions) or (isinstance(space, gym.spaces.Discrete) and cls.discrete_actions):
+            return
+        if box or isinstance(space, gym.spaces.Discrete):
+            kind = "continuous (Box)" if box else "discrete"
+            from . import AGENTS  # the registry, which imports this module
+
+            takers = ", ".join(sorted(name for name, a in AGENTS.items()
+                                      if (a.continuous_actions if box else a.discrete_actions)))
+            needs = "a discrete action space" if box else "continuous (Box) actions"
+            raise ValueError(f"agent {cls.name} needs {needs}; for {kind} actions use {takers}")
+        raise ValueError(f"agent {cls.name} needs a Discrete or a one-dimensional Box action space, "
+                         f"not {space}")
+
+    @classmethod
+    def actor_config(cls, config, actor_envs: int):
+        """The config actors act with, given how many envs all actors step together."""
+        return config
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config,
                  learner: bool = True, device: str = "cpu"):
-        box = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
-        if box and not self.continuous_actions:
-            takers = ", ".join(sorted(a.name for a in _subclasses(Agent) if a.continuous_actions and a.name))
-            raise ValueError(f"agent {self.name} needs a discrete action space; for continuous "
-                             f"(Box) actions use {takers}")
-        if not (box or isinstance(action_space, gym.spaces.Discrete)):
-            raise ValueError(f"agent {self.name} needs a discrete or a one-dimensional Box action "
-                             f"space, not {action_space}")
+        self.check_action_space(action_space)
+        box = isinstance(action_space, gym.spaces.Box)
         self.config = config
         self.observation_shape = tuple(observation_space.shape)
         self.continuous = box  # a Gaussian policy over n_actions dimensions instead of a softmax
@@ -95,9 +142,15 @@ class Agent:
     @property
     def rollout_length(self) -> int | None:
         """Steps per rollout (t_max), or None for whole episodes."""
-        return self.config.t_max
+        return None if self.whole_episodes else self.config.t_max
 
     def policy(self, actor_index: int, rng: np.random.Generator) -> Policy:
+        raise NotImplementedError
+
+    def play_policy(self, greedy: bool, rng: np.random.Generator) -> Policy:
+        """The policy `play`, evaluation and `workbench.load` act with: `greedy` takes the best
+        action (a Gaussian's mean), otherwise actions are sampled as in training (Q agents:
+        epsilon-greedy with EVAL_EPSILON)."""
         raise NotImplementedError
 
     def remember(self, rollouts: list) -> None:
@@ -153,72 +206,6 @@ class Agent:
     def after_load(self) -> str | None:
         """Called when a checkpoint has been loaded into `model` and the optimizer; may return a
         line for the console about what a checkpoint does not restore."""
-
-
-def _subclasses(cls: type) -> list[type]:
-    return [c for sub in cls.__subclasses__() for c in (sub, *_subclasses(sub))]
-
-
-# The ranges of the hyperparameters, by field name: (test, what it needs). NaN fails them all.
-LIMITS = {
-    "lr": (lambda v: v >= 0, ">= 0"),
-    "gamma": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-    "gae_lambda": (lambda v: v is None or 0 <= v <= 1, "in [0, 1]"),
-    "entropy_beta": (lambda v: v >= 0, ">= 0"),
-    "value_coef": (lambda v: v >= 0, ">= 0"),
-    "rmsprop_alpha": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "rmsprop_eps": (lambda v: v > 0, "> 0"),
-    "max_grad_norm": (lambda v: v > 0, "> 0"),
-    "rho_bar": (lambda v: v > 0, "> 0"),
-    "c_bar": (lambda v: v > 0, "> 0"),
-    "huber_delta": (lambda v: v is None or v > 0, "> 0"),
-    "t_max": (lambda v: v >= 1, ">= 1"),
-    "n_step": (lambda v: v is None or v >= 1, ">= 1"),
-    "target_update_interval": (lambda v: v >= 1, ">= 1"),
-    "epsilon_anneal_steps": (lambda v: v >= 0, ">= 0"),
-    "lstm_size": (lambda v: v >= 1, ">= 1"),
-    "hidden": (lambda v: all(n >= 1 for n in v), "layer sizes >= 1"),
-    "trunk": (lambda v: v == "auto" or v in networks.TRUNKS, "auto or a trunk name (mlp, relu-mlp, small, nature)"),
-}
-_EXPECTED = {float: "a number", int: "an integer", bool: "true or false", str: "a string",
-             dict: "a JSON object"}
-
-
-def config_from_dict(config_class, values: dict, limits: dict = LIMITS):
-    """A config dataclass from a dict of JSON values (a list stands for a tuple). Unknown keys,
-    a value of the wrong type for its field, or out of its range in `limits`, are one-line
-    ValueErrors naming the key, the value and what would be right."""
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"unknown {config_class.__name__} settings {unknown}; known: {sorted(fields)}")
-    hints = typing.get_type_hints(config_class)
-    converted = {key: _typed(key, value, hints[key]) for key, value in values.items()}
-    for key, value in converted.items():
-        if key in limits and not limits[key][0](value):
-            raise ValueError(f"{key} must be {limits[key][1]}, got {value!r}")
-    return config_class(**converted)
-
-
-def _typed(key: str, value, hint):
-    """`value` as the type `hint` names (int, float, bool, str, dict, tuple[int, ...], X | None)."""
-    optional = type(None) in typing.get_args(hint)
-    if optional:
-        if value is None:
-            return None
-        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is float and number:
-        return float(value)
-    if hint is int and number and float(value).is_integer():
-        return int(value)
-    if hint in (bool, str, dict) and isinstance(value, hint):
-        return value
-    if typing.get_origin(hint) is tuple and isinstance(value, (list, tuple)) \
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return tuple(value)
-    expected = "a list of integers like [64, 64]" if typing.get_origin(hint) is tuple else _EXPECTED[hint]
-    raise ValueError(f"{key} must be {expected}{' or null' if optional else ''}, got {value!r}")
 
 
 def sample_categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:

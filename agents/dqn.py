@@ -11,25 +11,24 @@ weights.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 import nets
 from nets import backend, optim
+from nets.settings import Settings, setting
 
-from .base import Agent, Policy, epsilon_greedy
+from .base import EVAL_EPSILON, Agent, Policy, epsilon_greedy
 from .losses import QLoss
-from .networks import QNetwork, make_trunk
-from .nstep_q import QModel
+from .networks import TRUNK_RULE, QNetwork, make_trunk
+from .nstep_q import EpsilonGreedy, QModel
 from .replay import ReplayMemory
 from .returns import next_state_values, nstep_returns
 
-OPTIMIZERS = ("adam", "rmsprop")
-
-
 @dataclass
-class DQNConfig:
+class DQNConfig(Settings):
     """DQN hyperparameters. Defaults for vector observations are RL Baselines3 Zoo's tuned DQN
     for CartPole-v1 (hyperparams/dqn.yml: batch 64, buffer 100k, learning starts 1000, train_freq
     256 with 128 gradient steps, epsilon 1 -> 0.04 over the first 16% of 50k steps, 256-256 ReLU
@@ -43,7 +42,7 @@ class DQNConfig:
     to 0 over 150k or 300k steps), in 69k to 127k steps, and those run on stayed at 500. SB3 refreshes the target every 10 env steps, but only between its bursts
     of 128 gradient steps, so the target here is refreshed every 128 gradient steps.
 
-    On Atari (agents/pixels.py) they are CleanRL's dqn_atari.py, itself the Nature paper's with
+    On Atari (PRESETS below) they are CleanRL's dqn_atari.py, itself the Nature paper's with
     Adam: lr 1e-4, batch 32, 1M steps of memory, learning starts 80k, a gradient step every 4 env
     steps, the target refreshed every 1000 env steps (250 gradient steps), epsilon 1 -> 0.01 over
     1M steps, one-step targets without double DQN, the Nature conv net; with the paper's Huber
@@ -58,68 +57,44 @@ class DQNConfig:
     `apex`: Ape-X: actor env i of N explores with the fixed epsilon
     apex_epsilon^(1 + apex_exponent i / (N - 1)) (0.4 and 7 in the paper, which had one env per
     actor: here each env counts as one of the paper's actors, N = `apex_actors`, which
-    `workbench train` sets to actors x envs per actor), actors send each step's initial priority
+    is actors x envs per actor unless set: `actor_config`), actors send each step's initial priority
     |n-step TD error| from their own Q-values, and replay is prioritized. `t_max`: steps per
     rollout an actor sends (it sets how often weights reach the actors, not the learning).
     """
 
-    lr: float = 5e-4
-    gamma: float = 0.99
-    batch_size: int = 64
-    buffer_size: int = 100_000
-    learning_starts: int = 1_000
-    train_frequency: int = 256
-    gradient_steps: int = 128
-    target_update_interval: int = 128  # gradient steps
-    tau: float = 1.0
-    epsilon_start: float = 1.0
-    epsilon_final: float = 0.04
-    epsilon_anneal_steps: int = 8_000
-    n_step: int = 3
+    lr: float = setting(5e-4, ">= 0")
+    gamma: float = setting(0.99, "in [0, 1]")
+    batch_size: int = setting(64, ">= 1")
+    buffer_size: int = setting(100_000, ">= 1")
+    learning_starts: int = setting(1_000, ">= 0")
+    train_frequency: int = setting(256, ">= 1")
+    gradient_steps: int = setting(128, ">= 1")
+    target_update_interval: int = setting(128, ">= 1")  # gradient steps
+    tau: float = setting(1.0, "in (0, 1]")
+    epsilon_start: float = setting(1.0, "in [0, 1]")
+    epsilon_final: float = setting(0.04, "in [0, 1]")
+    epsilon_anneal_steps: int = setting(8_000, ">= 0")
+    n_step: int = setting(3, ">= 1")
     double: bool = True
-    huber_delta: float | None = 1.0
-    optimizer: str = "adam"
-    adam_eps: float = 1e-8
-    rmsprop_alpha: float = 0.95
-    rmsprop_eps: float = 0.01
-    max_grad_norm: float = 10.0
+    huber_delta: float | None = setting(1.0, "> 0")
+    optimizer: str = setting("adam", "one of adam, rmsprop")
+    adam_eps: float = setting(1e-8, "> 0")
+    rmsprop_alpha: float = setting(0.95, "in [0, 1)")
+    rmsprop_eps: float = setting(0.01, "> 0")
+    max_grad_norm: float = setting(10.0, "> 0")
     lr_anneal: bool = False
     prioritized: bool = False
-    priority_alpha: float = 0.6
-    priority_alpha_final: float | None = None
-    priority_beta: float = 0.4
-    priority_eps: float = 1e-6
+    priority_alpha: float = setting(0.6, ">= 0")
+    priority_alpha_final: float | None = setting(None, ">= 0")
+    priority_beta: float = setting(0.4, "in [0, 1]")
+    priority_eps: float = setting(1e-6, "> 0")
     apex: bool = False
-    apex_epsilon: float = 0.4
-    apex_exponent: float = 7.0
-    apex_actors: int = 0
-    t_max: int = 32
-    trunk: str = "relu-mlp"
-    hidden: tuple[int, ...] = (256, 256)
-
-    def __post_init__(self):
-        checks = {
-            "batch_size": (self.batch_size >= 1, ">= 1"),
-            "buffer_size": (self.buffer_size >= 1, ">= 1"),
-            "learning_starts": (self.learning_starts >= 0, ">= 0"),
-            "train_frequency": (self.train_frequency >= 1, ">= 1"),
-            "gradient_steps": (self.gradient_steps >= 1, ">= 1"),
-            "tau": (0 < self.tau <= 1, "in (0, 1]"),
-            "epsilon_start": (0 <= self.epsilon_start <= 1, "in [0, 1]"),
-            "epsilon_final": (0 <= self.epsilon_final <= 1, "in [0, 1]"),
-            "optimizer": (self.optimizer in OPTIMIZERS, f"one of {', '.join(OPTIMIZERS)}"),
-            "adam_eps": (self.adam_eps > 0, "> 0"),
-            "priority_alpha": (self.priority_alpha >= 0, ">= 0"),
-            "priority_alpha_final": (self.priority_alpha_final is None or self.priority_alpha_final >= 0, ">= 0"),
-            "priority_beta": (0 <= self.priority_beta <= 1, "in [0, 1]"),
-            "priority_eps": (self.priority_eps > 0, "> 0"),
-            "apex_epsilon": (0 < self.apex_epsilon < 1, "in (0, 1)"),
-            "apex_exponent": (self.apex_exponent >= 0, ">= 0"),
-            "apex_actors": (self.apex_actors >= 0, ">= 0"),
-        }
-        for name, (ok, needs) in checks.items():
-            if not ok:
-                raise ValueError(f"{name} must be {needs}, got {getattr(self, name)!r}")
+    apex_epsilon: float = setting(0.4, "in (0, 1)")
+    apex_exponent: float = setting(7.0, ">= 0")
+    apex_actors: int = setting(0, ">= 0")
+    t_max: int = setting(32, ">= 1")
+    trunk: str = setting("relu-mlp", TRUNK_RULE)
+    hidden: tuple[int, ...] = setting((256, 256), ">= 1")
 
 
 def dqn_targets(returns: np.ndarray, discounts: np.ndarray, target_next: np.ndarray,
@@ -186,9 +161,20 @@ class DQNPolicy(Policy):
         rollout.priorities = np.abs(returns - chosen).astype(np.float32)
 
 
+# CleanRL's dqn_atari.py (see DQNConfig): 1000 env steps between target refreshes at one gradient
+# step per 4 env steps is 250 gradient steps.
+PRESETS = {"pixels": {"lr": 1e-4, "batch_size": 32, "buffer_size": 1_000_000, "learning_starts": 80_000,
+                      "train_frequency": 4, "gradient_steps": 1, "target_update_interval": 250,
+                      "epsilon_final": 0.01, "epsilon_anneal_steps": 1_000_000, "n_step": 1,
+                      "double": False, "trunk": "nature"}}
+
+
 class DQN(Agent):
     name = "dqn"
+    summary = "DQN from a replay memory in the learner: double, n-step, prioritized, Ape-X with --set apex=true"
     Config = DQNConfig
+    gradients_on = ("learner",)  # it learns from its replay memory, which only the learner holds
+    presets = PRESETS
     has_target = True  # the learner's: actors only act, and Ape-X priorities use their online net
 
     def __init__(self, observation_space, action_space, config: DQNConfig, learner: bool = True,
@@ -226,9 +212,10 @@ class DQN(Agent):
                                  centered=True, eps_inside_sqrt=True)
         return optim.Adam(self.network, lr=c.lr, eps=c.adam_eps)
 
-    @property
-    def rollout_length(self):
-        return self.config.t_max
+    @classmethod
+    def actor_config(cls, config, actor_envs):
+        """Ape-X's epsilons span every env of every actor, unless `apex_actors` says otherwise."""
+        return dataclasses.replace(config, apex_actors=actor_envs) if config.apex_actors == 0 else config
 
     def after_step(self) -> None:
         if self.optimizer.steps % self.config.target_update_interval == 0:
@@ -245,6 +232,9 @@ class DQN(Agent):
 
     def policy(self, actor_index, rng):
         return DQNPolicy(self.network, rng, self.config, actor_index)
+
+    def play_policy(self, greedy, rng):
+        return EpsilonGreedy(self.network, rng, 0, 0.0 if greedy else EVAL_EPSILON)
 
     def remember(self, rollouts) -> None:
         for r in rollouts:

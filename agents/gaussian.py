@@ -14,49 +14,14 @@ trunk and LSTM with a Gaussian head in place of the softmax.
 """
 from __future__ import annotations
 
-import gymnasium as gym
 import numpy as np
 
 import nets
+from nets import backend
 
 from .base import Policy
 from .losses import gaussian_log_prob
 from .networks import _orthogonal
-
-# Hyperparameters that differ for continuous actions from the agents' classic-control defaults
-# (applied under the user's own settings, like agents/pixels.py's Atari defaults). A3C: GAE(0.9)
-# returns over rollouts of 8 steps, RMSProp lr 2e-3 with eps 1e-5 and no entropy bonus (RL Zoo's
-# A2C for Pendulum and MuJoCo has GAE 0.9, 8 steps, eps 1e-5, no bonus; our loss is a sum over
-# the batch, not a mean, and lr 2e-3 learned Pendulum fastest of 1e-3 to 1e-2 here); the log std
-# starts at -0.5 (std 0.6: 1.0 took longer on Pendulum, whose actions span [-2, 2]).
-_A3C = {"lr": 2e-3, "rmsprop_eps": 1e-5, "entropy_beta": 0.0, "t_max": 8, "gae_lambda": 0.9,
-        "log_std_init": -0.5}
-CONTINUOUS_DEFAULTS = {
-    "a3c": _A3C,
-    "a3c-lstm": _A3C,
-    "impala": _A3C,  # A3C's network and loss; gae_lambda shortens V-trace's traces
-    "reinforce": {"lr": 1e-3, "log_std_init": -0.5},
-}
-# Per family of environments (by the entry point's package), for A3C's family: MuJoCo learns with
-# lr 7e-4 (SB3's A2C default, RL Zoo's A2C on MuJoCo): at 2e-3 HalfCheetah-v5 reached a last-10
-# return of 2,400 in 4 minutes here, then fell to -300 and stayed under 400 through 16 minutes
-# (benchmarks/rl_continuous.py --curve), its std shrinking and its gradients at the clip.
-FAMILY_DEFAULTS = {"gymnasium.envs.mujoco": {"lr": 7e-4}}
-# Per environment, on top (RL Zoo's tuned Pendulum-v1: gamma 0.9, its reward horizon is short).
-ENV_DEFAULTS = {
-    "Pendulum-v1": {"gamma": 0.9},
-}
-
-
-def continuous_defaults(agent: str, env_id: str) -> dict:
-    defaults = dict(CONTINUOUS_DEFAULTS.get(agent, {}))
-    if CONTINUOUS_DEFAULTS.get(agent) is _A3C:
-        entry = str(gym.spec(env_id).entry_point) if env_id in gym.registry else ""
-        for package, values in FAMILY_DEFAULTS.items():
-            if entry.startswith(package):
-                defaults.update(values)
-    return {**defaults, **ENV_DEFAULTS.get(env_id, {})}
-
 
 class GaussianHead(nets.Module):
     """Features -> (mean (N, A) tensor, log_std (A,) parameter)."""
@@ -109,17 +74,23 @@ def act_gaussian(mean: np.ndarray, log_std: np.ndarray, rng: np.random.Generator
     return actions, gaussian_log_prob(mean, log_std, actions).astype(np.float32)
 
 
-class GaussianPolicy(Policy):
-    """Samples from the Gaussian policy of a feed-forward network."""
+def act_gaussian_greedy(mean: np.ndarray, log_std: np.ndarray):
+    """The mean as the action (`play --greedy`), with its log-probability."""
+    return mean.astype(np.float32), gaussian_log_prob(mean, log_std, mean).astype(np.float32)
 
-    def __init__(self, network: GaussianActorCritic, rng: np.random.Generator):
-        self.network, self.rng = network, rng
+
+class GaussianPolicy(Policy):
+    """Samples from the Gaussian policy of a feed-forward network, or (`greedy`) takes its mean."""
+
+    def __init__(self, network: GaussianActorCritic, rng: np.random.Generator, greedy: bool = False):
+        self.network, self.rng, self.greedy = network, rng, greedy
 
     def act(self, obs, step):
         with nets.no_grad():
             mean, log_std = self.network.distribution(obs)
-        return act_gaussian(mean.data, log_std.data, self.rng)
+        mean, log_std = backend.to_host(mean.data), backend.to_host(log_std.data)
+        return act_gaussian_greedy(mean, log_std) if self.greedy else act_gaussian(mean, log_std, self.rng)
 
 
-__all__ = ["CONTINUOUS_DEFAULTS", "GaussianActorCritic", "GaussianHead", "GaussianPolicy",
-           "act_gaussian", "continuous_defaults", "sample_gaussian"]
+__all__ = ["GaussianActorCritic", "GaussianHead", "GaussianPolicy", "act_gaussian", "act_gaussian_greedy",
+           "sample_gaussian"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nets import backend
+from nets.settings import setting
 
 from .a3c import A3C, A3CConfig
 from .losses import action_log_probs, gaussian_log_prob
@@ -26,13 +27,15 @@ class ImpalaConfig(A3CConfig):
     experiments (section 4.2), which learns the value of pi itself. `gae_lambda`, where set
     (Box actions' default), shortens V-trace's traces by that factor (`vtrace`'s lam)."""
 
-    rho_bar: float = 1.0
-    c_bar: float = 1.0
+    rho_bar: float = setting(1.0, "> 0")
+    c_bar: float = setting(1.0, "> 0")
 
 
 class Impala(A3C):
     name = "impala"
+    summary = "A3C with V-trace targets, Espeholt et al. 2018, for actors acting with older weights"
     Config = ImpalaConfig
+    gradients_on = ("learner", "actors")  # a central learner whose actors lag: what V-trace corrects
 
     def targets(self, batch, rewards, policy, rollout_values, following):
         """V-trace targets and advantages from the behaviour log-probabilities."""

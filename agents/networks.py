@@ -1,10 +1,9 @@
 """Networks the agents use: a trunk that turns observations into features, and heads on top.
 
-Trunks are looked up by name in TRUNKS, so a new observation type plugs in without touching the
-agents: `register_trunk("nature-cnn", factory)` where `factory(observation_shape, hidden)` returns
-a Module with an `out_features` attribute whose forward maps a float32 or uint8 batch of
-observations (N, *observation_shape) to features (N, out_features). An agent config names the
-trunk (`trunk="mlp"`) and its sizes (`hidden`).
+Trunks are looked up by name in TRUNKS: `factory(observation_shape, hidden)` returns a Module
+with an `out_features` attribute whose forward maps a float32 or uint8 batch of observations
+(N, *observation_shape) to features (N, out_features). An agent config names the trunk
+(`trunk="mlp"`, one of TRUNK_RULE's) and the MLP's sizes (`hidden`).
 """
 from __future__ import annotations
 
@@ -16,6 +15,8 @@ import numpy as np
 
 import nets
 from nets import F, init
+
+from .pixels import CONV_LAYERS, conv_trunk
 
 
 def _orthogonal(gain: float):
@@ -44,18 +45,14 @@ class MLPTrunk(nets.Module):
 
 
 TRUNKS: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], nets.Module]] = {
-    "mlp": MLPTrunk, "relu-mlp": functools.partial(MLPTrunk, activation=F.relu)}
-
-
-def register_trunk(name: str, factory: Callable[[tuple[int, ...], tuple[int, ...]], nets.Module]) -> None:
-    TRUNKS[name] = factory
+    "mlp": MLPTrunk, "relu-mlp": functools.partial(MLPTrunk, activation=F.relu),
+    **{name: conv_trunk(name) for name in CONV_LAYERS}}
+TRUNK_RULE = "one of " + ", ".join(["auto", *TRUNKS])  # auto: make_trunk chooses by observation
 
 
 def make_trunk(name: str, observation_shape: tuple[int, ...], hidden: tuple[int, ...]) -> nets.Module:
     if name == "auto":  # images get the A3C paper's conv net (agents/pixels.py), vectors the MLP
         name = "small" if len(observation_shape) == 3 else "mlp"
-    if name not in TRUNKS:
-        raise ValueError(f"unknown trunk {name!r}; known: {', '.join(sorted(TRUNKS))}")
     return TRUNKS[name](tuple(observation_shape), tuple(hidden))
 
 

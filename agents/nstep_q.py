@@ -8,10 +8,11 @@ import numpy as np
 
 import nets
 from nets import backend
+from nets.settings import Settings, setting
 
-from .base import Agent, Policy, epsilon_greedy
+from .base import EVAL_EPSILON, Agent, Policy, epsilon_greedy
 from .losses import q_loss
-from .networks import QNetwork, make_trunk
+from .networks import TRUNK_RULE, QNetwork, make_trunk
 from .returns import next_state_values, nstep_returns
 
 # The paper's per-thread final exploration rates and how often each is drawn.
@@ -20,7 +21,7 @@ FINAL_EPSILON_PROBS = (0.4, 0.3, 0.3)
 
 
 @dataclass
-class NStepQConfig:
+class NStepQConfig(Settings):
     """Async n-step Q-learning hyperparameters.
 
     From the paper: rollouts of t_max 5 steps whose every state takes the longest available
@@ -31,7 +32,7 @@ class NStepQConfig:
     probabilities {0.4, 0.3, 0.3} (over 4M frames on Atari). The squared error is summed over
     steps; `huber_delta` clips it DQN-style when set.
 
-    Classic control (Atari's are in agents/pixels.py): lr 2.5e-3 (in LogUniform(1e-4, 1e-2)),
+    Classic control (Atari's are PRESETS below): lr 2.5e-3 (in LogUniform(1e-4, 1e-2)),
     a target refresh every 40 updates (about 1,000 env steps; CleanRL's CartPole DQN refreshes
     every 500), hidden (128, 128) (about CleanRL's DQN width, 120 and 84), the Huber loss
     (delta 1, DQN's error clipping) and every actor's final epsilon 0.01 (one of the paper's
@@ -48,20 +49,21 @@ class NStepQConfig:
     Epsilon anneals over the first `epsilon_anneal_steps` env steps of the run.
     """
 
-    lr: float = 2.5e-3
-    gamma: float = 0.99
-    t_max: int = 5
-    n_step: int | None = None
-    target_update_interval: int = 40
-    epsilon_anneal_steps: int = 20_000
-    final_epsilon: float | None = 0.01  # every actor's; None: each draws from the paper's mix
-    huber_delta: float | None = 1.0
-    rmsprop_alpha: float = 0.99
-    rmsprop_eps: float = 0.1
-    max_grad_norm: float = 40.0
+    lr: float = setting(2.5e-3, ">= 0")
+    gamma: float = setting(0.99, "in [0, 1]")
+    t_max: int = setting(5, ">= 1")
+    n_step: int | None = setting(None, ">= 1")
+    target_update_interval: int = setting(40, ">= 1")  # updates
+    epsilon_anneal_steps: int = setting(20_000, ">= 0")
+    epsilon_final: float | None = setting(0.01, "in [0, 1]")  # every actor's; None: each draws
+                                                              # from the paper's mix
+    huber_delta: float | None = setting(1.0, "> 0")
+    rmsprop_alpha: float = setting(0.99, "in [0, 1)")
+    rmsprop_eps: float = setting(0.1, "> 0")
+    max_grad_norm: float = setting(40.0, "> 0")
     lr_anneal: bool = True
-    trunk: str = "auto"  # conv net for images, MLP of `hidden` for vectors
-    hidden: tuple[int, ...] = (128, 128)
+    trunk: str = setting("auto", TRUNK_RULE)  # conv net for images, MLP of `hidden` for vectors
+    hidden: tuple[int, ...] = setting((128, 128), ">= 1")
 
 
 @dataclass
@@ -71,25 +73,25 @@ class OneStepQConfig(NStepQConfig):
     The squared error, as in the paper: on CartPole-v1 it reached a last-100 training return of
     195 at 57k-82k steps on 3 of 3 seeds, the Huber loss only at 216k-238k."""
 
-    n_step: int | None = 1
-    huber_delta: float | None = None
+    n_step: int | None = setting(1, ">= 1")
+    huber_delta: float | None = setting(None, "> 0")
 
 
 class EpsilonGreedy(Policy):
     """Greedy in Q with probability 1 - epsilon; epsilon anneals linearly from 1 to this actor's
-    final value (`final_epsilon`, or drawn from the paper's mix when None) over the run's first
+    final value (`epsilon_final`, or drawn from the paper's mix when None) over the run's first
     `anneal_steps` env steps."""
 
     def __init__(self, network: QNetwork, rng: np.random.Generator, anneal_steps: int,
-                 final_epsilon: float | None = None):
+                 epsilon_final: float | None = None):
         self.network, self.rng, self.anneal_steps = network, rng, anneal_steps
-        if final_epsilon is None:
-            final_epsilon = rng.choice(FINAL_EPSILONS, p=FINAL_EPSILON_PROBS)
-        self.final_epsilon = float(final_epsilon)
+        if epsilon_final is None:
+            epsilon_final = rng.choice(FINAL_EPSILONS, p=FINAL_EPSILON_PROBS)
+        self.epsilon_final = float(epsilon_final)
 
     def epsilon(self, step: int) -> float:
         fraction = min(1.0, step / self.anneal_steps) if self.anneal_steps > 0 else 1.0
-        return 1.0 + (self.final_epsilon - 1.0) * fraction
+        return 1.0 + (self.epsilon_final - 1.0) * fraction
 
     def act(self, obs, step):
         with nets.no_grad():
@@ -108,16 +110,27 @@ class QModel(nets.Module):
         self.online, self.target = online, target
 
 
+# Atari: RMSProp as A3C's there (agents/a3c.py) and the paper's Q schedules: a target refresh
+# every 40k frames (10k env steps = 250 updates of 40 steps: 2 actors x 4 envs x t_max 5) and
+# epsilon annealed over 4M frames (1M env steps) to each actor's draw from the paper's final
+# values, with the paper's squared error (clipped rewards keep its errors small).
+PRESETS = {"pixels": {"lr": 7e-4, "rmsprop_eps": 1e-5, "target_update_interval": 250,
+                      "epsilon_anneal_steps": 1_000_000, "epsilon_final": None, "huber_delta": None}}
+
+
 class NStepQ(Agent):
     name = "nstep-q"
+    summary = "asynchronous n-step Q-learning, Mnih et al. 2016"
     Config = NStepQConfig
+    # the central learner: its CartPole defaults reached 475 on 5 of 5 seeds with it against 4 of
+    # 5 with gradients on the actors, whose runs of its CLI-defaults test fell short twice in suites
+    gradients_on = ("learner", "actors")
+    presets = PRESETS
     has_target = True
 
     def __init__(self, observation_space, action_space, config: NStepQConfig, learner: bool = True,
                  device: str = "cpu"):
         super().__init__(observation_space, action_space, config, learner, device)
-        if config.n_step is not None and config.n_step < 1:
-            raise ValueError(f"n_step must be >= 1 or None, got {config.n_step}")
         self.sync_target()  # in actors too: those that compute gradients need it
         self.model = QModel(self.network, self.target)
 
@@ -131,7 +144,10 @@ class NStepQ(Agent):
         self.target.flat().rebind(data=self.network.flat().data.copy())
 
     def policy(self, actor_index, rng):
-        return EpsilonGreedy(self.network, rng, self.config.epsilon_anneal_steps, self.config.final_epsilon)
+        return EpsilonGreedy(self.network, rng, self.config.epsilon_anneal_steps, self.config.epsilon_final)
+
+    def play_policy(self, greedy, rng):
+        return EpsilonGreedy(self.network, rng, 0, 0.0 if greedy else EVAL_EPSILON)
 
     def loss(self, batch):
         T, E = batch.rewards.shape
@@ -156,4 +172,6 @@ class NStepQ(Agent):
 
 class OneStepQ(NStepQ):
     name = "onestep-q"
+    summary = "asynchronous one-step Q-learning, Mnih et al. 2016"
     Config = OneStepQConfig
+    gradients_on = ("actors", "learner")

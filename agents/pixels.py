@@ -1,4 +1,5 @@
-"""Convolutional trunks for stacked Atari frames (N, 4, 84, 84) uint8, registered in TRUNKS.
+"""Convolutional trunks for stacked frames (N, 4, 84, 84) uint8: Atari's, or another env's images
+preprocessed the same way (envs/make.py). agents/networks.py lists them in TRUNKS.
 
     small   Mnih et al. 2016 (A3C): 16 8x8/4, 32 4x4/2, dense 256; ReLU after each
     nature  Mnih et al. 2015 (DQN, Nature): 32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512
@@ -14,9 +15,7 @@ import numpy as np
 import nets
 from nets import F, backend, init
 
-from .networks import register_trunk
-
-LAYERS = {  # (out channels, kernel, stride) per conv, then the dense size
+CONV_LAYERS = {  # (out channels, kernel, stride) per conv, then the dense size
     "small": ([(16, 8, 4), (32, 4, 2)], 256),
     "nature": ([(32, 8, 4), (64, 4, 2), (64, 3, 1)], 512),
 }
@@ -52,41 +51,7 @@ class ConvTrunk(nets.Module):
 
 
 def conv_trunk(name: str):
-    convs, dense = LAYERS[name]
+    convs, dense = CONV_LAYERS[name]
     return lambda observation_shape, hidden: ConvTrunk(observation_shape, convs, dense)
 
 
-for _name in LAYERS:
-    register_trunk(_name, conv_trunk(_name))
-
-
-# Hyperparameters that differ on Atari from the agents' classic-control defaults, applied under
-# the user's own settings. lr 7e-4 and RMSProp epsilon 1e-5: OpenAI Baselines' A2C on Atari (PFRL's
-# A3C example has the same lr). The paper's epsilon of 0.1 inside the root caps each step at
-# ~3 lr |g|: with this net's per-weight gradients (~1e-3) the policy's entropy had not moved from
-# log(4) after 150k Breakout steps. The Q schedules are the paper's: a target refresh every 40k
-# frames (10k env steps = 250 updates of 40 steps: 2 actors x 4 envs x t_max 5) and epsilon
-# annealed over 4M frames (1M env steps) to each actor's draw from the paper's final values, with
-# the paper's squared error (clipped rewards keep its errors small).
-_RMSPROP = {"lr": 7e-4, "rmsprop_eps": 1e-5}
-_A3C = {**_RMSPROP, "entropy_beta": 0.01}  # the paper's bonus; classic control has none
-_Q_SCHEDULES = {"target_update_interval": 250, "epsilon_anneal_steps": 1_000_000, "final_epsilon": None,
-                "huber_delta": None}
-ATARI_DEFAULTS = {
-    "a3c": _A3C,
-    "impala": _A3C,  # A3C's network and loss
-    "a3c-lstm": {**_A3C, "lstm_size": 256},  # the paper's cells after the conv trunk's 256
-    "nstep-q": {**_RMSPROP, **_Q_SCHEDULES},
-    "onestep-q": {**_RMSPROP, **_Q_SCHEDULES},
-    "reinforce": {"lr": 1e-4},
-    # CleanRL's dqn_atari.py (see DQNConfig): 1000 env steps between target refreshes at one
-    # gradient step per 4 env steps is 250 gradient steps
-    "dqn": {"lr": 1e-4, "batch_size": 32, "buffer_size": 1_000_000, "learning_starts": 80_000,
-            "train_frequency": 4, "gradient_steps": 1, "target_update_interval": 250,
-            "epsilon_final": 0.01, "epsilon_anneal_steps": 1_000_000, "n_step": 1, "double": False,
-            "trunk": "nature"},
-}
-
-
-def atari_defaults(agent: str) -> dict:
-    return dict(ATARI_DEFAULTS[agent])

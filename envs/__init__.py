@@ -1,4 +1,6 @@
 """Environment construction on Gymnasium, with Gymnasium's own wrappers."""
-from .make import MissingExtraError, UnknownEnvError, check_env_id, continuous_actions, make_env
+from .make import (EnvInfo, MissingExtraError, UnknownEnvError, UnsupportedEnvError, check_env_id, env_spec,
+                   make_env, prepare, probe)
 
-__all__ = ["MissingExtraError", "UnknownEnvError", "check_env_id", "continuous_actions", "make_env"]
+__all__ = ["EnvInfo", "MissingExtraError", "UnknownEnvError", "UnsupportedEnvError", "check_env_id", "env_spec",
+           "make_env", "prepare", "probe"]

@@ -1,4 +1,24 @@
-"""`make_env`: a seeded Gymnasium environment with episode statistics, or a one-line error."""
+"""`make_env`: a seeded Gymnasium environment in the form agents learn from, or a one-line error.
+
+An env is named by a Gymnasium id ("CartPole-v1", "ALE/Pong-v5"), by Gymnasium's own
+"module:EnvId" (the module is imported first and registers EnvId: a user's env), or by
+"module:function" (a function or class of that module that makes the env when called with no
+arguments: what `workbench.train(env=function)` records). The module is looked for in the working
+folder too, as `python -m` would, so the same name works in the learner, in every actor process,
+in evaluation and in `play`.
+
+What agents see (`prepare`), by the env's observation space:
+    Box vector                          as it is
+    image: (H, W) or (H, W, 1 or 3) uint8   grayscale, 84x84, the last 4 frames stacked: Atari's
+                                        input (envs/atari.py), for the conv nets
+    Discrete, MultiDiscrete, MultiBinary, Dict, Tuple, or a Box of more dimensions
+                                        one float32 vector (Gymnasium's FlattenObservation;
+                                        Discrete parts one-hot), a Dict's or Tuple's Text parts
+                                        left out
+and every env is wrapped in RecordEpisodeStatistics, a Box-action env in ClipAction.
+`probe` makes the env once per process, checks that it keeps Gymnasium's API, and tells its
+spaces, family and tags (what agents' presets are keyed by) and the preprocessing in words.
+"""
 from __future__ import annotations
 
 import difflib
@@ -7,30 +27,50 @@ import importlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 
 import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
 
-from .atari import ale_id, make_atari
+from .atari import SCREEN_SIZE, FRAME_STACK, ale_id, make_atari
 
 # Namespaces whose environments are registered by importing a package (not imported up front:
 # ale-py is an optional extra and slow to import).
 _NAMESPACE_PACKAGES = {"ALE": "ale_py"}
-
-
 # Gymnasium's env families that need a package workbench installs as an extra.
 _EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco"}
 # MuJoCo renders offscreen through EGL where no display is set (Mesa's EGL works without a GPU).
 MUJOCO_GL = "egl"
+SUPPORTED_OBSERVATIONS = ("Box, Discrete, MultiDiscrete or MultiBinary observations, or a Dict or "
+                          "Tuple of them")
 
 
 class UnknownEnvError(ValueError):
-    """An environment id that is not registered with Gymnasium."""
+    """An environment name that Gymnasium and the named module do not know."""
 
 
 class MissingExtraError(ValueError):
     """A registered environment whose physics package is not installed."""
 
 
+class UnsupportedEnvError(ValueError):
+    """An env that does not keep Gymnasium's API, or whose observations no agent can read."""
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """What the learner needs to know about an env before any actor starts."""
+
+    id: str
+    observation_space: gym.Space  # as agents see it (after `prepare`)
+    action_space: gym.Space
+    family: str  # "pixels" (image observations), "box" (Box actions) or "vector": agents.FAMILIES
+    tags: tuple[str, ...]  # the family, Gymnasium's env package if any (mujoco...), the env's id
+    notes: tuple[str, ...]  # the preprocessing, one line each, for the console
+
+
+# -- names -------------------------------------------------------------------------------------------
 def _registered(env_id: str) -> bool:
     if env_id in gym.registry:
         return True
@@ -49,21 +89,63 @@ def _registered(env_id: str) -> bool:
     return env_id in gym.registry
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise UnknownEnvError (one line, with close matches) unless `env_id` is registered."""
+def _import_module(name: str, env_id: str):
+    """The user's module named in `env_id`, from the working folder or the installed packages."""
+    if os.getcwd() not in sys.path:  # the `workbench` script's sys.path lacks it; `python -m` has it
+        sys.path.append(os.getcwd())
+    importlib.invalidate_caches()  # a module written since this process last looked
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name and name.startswith(error.name):
+            raise UnknownEnvError(f"environment {env_id!r}: no module {error.name!r} in {os.getcwd()} "
+                                  f"or among the installed packages; run from the folder that holds "
+                                  f"{error.name.replace('.', '/')}.py, or pip install it") from None
+        raise UnsupportedEnvError(f"importing {name!r} for environment {env_id!r} failed: {error}") from None
+    except Exception as error:  # noqa: BLE001 - whatever the user's module raises, in one line
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise UnsupportedEnvError(f"importing {name!r} for environment {env_id!r} failed: "
+                                  f"{type(error).__name__}: {first}") from None
+
+
+def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The Gymnasium spec that makes `env_id` (see the module docstring), or a one-line
+    UnknownEnvError with close matches."""
+    if ":" in env_id:
+        module_name, _, name = env_id.partition(":")
+        module = _import_module(module_name, env_id)
+        if name in gym.registry:
+            return gym.spec(name)
+        maker = getattr(module, name, None)
+        if callable(maker):
+            return gym.envs.registration.EnvSpec(id=env_id, entry_point=maker)
+        ids = [key for key, spec in gym.registry.items()
+               if isinstance(spec.entry_point, str) and spec.entry_point.startswith(module_name)]
+        found = f"; it registers {', '.join(ids)}" if ids else ""
+        raise UnknownEnvError(f"module {module_name!r} registers no environment {name!r} and has no "
+                              f"function of that name{found}")
     if _registered(env_id):
-        return
+        return gym.spec(env_id)
     known = list(gym.registry)
     matches = difflib.get_close_matches(env_id, known, n=5, cutoff=0.6)
     if not matches:  # case and version slips: compare lower-cased names without the version
         stem = env_id.split("-v")[0].lower()
         matches = [k for k in known if stem and stem in k.lower()][:5]
-    hint = f"; close matches: {', '.join(matches)}" if matches else "; see gymnasium.pprint_registry()"
+    hint = (f"; close matches: {', '.join(matches)}" if matches else
+            "; see gymnasium.pprint_registry(), or name the module that registers an env of your "
+            "own: MODULE:ID")
     raise UnknownEnvError(f"unknown environment id {env_id!r}{hint}")
 
 
+def check_env_id(env_id: str) -> None:
+    """UnknownEnvError (one line) unless `env_id` names an env."""
+    env_spec(env_id)
+
+
+# -- making ------------------------------------------------------------------------------------------
 def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **options) -> gym.Env:
-    """A Gymnasium env wrapped in RecordEpisodeStatistics (`info["episode"]` at each episode end).
+    """A Gymnasium env in the form agents learn from (see the module docstring), with
+    RecordEpisodeStatistics (`info["episode"]` at each episode end).
 
     `options` go to `gymnasium.make` (e.g. `max_episode_steps`, `render_mode`, or an env's own
     keyword arguments). With a `seed`, the env's first reset and its action space are seeded, so
@@ -71,34 +153,98 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
     the Atari preprocessing of envs/atari.py; `training=False` leaves out its learning-only
     wrappers (life loss as terminal, clipped rewards), for evaluation and play.
     """
-    check_env_id(env_id)
-    if options.get("render_mode") == "rgb_array":  # pygame draws offscreen: no display wanted
-        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-        if not os.environ.get("DISPLAY"):
-            os.environ.setdefault("MUJOCO_GL", MUJOCO_GL)
-    options.setdefault("disable_env_checker", True)  # the checker only re-validates known envs
-    entry = str(gym.spec(env_id).entry_point)
-    if entry.startswith("gymnasium.envs.mujoco"):
-        _quiet_mujoco()
     if ale_id(env_id):
-        env = make_atari(env_id, training=training, **options)
+        env_spec(env_id)  # registers ALE's envs
+        env = make_atari(env_id, training=training, **_with_defaults(options))
     else:
-        try:
-            env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **options))
-        except gym.error.DependencyNotInstalled:
-            extra = next((name for prefix, name in _EXTRAS.items() if entry.startswith(prefix)), None)
-            if extra is None:
-                raise
-            raise MissingExtraError(f"environment {env_id!r} needs the {extra} extra: "
-                                    f"pip install -e \".[{extra}]\"") from None
-        if isinstance(env.action_space, gym.spaces.Box):
-            # Gaussian policies sample unbounded actions; the rollout keeps the sample and the env
-            # gets it clipped to its bounds (agents/gaussian.py says why clipping)
-            env = gym.wrappers.ClipAction(env)
+        env, _ = prepare(_make_raw(env_id, options))
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
     return env
+
+
+def _with_defaults(options: dict) -> dict:
+    if options.get("render_mode") == "rgb_array":  # pygame draws offscreen: no display wanted
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+        if not os.environ.get("DISPLAY"):
+            os.environ.setdefault("MUJOCO_GL", MUJOCO_GL)
+    return {"disable_env_checker": True, **options}  # probe checks the API itself, once
+
+
+def _make_raw(env_id: str, options: dict) -> gym.Env:
+    spec = env_spec(env_id)
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    if entry.startswith("gymnasium.envs.mujoco"):
+        _quiet_mujoco()
+    try:
+        return gym.make(spec, **_with_defaults(options))
+    except gym.error.DependencyNotInstalled:
+        extra = next((name for prefix, name in _EXTRAS.items() if entry.startswith(prefix)), None)
+        if extra is None:
+            raise
+        raise MissingExtraError(f"environment {env_id!r} needs the {extra} extra: "
+                                f"pip install -e \".[{extra}]\"") from None
+
+
+def _is_image(space: gym.Space) -> bool:
+    return isinstance(space, spaces.Box) and space.dtype == np.uint8 and (
+        len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] in (1, 3)))
+
+
+def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
+    """`env` (as gymnasium.make gives it) in the form agents learn from, and the preprocessing in
+    words (empty where there is none)."""
+    space, notes = env.observation_space, []
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        parts = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+        kept = [key for key, part in parts if not isinstance(part, spaces.Text)]
+        if len(kept) < len(space.spaces):
+            if not kept:
+                raise UnsupportedEnvError(f"the observation space {space} has nothing numeric; "
+                                          f"workbench learns from {SUPPORTED_OBSERVATIONS}")
+            left_out = [str(key) for key in (space.spaces if isinstance(space, spaces.Dict)
+                                             else range(len(space.spaces))) if key not in kept]
+            notes.append(f"the observations' text parts ({', '.join(left_out)}) are left out")
+            env = gym.wrappers.FilterObservation(env, kept)
+            space = env.observation_space
+    if _is_image(space):
+        if len(space.shape) == 3:
+            env = (gym.wrappers.GrayscaleObservation(env) if space.shape[2] == 3
+                   else gym.wrappers.ReshapeObservation(env, space.shape[:2]))
+        if env.observation_space.shape != (SCREEN_SIZE, SCREEN_SIZE):
+            try:
+                env = gym.wrappers.ResizeObservation(env, (SCREEN_SIZE, SCREEN_SIZE))
+            except gym.error.DependencyNotInstalled:
+                raise MissingExtraError("image observations are resized with OpenCV: "
+                                        "pip install -e \".[atari]\"") from None
+        env = gym.wrappers.FrameStackObservation(env, FRAME_STACK)
+        notes.append(f"image observations {space.shape} become the last {FRAME_STACK} grayscale "
+                     f"{SCREEN_SIZE}x{SCREEN_SIZE} frames, as Atari's, for the conv net")
+    elif not (isinstance(space, spaces.Box) and len(space.shape) == 1):
+        if not space.is_np_flattenable or isinstance(space, spaces.Text):
+            raise UnsupportedEnvError(f"the observation space {space} cannot be read as numbers; "
+                                      f"workbench learns from {SUPPORTED_OBSERVATIONS}")
+        env = gym.wrappers.DtypeObservation(gym.wrappers.FlattenObservation(env), np.float32)
+        size = env.observation_space.shape[0]
+        if isinstance(space, spaces.Discrete):
+            notes.append(f"observations {space} become one-hot vectors of {size}")
+        else:
+            one_hot = " (Discrete parts one-hot)" if _has_discrete(space) else ""
+            notes.append(f"observations {space} are flattened to vectors of {size}{one_hot}")
+    env = gym.wrappers.RecordEpisodeStatistics(env)
+    if isinstance(env.action_space, spaces.Box):
+        # Gaussian policies sample unbounded actions; the rollout keeps the sample and the env
+        # gets it clipped to its bounds (agents/gaussian.py says why clipping)
+        env = gym.wrappers.ClipAction(env)
+    return env, notes
+
+
+def _has_discrete(space: gym.Space) -> bool:
+    if isinstance(space, spaces.Discrete):
+        return True
+    parts = space.spaces.values() if isinstance(space, spaces.Dict) else getattr(space, "spaces", ())
+    return any(_has_discrete(part) for part in parts)
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,16 +263,76 @@ def _quiet_mujoco() -> None:
     mujoco.set_mju_user_warning(warn)
 
 
-def continuous_actions(env_id: str, options: dict | None = None) -> bool:
-    """Whether the env's actions are a Box (continuous control). Atari's never are."""
-    return not ale_id(env_id) and _continuous(env_id, json.dumps(options or {}, sort_keys=True))
+# -- probing -----------------------------------------------------------------------------------------
+def probe(env_id: str, options: dict | None = None) -> EnvInfo:
+    """Make the env once (per process, per options), check that it keeps Gymnasium's API, and
+    describe it. One-line ValueErrors for what cannot work."""
+    return _probe(env_id, json.dumps(options or {}, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=None)
-def _continuous(env_id: str, options: str) -> bool:
+def _probe(env_id: str, options_json: str) -> EnvInfo:
+    options = json.loads(options_json)
+    spec = env_spec(env_id)
     try:
-        env = make_env(env_id, **json.loads(options))
-    except TypeError as error:  # gymnasium.make passes --env-option keywords to the env's class
-        raise ValueError(f"--env-option: {error}") from None
+        if ale_id(env_id):
+            env, notes = make_atari(env_id, **_with_defaults(options)), []
+        else:
+            raw = _make_raw(env_id, options)
+            check_api(raw, env_id)
+            env, notes = prepare(raw)
+    except ValueError:
+        raise
+    except TypeError as error:
+        if options:  # gymnasium.make passes --env-option keywords to the env's class
+            raise ValueError(f"--env-option: {error}") from None
+        raise UnsupportedEnvError(f"making environment {env_id!r} failed: TypeError: {error}") from None
+    except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
+        first = str(error).splitlines()[0] if str(error) else ""
+        raise UnsupportedEnvError(f"environment {env_id!r} failed: {type(error).__name__}: {first}") from None
+    observations, actions = env.observation_space, env.action_space
     env.close()
-    return isinstance(env.action_space, gym.spaces.Box)
+    if isinstance(observations, spaces.Box) and len(observations.shape) == 3:
+        family = "pixels"
+    elif isinstance(actions, spaces.Box):
+        family = "box"
+    else:
+        family = "vector"
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    package = entry.split(":")[0].split(".")[2] if entry.startswith("gymnasium.envs.") else None
+    tags = tuple(tag for tag in (family, package, spec.id) if tag)
+    return EnvInfo(env_id, observations, actions, family, tags, tuple(notes))
+
+
+def check_api(env: gym.Env, env_id: str) -> None:
+    """One reset and one step: a one-line UnsupportedEnvError naming the method and what Gymnasium
+    expects where `env` does not keep Gymnasium's API (an env written for the old Gym API returns
+    obs from reset and four values from step)."""
+    try:
+        result = env.reset(seed=0)
+    except TypeError as error:
+        raise UnsupportedEnvError(f"environment {env_id!r}: reset(seed=0) failed ({error}); Gymnasium "
+                                  f"expects reset(*, seed=None, options=None)") from None
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+        raise UnsupportedEnvError(f"environment {env_id!r}: reset() returned {_shape_of(result)}; "
+                                  f"Gymnasium expects (observation, info dict)")
+    _check_observation(result[0], env, env_id, "reset")
+    result = env.step(env.action_space.sample())
+    if not (isinstance(result, tuple) and len(result) == 5):
+        raise UnsupportedEnvError(f"environment {env_id!r}: step() returned {_shape_of(result)}; "
+                                  f"Gymnasium expects 5 values (observation, reward, terminated, "
+                                  f"truncated, info)")
+    _check_observation(result[0], env, env_id, "step")
+
+
+def _shape_of(result) -> str:
+    if isinstance(result, tuple):
+        return f"{len(result)} values"
+    return f"a {type(result).__name__}"
+
+
+def _check_observation(obs, env: gym.Env, env_id: str, method: str) -> None:
+    space = env.observation_space
+    if isinstance(space, spaces.Box) and np.shape(obs) != space.shape:
+        raise UnsupportedEnvError(f"environment {env_id!r}: {method}() returned an observation of shape "
+                                  f"{np.shape(obs)}, but its observation_space has shape {space.shape}")

@@ -228,19 +228,19 @@ def test_q_loss_matches_hand_computation(rng):
 
 # -- acting -----------------------------------------------------------------------------------
 def test_final_epsilons_follow_the_paper_mix():
-    draws = [EpsilonGreedy(None, np.random.default_rng(i), 100).final_epsilon for i in range(3000)]
+    draws = [EpsilonGreedy(None, np.random.default_rng(i), 100).epsilon_final for i in range(3000)]
     shares = [draws.count(e) / len(draws) for e in FINAL_EPSILONS]
     assert shares == pytest.approx([0.4, 0.3, 0.3], abs=0.04)
 
 
 def test_a_configured_final_epsilon_is_every_actors():
-    assert {EpsilonGreedy(None, np.random.default_rng(i), 100, 0.05).final_epsilon
+    assert {EpsilonGreedy(None, np.random.default_rng(i), 100, 0.05).epsilon_final
             for i in range(50)} == {0.05}
 
 
 def test_epsilon_anneals_from_one_to_the_actor_final_value():
     policy = EpsilonGreedy(None, np.random.default_rng(0), anneal_steps=1000)
-    final = policy.final_epsilon
+    final = policy.epsilon_final
     assert policy.epsilon(0) == 1.0
     assert policy.epsilon(500) == pytest.approx((1 + final) / 2)
     assert policy.epsilon(5000) == pytest.approx(final)

@@ -15,7 +15,7 @@ from agents import Rollout, make_agent, make_config
 from agents.dqn import DQNPolicy, apex_epsilons, dqn_targets
 from agents.replay import VALID
 from envs import make_env
-from workbench.rl import TrainConfig, default_gradients_on, train
+from workbench.rl import TrainConfig, train
 
 F_, T_ = False, True
 ONE_THREAD = {v: "1" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")}
@@ -193,11 +193,10 @@ def test_dqn_learns_cartpole_in_a_short_run(tmp_path):
 
 
 def test_gradients_on_actors_is_refused_on_the_command_line_with_one_line(tmp_path):
-    assert default_gradients_on("dqn", "cpu") == "learner"
+    assert TrainConfig(agent="dqn").resolved_gradients_on == "learner"
     result = workbench("train", "--agent", "dqn", "--gradients-on", "actors", "--logdir", tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
-    assert "dqn learns from its replay memory in the learner" in result.stderr
-    assert "--gradients-on actors" in result.stderr
+    assert "dqn computes its gradients on the learner: leave out --gradients-on actors" in result.stderr
     assert not any(tmp_path.iterdir())
 
 

@@ -275,7 +275,7 @@ def test_a_read_only_logdir_is_a_run_error(tmp_path, monkeypatch):
     (["--set", "gamma=abc"], "gamma must be a number, got 'abc'"),
     (["--set", "gamma=1.5"], "gamma must be in [0, 1], got 1.5"),
     (["--set", "n_step=x", "--agent", "nstep-q"], "n_step must be an integer or null, got 'x'"),
-    (["--set", "trunk=bogus"], "trunk must be auto or a trunk name (mlp, relu-mlp, small, nature), got 'bogus'"),
+    (["--set", "trunk=bogus"], "trunk must be one of auto, mlp, relu-mlp, small, nature, got 'bogus'"),
     (["--lr", "-1"], "lr must be >= 0, got -1.0"),
     (["--lr", "nan"], "lr must be >= 0, got nan"),
     (["--keep-checkpoints", "-1"], "keep-checkpoints must be >= 0, got -1"),
@@ -317,6 +317,10 @@ def recipe(tmp_path, capsys):
                                                  "UTF-8 text"),
     (["caesar", "--lr", "nan"], 2, "caesar: error: --lr must be >= 0, got nan"),
     (["caesar", "--lr", "-1"], 2, "caesar: error: --lr must be >= 0, got -1.0"),
+    (["caesar", "--epochs", "0"], 2, "caesar: error: --epochs must be >= 1, got 0"),
+    (["caesar", "--batch-size", "0"], 2, "caesar: error: --batch-size must be >= 1, got 0"),
+    # a recipe's own flag, checked before the data it would need (no --text here)
+    (["char-rnn", "--top-k", "0"], 2, "char-rnn: error: --top-k must be >= 1, got 0"),
     (["caesar", "--lr", "inf"], 1, "caesar: error: the training loss became nan at step 2 (epoch 1); "
                                    "lower --lr or set --clip"),
     (["caesar", "--lr", "inf", "--check"], 1, "caesar: error: NaN first appeared in parameter "

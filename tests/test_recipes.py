@@ -4,7 +4,7 @@ import argparse
 import numpy as np
 import pytest
 
-from nets import checkpoint
+from nets import checkpoint, settings
 from test_datasets import write_idx
 from workbench import cli
 from workbench.recipes import common, recipes
@@ -197,6 +197,14 @@ def test_resolve_prefers_given_flags_then_the_saved_config_then_defaults():
                               flag_defaults={"epochs": 1, "lr": 0.1, "seed": 0})
     common.resolve(args, {"epochs": 3, "lr": 0.5})
     assert (args.epochs, args.lr, args.seed) == (7, 0.5, 0)
+
+
+def test_every_recipe_flag_default_keeps_its_rule():
+    # a misspelt rule or a default outside its range would otherwise surface only in a user's run
+    parser = cli.build_parser()
+    for name in recipes():
+        for action in common.ruled_flags(parser.parse_args(["recipe", name])):
+            assert settings.satisfies(action.workbench_default, action.workbench_rule), (name, action.dest)
 
 
 def test_every_recipe_is_registered_once():

@@ -2,9 +2,9 @@
 during training share.
 
 A run's checkpoint and its config rebuild the same env (without the learning-only Atari wrappers:
-whole games, real score) and the same network. Acting is greedy (argmax of the policy's logits or
-of Q) or sampled (from the policy; epsilon-greedy with epsilon 0.05 for Q agents, the DQN
-evaluation protocol). A Gaussian policy's greedy action is its mean.
+whole games, real score) and the same network. Acting is greedy or sampled, as the agent's
+`play_policy` says (Q agents sample epsilon-greedy with epsilon 0.05, the DQN evaluation
+protocol; a Gaussian policy's greedy action is its mean).
 """
 from __future__ import annotations
 
@@ -15,45 +15,24 @@ import numpy as np
 import nets
 from nets import backend
 from agents import make_agent
-from agents.gaussian import sample_gaussian
 from envs import make_env
-
-EVAL_EPSILON = 0.05  # Q agents' exploration when not greedy (Mnih et al. 2015, evaluation)
 
 
 class Player:
-    """Chooses actions for one env from `agent.network`; recurrent agents carry their state."""
+    """Chooses actions for one env with the agent's play policy (`Agent.play_policy`), which
+    carries a recurrent network's state through an episode."""
 
     def __init__(self, agent, greedy: bool, rng: np.random.Generator):
-        self.agent, self.greedy, self.rng = agent, greedy, rng
-        self.reset()
+        self.policy = agent.play_policy(greedy, rng)
 
     def reset(self) -> None:
         """Start of an episode: a recurrent network's state goes back to zero."""
-        self.state = None
+        self.policy.episodes_ended(np.ones(1, bool))
 
     def act(self, obs: np.ndarray):
         """An action: an int, or a float32 vector for continuous actions."""
-        network, batch = self.agent.network, obs[None]
-        with nets.no_grad():
-            if hasattr(network, "step"):  # recurrent: (logits or (mean, log_std), value, new state)
-                policy, _, self.state = network.step(batch, self.state)
-            elif hasattr(network, "distribution"):
-                policy = network.distribution(batch)
-            elif hasattr(network, "logits"):
-                policy = network.logits(batch)
-            else:
-                policy = network(batch)
-        if isinstance(policy, tuple):  # a Gaussian: (mean, log_std)
-            mean, log_std = (backend.to_host(t.data) for t in policy)
-            return mean[0] if self.greedy else sample_gaussian(mean, log_std, self.rng)[0]
-        scores = policy.data[0]
-        if self.greedy:
-            return int(scores.argmax())
-        if not (hasattr(network, "step") or hasattr(network, "logits")):  # Q values
-            return int(self.rng.integers(len(scores))) if self.rng.random() < EVAL_EPSILON else int(scores.argmax())
-        p = np.exp(scores - scores.max())
-        return int(self.rng.choice(len(p), p=p / p.sum()))
+        action = self.policy.act(np.asarray(obs)[None], 0)[0][0]
+        return action if action.ndim else int(action)
 
 
 def build(config: dict, render: bool = False, seed: int | None = None):

@@ -6,147 +6,106 @@ the Learner, which writes TensorBoard events, checkpoints and progress lines.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import importlib.util
 import os
 import platform
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 import nets
 from actors import ActorFailure, ActorSpec, Diverged, InlineActors, Learner, LocalProcesses, Progress
-from agents import Agent, agent_class, config_dict, config_from_dict, make_agent, make_config
-from agents.gaussian import continuous_defaults
-from agents.pixels import atari_defaults
-from envs import check_env_id, continuous_actions, make_env
-from envs.atari import ale_id
+from agents import DEFAULT_AGENT, Agent, agent_class, config_dict, make_agent, make_config
+from envs import EnvInfo, probe
 from logs import EventWriter, format_duration
-from nets import backend, checkpoint
+from nets import backend, checkpoint, settings
+from nets.settings import Settings, setting
 
 from .evaluate import Evaluator
 from .runs import RunDir, default_name, describe
 
 BACKENDS = ("processes", "inline", "ray")
-GRADIENTS_ON = ("learner", "actors")
-# Envs per actor, by agent: whole-episode REINFORCE steps one env; the others batch a few envs
-# per forward pass, which amortises the network's per-call cost over more env steps.
-ENVS_PER_ACTOR = {"a3c": 4, "a3c-lstm": 4, "impala": 4, "nstep-q": 4, "onestep-q": 4, "reinforce": 1,
-                  "dqn": 4}
-# Continuous control: 8 envs per actor (on 2 cores, 8 reached Pendulum's -250 in 41 s, 16 in 50 s
-# (bigger batches, fewer updates per step), 4 not within 100 s).
-CONTINUOUS_ENVS_PER_ACTOR = {"a3c": 8, "a3c-lstm": 8, "impala": 8}
-# Atari actor-critics: 8 envs per actor. Breakout, Nature net, 2 actors on 2 cores
-# (benchmarks/rl_atari.py): 4 envs 1,758 frames/s, 8 envs 2,166, 16 envs 2,015-2,060: a bigger
-# batch per forward pass and one learner step per 40 env steps instead of 20; 16 were no faster.
-ATARI_ENVS_PER_ACTOR = {"a3c": 8, "a3c-lstm": 8, "impala": 8}
 
 
-def default_actors(env_id: str) -> int:
-    """2, and on Atari one actor per core but the learner's: Atari's costs are in the actors (the
-    emulator, and with gradients on the actors the passes through the net), and Breakout scaled
-    to 6,206 env steps/s with 15 actors on 16 cores (README, Scaling out). Classic control keeps
-    2: CartPole learned erratically with 8 and more."""
-    return max(2, (os.cpu_count() or 2) - 1) if ale_id(env_id) else 2
-
-
-def default_gradients_on(agent: str, device: str) -> str:
-    """Where gradients are computed unless --gradients-on says: on the actors, which measured
-    faster on this project's 2-core machine in every whole-system run and is projected faster on
-    more cores (`python -m benchmarks scaling`; README, Scaling out), except where the central
-    learner is the point: impala (V-trace corrects its actors' lag), dqn (it learns from the
-    replay memory in the learner, not from the rollouts), a learner on the GPU, and nstep-q: its
-    CartPole defaults reached 475 on 5 of 5 seeds with the central learner against 4 of 5 with
-    gradients on the actors, whose runs of its CLI-defaults test fell short twice in suites."""
-    return "learner" if agent in ("impala", "dqn", "nstep-q") or device == "gpu" else "actors"
+def default_actors(family: str) -> int:
+    """2, and for image observations (Atari) one actor per core but the learner's: their costs are
+    in the actors (the emulator, and with gradients on the actors the passes through the conv
+    net), and Breakout scaled to 6,206 env steps/s with 15 actors on 16 cores (README, Scaling
+    out). Classic control keeps 2: CartPole learned erratically with 8 and more."""
+    return max(2, (os.cpu_count() or 2) - 1) if family == "pixels" else 2
 
 
 @dataclass
-class TrainConfig:
-    """Everything a run needs; saved as the run's config.json."""
+class TrainConfig(Settings):
+    """Everything a run needs; saved as the run's config.json. None means the default for the
+    env and agent (the `resolved_...` properties); the agent's own settings are `agent_config`,
+    over the agent's defaults for the env."""
 
-    env: str = "CartPole-v1"
-    agent: str = "a3c"
-    actors: int | None = None  # None: default_actors(env)
-    envs_per_actor: int | None = None  # None: resolved_envs_per_actor (by agent, Atari, Box actions)
-    steps: int = 100_000
+    env: str = "CartPole-v1"  # a Gymnasium id, MODULE:ID or MODULE:FUNCTION (envs/make.py)
+    agent: str = DEFAULT_AGENT  # a name in agents.AGENTS (validate checks it)
+    actors: int | None = setting(None, ">= 1")
+    envs_per_actor: int | None = setting(None, ">= 1")
+    steps: int = setting(100_000, ">= 1")
     seed: int = 0
-    backend: str = "processes"
-    gradients_on: str | None = None  # learner: actors send rollouts; actors: they send gradients;
-                                     # None: default_gradients_on
-    device: str = "cpu"  # the learner's network and optimizer: "cpu" or "gpu"
+    backend: str = setting("processes", "one of " + ", ".join(BACKENDS))
+    gradients_on: str | None = setting(None, "one of learner, actors")  # learner: actors send
+                                         # rollouts; actors: they send gradients
+    device: str = setting("cpu", "one of " + ", ".join(nets.backend.DEVICES))  # the learner's network
     address: str | None = None  # ray backend: "auto", "HOST:PORT" or None (start Ray locally)
-    env_options: dict = field(default_factory=dict)
-    agent_config: dict = field(default_factory=dict)  # overrides of the agent's defaults
+    env_options: dict = setting({})
+    agent_config: dict = setting({})  # overrides of the agent's defaults
     logdir: str = "runs"
-    checkpoint_every: int | None = None  # env steps; None: a tenth of the run
-    keep_checkpoints: int = 5  # periodic checkpoints kept besides latest.npz; 0: all
-    histogram_every: int = 500  # updates
-    log_every: float = 1.0  # seconds between console lines
-    actor_timeout: float = 60.0  # seconds without a rollout before an actor counts as hung
-    max_in_flight: int = 1  # rollouts an actor may have sent that the learner has not taken
-    eval_every: int = 0  # env steps between evaluations in a separate process; 0: none
-    eval_episodes: int = 3  # whole episodes per evaluation
+    checkpoint_every: int | None = setting(None, ">= 1")  # env steps; None: a tenth of the run
+    keep_checkpoints: int = setting(5, ">= 0")  # periodic checkpoints kept besides latest.npz; 0: all
+    histogram_every: int = setting(500, ">= 1")  # updates
+    log_every: float = setting(1.0, "> 0")  # seconds between console lines
+    actor_timeout: float = setting(60.0, "> 0")  # seconds without a rollout before an actor counts as hung
+    max_in_flight: int = setting(1, ">= 1")  # rollouts an actor may have sent that the learner has not taken
+    eval_every: int = setting(0, ">= 0")  # env steps between evaluations in a separate process; 0: none
+    eval_episodes: int = setting(3, ">= 1")  # whole episodes per evaluation
+
+    @staticmethod
+    def label(name: str) -> str:
+        """Messages name a setting by its flag."""
+        return name.replace("_", "-")
 
     def validate(self) -> None:
-        """One-line ValueErrors for settings that cannot work."""
-        check_env_id(self.env)
-        agent_class(self.agent)
-        if self.actors is not None and self.actors < 1:
-            raise ValueError(f"actors must be >= 1, got {self.actors}")
-        for name in ("steps", "histogram_every", "max_in_flight"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.eval_every < 0 or self.eval_episodes < 1:
-            raise ValueError(f"eval-every must be >= 0 and eval-episodes >= 1, got "
-                             f"{self.eval_every} and {self.eval_episodes}")
-        if self.envs_per_actor is not None and self.envs_per_actor < 1:
-            raise ValueError(f"envs-per-actor must be >= 1, got {self.envs_per_actor}")
-        if self.agent == "reinforce" and self.resolved_envs_per_actor != 1:
-            raise ValueError("reinforce learns from whole episodes: envs-per-actor must be 1")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
-        if self.gradients_on is not None and self.gradients_on not in GRADIENTS_ON:
-            raise ValueError(f"gradients-on must be one of {', '.join(GRADIENTS_ON)}, not "
-                             f"{self.gradients_on!r}")
-        if self.agent == "dqn" and self.gradients_on == "actors":
-            raise ValueError("dqn learns from its replay memory in the learner, so its gradients "
-                             "are computed there: leave out --gradients-on actors (or give learner)")
+        """One-line ValueErrors for settings that cannot work together or with the env (ranges
+        and types are checked when the config is made)."""
+        agent = agent_class(self.agent)
+        env = self.env_info
+        agent.check_action_space(env.action_space)
+        if agent.whole_episodes and self.resolved_envs_per_actor != 1:
+            raise ValueError(f"{self.agent} learns from whole episodes: envs-per-actor must be 1")
+        if self.gradients_on is not None and self.gradients_on not in agent.gradients_on:
+            raise ValueError(f"{self.agent} computes its gradients on the {' or the '.join(agent.gradients_on)}: "
+                             f"leave out --gradients-on {self.gradients_on}")
+        if self.address is not None and self.backend != "ray":
+            raise ValueError("--address needs --backend ray")
+        if self.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError('--backend ray needs ray: pip install -e ".[cluster]"')
         backend.check_device(self.device)
-        if self.checkpoint_every is not None and self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint-every must be >= 1, got {self.checkpoint_every}")
-        if self.keep_checkpoints < 0:
-            raise ValueError(f"keep-checkpoints must be >= 0, got {self.keep_checkpoints}")
-        for name in ("log_every", "actor_timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
         self.agent_settings()  # unknown or mistyped hyperparameters
 
+    @property
+    def env_info(self) -> EnvInfo:
+        """The env's spaces, family and tags (made once per process: envs.probe)."""
+        return probe(self.env, self.env_options)
+
     def agent_settings(self):
-        """The agent's config: its defaults, Atari's or continuous control's where they differ
-        (agents/pixels.py, agents/gaussian.py), then `agent_config`."""
-        if ale_id(self.env):
-            defaults = atari_defaults(self.agent)
-        elif continuous_actions(self.env, self.env_options):
-            defaults = continuous_defaults(self.agent, self.env)
-        else:
-            defaults = {}
+        """The agent's config: its defaults, its presets for this env, then `agent_config`."""
+        defaults = agent_class(self.agent).defaults(self.env_info.tags)
         return make_config(self.agent, {**defaults, **self.agent_config})
 
     @property
     def resolved_actors(self) -> int:
-        return self.actors or default_actors(self.env)
+        return self.actors or default_actors(self.env_info.family)
 
     @property
     def resolved_envs_per_actor(self) -> int:
-        if self.envs_per_actor:
-            return self.envs_per_actor
-        if self.agent in CONTINUOUS_ENVS_PER_ACTOR and continuous_actions(self.env, self.env_options):
-            return CONTINUOUS_ENVS_PER_ACTOR[self.agent]
-        if self.agent in ATARI_ENVS_PER_ACTOR and ale_id(self.env):
-            return ATARI_ENVS_PER_ACTOR[self.agent]
-        return ENVS_PER_ACTOR[self.agent]
+        return self.envs_per_actor or agent_class(self.agent).default_envs_per_actor(self.env_info.family)
 
     @property
     def learner_threads(self) -> int:
@@ -157,11 +116,18 @@ class TrainConfig:
 
     @property
     def resolved_gradients_on(self) -> str:
-        return self.gradients_on or default_gradients_on(self.agent, self.device)
+        """--gradients-on, else the agent's first choice, but the learner where it is on the GPU.
+        Actors compute them by default: measured faster on this project's 2-core machine in every
+        whole-system run and projected faster on more cores (`python -m benchmarks scaling`;
+        README, Scaling out); agents whose point is a central learner list it first."""
+        allowed = agent_class(self.agent).gradients_on
+        if self.gradients_on:
+            return self.gradients_on
+        return "learner" if self.device == "gpu" and "learner" in allowed else allowed[0]
 
     def to_dict(self) -> dict:
         """The saved form: defaults filled in, the agent's full hyperparameters included."""
-        values = dataclasses.asdict(self)
+        values = {f: getattr(self, f) for f in self.__dataclass_fields__}
         values["actors"] = self.resolved_actors
         values["envs_per_actor"] = self.resolved_envs_per_actor
         values["gradients_on"] = self.resolved_gradients_on
@@ -170,8 +136,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Unknown keys and values of the wrong type are one-line ValueErrors (ranges: validate)."""
-        return config_from_dict(cls, values, limits={})
+        """Unknown keys, values of the wrong type or out of range are one-line ValueErrors."""
+        return settings.from_dict(cls, values)
 
 
 @dataclass
@@ -201,15 +167,10 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     `should_stop`)."""
     config.validate()
     n_actors, envs_per_actor = config.resolved_actors, config.resolved_envs_per_actor
-    agent_settings = config.agent_settings()
+    agent_settings, env = config.agent_settings(), config.env_info
     nets.seed(config.seed)
-    try:
-        probe = make_env(config.env, **config.env_options)
-    except TypeError as error:  # gymnasium.make passes --env-option keywords to the env's class
-        raise ValueError(f"--env-option: {error}") from None
-    agent = make_agent(config.agent, probe.observation_space, probe.action_space, agent_settings,
+    agent = make_agent(config.agent, env.observation_space, env.action_space, agent_settings,
                        device=config.device)
-    probe.close()
 
     progress = Progress()
     if resume is not None:
@@ -234,10 +195,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         console(f"run folder {run.path}")
     run.write_config(config.to_dict())
 
+    actor_settings = agent_class(config.agent).actor_config(agent_settings, n_actors * envs_per_actor)
     # A resumed run's actors get new seeds, so they do not replay the episodes already learned from.
-    actor_settings = agent_settings
-    if getattr(agent_settings, "apex_actors", None) == 0:  # Ape-X's epsilons span every actor env
-        actor_settings = dataclasses.replace(agent_settings, apex_actors=n_actors * envs_per_actor)
     spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=actor_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
                      env_options=config.env_options, compute_gradients=config.resolved_gradients_on == "actors")
@@ -268,6 +227,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
             f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}, "
             f"gradients on the {config.resolved_gradients_on}"
             + (", learner on the GPU" if config.device == "gpu" else ""))
+    for note in env.notes:
+        console(f"note: {note}")
     if agent.memory is not None:
         console(agent.memory.describe())
     if on_start:

@@ -2,20 +2,21 @@
 
 Settings come from three layers, later ones winning: the agent's published defaults, a JSON
 config file (`--config`, e.g. a run's saved config.json), then the flags given on the command
-line. The heavy imports happen in `run`, after the thread limits are set.
+line. The agents' names, summaries and rules come from their classes (agents/); the actor system
+and the logging are imported in `run`, after the thread limits are set.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import signal
 import sys
 from pathlib import Path
 
+from agents import AGENTS, DEFAULT_AGENT
+from agents.networks import TRUNKS
 from workbench.commands import HelpFormatter
 
-AGENT_NAMES = ("a3c", "nstep-q", "onestep-q", "reinforce", "a3c-lstm", "impala", "dqn")
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
                "hidden": "hidden", "network": "trunk", "target_update": "target_update_interval"}
@@ -38,12 +39,20 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def _hidden(text: str) -> list[int]:
     try:
-        sizes = [int(part) for part in text.split(",")]
+        return [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected layer sizes like 64,64, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"layer sizes must be >= 1, got {text!r}")
-    return sizes
+
+
+def _agents_help() -> str:
+    names = [f"{name}: {cls.summary}" for name, cls in AGENTS.items()]
+    return (f"algorithm (default {DEFAULT_AGENT}): " + "; ".join(names) +
+            ". `workbench agents` lists each one's settings and defaults")
+
+
+def _agents_where(attribute) -> str:
+    """The agents for which `attribute(cls)` holds, as words."""
+    return ", ".join(name for name, cls in AGENTS.items() if attribute(cls)) or "none"
 
 
 def add_parser(subparsers):
@@ -57,6 +66,7 @@ def add_parser(subparsers):
         epilog="examples:\n"
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
+               "  workbench train --env myenvs:Corridor-v0        # your env, registered by myenvs.py\n"
                "  workbench train --env CartPole-v1 --agent dqn --actors 2 --set apex=true\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
                "  workbench train --env Pendulum-v1 --agent a3c --steps 1000000   # Gaussian policy\n"
@@ -70,18 +80,18 @@ def add_parser(subparsers):
         formatter_class=HelpFormatter)
     # Every default is None here, so that only flags actually given override the config file.
     run = p.add_argument_group("run")
-    run.add_argument("--env", help="Gymnasium environment id (default CartPole-v1)")
-    run.add_argument("--agent", choices=AGENT_NAMES, metavar="AGENT",
-                     help="algorithm: a3c (default), a3c-lstm, impala (A3C with V-trace, for "
-                          "rollouts acted with older weights than the learner's), nstep-q, "
-                          "onestep-q, reinforce, dqn (DQN from a replay memory in the learner; "
-                          "--set apex=true: Ape-X)")
+    run.add_argument("--env", help="Gymnasium environment id (default CartPole-v1); your own env: "
+                                    "MODULE:ID (the module registers ID when imported, as Gymnasium's "
+                                    "docs show) or MODULE:FUNCTION (a function that makes the env); "
+                                    "the module is found in this folder or among installed packages")
+    run.add_argument("--agent", choices=list(AGENTS), metavar="AGENT", help=_agents_help())
     run.add_argument("--actors", type=int, metavar="N",
-                     help="actor processes (default 2; on Atari one per core but the learner's, at least 2)")
+                     help="actor processes (default 2; with image observations (Atari) one per core "
+                          "but the learner's, at least 2)")
     run.add_argument("--envs-per-actor", type=int, metavar="N",
-                     help="environments each actor steps, batched in one forward pass "
-                          "(default 4; reinforce: 1; continuous actions and Atari a3c, a3c-lstm, "
-                          "impala: 8)")
+                     help="environments each actor steps, batched in one forward pass (default: the "
+                          "agent's for the env, see `workbench agents`; 1 for agents that learn from "
+                          "whole episodes)")
     run.add_argument("--steps", type=int, metavar="N",
                      help="env steps to train for, all actors together (default 100000)")
     run.add_argument("--seed", type=int, help="seed for weights, envs and sampling (default 0)")
@@ -93,14 +103,14 @@ def add_parser(subparsers):
                           "learner's process, reproducible, for debugging; ray: Ray actors on this "
                           "machine or a cluster (pip install -e \".[cluster]\")")
     run.add_argument("--gradients-on", choices=("learner", "actors"),
-                     help="actors (default): each actor computes its rollout's gradient with the "
-                          "weights it acted with and the learner only sums, clips and steps (the "
-                          "A3C paper's way); measured faster on 2 cores and projected faster on "
-                          "more (README, Scaling out). learner (the default for --agent impala, "
-                          "nstep-q and --device gpu, and the only choice for --agent dqn, which learns from its "
-                          "replay memory): actors send rollouts and the learner computes every "
-                          "gradient (IMPALA's central learner; --agent impala corrects its actors' "
-                          "lag)")
+                     help="actors: each actor computes its rollout's gradient with the weights it "
+                          "acted with and the learner only sums, clips and steps (the A3C paper's "
+                          "way; measured faster on 2 cores and projected faster on more: README, "
+                          "Scaling out). learner: actors send rollouts and the learner computes "
+                          "every gradient (IMPALA's central learner). Default: the agent's, "
+                          "the learner for " + _agents_where(lambda cls: cls.gradients_on[0] == "learner")
+                          + " and with --device gpu; only the learner for "
+                          + _agents_where(lambda cls: "actors" not in cls.gradients_on))
     run.add_argument("--device", choices=("cpu", "gpu"),
                      help="where the learner's network and optimizer compute (default cpu); gpu "
                           "needs CuPy and an NVIDIA GPU (pip install -e \".[gpu]\"). Actors act on "
@@ -108,29 +118,23 @@ def add_parser(subparsers):
     run.add_argument("--address", metavar="auto|HOST:PORT",
                      help="with --backend ray: the Ray cluster to join (auto: the one `ray start` "
                           "runs on this machine); default: start Ray on this machine for the run")
-    hyper = p.add_argument_group("agent hyperparameters (defaults: the agent's published values)")
-    hyper.add_argument("--lr", type=float,
-                       help="learning rate (default: a3c, a3c-lstm and impala 0.01, nstep-q and "
-                            "onestep-q 0.0025, dqn 0.0005, reinforce 0.005; on Atari 0.0007, dqn "
-                            "0.0001, reinforce 0.0001), annealed to 0 over the run for all but "
-                            "reinforce and dqn")
+    hyper = p.add_argument_group(
+        "agent hyperparameters", "Defaults: the agent's published values, with presets for Atari and "
+                                 "Box actions; `workbench agents` lists them all, with their ranges.")
+    hyper.add_argument("--lr", type=float, help="learning rate")
     hyper.add_argument("--gamma", type=float, help="discount factor")
     hyper.add_argument("--t-max", type=int, metavar="N", help="rollout length between updates")
     hyper.add_argument("--entropy-beta", type=float, metavar="BETA",
-                       help="entropy bonus (a3c, a3c-lstm, impala, reinforce; default 0, a3c, "
-                            "a3c-lstm and impala on Atari 0.01)")
+                       help="entropy bonus (" + _agents_where(lambda cls: "entropy_beta" in cls.Config.__dataclass_fields__) + ")")
     hyper.add_argument("--target-update", type=int, metavar="UPDATES",
-                       help="updates between target-network refreshes (nstep-q, onestep-q; "
-                            "default 40, on Atari 250; dqn: gradient steps, default 128, on Atari "
-                            "250)")
-    hyper.add_argument("--network", choices=("auto", "mlp", "relu-mlp", "small", "nature"),
+                       help="updates (dqn: gradient steps) between target-network refreshes ("
+                            + _agents_where(lambda cls: "target_update_interval" in cls.Config.__dataclass_fields__) + ")")
+    hyper.add_argument("--network", choices=["auto", *TRUNKS],
                        help="trunk: small (Mnih 2016 conv net) or nature (Mnih 2015 DQN conv net) "
-                            "for Atari frames, mlp (tanh) or relu-mlp for vectors (default auto: "
-                            "small for images, mlp otherwise; dqn: nature on Atari, relu-mlp "
-                            "otherwise)")
+                            "for images, mlp (tanh) or relu-mlp for vectors (auto: small for images, "
+                            "mlp otherwise)")
     hyper.add_argument("--hidden", type=_hidden, metavar="SIZES",
-                       help="the mlp trunk's hidden layer sizes (default 64,64; nstep-q and "
-                            "onestep-q 128,128; dqn 256,256)")
+                       help="the mlp trunk's hidden layer sizes, e.g. 64,64")
     hyper.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", default=None,
                        dest="agent_set", help="any other agent hyperparameter, e.g. "
                                               "rmsprop_eps=0.01 (repeatable)")
@@ -217,11 +221,7 @@ def run(args) -> int:
     try:
         config = TrainConfig.from_dict(values)
         config.validate()
-        if args.address is not None and config.backend != "ray":
-            raise ValueError("--address needs --backend ray")
-        if config.backend == "ray" and importlib.util.find_spec("ray") is None:
-            raise ValueError('--backend ray needs ray: pip install -e ".[cluster]"')
-    except (ValueError, TypeError) as error:
+    except ValueError as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
     nets.threads.limit(config.learner_threads)

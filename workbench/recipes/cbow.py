@@ -128,7 +128,8 @@ def add_arguments(parser) -> None:
     common.flag(group, "--window", default=2, type=int, help="context words on each side")
     common.flag(group, "--min-count", default=3, type=int,
                 help="words seen fewer times become <unk>")
-    common.flag(group, "--val-fraction", default=0.1, type=float, help="examples held out for validation")
+    common.flag(group, "--val-fraction", default=0.1, type=float, rule="in (0, 1)",
+                help="examples held out for validation")
     common.flag(group, "--probe", default="tom,jim,river,night,money,king,said,three", metavar="W,W,...",
                 help="words whose nearest neighbours are printed")
     common.flag(group, "--analogies", default=None, metavar="FILE",
@@ -146,8 +147,6 @@ def load(args):
     tokens = words(strip_gutenberg(read_text(args.text)))
     vocab = Vocabulary.of_words(tokens, min_count=args.min_count)
     contexts, centres = windows(vocab.encode(tokens), args.window, vocab.index[vocab.unknown])
-    if not 0 < args.val_fraction < 1:
-        raise common.RecipeError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
     train, val = split_indices(len(centres), (1 - args.val_fraction, args.val_fraction), args.seed)
     if len(train) == 0 or len(val) == 0:
         raise common.RecipeError(f"{args.text} gives {len(centres)} examples: too few to split "

@@ -58,16 +58,13 @@ class CharRNN(nets.Module):
 def generate(model: CharRNN, vocab: Vocabulary, seed_text: str, length: int, temperature: float,
              seed: int, top_k: int | None = None) -> str:
     """`length` characters following `seed_text` (nets.sampling); the same seed gives the same
-    text. Flags are checked here so that errors name them."""
+    text. --seed-text is checked here, where the vocabulary is known, so that errors name it
+    (--temperature and --top-k have rules, checked by `common.setup`)."""
     unknown = sorted(set(seed_text) - set(vocab.index))
     if unknown:
         raise common.RecipeError(f"--seed-text has characters the model never saw: {unknown}")
     if not seed_text:
         raise common.RecipeError("--seed-text must hold at least one character")
-    if temperature < 0:
-        raise common.RecipeError(f"--temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise common.RecipeError(f"--top-k must be >= 1, got {top_k}")
     was_training = model.training
     model.eval()
     text = sampling.generate(model.step, vocab, seed_text, length, temperature, top_k, rng=seed)
@@ -148,12 +145,13 @@ def add_arguments(parser) -> None:
     common.flag(group, "--text", default=None, metavar="FILE",
                 help="a plain UTF-8 text, e.g. ../shared/data/tinyshakespeare/input.txt (required to train)")
     common.flag(group, "--cell", default="lstm", choices=tuple(CELLS), help="recurrent cell")
-    common.flag(group, "--hidden", default=256, type=int, help="units per recurrent layer")
-    common.flag(group, "--layers", default=2, type=int, help="stacked recurrent layers")
-    common.flag(group, "--embed", default=64, type=int, help="character embedding size")
+    common.flag(group, "--hidden", default=256, type=int, rule=">= 1", help="units per recurrent layer")
+    common.flag(group, "--layers", default=2, type=int, rule=">= 1", help="stacked recurrent layers")
+    common.flag(group, "--embed", default=64, type=int, rule=">= 1", help="character embedding size")
     common.flag(group, "--dropout", default=0.1, type=float,
                 help="dropout between layers and before the softmax")
-    common.flag(group, "--seq-len", default=100, type=int, help="time steps per truncated-BPTT window")
+    common.flag(group, "--seq-len", default=100, type=int, rule=">= 1",
+                help="time steps per truncated-BPTT window")
     common.flag(group, "--val-fraction", default=0.05, type=float, help="share of the text for validation")
     common.flag(group, "--test-fraction", default=0.05, type=float, help="share of the text for testing")
     gen = parser.add_argument_group("generation")
@@ -161,9 +159,9 @@ def add_arguments(parser) -> None:
                 help="print N generated characters (after training, or from --from without training)")
     common.flag(gen, "--from", default=None, metavar="RUN_OR_CHECKPOINT", dest="source",
                 help="generate from this trained run folder or checkpoint file instead of training")
-    common.flag(gen, "--temperature", default=0.8, type=float,
+    common.flag(gen, "--temperature", default=0.8, type=float, rule=">= 0",
                 help="sampling temperature: lower is safer, higher more varied, 0 the most likely")
-    common.flag(gen, "--top-k", default=None, type=int,
+    common.flag(gen, "--top-k", default=None, type=int, rule=">= 1",
                 help="draw only among the k most likely characters (default: all)")
     common.flag(gen, "--seed-text", default="\n", help="text the generation continues")
     common.flag(gen, "--sample-length", default=200, type=int,
@@ -206,9 +204,6 @@ def run(args) -> int:
     text = strip_gutenberg(read_text(args.text))
     vocab = Vocabulary.of_chars(text)
     parts = split_text(vocab.encode(text), args.val_fraction, args.test_fraction)
-    for name in ("hidden", "layers", "embed", "seq_len", "batch_size"):
-        if getattr(args, name) < 1:
-            raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if len(parts["train"]) - 1 < args.batch_size * args.seq_len:
         raise common.RecipeError(f"the training part of {args.text} has {len(parts['train'])} "
                                  f"characters, fewer than --batch-size x --seq-len = "

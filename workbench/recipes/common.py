@@ -11,48 +11,41 @@ from pathlib import Path
 import numpy as np
 
 import nets
-from nets import F
+from nets import F, settings
 from logs import EventWriter
 from workbench import training
 from workbench.datasets import minibatches
 from workbench.runs import RunDir, default_name
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
-# The ranges of the training flags: (test, what it needs). NaN fails them all.
-LIMITS = {
-    "epochs": (lambda v: v >= 1, ">= 1"),
-    "batch_size": (lambda v: v >= 1, ">= 1"),
-    "lr": (lambda v: v >= 0, ">= 0"),
-    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "weight_decay": (lambda v: v >= 0, ">= 0"),
-    "l1": (lambda v: v >= 0, ">= 0"),
-    "clip": (lambda v: v is None or v > 0, "> 0"),
-    "lr_floor": (lambda v: v >= 0, ">= 0"),
-    "plateau_patience": (lambda v: v >= 0, ">= 0"),
-    "patience": (lambda v: v is None or v >= 0, ">= 0"),
-    "min_epochs": (lambda v: v >= 0, ">= 0"),
-    "threads": (lambda v: v >= 0, ">= 0"),
-    "log_every": (lambda v: v >= 1, ">= 1"),
-}
 _INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "flag_defaults")
 
 
 # -- flags ------------------------------------------------------------------------------------------
-def flag(parser, *names: str, default, help: str, **options) -> None:
+def flag(parser, *names: str, default, help: str, rule: str | None = None, **options) -> None:
     """Add a flag (to a parser or an argument group) whose default is applied after parsing (see
-    `resolve`), so that a resumed run knows which flags were given again. --help shows the
-    default unless it is None, empty or a switch's False (then `help` says what leaving the flag
-    out means, if anything)."""
+    `resolve`), so that a resumed run knows which flags were given again. `rule` is its range in
+    nets.settings' terms (">= 1", "in [0, 1)"), checked by `setup`. --help shows the default
+    unless it is None, empty or a switch's False (then `help` says what leaving the flag out
+    means, if anything)."""
     if default is not None and default != "" and not isinstance(default, bool) and "(default" not in help:
         shown = repr(default) if isinstance(default, str) and default != default.strip() else default
         help = f"{help} (default: {shown})"
     action = parser.add_argument(*names, default=None, help=help, **options)
     action.workbench_default = default
+    action.workbench_rule = rule
 
 
 def defaults_of(parser: argparse.ArgumentParser) -> dict:
     """dest -> default of every `flag` of a parser, its groups included."""
     return {a.dest: a.workbench_default for a in parser._actions if hasattr(a, "workbench_default")}
+
+
+def ruled_flags(args: argparse.Namespace) -> list[argparse.Action]:
+    """The `flag`s with a rule of the recipe being run. Its parser is the `workbench recipe`
+    subcommand of that name: the namespace holds only the parent parser (`recipe_parser`)."""
+    names = next(a for a in args.recipe_parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [a for a in names.choices[args.recipe_command]._actions if getattr(a, "workbench_rule", None)]
 
 
 def resolve(args: argparse.Namespace, saved: dict | None = None) -> argparse.Namespace:
@@ -75,28 +68,31 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
                        clip: float | None = None, momentum: float = 0.9) -> None:
     """The flags of the shared training loop, with this recipe's defaults."""
     group = parser.add_argument_group("training")
-    flag(group, "--epochs", default=epochs, type=int, help="passes over the training data")
-    flag(group, "--batch-size", default=batch_size, type=int, help="examples per minibatch")
+    flag(group, "--epochs", default=epochs, type=int, rule=">= 1", help="passes over the training data")
+    flag(group, "--batch-size", default=batch_size, type=int, rule=">= 1", help="examples per minibatch")
     flag(group, "--optimizer", default=optimizer, choices=OPTIMIZERS, metavar="RULE",
          help=f"update rule: {', '.join(OPTIMIZERS)}")
-    flag(group, "--lr", default=lr, type=float, help="learning rate")
-    flag(group, "--momentum", default=momentum, type=float, help="momentum of sgd momentum/nesterov")
-    flag(group, "--weight-decay", default=weight_decay, type=float, help="L2 penalty coefficient")
-    flag(group, "--l1", default=0.0, type=float, help="L1 penalty coefficient")
-    flag(group, "--clip", default=clip, type=float,
+    flag(group, "--lr", default=lr, type=float, rule=">= 0", help="learning rate")
+    flag(group, "--momentum", default=momentum, type=float, rule="in [0, 1)",
+         help="momentum of sgd momentum/nesterov")
+    flag(group, "--weight-decay", default=weight_decay, type=float, rule=">= 0",
+         help="L2 penalty coefficient")
+    flag(group, "--l1", default=0.0, type=float, rule=">= 0", help="L1 penalty coefficient")
+    flag(group, "--clip", default=clip, type=float, rule="> 0",
          help="clip the global gradient norm to this" + ("" if clip else " (default: no clipping)"))
     flag(group, "--schedule", default=schedule, choices=("none", "plateau", "linear"),
          help="learning-rate annealing: halve on a validation-loss plateau, or linear to --lr-floor")
-    flag(group, "--lr-floor", default=lr_floor, type=float, help="annealing never goes below this")
-    flag(group, "--plateau-patience", default=plateau_patience, type=int,
+    flag(group, "--lr-floor", default=lr_floor, type=float, rule=">= 0",
+         help="annealing never goes below this")
+    flag(group, "--plateau-patience", default=plateau_patience, type=int, rule=">= 0",
          help="epochs without a better validation loss before --schedule plateau halves the rate")
-    flag(group, "--patience", default=patience, type=int,
+    flag(group, "--patience", default=patience, type=int, rule=">= 0",
          help="stop after this many epochs without a better validation metric"
               + ("" if patience else " (default: never stop early)"))
-    flag(group, "--min-epochs", default=min_epochs, type=int,
+    flag(group, "--min-epochs", default=min_epochs, type=int, rule=">= 0",
          help="early stopping never stops before this many epochs")
     flag(group, "--seed", default=0, type=int, help="seed of initial weights, shuffling and dropout")
-    flag(group, "--threads", default=0, type=int, help="Numba and BLAS threads (0: all cores)")
+    flag(group, "--threads", default=0, type=int, rule=">= 0", help="Numba and BLAS threads (0: all cores)")
     flag(group, "--device", default="cpu", choices=nets.backend.DEVICES,
          help="where the model trains: cpu, or gpu (CuPy and an NVIDIA GPU: pip install -e \".[gpu]\")")
     run = parser.add_argument_group("run folder")
@@ -105,7 +101,7 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
     flag(run, "--resume", default="", metavar="RUN",
          help="continue the run in folder RUN from its last checkpoint; its config.json supplies "
               "every flag not given again")
-    flag(run, "--log-every", default=50, type=int, help="steps between train/loss points")
+    flag(run, "--log-every", default=50, type=int, rule=">= 1", help="steps between train/loss points")
     flag(run, "--no-progress", default=False, action="store_true", help="no progress bar")
     flag(run, "--no-histograms", default=False, action="store_true",
          help="no weight/bias histograms (they cost a little time each epoch)")
@@ -160,14 +156,13 @@ def saved_config(run: str | Path) -> dict:
 
 
 def setup(args) -> argparse.Namespace:
-    """Fill the flags (from the resumed run's config.json where not given again), check the
-    training flags' ranges, set the thread count and check mode, and seed the engine. Call before
-    loading data and building the model."""
+    """Fill the flags (from the resumed run's config.json where not given again, so a resumed
+    run's saved values are checked too), check every flag's rule and the device, set the thread
+    count and check mode, and seed the engine. Call before loading data and building the model."""
     resolve(args, saved_config(args.resume) if args.resume else None)
-    for name, (test, needs) in LIMITS.items():
-        if not test(getattr(args, name)):
-            raise RecipeError(f"--{name.replace('_', '-')} must be {needs}, got {getattr(args, name)}")
     try:
+        for action in ruled_flags(args):
+            settings.check(action.option_strings[0], getattr(args, action.dest), action.workbench_rule)
         nets.backend.check_device(args.device)
     except ValueError as error:
         raise RecipeError(str(error)) from None

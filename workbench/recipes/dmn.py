@@ -135,26 +135,25 @@ def add_arguments(parser) -> None:
     common.flag(group, "--train", default=None, metavar="FILE",
                 help="bAbI-format training stories (required unless --synthetic)")
     common.flag(group, "--test", default=None, metavar="FILE", help="bAbI-format test stories")
-    common.flag(group, "--synthetic", default=0, type=int, metavar="N",
+    common.flag(group, "--synthetic", default=0, type=int, metavar="N", rule=">= 0",
                 help="train on N generated questions (and test on N/5) instead of files")
-    common.flag(group, "--val-fraction", default=0.1, type=float,
+    common.flag(group, "--val-fraction", default=0.1, type=float, rule="in (0, 1)",
                 help="training questions held out for validation")
-    common.flag(group, "--memories", default=50, type=int,
+    common.flag(group, "--memories", default=50, type=int, rule=">= 1",
                 help="the most recent statements a question is answered from")
     group = parser.add_argument_group("model")
     common.flag(group, "--model", default="dmn", choices=MODELS,
                 help="dmn: dynamic memory network; memn2n: end-to-end memory network (the baseline)")
-    common.flag(group, "--dim", default=None, type=int,
+    common.flag(group, "--dim", default=None, type=int, rule=">= 1",
                 help="embedding and memory size (default: 80 for dmn, 20 for memn2n)")
-    common.flag(group, "--hops", default=3, type=int, help="episodes (dmn) or memory hops (memn2n)")
+    common.flag(group, "--hops", default=3, type=int, rule=">= 1",
+                help="episodes (dmn) or memory hops (memn2n)")
     common.add_training_flags(parser, epochs=40, batch_size=32, optimizer="adam", lr=0.003, clip=40.0,
                               patience=10)
 
 
 def load(args) -> tuple[dict, str]:
     """Examples for 'train' and optionally 'test', and where they came from."""
-    if args.synthetic < 0:
-        raise common.RecipeError(f"--synthetic must be >= 0, got {args.synthetic}")
     if args.synthetic:
         rng = np.random.default_rng(args.seed)
         train = parse_babi(synthetic_babi(args.synthetic, rng), "generated stories")
@@ -169,11 +168,6 @@ def load(args) -> tuple[dict, str]:
 def run(args) -> int:
     common.setup(args)
     args.dim = args.dim or DIMS[args.model]
-    for name in ("dim", "hops", "memories"):
-        if getattr(args, name) < 1:
-            raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 0 < args.val_fraction < 1:
-        raise common.RecipeError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
     examples, source = load(args)
     train_idx, val_idx = split_indices(len(examples["train"]), (1 - args.val_fraction, args.val_fraction),
                                        args.seed)

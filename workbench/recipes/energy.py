@@ -40,8 +40,6 @@ class RBMTask:
 
     def __init__(self, rbm: RBM, splits: dict, batch_size: int, k: int, persistent: bool,
                  shape=None, run=None, sample_steps: int = 0):
-        if batch_size < 1:
-            raise common.RecipeError(f"--batch-size must be >= 1, got {batch_size}")
         self.model = rbm
         self.splits, self.batch_size, self.k, self.persistent = splits, batch_size, k, persistent
         self.shape, self.run, self.sample_steps = shape, run, sample_steps
@@ -82,7 +80,7 @@ class RBMTask:
 
 
 def _method_flags(group, k: int) -> None:
-    common.flag(group, "--k", default=k, type=int, help="Gibbs steps per update (CD-k / PCD-k)")
+    common.flag(group, "--k", default=k, type=int, rule=">= 1", help="Gibbs steps per update (CD-k / PCD-k)")
 
 
 def add_rbm_arguments(parser) -> None:
@@ -101,8 +99,6 @@ def add_rbm_arguments(parser) -> None:
 
 def run_rbm(args) -> int:
     common.setup(args)
-    if args.k < 1:
-        raise common.RecipeError(f"--k must be >= 1, got {args.k}")
     splits = vision.load(args, images=False)
     chains = args.chains if args.chains is not None else args.batch_size
     if args.method == "pcd" and chains < 1:
@@ -132,9 +128,11 @@ def add_dbn_arguments(parser) -> None:
     group = parser.add_argument_group("model")
     common.flag(group, "--hidden", default="500,500", metavar="N[,N...]", help="sizes of the stacked RBMs")
     group = parser.add_argument_group("pre-training")
-    common.flag(group, "--pretrain-epochs", default=5, type=int, help="epochs per RBM (0: no pre-training)")
+    common.flag(group, "--pretrain-epochs", default=5, type=int, rule=">= 0",
+                help="epochs per RBM (0: no pre-training)")
     common.flag(group, "--pretrain-lr", default=0.05, type=float, help="learning rate of pre-training")
-    common.flag(group, "--pretrain-batch-size", default=20, type=int, help="minibatch of pre-training")
+    common.flag(group, "--pretrain-batch-size", default=20, type=int, rule=">= 1",
+                help="minibatch of pre-training")
     common.flag(group, "--pretrain-momentum", default=0.5, type=float, help="momentum of pre-training")
     _method_flags(group, 1)
     common.add_training_flags(parser, epochs=10, batch_size=20, optimizer="sgd", lr=0.1)
@@ -142,9 +140,6 @@ def add_dbn_arguments(parser) -> None:
 
 def run_dbn(args) -> int:
     common.setup(args)
-    if args.k < 1 or args.pretrain_epochs < 0:
-        raise common.RecipeError(f"--k must be >= 1 and --pretrain-epochs >= 0, got {args.k} and "
-                                 f"{args.pretrain_epochs}")
     splits = vision.load(args, images=False)
     sizes = [splits["train"][0].shape[1], *vision.sizes(args.hidden, "--hidden")]
     dbn = DBN(sizes, classes=10)

@@ -85,10 +85,10 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("model")
     common.flag(group, "--arch", default="conv", choices=ARCHITECTURES,
                 help="conv: DCGAN-style (transposed) convolutions; mlp: fully connected players")
-    common.flag(group, "--width", default=16, type=int,
+    common.flag(group, "--width", default=16, type=int, rule=">= 1",
                 help="channels of the discriminator's first conv (the generator's last hidden "
                      "map has 2x, its first 4x); for mlp, hidden layers of 8x and 16x units")
-    common.flag(group, "--noise", default=100, type=int, help="size of the noise vector z")
+    common.flag(group, "--noise", default=100, type=int, rule=">= 1", help="size of the noise vector z")
     common.flag(group, "--smoothing", default=0.1, type=float,
                 help="one-sided label smoothing: real images' target is 1 - this")
     common.flag(group, "--feature-matching", default=False, action="store_true",
@@ -110,8 +110,6 @@ def _player_optimizer(args):
 
 def run(args) -> int:
     common.setup(args)
-    if args.width < 1 or args.noise < 1:
-        raise common.RecipeError(f"--width and --noise must be >= 1, got {args.width} and {args.noise}")
     if args.clip:
         raise common.RecipeError("mnist-gan cannot clip gradients (two players share the step); "
                                  "leave out --clip")

@@ -142,14 +142,16 @@ class SequenceTask(common.ClassificationTask):
 def add_arguments(parser) -> None:
     vision.add_data_flags(parser)
     group = parser.add_argument_group("canvases")
-    common.flag(group, "--train-size", default=60000, type=int, help="training canvases made")
-    common.flag(group, "--eval-size", default=10000, type=int, help="validation and test canvases made, each")
+    common.flag(group, "--train-size", default=60000, type=int, rule=">= 1", help="training canvases made")
+    common.flag(group, "--eval-size", default=10000, type=int, rule=">= 1",
+                help="validation and test canvases made, each")
     group = parser.add_argument_group("model")
     common.flag(group, "--locator", default="32,32", metavar="N,N", help="channels of the localisation convs")
-    common.flag(group, "--hidden", default=256, type=int, help="GRU units")
+    common.flag(group, "--hidden", default=256, type=int, rule=">= 1", help="GRU units")
     common.flag(group, "--filters", default="32,32", metavar="N,N", help="channels of the classifier's convs")
-    common.flag(group, "--dense", default=400, type=int, help="units of the classifier's dense layer")
-    common.flag(group, "--crop", default=33, type=int, help="side of each digit's crop, pixels")
+    common.flag(group, "--dense", default=400, type=int, rule=">= 1",
+                help="units of the classifier's dense layer")
+    common.flag(group, "--crop", default=33, type=int, rule=">= 1", help="side of each digit's crop, pixels")
     common.flag(group, "--dropout", default=0.0, type=float, help="dropout in the classifier")
     common.add_training_flags(parser, epochs=300, batch_size=100, optimizer="adam", lr=0.001,
                               clip=5.0, patience=50)
@@ -161,9 +163,6 @@ def run(args) -> int:
     for flag, values in (("--locator", locator), ("--filters", filters)):
         if len(values) != 2:
             raise common.RecipeError(f"{flag} takes two channel counts, got {values}")
-    for name in ("train_size", "eval_size", "hidden", "dense", "crop"):
-        if getattr(args, name) < 1:
-            raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     digits = vision.load(args, images=True)
     rng = np.random.default_rng(args.seed)
     splits = {}

@@ -197,12 +197,12 @@ def add_arguments(parser) -> None:
     common.flag(group, "--dev", default=None, metavar="FILE",
                 help="validation messages (required with --train): early stopping, best epoch")
     common.flag(group, "--test", default=None, metavar="FILE", help="test messages, scored at the end")
-    common.flag(group, "--synthetic", default=0, type=int, metavar="N",
+    common.flag(group, "--synthetic", default=0, type=int, metavar="N", rule=">= 0",
                 help="train on N generated messages (and N/6 each for validation and test) instead "
                      "of files")
     group = parser.add_argument_group("model")
-    common.flag(group, "--embed", default=100, type=int, help="word embedding size")
-    common.flag(group, "--hidden", default=64, type=int, help="LSTM units in each direction")
+    common.flag(group, "--embed", default=100, type=int, rule=">= 1", help="word embedding size")
+    common.flag(group, "--hidden", default=64, type=int, rule=">= 1", help="LSTM units in each direction")
     group = parser.add_argument_group("prediction")
     common.flag(group, "--predict", default=None, metavar="TEXT",
                 help="print the polarity of TEXT (after training, or from --from without training)")
@@ -213,8 +213,6 @@ def add_arguments(parser) -> None:
 
 def load(args) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
     """Messages and labels per split ('train', 'val', optionally 'test'), and where they came from."""
-    if args.synthetic < 0:
-        raise common.RecipeError(f"--synthetic must be >= 0, got {args.synthetic}")
     if args.synthetic:
         rng = np.random.default_rng(args.seed)
         splits, held_out = {}, max(args.synthetic // 6, 1)
@@ -246,9 +244,6 @@ def run(args) -> int:
     common.setup(args)
     if args.source:
         return run_prediction(args)
-    for name in ("embed", "hidden"):
-        if getattr(args, name) < 1:
-            raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     texts, source = load(args)
     tokenized = {split: [tokenize(m) for m in messages] for split, (messages, _) in texts.items()}
     vocab = Vocabulary.of_words([t for tokens in tokenized["train"] for t in tokens], unknown="<unknown>")

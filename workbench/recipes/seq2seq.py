@@ -275,22 +275,24 @@ def add_arguments(parser) -> None:
                        ("--val-tgt", "their translations")):
         common.flag(group, name, default=None, metavar="FILE",
                     help=f"{what}, one a line (required unless --synthetic)")
-    common.flag(group, "--synthetic", default=0, type=int, metavar="N",
+    common.flag(group, "--synthetic", default=0, type=int, metavar="N", rule=">= 0",
                 help="train on N generated dates (and N/10 held-out ones) instead of files")
     common.flag(group, "--chatbot", default=False, action="store_true",
                 help="dialogue pairs: one vocabulary and embedding for both sides, input reversed")
-    common.flag(group, "--vocab", default=10000, type=int,
+    common.flag(group, "--vocab", default=10000, type=int, rule=">= 1",
                 help="words kept per side (the most frequent in training), besides the special tokens")
-    common.flag(group, "--max-len", default=30, type=int,
+    common.flag(group, "--max-len", default=30, type=int, rule=">= 1",
                 help="pairs with a side longer than this many tokens are dropped")
     group = parser.add_argument_group("model")
-    common.flag(group, "--embed", default=64, type=int, help="word embedding size")
-    common.flag(group, "--hidden", default=128, type=int, help="LSTM units (each direction in the encoder)")
-    common.flag(group, "--layers", default=2, type=int, help="LSTM layers in the encoder and the decoder")
+    common.flag(group, "--embed", default=64, type=int, rule=">= 1", help="word embedding size")
+    common.flag(group, "--hidden", default=128, type=int, rule=">= 1",
+                help="LSTM units (each direction in the encoder)")
+    common.flag(group, "--layers", default=2, type=int, rule=">= 1",
+                help="LSTM layers in the encoder and the decoder")
     common.flag(group, "--attention", default="additive", choices=("additive", "dot"),
                 help="additive (Bahdanau) or scaled dot-product with a learned map (Luong)")
     group = parser.add_argument_group("decoding")
-    common.flag(group, "--beam", default=5, type=int,
+    common.flag(group, "--beam", default=5, type=int, rule=">= 1",
                 help="beam width of the final validation decoding and --translate (1: greedy)")
     common.flag(group, "--translate", default=None, metavar="TEXT",
                 help="translate TEXT (after training, or from --from without training)")
@@ -332,7 +334,7 @@ def translate_text(model, meta: dict, text: str, beam: int) -> str:
     if len(ids) == 0:
         raise common.RecipeError(f"--translate {text!r} has no words")
     model.eval()
-    out = decode(model, ids[None], np.ones((1, len(ids)), np.float32), 2 * meta["max_len"], max(beam, 1))
+    out = decode(model, ids[None], np.ones((1, len(ids)), np.float32), 2 * meta["max_len"], beam)
     return f"{text} -> {' '.join(tgt_vocab.decode(until_end(out[0])))}"
 
 
@@ -346,11 +348,6 @@ def run(args) -> int:
         checkpoint.load(path, model)
         print(translate_text(model, meta, args.translate, args.beam))
         return 0
-    for name in ("embed", "hidden", "layers", "vocab", "max_len", "beam"):
-        if getattr(args, name) < 1:
-            raise common.RecipeError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.synthetic < 0:
-        raise common.RecipeError(f"--synthetic must be >= 0, got {args.synthetic}")
     texts, source = load(args)
     texts = {split: filter_lengths(pairs, args.max_len, f"{split} length filter")
              for split, pairs in texts.items()}

@@ -20,15 +20,13 @@ def add_data_flags(parser, validation: int = 5000) -> None:
                      "train-labels-idx1-ubyte[.gz], t10k-...; required)")
     common.flag(group, "--validation", default=validation, type=int,
                 help="training images held out for validation")
-    common.flag(group, "--limit", default=0, type=int,
+    common.flag(group, "--limit", default=0, type=int, rule=">= 0",
                 help="train on only this many of the remaining training images (0: all)")
 
 
 def load(args, images: bool) -> dict:
     """Train/val/test splits with pixels in [0, 1]: (n, pixels) rows or (n, 1, h, w) images."""
     splits = mnist.load(args.data, args.validation, args.seed, images=images)
-    if args.limit < 0:
-        raise common.RecipeError(f"--limit must be >= 0, got {args.limit}")
     if args.limit:
         x, y = splits["train"]
         splits["train"] = (x[:args.limit], y[:args.limit])
