@@ -32,6 +32,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 import numpy as np
 
 from agents import Gradient
+from envs import own_module
 from nets import backend, threads
 
 from .learner import ActorFailure
@@ -88,24 +89,27 @@ def _reachable(address: str, timeout: float = 5.0) -> bool:
         return False
 
 
-def connect(address: str | None, n_actors: int) -> bool:
+def connect(address: str | None, n_actors: int, env_module: str | None = None) -> bool:
     """Join the cluster at `address` ("auto", "HOST:PORT") or, with None, start a local Ray
-    instance with a CPU per actor. Returns whether this call started the connection (and so
-    owns it); an existing connection (a notebook, a test's cluster) is used as it is."""
+    instance with a CPU per actor; `env_module`, the user's env module (envs.own_module), is
+    shipped to every node (Ray uploads modules only for a whole job). Returns whether this call
+    started the connection (and so owns it); an existing connection (a notebook, a test's
+    cluster) is used as it is."""
     if ray.is_initialized():
         return False
     if address not in (None, "auto") and not _reachable(address):
         raise RayUnavailable(f"cannot reach a Ray cluster at {address} (is `ray start --head` "
                              f"running there, and is the port open?)")
+    job = {"runtime_env": {"py_modules": [env_module]}} if env_module else {}
     try:
         if address is None:
             # Actors reserve a CPU each for life; as with local processes, N actors may share fewer cores.
             # "local": a new instance even when `ray start` runs here (that one is --address auto).
             ray.init(address="local", num_cpus=max(n_actors, os.cpu_count() or 1),
                      object_store_memory=OBJECT_STORE_BYTES,
-                     include_dashboard=False, log_to_driver=True, configure_logging=False)
+                     include_dashboard=False, log_to_driver=True, configure_logging=False, **job)
         else:
-            ray.init(address=address, log_to_driver=True, configure_logging=False)
+            ray.init(address=address, log_to_driver=True, configure_logging=False, **job)
     except ConnectionError as error:
         raise RayUnavailable(f"cannot join Ray cluster {address!r}: "
                              f"{str(error).splitlines()[0]}") from None
@@ -119,7 +123,7 @@ class RayActors(Transport):
             raise ValueError(f"need at least one actor, got {n_actors}")
         self.spec, self.n_actors = spec, n_actors
         self.max_in_flight, self.actor_timeout, self.start_timeout = max_in_flight, actor_timeout, start_timeout
-        self.owns_ray = connect(address, n_actors)
+        self.owns_ray = connect(address, n_actors, own_module(spec.env_id))
         self._actor_class = ray.remote(_ActorBody).options(
             num_cpus=1, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD",
             runtime_env={"env_vars": threads.child_environment(1)})

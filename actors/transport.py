@@ -25,6 +25,8 @@ class ActorSpec:
     seed: int = 0
     env_options: dict = field(default_factory=dict)
     compute_gradients: bool = False  # send each rollout's gradient (a Gradient), not the rollout
+    working_dir: str = ""  # the learner's: local actors work there too, so that a user's env
+                           # module (and any relative path it opens) is found as in the learner
 
 
 def actor_seeds(spec: ActorSpec, slot: int, generation: int) -> tuple[list[int], np.random.Generator]:

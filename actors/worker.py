@@ -9,6 +9,7 @@ flight) and lets idle actors sleep instead of competing with a busy learner for 
 """
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import time
@@ -65,6 +66,8 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
     # LocalProcesses (whose children start with one-thread variables): a multiprocess Pool, say.
     threads.limit(1)
     try:
+        if spec.working_dir:  # the fork server's may be another's (it outlives the runs it served)
+            os.chdir(spec.working_dir)
         agent, collector = build_collector(spec, slot, generation)
         shared = SharedState(block, layout)
         version, in_flight, sent = -1, 0, 0

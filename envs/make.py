@@ -28,6 +28,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -119,8 +120,7 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         maker = getattr(module, name, None)
         if callable(maker):
             return gym.envs.registration.EnvSpec(id=env_id, entry_point=maker)
-        ids = [key for key, spec in gym.registry.items()
-               if isinstance(spec.entry_point, str) and spec.entry_point.startswith(module_name)]
+        ids = [key for key, spec in gym.registry.items() if _entry_module(spec).startswith(module_name)]
         found = f"; it registers {', '.join(ids)}" if ids else ""
         raise UnknownEnvError(f"module {module_name!r} registers no environment {name!r} and has no "
                               f"function of that name{found}")
@@ -135,6 +135,26 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
             "; see gymnasium.pprint_registry(), or name the module that registers an env of your "
             "own: MODULE:ID")
     raise UnknownEnvError(f"unknown environment id {env_id!r}{hint}")
+
+
+def _entry_module(spec) -> str:
+    """The module an env's entry point lives in ("gymnasium.envs.mujoco.ant_v5", "myenvs")."""
+    entry = spec.entry_point
+    return entry.split(":")[0] if isinstance(entry, str) else getattr(entry, "__module__", "") or ""
+
+
+def own_module(env_id: str) -> str | None:
+    """The file (or package folder) of the top-level module named in a MODULE:NAME env where it
+    is the user's own code rather than an installed package: what a Ray cluster's workers need
+    shipped to them (actors/ray_backend.py); None for every other env."""
+    if ":" not in env_id:
+        return None
+    top = env_id.partition(":")[0].split(".")[0]
+    module = _import_module(top, env_id)
+    path = module.__path__[0] if hasattr(module, "__path__") else getattr(module, "__file__", None)
+    if path is None or {"site-packages", "dist-packages"} & set(Path(path).parts):
+        return None
+    return path
 
 
 def check_env_id(env_id: str) -> None:
@@ -174,7 +194,7 @@ def _with_defaults(options: dict) -> dict:
 
 def _make_raw(env_id: str, options: dict) -> gym.Env:
     spec = env_spec(env_id)
-    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    entry = _entry_module(spec)
     if entry.startswith("gymnasium.envs.mujoco"):
         _quiet_mujoco()
     try:
@@ -279,9 +299,10 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
             env, notes = make_atari(env_id, **_with_defaults(options)), []
         else:
             raw = _make_raw(env_id, options)
+            check_actions(raw.action_space, env_id)
             check_api(raw, env_id)
             env, notes = prepare(raw)
-    except ValueError:
+    except (UnknownEnvError, MissingExtraError, UnsupportedEnvError):
         raise
     except TypeError as error:
         if options:  # gymnasium.make passes --env-option keywords to the env's class
@@ -298,10 +319,17 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
         family = "box"
     else:
         family = "vector"
-    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
-    package = entry.split(":")[0].split(".")[2] if entry.startswith("gymnasium.envs.") else None
+    module = _entry_module(spec)
+    package = module.split(".")[2] if module.startswith("gymnasium.envs.") else None
     tags = tuple(tag for tag in (family, package, spec.id) if tag)
     return EnvInfo(env_id, observations, actions, family, tags, tuple(notes))
+
+
+def check_actions(space: gym.Space, env_id: str) -> None:
+    """The action spaces some agent learns (agents say which of them each one does)."""
+    if not (isinstance(space, spaces.Discrete) or (isinstance(space, spaces.Box) and len(space.shape) == 1)):
+        raise UnsupportedEnvError(f"environment {env_id!r} has actions {space}; workbench's agents learn "
+                                  f"Discrete or one-dimensional Box actions")
 
 
 def check_api(env: gym.Env, env_id: str) -> None:
@@ -328,7 +356,8 @@ def check_api(env: gym.Env, env_id: str) -> None:
 def _shape_of(result) -> str:
     if isinstance(result, tuple):
         return f"{len(result)} values"
-    return f"a {type(result).__name__}"
+    kind = type(result).__name__
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a tuple"
 
 
 def _check_observation(obs, env: gym.Env, env_id: str, method: str) -> None:

@@ -26,6 +26,19 @@ def limit(n: int) -> None:
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
+@contextlib.contextmanager
+def limited(n: int):
+    """`limit(n)` inside the block, the previous limits after it (a library call inside someone
+    else's process, a notebook's)."""
+    numba_threads = numba.get_num_threads()
+    with threadpool_limits(n):
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            yield
+        finally:
+            numba.set_num_threads(numba_threads)
+
+
 def child_environment(n: int = 1) -> dict[str, str]:
     """The thread variables a child process should start with to use `n` threads."""
     return {name: str(n) for name in THREAD_VARIABLES}

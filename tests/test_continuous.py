@@ -14,7 +14,7 @@ from agents.normalize import Moments, Tracker
 from agents.returns import lambda_returns, next_state_values, nstep_returns, vtrace
 from envs import make_env
 from nets.gradcheck import gradcheck
-from workbench.evaluate import Player
+from workbench.episodes import Player
 from workbench.rl import TrainConfig
 
 
@@ -261,7 +261,7 @@ def test_normalisation_moments_are_merged_once_per_step_learned_from(tmp_path, g
 def test_checkpoint_keeps_the_normalisation_and_play_uses_it(tmp_path, capsys):
     from nets import checkpoint
     from workbench.cli import main
-    from workbench.evaluate import build
+    from workbench.episodes import build
     from workbench.rl import train
 
     trained = []

@@ -153,7 +153,7 @@ def test_nothing_to_play_is_a_clear_error(capsys, tmp_path):
 
 
 def test_the_evaluator_plays_with_the_weights_it_is_sent(runs):
-    from workbench.evaluate import Evaluator, build
+    from workbench.episodes import Evaluator, build
 
     _, cartpole = runs
     config = json.loads((cartpole / "config.json").read_text())

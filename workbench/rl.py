@@ -23,7 +23,7 @@ from logs import EventWriter, format_duration
 from nets import backend, checkpoint, settings
 from nets.settings import Settings, setting
 
-from .evaluate import Evaluator
+from .episodes import Evaluator
 from .runs import RunDir, default_name, describe
 
 BACKENDS = ("processes", "inline", "ray")
@@ -148,6 +148,21 @@ class RunResult:
     restarts: int
     warnings: list[str]  # e.g. losses that exploded
 
+    @property
+    def path(self):
+        """The run folder."""
+        return self.run.path
+
+    @property
+    def mean_return(self) -> float | None:
+        """The mean return of the last (up to 100) training episodes."""
+        return self.progress.mean_return()
+
+    @property
+    def summary(self) -> str:
+        """summary.txt: how the run ended, its return, time and checkpoint."""
+        return (self.run.path / "summary.txt").read_text()
+
 
 class RunFailed(RuntimeError):
     """The run stopped on an error while training (it diverged, a write failed, actors never
@@ -199,7 +214,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     # A resumed run's actors get new seeds, so they do not replay the episodes already learned from.
     spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=actor_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
-                     env_options=config.env_options, compute_gradients=config.resolved_gradients_on == "actors")
+                     env_options=config.env_options, compute_gradients=config.resolved_gradients_on == "actors",
+                     working_dir=os.getcwd())
     n_params = len(agent.network.flat())
     if config.backend == "inline":
         transport = InlineActors(spec, n_actors)

@@ -166,12 +166,12 @@ class RunDir:
 
 def network_name(config: dict) -> str:
     """e.g. "small conv net", "mlp 64,64", "nature conv net + LSTM 256"."""
-    from envs.atari import ale_id
+    from envs import probe
 
     agent_config = config.get("agent_config", {})
     trunk = agent_config.get("trunk", "mlp")
-    if trunk == "auto":  # what agents.networks.make_trunk picks: Atari frames are images
-        trunk = "small" if ale_id(str(config.get("env"))) else "mlp"
+    if trunk == "auto":  # what agents.networks.make_trunk picks: the conv net for images
+        trunk = "small" if probe(str(config.get("env")), config.get("env_options")).family == "pixels" else "mlp"
     sizes = ",".join(map(str, agent_config.get("hidden", [])))
     name = f"{trunk} {sizes}" if trunk in ("mlp", "relu-mlp") else f"{trunk} conv net"
     return name + (f" + LSTM {agent_config['lstm_size']}" if "lstm_size" in agent_config else "")

@@ -13,7 +13,7 @@ RECORD_FORMATS = (".gif", ".mp4")
 
 
 class PlayError(ValueError):
-    """A run folder or checkpoint that cannot be played, in one line."""
+    """A flag `play` cannot use, in one line."""
 
 
 def add_parser(subparsers):
@@ -43,42 +43,6 @@ def add_parser(subparsers):
     p.add_argument("--max-steps", type=int, metavar="N",
                    help="stop each episode after N steps (default: the env's own time limit)")
     return p
-
-
-def resolve(target) -> tuple[Path, dict | None, Path | None]:
-    """(checkpoint file, the run's config or None, run folder or None) for a run folder, a
-    checkpoint file, or a checkpoint path without its .npz suffix."""
-    from workbench.runs import CONFIG, RunDir, read_json
-
-    path = Path(target)
-    if path.is_dir():
-        run = RunDir.existing(path)
-        checkpoint = run.latest_checkpoint()
-        if checkpoint is None:
-            raise PlayError(f"{path} has no checkpoint yet (checkpoints/latest.npz)")
-        return checkpoint, run.read_config(), run.path
-    if not path.is_file() and path.suffix != ".npz" and path.with_name(path.name + ".npz").is_file():
-        path = path.with_name(path.name + ".npz")
-    if not path.is_file():
-        raise PlayError(f"no run folder or checkpoint at {target}")
-    folder = path.resolve().parent.parent  # RUN/checkpoints/FILE.npz
-    if (folder / CONFIG).is_file():
-        return path, read_json(folder / CONFIG), folder
-    return path, None, None
-
-
-def check_match(checkpoint: Path, saved: dict | None, meta: dict, config: dict, folder: Path) -> None:
-    """A checkpoint from another env, agent or network than its run folder's config: one line."""
-    if saved is not None:
-        same = describe(saved) == describe(config)
-        trained = describe(saved)
-    else:  # an older checkpoint: it names its env and agent only
-        same = meta.get("env", config.get("env")) == config.get("env") and \
-            meta.get("agent", config.get("agent")) == config.get("agent")
-        trained = f"{meta.get('env')} ({meta.get('agent')})"
-    if not same:
-        raise PlayError(f"{checkpoint} was trained on {trained}, but {folder / 'config.json'} is for "
-                        f"{describe(config)}; play it from its own run folder")
 
 
 class Recorder:
@@ -134,8 +98,7 @@ class Recorder:
 def play(args) -> None:
     import numpy as np
 
-    from nets import checkpoint as ckpt
-    from workbench.evaluate import Player, build, play_episodes
+    from workbench.episodes import Player, play_episodes, restore
 
     if args.episodes is None:
         args.episodes = 1 if args.record else 3
@@ -144,33 +107,14 @@ def play(args) -> None:
     if args.max_steps is not None and args.max_steps < 1:
         raise PlayError(f"--max-steps must be >= 1, got {args.max_steps}")
     recorder = Recorder(args.record, args.fps) if args.record else None
-    path, config, folder = resolve(args.target)
-    header, _ = ckpt.read(path)
-    meta = header["meta"]
-    saved = meta.get("config")
-    if config is None:
-        if saved is None:
-            raise PlayError(f"{path} is not inside a run folder and holds no config; pass its run folder")
-        config, folder = saved, path.parent
-    else:
-        check_match(path, saved, meta, config, folder)
-    try:
-        env, agent = build(config, render=recorder is not None, seed=args.seed)
-    except ImportError as error:  # e.g. CartPole's renderer needs pygame
-        raise PlayError(f"rendering {config['env']} needs {error.name}: "
-                        f"pip install \"gymnasium[classic-control]\"") from None
-    try:
-        ckpt.load(path, agent.model)
-    except ckpt.CheckpointError as error:
-        reason = str(error).removeprefix(f"{path}: ").removeprefix(f"{path} ")
-        raise PlayError(f"{path} does not fit the network of {describe(config)}: {reason}") from None
-    print(f"playing {path} (step {meta.get('step', '?'):,}): {describe(config)}, "
+    run = restore(args.target, render=recorder is not None, seed=args.seed)
+    print(f"playing {run.checkpoint} (step {run.step:,}): {describe(run.config)}, "
           f"{'greedy' if args.greedy else 'sampled'} actions, seed {args.seed}", flush=True)
-    player = Player(agent, args.greedy, np.random.default_rng(args.seed))
+    player = Player(run.agent, args.greedy, np.random.default_rng(args.seed))
     results = play_episodes(
-        env, player, args.episodes, args.max_steps, on_frame=recorder,
+        run.env, player, args.episodes, args.max_steps, on_frame=recorder,
         on_episode=lambda i, ret, steps: print(f"episode {i + 1}: return {ret:g} ({steps} steps)", flush=True))
-    env.close()
+    run.env.close()
     print(f"mean return {np.mean([r for r, _ in results]):g} over {len(results)} episode(s)")
     if recorder:
         recorder.write()
@@ -180,12 +124,9 @@ def play(args) -> None:
 def run(args) -> int:
     if "torch" not in sys.modules:  # see workbench train: nothing here makes a torch tensor
         sys.modules["torch"] = None
-    from nets.checkpoint import CheckpointError
-    from workbench.runs import RunError
-
     try:
         play(args)
-    except (PlayError, CheckpointError, RunError) as error:
+    except ValueError as error:  # every one-line error (CheckpointError too): flags, run, env
         print(f"workbench play: {error}", file=sys.stderr)
         return 2
     return 0

@@ -8,14 +8,19 @@ protocol; a Gaussian policy's greedy action is its mean).
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 import nets
-from nets import backend
 from agents import make_agent
 from envs import make_env
+from nets import backend, checkpoint
+
+from .runs import CONFIG, RunDir, describe, read_json
 
 
 class Player:
@@ -35,6 +40,44 @@ class Player:
         return action if action.ndim else int(action)
 
 
+class LoadError(ValueError):
+    """A run folder or checkpoint that cannot be loaded, in one line."""
+
+
+def find_checkpoint(target) -> tuple[Path, dict | None, Path | None]:
+    """(checkpoint file, the run's config or None, run folder or None) for a run folder, a
+    checkpoint file, or a checkpoint path without its .npz suffix."""
+    path = Path(target)
+    if path.is_dir():
+        run = RunDir.existing(path)
+        latest = run.latest_checkpoint()
+        if latest is None:
+            raise LoadError(f"{path} has no checkpoint yet (checkpoints/latest.npz)")
+        return latest, run.read_config(), run.path
+    if not path.is_file() and path.suffix != ".npz" and path.with_name(path.name + ".npz").is_file():
+        path = path.with_name(path.name + ".npz")
+    if not path.is_file():
+        raise LoadError(f"no run folder or checkpoint at {target}")
+    folder = path.resolve().parent.parent  # RUN/checkpoints/FILE.npz
+    if (folder / CONFIG).is_file():
+        return path, read_json(folder / CONFIG), folder
+    return path, None, None
+
+
+def check_match(path: Path, saved: dict | None, meta: dict, config: dict, folder: Path) -> None:
+    """A checkpoint from another env, agent or network than its run folder's config: one line."""
+    if saved is not None:
+        same = describe(saved) == describe(config)
+        trained = describe(saved)
+    else:  # an older checkpoint: it names its env and agent only
+        same = meta.get("env", config.get("env")) == config.get("env") and \
+            meta.get("agent", config.get("agent")) == config.get("agent")
+        trained = f"{meta.get('env')} ({meta.get('agent')})"
+    if not same:
+        raise LoadError(f"{path} was trained on {trained}, but {folder / 'config.json'} is for "
+                        f"{describe(config)}; play it from its own run folder")
+
+
 def build(config: dict, render: bool = False, seed: int | None = None):
     """(env, agent) from a run's saved config: the evaluation env (whole games, real rewards)
     and an agent whose `model` a checkpoint of that run loads into."""
@@ -44,10 +87,49 @@ def build(config: dict, render: bool = False, seed: int | None = None):
     options = dict(train_config.env_options)
     if render:
         options["render_mode"] = "rgb_array"
-    env = make_env(train_config.env, seed=seed, training=False, **options)
+    try:
+        env = make_env(train_config.env, seed=seed, training=False, **options)
+    except ImportError as error:  # e.g. CartPole's renderer needs pygame
+        raise LoadError(f"rendering {train_config.env} needs {error.name}: "
+                        f"pip install \"gymnasium[classic-control]\"") from None
+    except TypeError as error:  # a user's env function or class that takes no render_mode
+        raise LoadError(f"recording {train_config.env} needs its env to take render_mode=\"rgb_array\" "
+                        f"({error})") from None
     agent = make_agent(train_config.agent, env.observation_space, env.action_space,
                        train_config.agent_settings())
     return env, agent
+
+
+@dataclass
+class Restored:
+    """A trained run, ready to play: the evaluation env, the agent with the checkpoint's weights."""
+
+    env: object
+    agent: object
+    config: dict  # the run's config.json
+    checkpoint: Path
+    step: int  # env steps the checkpoint was trained for
+
+
+def restore(target, render: bool = False, seed: int | None = None) -> Restored:
+    """The run folder or checkpoint `target` (see `find_checkpoint`) rebuilt: its env and its
+    agent with the checkpoint's weights; LoadError (one line) where it cannot be."""
+    path, config, folder = find_checkpoint(target)
+    meta = checkpoint.read(path)[0]["meta"]
+    saved = meta.get("config")
+    if config is None:
+        if saved is None:
+            raise LoadError(f"{path} is not inside a run folder and holds no config; pass its run folder")
+        config, folder = saved, path.parent
+    else:
+        check_match(path, saved, meta, config, folder)
+    env, agent = build(config, render=render, seed=seed)
+    try:
+        checkpoint.load(path, agent.model)
+    except checkpoint.CheckpointError as error:
+        reason = str(error).removeprefix(f"{path}: ").removeprefix(f"{path} ")
+        raise LoadError(f"{path} does not fit the network of {describe(config)}: {reason}") from None
+    return Restored(env, agent, config, path, int(meta.get("step", 0)))
 
 
 def play_episodes(env, player: Player, episodes: int, max_steps: int | None = None,
@@ -96,7 +178,7 @@ class Evaluator:
 
         ctx = mp.get_context("forkserver")
         self.conn, child = ctx.Pipe(duplex=True)
-        self.process = child_process(ctx, _evaluate, (config, episodes, seed, child), "evaluator")
+        self.process = child_process(ctx, _evaluate, (config, episodes, seed, child, os.getcwd()), "evaluator")
         with nets.threads.for_children(1):  # the fork server may start here (inline backend)
             self.process.start()
         child.close()
@@ -121,14 +203,15 @@ class Evaluator:
         self.conn.close()
 
 
-def _evaluate(config: dict, episodes: int, seed: int, conn) -> None:
-    """The evaluation process: wait for weights, play, send (step, [(return, length), ...])."""
-    import os
+def _evaluate(config: dict, episodes: int, seed: int, conn, working_dir: str) -> None:
+    """The evaluation process: wait for weights, play, send (step, [(return, length), ...]).
+    It works in the learner's `working_dir`, as actors do (ActorSpec)."""
     import signal
 
     for signum in (signal.SIGINT, signal.SIGTERM):  # sent to the whole group: the learner
         signal.signal(signum, signal.SIG_IGN)        # decides when to stop
     os.nice(10)
+    os.chdir(working_dir)
     env, agent = build(config)
     weights = agent.network.flat().data
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7A1]))

@@ -1,0 +1,194 @@
+"""The Python API, in the conventions of stable-baselines3 and Gymnasium:
+
+    import workbench
+    run = workbench.train(env="CartPole-v1", agent="a3c", steps=100_000, actors=2, lr=0.01)
+    policy = workbench.load(run.path)                # a run folder or a checkpoint file
+    workbench.evaluate(policy, episodes=10)          # on the run's own env; .mean, .std, .returns
+    env = policy.make_env()
+    obs, _ = env.reset(seed=0)
+    action = policy.act(obs)                         # greedy; greedy=False samples
+
+`env` is what `workbench train --env` takes (a Gymnasium id, "MODULE:ID", "MODULE:FUNCTION") or
+the function itself: one defined at the top level of an importable module that makes the env
+when called with no arguments (a Gymnasium Env class works too). Actor processes import it by its
+name, so a lambda, a closure or a function of the notebook or script being run is refused with a
+one-line ValueError saying what to do. Every other keyword is a `workbench train` setting
+(`backend="inline"`, `seed=1`, `logdir=...`) or one of the agent's (`lr`, `gamma`, ...:
+`workbench agents`). Ctrl-C stops the run with a checkpoint, as on the command line, and `train`
+returns it; `train(..., resume=run.path)` continues it.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def env_name(env) -> str:
+    """The name under which `env` travels to actor processes and into config.json."""
+    if isinstance(env, str):
+        return env
+    if not callable(env) or not hasattr(env, "__qualname__"):
+        kind = "an env object" if hasattr(env, "step") and hasattr(env, "reset") else "a value"
+        raise ValueError(f"env must be an environment id or a function that makes the env, not "
+                         f"{kind} ({type(env).__name__}): actor processes build their own envs; pass "
+                         f"its id, or the function or class that makes it")
+    module, name = getattr(env, "__module__", None), env.__qualname__
+    if name == "<lambda>" or "<locals>" in name:
+        raise ValueError(f"env {name} is a lambda or a nested function, which actor processes cannot "
+                         f"import; define `def make_env(): return ...` at the top level of a module "
+                         f"(e.g. myenvs.py) and pass that")
+    if module in (None, "__main__"):
+        raise ValueError(f"env {name} is defined in the script or notebook being run, which actor "
+                         f"processes cannot import; move it into a module of its own (e.g. myenvs.py "
+                         f"beside it), import it from there and pass that")
+    return f"{module}:{name}"
+
+
+def train(env="CartPole-v1", agent: str | None = None, steps: int | None = None,
+          actors: int | None = None, *, name: str | None = None, resume=None, verbose: bool = True,
+          **settings):
+    """Train (or, with `resume=` a run folder, continue) one run; returns its RunResult (`.path`,
+    `.summary`, `.mean_return`, `.outcome`). Settings that cannot work raise a one-line
+    ValueError before anything starts; a run that fails while training raises RunFailed."""
+    from nets import threads
+    from workbench.rl import TrainConfig
+    from workbench.rl import train as run_training
+    from workbench.runs import RunDir, removed_if_failed
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = RunDir.existing(resume).read_config() if resume is not None else {}
+    given = {"env": env_name(env), "agent": agent, "steps": steps, "actors": actors}
+    values.update({key: value for key, value in given.items() if value is not None})
+    values["agent_config"] = {**values.get("agent_config", {}), **settings.pop("agent_config", {}),
+                              **{key: value for key, value in settings.items() if key not in fields}}
+    values.update({key: value for key, value in settings.items() if key in fields})
+    config = TrainConfig.from_dict(values)
+    config.validate()
+    stop = threading.Event()
+    with threads.limited(config.learner_threads), _stopped_by_ctrl_c(stop), removed_if_failed():
+        result = run_training(config, name=name, resume=None if resume is None else RunDir.existing(resume),
+                              should_stop=lambda progress: stop.is_set(),
+                              console=print if verbose else lambda line: None)
+    if verbose and result.outcome == "stopped":
+        print(f"stopped at step {result.progress.step:,}; checkpoint saved. Continue with: "
+              f"workbench.train(resume={str(result.path)!r}, steps=...)")
+    return result
+
+
+@contextlib.contextmanager
+def _stopped_by_ctrl_c(stop: threading.Event):
+    """Ctrl-C (a notebook's interrupt too) sets `stop` instead of raising, so the run ends with a
+    checkpoint; a second one interrupts at once. Only the main thread can take signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum, frame):
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class TrainedPolicy:
+    """A trained agent from a run folder or checkpoint (`load`). `act` takes one observation as
+    the run's env gives it (`make_env()`: workbench's preprocessing applied) and returns one
+    action; a recurrent agent carries its state until `reset()`."""
+
+    def __init__(self, restored, seed: int = 0):
+        self.agent, self.config = restored.agent, restored.config
+        self.checkpoint, self.step = restored.checkpoint, restored.step
+        self.env_id = self.config["env"]
+        self._rng = np.random.default_rng(seed)
+        self._players = {}
+        restored.env.close()
+
+    def __repr__(self) -> str:
+        return f"TrainedPolicy({self.config['agent']} on {self.env_id}, {self.checkpoint}, step {self.step:,})"
+
+    def act(self, obs, greedy: bool = True):
+        """The action for `obs`: the best (a Gaussian policy's mean), or sampled as in training."""
+        from workbench.episodes import Player
+
+        if greedy not in self._players:
+            self._players[greedy] = Player(self.agent, greedy, self._rng)
+        return self._players[greedy].act(obs)
+
+    def reset(self) -> None:
+        """A new episode starts: a recurrent agent's state goes back to zero."""
+        for player in self._players.values():
+            player.reset()
+
+    def make_env(self, render_mode: str | None = None, seed: int | None = None):
+        """The run's env as evaluation plays it (whole Atari games, unclipped rewards)."""
+        from envs import make_env
+
+        options = dict(self.config.get("env_options", {}))
+        if render_mode:
+            options["render_mode"] = render_mode
+        return make_env(self.env_id, seed=seed, training=False, **options)
+
+
+def load(run_or_checkpoint, seed: int = 0) -> TrainedPolicy:
+    """The trained agent of a run folder (its latest checkpoint) or of a checkpoint file; a
+    one-line ValueError where there is none or it does not fit its run's config. `seed` seeds the
+    sampling of `act(..., greedy=False)`."""
+    from workbench.episodes import restore
+
+    return TrainedPolicy(restore(run_or_checkpoint), seed)
+
+
+@dataclass
+class Evaluation:
+    returns: list[float]
+    lengths: list[int]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+    def __repr__(self) -> str:
+        return f"Evaluation(mean {self.mean:g}, std {self.std:g} over {len(self.returns)} episodes)"
+
+
+def evaluate(policy: TrainedPolicy, env=None, episodes: int = 10, greedy: bool = True,
+             seed: int = 0, max_steps: int | None = None) -> Evaluation:
+    """Play `episodes` whole episodes: on the run's own env (None), on another one named as
+    `train` takes it, or on a Gymnasium env object (made with gymnasium.make: workbench's
+    preprocessing is applied to it here)."""
+    import gymnasium as gym
+
+    from envs import make_env, prepare
+    from workbench.episodes import Player, play_episodes
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if env is None:
+        made = policy.make_env()
+    elif isinstance(env, gym.Env):
+        made = prepare(env)[0]
+    else:
+        made = make_env(env_name(env), training=False)
+    made.reset(seed=seed)
+    player = Player(policy.agent, greedy, np.random.default_rng(seed))
+    results = play_episodes(made, player, episodes, max_steps)
+    if env is None or not isinstance(env, gym.Env):
+        made.close()
+    return Evaluation([r for r, _ in results], [n for _, n in results])
+
+
+__all__ = ["Evaluation", "TrainedPolicy", "env_name", "evaluate", "load", "train"]
