@@ -300,7 +300,7 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
         else:
             raw = _make_raw(env_id, options)
             check_actions(raw.action_space, env_id)
-            check_api(raw, env_id)
+            check_api(raw.unwrapped, env_id)  # wrappers (a time limit) assume the API
             env, notes = prepare(raw)
     except (UnknownEnvError, MissingExtraError, UnsupportedEnvError):
         raise

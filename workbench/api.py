@@ -39,8 +39,8 @@ def env_name(env) -> str:
                          f"{kind} ({type(env).__name__}): actor processes build their own envs; pass "
                          f"its id, or the function or class that makes it")
     module, name = getattr(env, "__module__", None), env.__qualname__
-    if name == "<lambda>" or "<locals>" in name:
-        raise ValueError(f"env {name} is a lambda or a nested function, which actor processes cannot "
+    if env.__name__ == "<lambda>" or "<locals>" in name:
+        raise ValueError(f"env {env.__name__} is a lambda or a nested function, which actor processes cannot "
                          f"import; define `def make_env(): return ...` at the top level of a module "
                          f"(e.g. myenvs.py) and pass that")
     if module in (None, "__main__"):

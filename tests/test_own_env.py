@@ -1,0 +1,231 @@
+"""A user's own Gymnasium env, from a module of theirs: trained through the CLI (actor processes
+and inline) and the Python API (a factory function), played and resumed in fresh processes; Dict,
+Discrete and image observations; one-line errors for what cannot work."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import workbench
+from envs import probe
+from workbench.rl import TrainConfig, train
+
+MODULE = "own_envs"  # written into a temporary folder, the working folder of every test here
+SOURCE = textwrap.dedent('''
+    """A user's envs: a corridor with one reward at its far end (a random walk reaches it in 16% of
+    its 30-step episodes), the same with a Dict observation holding a text mission, the same drawn
+    as an image, and envs that break Gymnasium's API or take actions no agent learns."""
+    import gymnasium as gym
+    import numpy as np
+    from gymnasium import spaces
+
+
+    class Corridor(gym.Env):
+        def __init__(self, length=10):
+            self.length = length
+            self.observation_space = spaces.Discrete(length)
+            self.action_space = spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.position = 0
+            return self.observe(), {}
+
+        def observe(self):
+            return self.position
+
+        def step(self, action):
+            self.position = max(0, self.position + (1 if action == 1 else -1))
+            done = self.position == self.length - 1
+            return self.observe(), float(done), done, False, {}
+
+
+    class DictCorridor(Corridor):
+        def __init__(self):
+            super().__init__()
+            self.observation_space = spaces.Dict({"position": spaces.Discrete(self.length),
+                                                  "mission": spaces.Text(20)})
+
+        def observe(self):
+            return {"position": self.position, "mission": "walk right"}
+
+
+    class PictureCorridor(Corridor):
+        def __init__(self):
+            super().__init__()
+            self.observation_space = spaces.Box(0, 255, (24, 24, 3), np.uint8)
+
+        def observe(self):
+            image = np.zeros((24, 24, 3), np.uint8)
+            image[:, 2 * self.position:2 * self.position + 2] = 255
+            return image
+
+
+    class OldReset(Corridor):
+        def reset(self, *, seed=None, options=None):
+            return super().reset(seed=seed)[0]
+
+
+    class OldStep(Corridor):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, reward, terminated or truncated, info
+
+
+    class TwoLevers(Corridor):
+        def __init__(self):
+            super().__init__()
+            self.action_space = spaces.MultiDiscrete([2, 2])
+
+
+    def make_corridor():
+        return gym.wrappers.TimeLimit(Corridor(), 30)
+
+
+    for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers):
+        gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
+''')
+RANDOM_RETURN = 0.16  # a random walk's mean return in the corridor (2,000 episodes)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("user")
+    (folder / f"{MODULE}.py").write_text(SOURCE)
+    return folder
+
+
+@pytest.fixture
+def here(folder, monkeypatch):
+    """The user's folder as the working folder, as where they run workbench."""
+    monkeypatch.chdir(folder)
+    return folder
+
+
+def workbench_cli(folder, *args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], cwd=folder, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def summary_return(run_folder) -> float:
+    line = next(line for line in (run_folder / "summary.txt").read_text().splitlines() if line.startswith("return"))
+    return float(line.split()[1])
+
+
+@pytest.mark.slow
+def test_the_cli_trains_a_module_env_with_actor_processes_then_plays_and_resumes_it(folder):
+    trained = workbench_cli(folder, "train", "--env", f"{MODULE}:Corridor-v0", "--steps", "20000",
+                            "--name", "corridor", "--log-every", "5")
+    assert trained.returncode == 0, trained.stderr
+    assert "note: observations Discrete(10) become one-hot vectors of 10" in trained.stdout
+    run = folder / "runs" / "corridor"
+    assert json.loads((run / "config.json").read_text())["env"] == f"{MODULE}:Corridor-v0"
+    assert summary_return(run) >= 0.95 > RANDOM_RETURN
+
+    played = workbench_cli(folder, "play", str(run), "--greedy", "--episodes", "2")
+    assert played.returncode == 0, played.stderr
+    assert "episode 1: return 1 (9 steps)" in played.stdout  # the shortest way along the corridor
+
+    resumed = workbench_cli(folder, "train", "--config", str(run / "config.json"), "--resume", "--steps", "24000")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout and "done: 24," in resumed.stdout
+
+
+def test_an_inline_run_learns_the_corridor_and_repeats_from_its_seed(here, tmp_path):
+    def run(name):
+        config = TrainConfig(env=f"{MODULE}:Corridor-v0", backend="inline", steps=12_000, seed=3,
+                             logdir=str(tmp_path))
+        return train(config, name=name, console=lambda line: None)
+
+    first, second = run("a"), run("b")
+    assert first.mean_return >= 0.95 > RANDOM_RETURN
+    assert list(first.progress.recent_returns) == list(second.progress.recent_returns)
+    assert first.progress.episodes == second.progress.episodes
+
+
+@pytest.mark.slow
+def test_the_python_api_trains_a_factory_in_actor_processes_then_loads_and_evaluates_it(here, tmp_path):
+    own_envs = pytest.importorskip(MODULE)
+    run = workbench.train(env=own_envs.make_corridor, steps=20_000, actors=2, logdir=str(tmp_path),
+                          name="api", verbose=False)
+    assert run.outcome == "finished" and run.mean_return >= 0.95
+    assert "finished at step" in run.summary
+    policy = workbench.load(run.path)
+    assert policy.env_id == f"{MODULE}:make_corridor"
+    evaluation = workbench.evaluate(policy, episodes=3)
+    assert evaluation.returns == [1.0] * 3 and evaluation.lengths == [9] * 3
+    import gymnasium as gym
+
+    raw = gym.make(f"{MODULE}:Corridor-v0")  # the user's own env object: preprocessed to fit
+    assert workbench.evaluate(policy, env=raw, episodes=2).mean == 1.0
+    obs, _ = policy.make_env().reset(seed=0)
+    assert policy.act(obs) == 1  # right, towards the reward
+
+
+def test_a_lambda_or_an_env_object_is_refused_in_one_line(here):
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match=r"^env <lambda> is a lambda or a nested function, which actor "
+                                         r"processes cannot import; define `def make_env\(\)"):
+        workbench.train(env=lambda: gym.make("CartPole-v1"))
+    with pytest.raises(ValueError, match=r"not an env object \(TimeLimit\)"):
+        workbench.train(env=gym.make("CartPole-v1"))
+
+
+def test_dict_observations_with_text_train_and_images_get_the_conv_net(here, tmp_path):
+    info = probe(f"{MODULE}:DictCorridor-v0")
+    assert info.observation_space.shape == (10,) and info.family == "vector"
+    assert info.notes == ("the observations' text parts (mission) are left out",
+                          "observations Dict('position': Discrete(10)) are flattened to vectors of 10 "
+                          "(Discrete parts one-hot)")
+    result = train(TrainConfig(env=f"{MODULE}:DictCorridor-v0", backend="inline", steps=3000,
+                               logdir=str(tmp_path)), name="dict", console=lambda line: None)
+    assert result.progress.episodes > 0
+
+    pictures = TrainConfig(env=f"{MODULE}:PictureCorridor-v0", backend="inline", actors=1, envs_per_actor=1,
+                           steps=100, logdir=str(tmp_path))
+    info = pictures.env_info
+    assert (info.observation_space.shape, info.observation_space.dtype, info.family) == ((4, 84, 84), np.uint8, "pixels")
+    assert pictures.agent_settings().lr == 7e-4  # Atari's presets: the images' family
+    lines = []
+    train(pictures, name="pictures", console=lines.append)
+    assert "note: image observations (24, 24, 3) become the last 4 grayscale 84x84 frames, as Atari's, " \
+           "for the conv net" in lines
+    saved = json.loads((tmp_path / "pictures" / "config.json").read_text())
+    assert saved["agent_config"]["trunk"] == "auto"
+
+
+@pytest.mark.parametrize("env,message", [
+    ("OldReset-v0", "reset() returned an int, not a tuple; Gymnasium expects (observation, info dict)"),
+    ("OldStep-v0", "step() returned 4 values; Gymnasium expects 5 values (observation, reward, terminated, "
+                   "truncated, info)"),
+    ("TwoLevers-v0", "has actions MultiDiscrete([2 2]); workbench's agents learn Discrete or "
+                     "one-dimensional Box actions"),
+    ("Nowhere-v0", f"module '{MODULE}' registers no environment 'Nowhere-v0' and has no function of that "
+                   f"name; it registers Corridor-v0, DictCorridor-v0"),
+])
+def test_what_cannot_train_is_one_line_and_exit_2(folder, env, message):
+    result = workbench_cli(folder, "train", "--env", f"{MODULE}:{env}")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert message in result.stderr
+    assert not (folder / "runs" / env).exists()
+
+
+def test_a_module_that_is_nowhere_names_the_folder_it_looked_in(folder):
+    result = workbench_cli(folder, "train", "--env", "nowhere_envs:Corridor-v0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"workbench train: environment 'nowhere_envs:Corridor-v0': no module "
+                                     f"'nowhere_envs' in {folder} or among the installed packages; run from "
+                                     f"the folder that holds nowhere_envs.py, or pip install it")
+
+
+@pytest.mark.slow
+def test_ray_actors_import_the_module_env(folder):
+    pytest.importorskip("ray")
+    result = workbench_cli(folder, "train", "--env", f"{MODULE}:Corridor-v0", "--backend", "ray",
+                           "--steps", "4000", "--name", "ray")
+    assert result.returncode == 0, result.stderr
+    assert "finished at step" in (folder / "runs" / "ray" / "summary.txt").read_text()
