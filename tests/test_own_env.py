@@ -229,3 +229,21 @@ def test_ray_actors_import_the_module_env(folder):
                            "--steps", "4000", "--name", "ray")
     assert result.returncode == 0, result.stderr
     assert "finished at step" in (folder / "runs" / "ray" / "summary.txt").read_text()
+
+
+def test_ctrl_c_stops_a_python_api_run_with_a_checkpoint_and_resume_continues_it(tmp_path):
+    """What a notebook's interrupt does: the run ends at the next update with a checkpoint, and
+    the caller's own SIGINT handler is back afterwards."""
+    import os
+    import signal
+    import threading
+
+    before = signal.getsignal(signal.SIGINT)
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    run = workbench.train(env="CartPole-v1", steps=10_000_000, backend="inline", logdir=str(tmp_path),
+                          name="interrupted", verbose=False)
+    assert run.outcome == "stopped" and 0 < run.progress.step < 10_000_000
+    assert signal.getsignal(signal.SIGINT) is before
+    resumed = workbench.train(resume=run.path, steps=run.progress.step + 500, verbose=False)
+    assert resumed.outcome == "finished" and resumed.path == run.path
+    assert resumed.progress.step >= run.progress.step + 500

@@ -53,9 +53,16 @@ def started_actors(lines) -> dict[int, tuple[int, str]]:
 
 @pytest.mark.slow
 def test_a3c_trains_on_two_nodes_and_writes_events_and_a_checkpoint(cluster, tmp_path):
-    lines = []
-    result = train(quick(tmp_path), name="two-nodes", console=lines.append)
-    assert result.outcome == "finished" and result.progress.step >= 2000 and result.restarts == 0
+    lines, first = [], []  # trained for 2.5 s from its first update: TensorBoard gets a point a second
+
+    def enough(progress):
+        if progress.step and not first:
+            first.append(progress.elapsed)
+        return progress.step >= 2000 and progress.elapsed >= first[0] + 2.5
+
+    result = train(quick(tmp_path, steps=10_000_000), name="two-nodes", console=lines.append,
+                   should_stop=enough)
+    assert result.outcome == "stopped" and result.progress.step >= 2000 and result.restarts == 0
     placed = started_actors(lines)
     assert sorted(placed) == [0, 1, 2, 3]
     assert len({node for _, node in placed.values()}) == 2  # SPREAD put actors on both nodes
