@@ -22,7 +22,7 @@ from logs import EventWriter, Window, format_duration, progress_line
 from nets import backend, optim
 
 RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
-CHART_STATS = ("grad_norm", "learning_rate", "q_values", "action_std")  # update statistics that are not losses
+CHART_STATS = ("grad_norm", "learning_rate", "clip_range", "q_values", "action_std")  # update statistics that are not losses
 NONFINITE_IN_A_ROW = 3  # updates with a NaN/Inf loss or gradient (each skipped) before the run stops
 SQUARED_LOSSES = ("value_loss", "q_loss")  # never negative, so their growth measures divergence
 EXPLODED = 1e4  # a squared loss this many times its first value means the run diverges (CartPole's
@@ -105,15 +105,16 @@ class Learner:
         next_log, next_scalars, next_supervise = now + self.log_every, now + self.scalar_every, now
         next_checkpoint = self._next_multiple(p.step, self.checkpoint_every)
         last_log_step, last_log_time = p.step, now
-        outcome = "finished"
+        outcome, pending = "finished", []
         try:
             while p.step < self.total_steps:
                 if should_stop(p):
                     outcome = "stopped"
                     break
-                arrived = transport.receive(timeout=0.05)
-                if arrived:
-                    self.update(arrived)
+                pending += transport.receive(timeout=0.05)
+                if pending and self.agent.ready(pending, transport.n_actors):
+                    self.update(pending)  # an agent may wait for more (synchronous PPO: every actor's)
+                    pending = []
                     self._session = self._session or (p.step, time.monotonic())
                 now = time.monotonic()
                 p.elapsed = base_elapsed + now - begin

@@ -15,6 +15,7 @@ from .base import FAMILIES, Agent, Policy
 from .dqn import DQN, DQNConfig
 from .impala import Impala, ImpalaConfig
 from .nstep_q import NStepQ, NStepQConfig, OneStepQ, OneStepQConfig
+from .ppo import PPO, PPOConfig
 from .reinforce import Reinforce, ReinforceConfig
 from .rollout import Batch, Gradient, Rollout, join
 
@@ -27,6 +28,7 @@ AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
     OneStepQ,
     Reinforce,
     DQN,
+    PPO,
 )}
 DEFAULT_AGENT = next(iter(AGENTS))
 
@@ -55,5 +57,5 @@ def config_dict(config) -> dict:
 
 __all__ = ["AGENTS", "A3C", "A3CConfig", "A3CLSTM", "A3CLSTMConfig", "Agent", "Batch", "DEFAULT_AGENT", "DQN",
            "DQNConfig", "FAMILIES", "Gradient", "Impala", "ImpalaConfig", "NStepQ", "NStepQConfig", "OneStepQ",
-           "OneStepQConfig", "Policy", "Reinforce", "ReinforceConfig", "Rollout", "agent_class", "config_dict",
+           "OneStepQConfig", "PPO", "PPOConfig", "Policy", "Reinforce", "ReinforceConfig", "Rollout", "agent_class", "config_dict",
            "join", "make_agent", "make_config"]

@@ -26,9 +26,9 @@ import nets
 from nets import optim
 
 # The families of envs that presets and envs per actor are keyed by (envs/make.py tells an env's):
-# image observations (Atari's frames, or another env's preprocessed like them), Box (continuous)
-# actions, and the rest: vector observations with discrete actions (classic control, toy text).
-FAMILIES = ("pixels", "box", "vector")
+# vector observations with discrete actions (classic control, toy text), image observations
+# (Atari's frames, or another env's preprocessed like them), and Box (continuous) actions.
+FAMILIES = ("vector", "pixels", "box")
 ENVS_PER_ACTOR = 4  # a few envs batched per forward pass amortise the network's per-call cost
 EVAL_EPSILON = 0.05  # Q agents' exploration when playing, not greedy (Mnih et al. 2015, evaluation)
 
@@ -152,6 +152,11 @@ class Agent:
         action (a Gaussian's mean), otherwise actions are sampled as in training (Q agents:
         epsilon-greedy with EVAL_EPSILON)."""
         raise NotImplementedError
+
+    def ready(self, rollouts: list, n_actors: int) -> bool:
+        """Learner only: whether to learn from the rollouts it holds now, or to wait for more
+        (the actors wait with it, for the weights that learn from theirs). At once by default."""
+        return True
 
     def remember(self, rollouts: list) -> None:
         """Learner only, before each `update`: the rollouts that arrived, each from its actor

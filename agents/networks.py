@@ -57,23 +57,31 @@ def make_trunk(name: str, observation_shape: tuple[int, ...], hidden: tuple[int,
 
 
 class ActorCritic(nets.Module):
-    """Shared trunk, a softmax policy head (logits) and a state-value head."""
+    """A trunk, a softmax policy head (logits) and a state-value head. The value head reads the
+    shared trunk (A3C's), or its own `value_trunk` (PPO's separate MLPs), which then share the
+    `normalizer` of their input, if any (agents/normalize.py; a one-trunk network normalises in a
+    NormalizedTrunk)."""
 
-    def __init__(self, trunk: nets.Module, n_actions: int):
+    def __init__(self, trunk: nets.Module, n_actions: int, value_trunk: nets.Module | None = None,
+                 normalizer: nets.Module | None = None):
         super().__init__()
-        self.trunk = trunk
+        self.trunk, self.value_trunk, self.normalizer = trunk, value_trunk, normalizer
         # Small policy weights start near-uniform (CleanRL/PPO practice: gain 0.01).
         self.policy = nets.Linear(trunk.out_features, n_actions, initializer=_orthogonal(0.01))
-        self.value = nets.Linear(trunk.out_features, 1, initializer=_orthogonal(1.0))
+        self.value = nets.Linear((value_trunk or trunk).out_features, 1, initializer=_orthogonal(1.0))
+
+    def _input(self, obs):
+        return self.normalizer(obs) if self.normalizer is not None else obs
 
     def forward(self, obs):
         """(logits (N, actions), values (N, 1))."""
-        features = self.trunk(obs)
-        return self.policy(features), self.value(features)
+        x = self._input(obs)
+        features = self.trunk(x)
+        return self.policy(features), self.value(features if self.value_trunk is None else self.value_trunk(x))
 
     def logits(self, obs):
         """The policy head alone: what acting needs."""
-        return self.policy(self.trunk(obs))
+        return self.policy(self.trunk(self._input(obs)))
 
 
 class QNetwork(nets.Module):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
+from agents import AGENTS, FAMILIES, agent_class
 from workbench.commands import HelpFormatter
 
 FAMILY_COLUMNS = {"pixels": "Atari, images", "box": "Box actions"}  # the `vector` family: the default
@@ -42,7 +43,7 @@ def describe(cls, markdown: bool) -> str:
     """One agent: its rules, then a table of its settings."""
     actions = " and ".join(kind for kind, ok in (("Discrete", cls.discrete_actions),
                                                  ("Box", cls.continuous_actions)) if ok)
-    families = ["vector", "pixels", *(["box"] if cls.continuous_actions else [])]
+    families = [family for family in FAMILIES if family != "box" or cls.continuous_actions]
     envs = ", ".join(f"{family} {cls.default_envs_per_actor(family)}" for family in families)
     first, *others = cls.gradients_on
     where = f"{first} (default)" + "".join(f" or {other}" for other in others) if others else f"{first} only"
@@ -73,8 +74,6 @@ def describe(cls, markdown: bool) -> str:
 
 
 def table(names: list[str] | None = None, markdown: bool = False) -> str:
-    from agents import AGENTS, agent_class
-
     classes = [agent_class(name) for name in names] if names else list(AGENTS.values())
     parts = [describe(cls, markdown) for cls in classes]
     if markdown:
