@@ -290,7 +290,7 @@ def test_q_agents_refuse_box_actions_in_one_line(tmp_path, capsys):
     assert main(["train", "--env", "Pendulum-v1", "--agent", "nstep-q", "--logdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == ("workbench train: agent nstep-q needs a discrete action space; for continuous "
-                   "(Box) actions use a3c, a3c-lstm, impala, reinforce")
+                   "(Box) actions use a3c, a3c-lstm, impala, ppo, reinforce")
     assert not list(tmp_path.iterdir())  # refused before a run folder was made
 
 
