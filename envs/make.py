@@ -114,6 +114,9 @@ def env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     UnknownEnvError with close matches."""
     if ":" in env_id:
         module_name, _, name = env_id.partition(":")
+        if not (module_name and name):
+            raise UnknownEnvError(f"environment {env_id!r}: expected MODULE:ID or MODULE:FUNCTION, e.g. "
+                                  f"myenvs:Corridor-v0")
         module = _import_module(module_name, env_id)
         if name in gym.registry:
             return gym.spec(name)
