@@ -1,6 +1,7 @@
 """Continuous control: wall-clock time to reach a mean return of -250 over the last 20 episodes
-on Pendulum-v1, workbench A3C (2 actor processes, its defaults) against stable-baselines3's A2C
-and PPO with their RL Zoo Pendulum-v1 settings, seed by seed in the same run on this machine.
+on Pendulum-v1, workbench's A3C and PPO (2 actor processes, their defaults) against
+stable-baselines3's A2C and PPO with their RL Zoo Pendulum-v1 settings, seed by seed in the same
+run on this machine.
 
 stable-baselines3 and PyTorch are benchmark-only peers (`pip install torch stable-baselines3`),
 never workbench dependencies. Times run from the call (setup, imports and env creation
@@ -11,10 +12,10 @@ its own training episodes (the sampled policy), and stopped at the cap.
     python benchmarks/rl_continuous.py --seeds 1 --cap 60 --json results.json
 
 --curve ENV: a learning curve against the wall clock instead, for environments too long to solve
-in a benchmark (MuJoCo): `workbench train --env ENV --steps STEPS` (its learning rate annealed
-over those steps, as a user's run) for --minutes, then stable-baselines3's PPO (its defaults, the
-PPO paper's MuJoCo settings, with VecNormalize) for as long, each printing the mean return of its
-last 10 episodes every --every minutes.
+in a benchmark (MuJoCo): `workbench train --env ENV --agent AGENT --steps STEPS` for each of
+--agents (a learning rate annealed over those steps, as a user's run) for --minutes, then
+stable-baselines3's PPO (its defaults, the PPO paper's MuJoCo settings, with VecNormalize) for as
+long, each printing the mean return of its last 10 episodes every --every minutes.
 
     python benchmarks/rl_continuous.py --curve HalfCheetah-v5 --minutes 30 --every 5 --steps 12000000
 """
@@ -117,11 +118,11 @@ class Curve:
         return not self.marks
 
 
-def own_curve(env_id: str, minutes: float, every: float, steps: int, logdir: str) -> list[dict]:
+def own_curve(agent: str, env_id: str, minutes: float, every: float, steps: int, logdir: str) -> list[dict]:
     from workbench.rl import TrainConfig, train
 
-    curve = Curve("a3c", minutes, every)
-    train(TrainConfig(env=env_id, agent="a3c", actors=2, steps=steps, logdir=logdir),
+    curve = Curve(agent, minutes, every)
+    train(TrainConfig(env=env_id, agent=agent, actors=2, steps=steps, logdir=logdir),
           should_stop=lambda progress: curve.update(progress.recent_returns, progress.step),
           console=lambda line: None)
     return curve.points
@@ -143,13 +144,15 @@ def sb3_curve(env_id: str, minutes: float, every: float) -> list[dict]:
     return curve.points
 
 
-def curves(env_id: str, minutes: float, every: float, steps: int, peers: list[str],
+def curves(env_id: str, minutes: float, every: float, steps: int, agents: list[str], peers: list[str],
            json_path: Path | None) -> int:
     logdir = tempfile.mkdtemp(prefix="rl-continuous-curve-")
     print(f"{env_id}: last-{CURVE_WINDOW} mean return every {every:g} minutes for {minutes:g} minutes, "
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
-    results = {"env": env_id, "minutes": minutes, "a3c": own_curve(env_id, minutes, every, steps, logdir)}
-    print(f"load average: {os.getloadavg()[0]:.1f}", flush=True)
+    results = {"env": env_id, "minutes": minutes}
+    for agent in agents:
+        results[agent] = own_curve(agent, env_id, minutes, every, steps, logdir)
+        print(f"load average: {os.getloadavg()[0]:.1f}", flush=True)
     if "ppo" in peers:
         try:
             results["sb3-ppo"] = sb3_curve(env_id, minutes, every)
@@ -177,6 +180,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--agents", default="a3c,ppo", help="workbench's agents (default a3c,ppo)")
     parser.add_argument("--cap", type=float, default=180.0, help="seconds per run (default 180)")
     parser.add_argument("--peers", default="ppo,a2c",
                         help="stable-baselines3 algorithms (default ppo,a2c; --curve runs ppo alone)")
@@ -188,16 +192,19 @@ def main() -> int:
                         help="--curve: workbench's --steps (default 12M: HalfCheetah took 25 minutes on 2 cores)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
+    agents = [a for a in args.agents.split(",") if a]
     if args.curve:
-        return curves(args.curve, args.minutes, args.every, args.steps, peers, args.json)
+        return curves(args.curve, args.minutes, args.every, args.steps, agents, peers, args.json)
     logdir = tempfile.mkdtemp(prefix="rl-continuous-")
     print(f"{ENV}: time to a last-{WINDOW} mean >= {BAR:g}, {os.cpu_count()} cores, cap {args.cap:g} s; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     results: dict = {"env": ENV, "bar": BAR, "window": WINDOW, "cap": args.cap,
-                     "machine": f"{os.cpu_count()} cores", "a3c": [], **{f"sb3-{p}": [] for p in peers}}
+                     "machine": f"{os.cpu_count()} cores", **{a: [] for a in agents},
+                     **{f"sb3-{p}": [] for p in peers}}
     for seed in range(args.seeds):  # one seed of every side in turn: load falls on all alike
-        results["a3c"].append(own_run(seed, args.cap, logdir))
-        print(f"  a3c      seed {seed}: {results['a3c'][-1]}", flush=True)
+        for agent in agents:
+            results[agent].append(own_run(seed, args.cap, logdir, agent))
+            print(f"  {agent:8s} seed {seed}: {results[agent][-1]}", flush=True)
         for peer in peers:
             try:
                 results[f"sb3-{peer}"].append(sb3_run(peer, seed, args.cap))
@@ -205,7 +212,7 @@ def main() -> int:
             except ImportError as error:
                 print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
     results["load_average_after"] = os.getloadavg()
-    for name in ("a3c", *(f"sb3-{p}" for p in peers)):
+    for name in (*agents, *(f"sb3-{p}" for p in peers)):
         if results[name]:
             print(f"{name:8s} {summary(results[name])}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}", flush=True)

@@ -200,3 +200,33 @@ def test_gradients_on_actors_is_refused_in_one_line(tmp_path):
     result = workbench("train", "--agent", "ppo", "--gradients-on", "actors", "--logdir", str(tmp_path))
     assert result.returncode == 2 and result.stderr.strip() == (
         "workbench train: ppo computes its gradients on the learner: leave out --gradients-on actors")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_gpu_ppo_update_matches_cpu(env_id):
+    """`--agent ppo --device gpu`: one update (3 epochs of 4 minibatches) of the same batch from
+    the same seed gives the same statistics and weights on each device."""
+    from actors.collector import Collector
+    from nets import backend
+
+    env = make_env(env_id, seed=0)
+    config = make_config("ppo", {"epochs": 3, "minibatches": 4, "hidden": [16], "value_clip": 0.2})
+    results = []
+    for device in ("cpu", "gpu"):
+        nets.seed(0)
+        agent = make_agent("ppo", env.observation_space, env.action_space, config, device=device)
+        if device == "cpu":
+            actor = make_agent("ppo", env.observation_space, env.action_space, config, learner=False)
+            actor.network.flat().data[...] = agent.network.flat().data
+            envs = [make_env(env_id, seed=i) for i in range(2)]
+            batch = Collector(envs, actor.policy(0, np.random.default_rng(0)),
+                              tracker=actor.moment_tracker(2)).collect(32, 0)
+        nets.seed(1)  # the same minibatches on each device
+        stats = agent.update(batch, 0.25)
+        assert agent.optimizer.steps == 12
+        results.append((stats, backend.to_host(agent.network.flat().data)))
+    (cpu_stats, cpu_weights), (gpu_stats, gpu_weights) = results
+    for key, value in cpu_stats.items():
+        assert gpu_stats[key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+    np.testing.assert_allclose(gpu_weights, cpu_weights, rtol=1e-4, atol=1e-5)

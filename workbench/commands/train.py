@@ -68,6 +68,7 @@ def add_parser(subparsers):
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
                "  workbench train --env myenvs:Corridor-v0        # your env, registered by myenvs.py\n"
                "  workbench train --env CartPole-v1 --agent dqn --actors 2 --set apex=true\n"
+               "  workbench train --env Pendulum-v1 --agent ppo --steps 300000\n"
                "  workbench train --env ALE/Breakout-v5 --agent a3c --actors 2 --eval-every 100000\n"
                "  workbench train --env Pendulum-v1 --agent a3c --steps 1000000   # Gaussian policy\n"
                "  workbench train --env ALE/Breakout-v5 --actors 15            # gradients on the actors\n"
