@@ -17,6 +17,7 @@ from .impala import Impala, ImpalaConfig
 from .nstep_q import NStepQ, NStepQConfig, OneStepQ, OneStepQConfig
 from .ppo import PPO, PPOConfig
 from .reinforce import Reinforce, ReinforceConfig
+from .sac import SAC, SACConfig
 from .rollout import Batch, Gradient, Rollout, join
 
 # The registry, in the order --help lists them; the first is the default agent.
@@ -29,6 +30,7 @@ AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
     Reinforce,
     DQN,
     PPO,
+    SAC,
 )}
 DEFAULT_AGENT = next(iter(AGENTS))
 
@@ -57,5 +59,5 @@ def config_dict(config) -> dict:
 
 __all__ = ["AGENTS", "A3C", "A3CConfig", "A3CLSTM", "A3CLSTMConfig", "Agent", "Batch", "DEFAULT_AGENT", "DQN",
            "DQNConfig", "FAMILIES", "Gradient", "Impala", "ImpalaConfig", "NStepQ", "NStepQConfig", "OneStepQ",
-           "OneStepQConfig", "PPO", "PPOConfig", "Policy", "Reinforce", "ReinforceConfig", "Rollout", "agent_class", "config_dict",
+           "OneStepQConfig", "PPO", "PPOConfig", "Policy", "Reinforce", "ReinforceConfig", "Rollout", "SAC", "SACConfig", "agent_class", "config_dict",
            "join", "make_agent", "make_config"]

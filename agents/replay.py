@@ -225,11 +225,13 @@ class Stream:
 class ReplayMemory:
     """`capacity` steps of observations shaped `observation_shape`. With `stack` > 1 the
     observations are frame stacks (stack, ...) with the newest frame last, stored a frame at a
-    time. `n_step` and `gamma` define the returns `sample` gives."""
+    time. `n_step` and `gamma` define the returns `sample` gives. Actions are integers, or float32
+    vectors of `action_size` (continuous actions)."""
 
     def __init__(self, capacity: int, observation_shape: tuple[int, ...], dtype=np.float32, *,
                  stack: int = 1, n_step: int = 1, gamma: float = 0.99, prioritized: bool = False,
-                 alpha: float = 0.6, priority_eps: float = 1e-6, rng: np.random.Generator | None = None):
+                 alpha: float = 0.6, priority_eps: float = 1e-6, rng: np.random.Generator | None = None,
+                 action_size: int | None = None):
         if capacity < 1 or n_step < 1 or stack < 1:
             raise ValueError(f"capacity, n_step and stack must be >= 1, got {capacity}, {n_step}, {stack}")
         if stack > 1 and observation_shape[0] != stack:
@@ -241,7 +243,9 @@ class ReplayMemory:
         self.frames = np.zeros((capacity, math.prod(self.frame_shape)), self.dtype)
         row = self.frames.shape[1] * self.dtype.itemsize  # kernels copy frames a word at a time
         self.word = next(np.dtype(f"u{size}") for size in (8, 4, 2, 1) if row % size == 0)
-        self.actions = np.zeros(capacity, np.int32)
+        self.action_shape = () if action_size is None else (action_size,)
+        self.action_dtype = np.dtype(np.int32 if action_size is None else np.float32)
+        self.actions = np.zeros((capacity, *self.action_shape), self.action_dtype)
         self.rewards = np.zeros(capacity, np.float32)
         self.flags = np.zeros(capacity, np.uint8)
         self.epstep = np.zeros(capacity, np.int32)
@@ -316,7 +320,7 @@ class ReplayMemory:
         frames[order] = newest(obs)
         if lead or cuts:
             frames[np.flatnonzero(is_final)] = [newest(x) for x in lead + [final_obs[t] for t in cuts]]
-        step_actions = np.zeros(S, np.int32)
+        step_actions = np.zeros((S, *self.action_shape), self.action_dtype)
         step_actions[order] = actions
         step_rewards = np.zeros(S, np.float32)
         step_rewards[order] = rewards
@@ -364,7 +368,7 @@ class ReplayMemory:
         out_shape = (B, self.stack, self.frames.shape[1])
         obs = np.empty(out_shape, self.dtype)
         next_obs = np.empty(out_shape, self.dtype)
-        actions = np.empty(B, np.int64)
+        actions = np.empty((B, *self.action_shape), np.int64 if self.action_shape == () else np.float32)
         returns = np.empty(B, np.float32)
         discounts = np.empty(B, np.float32)
         _gather(self.frames.view(self.word), self.actions, self.rewards, self.flags, self.epstep,

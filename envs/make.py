@@ -258,8 +258,11 @@ def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if isinstance(env.action_space, spaces.Box):
         # Gaussian policies sample unbounded actions; the rollout keeps the sample and the env
-        # gets it clipped to its bounds (agents/gaussian.py says why clipping)
+        # gets it clipped to its bounds (agents/gaussian.py says why clipping). The bounds stay
+        # the action space agents see (ClipAction's own is unbounded): SAC squashes into them.
+        bounds = env.action_space
         env = gym.wrappers.ClipAction(env)
+        env.action_space = bounds
     return env, notes
 
 

@@ -143,9 +143,9 @@ class Linear(Function):
     def backward(self, gy):
         gy = gy.reshape(-1, gy.shape[-1])
         gx = (gy @ self.w.T).reshape(self.in_shape) if self.inputs[0].requires_grad else None
-        gw = self.x.T @ gy
+        gw = self.x.T @ gy if self.inputs[1].requires_grad else None  # frozen weights: no product
         if len(self.inputs) == 3:
-            return gx, gw, gy.sum(axis=0)
+            return gx, gw, gy.sum(axis=0) if self.inputs[2].requires_grad else None
         return gx, gw
 
 

@@ -283,7 +283,7 @@ def test_unknown_hyperparameter_and_continuous_actions_for_q_agents_fail_clearly
         make_config("a3c", {"learning_rate": 0.1})
     env = make_env("Pendulum-v1")
     with pytest.raises(ValueError, match="agent nstep-q needs a discrete action space; for "
-                                         "continuous \\(Box\\) actions use a3c, a3c-lstm, impala, ppo, reinforce"):
+                                         "continuous \\(Box\\) actions use a3c, a3c-lstm, impala, ppo, reinforce, sac$"):
         make_agent("nstep-q", env.observation_space, env.action_space)
 
 

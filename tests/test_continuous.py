@@ -7,7 +7,7 @@ import pytest
 
 import nets
 from actors.collector import Collector
-from agents import join, make_agent, make_config
+from agents import AGENTS, join, make_agent, make_config
 from agents.gaussian import sample_gaussian
 from agents.losses import gaussian_actor_critic_loss, gaussian_log_prob
 from agents.normalize import Moments, Tracker
@@ -289,8 +289,10 @@ def test_q_agents_refuse_box_actions_in_one_line(tmp_path, capsys):
 
     assert main(["train", "--env", "Pendulum-v1", "--agent", "nstep-q", "--logdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == ("workbench train: agent nstep-q needs a discrete action space; for continuous "
-                   "(Box) actions use a3c, a3c-lstm, impala, ppo, reinforce")
+    takers = ", ".join(sorted(name for name, cls in AGENTS.items() if cls.continuous_actions))
+    assert takers.startswith("a3c, a3c-lstm, impala, ppo, reinforce")
+    assert err == (f"workbench train: agent nstep-q needs a discrete action space; for continuous "
+                   f"(Box) actions use {takers}")
     assert not list(tmp_path.iterdir())  # refused before a run folder was made
 
 
