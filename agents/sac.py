@@ -29,14 +29,14 @@ from .replay import ReplayMemory
 
 @dataclass
 class SACConfig(Settings):
-    """SAC hyperparameters: stable-baselines3's SAC defaults (and CleanRL's
-    sac_continuous_action.py where SB3 leaves a choice): Adam with lr 3e-4 for the policy, the
-    critics and the temperature, gamma 0.99, Polyak tau 0.005, batches of 256 from a memory of 1M
-    steps, one gradient step per env step, the temperature learned from 1.0 towards an entropy
-    of -dim(A), 256-256 ReLU MLPs, the policy's log std squashed into [-5, 2] (CleanRL's), and
-    5,000 uniformly random steps before learning starts (CleanRL's; SB3 starts after 100, RL
-    Zoo's MuJoCo settings after 10,000). `t_max`: steps per rollout an actor sends (how often
-    the policy reaches the actors, not the learning). `alpha` fixed instead of learned when set.
+    """SAC hyperparameters: stable-baselines3's SAC defaults: Adam with lr 3e-4 for the policy,
+    the critics and the temperature, gamma 0.99, Polyak tau 0.005, batches of 256 from a memory
+    of 1M steps, one gradient step per env step after 100 uniformly random ones, the temperature
+    learned from 1.0 towards an entropy of -dim(A), 256-256 ReLU MLPs; the policy's log std
+    squashed into [-5, 2] (CleanRL's sac_continuous_action.py; SB3 clamps it into [-20, 2]). On
+    MuJoCo (PRESETS) learning starts after 10,000 random steps (RL Zoo's MuJoCo settings; CleanRL
+    waits 5,000). `t_max`: steps per rollout an actor sends (how often the policy reaches the
+    actors, not the learning). `alpha` fixed instead of learned when set.
     """
 
     lr: float = setting(3e-4, ">= 0")
@@ -44,7 +44,7 @@ class SACConfig(Settings):
     tau: float = setting(0.005, "in (0, 1]")
     batch_size: int = setting(256, ">= 1")
     buffer_size: int = setting(1_000_000, ">= 1")
-    learning_starts: int = setting(5_000, ">= 0")
+    learning_starts: int = setting(100, ">= 0")
     train_frequency: int = setting(1, ">= 1")
     gradient_steps: int = setting(1, ">= 1")
     alpha: float | None = setting(None, ">= 0")  # None: learned
@@ -171,6 +171,7 @@ class SAC(Agent):
     discrete_actions, continuous_actions = False, True
     gradients_on = ("learner",)  # it learns from its replay memory, which only the learner holds
     envs_per_actor = {"box": 1}
+    presets = {"mujoco": {"learning_starts": 10_000}}
 
     def __init__(self, observation_space, action_space, config: SACConfig, learner: bool = True,
                  device: str = "cpu"):

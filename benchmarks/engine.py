@@ -5,7 +5,9 @@
 
 Cases: the A3C Atari net (conv 16x8x8/4, conv 32x4x4/2, dense 256, ReLU, policy head 7 and value
 head 1 on 4x84x84 input) train step (forward, A3C loss, backward, RMSProp) at batch 1, 20 and 128,
-its forward pass alone at batch 1, and the MNIST MLP 784-800-10 train step (SGD) at batch 128.
+its forward pass alone at batch 1, the MNIST MLP 784-800-10 train step (SGD) at batch 128, and
+one SAC gradient step at batch 256 with HalfCheetah's sizes (17 observations, 6 actions: twin
+critics, policy and temperature, each 256-256 ReLU MLPs, Adam, Polyak targets).
 Recurrent cases come from engine_recurrent.py when it exists. PyTorch runs with as many threads
 as workbench uses (by default every core, for OpenBLAS and Numba alike; `--threads N` sets both).
 `--device gpu` runs the GPU cases of engine_gpu.py against PyTorch CUDA instead.
@@ -112,6 +114,29 @@ def workbench_mlp_train():
     return step
 
 
+SAC_OBSERVATIONS, SAC_ACTIONS, SAC_BATCH = 17, 6, 256  # HalfCheetah-v5's
+
+
+def _sac_sample(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    normal = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    return {"obs": normal(SAC_BATCH, SAC_OBSERVATIONS), "next_obs": normal(SAC_BATCH, SAC_OBSERVATIONS),
+            "actions": rng.uniform(-1, 1, (SAC_BATCH, SAC_ACTIONS)).astype(np.float32),
+            "returns": normal(SAC_BATCH), "discounts": np.full(SAC_BATCH, 0.99, np.float32)}
+
+
+def workbench_sac_step():
+    import gymnasium as gym
+
+    from agents import make_agent, make_config
+
+    nets.seed(0)
+    agent = make_agent("sac", gym.spaces.Box(-np.inf, np.inf, (SAC_OBSERVATIONS,), np.float32),
+                       gym.spaces.Box(-1, 1, (SAC_ACTIONS,), np.float32), make_config("sac"))
+    sample = _sac_sample()
+    return lambda: agent.gradient_step(sample, None)
+
+
 # -- PyTorch (imported only when a case runs) ----------------------------------------------------
 def _torch_atari_net():
     torch = torch_module()
@@ -187,12 +212,67 @@ def torch_mlp_train():
     return step
 
 
+def torch_sac_step():
+    """stable-baselines3's SAC train step, written out: critics, then actor, then temperature,
+    then the Polyak step, with CleanRL's squashed log std."""
+    torch = torch_module()
+    nn = torch.nn
+    torch.manual_seed(0)
+    mlp = lambda inputs, outputs: nn.Sequential(nn.Linear(inputs, 256), nn.ReLU(), nn.Linear(256, 256),  # noqa: E731
+                                                nn.ReLU(), nn.Linear(256, outputs))
+    policy = mlp(SAC_OBSERVATIONS, 2 * SAC_ACTIONS)
+    critics = [mlp(SAC_OBSERVATIONS + SAC_ACTIONS, 1) for _ in range(2)]
+    targets = [mlp(SAC_OBSERVATIONS + SAC_ACTIONS, 1) for _ in range(2)]
+    log_alpha = torch.zeros(1, requires_grad=True)
+    policy_optimizer = torch.optim.Adam(policy.parameters(), 3e-4)
+    critic_optimizer = torch.optim.Adam([p for c in critics for p in c.parameters()], 3e-4)
+    alpha_optimizer = torch.optim.Adam([log_alpha], 3e-4)
+    s = {key: torch.from_numpy(value) for key, value in _sac_sample().items()}
+    returns, discounts = s["returns"][:, None], s["discounts"][:, None]
+
+    def sample(obs):
+        mean, log_std = policy(obs).chunk(2, -1)
+        log_std = -5 + 3.5 * (torch.tanh(log_std) + 1)
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        action = torch.tanh(u)
+        log_prob = (-0.5 * ((u - mean) / log_std.exp()) ** 2 - log_std - 0.9189385).sum(-1, keepdim=True)
+        return action, log_prob - torch.log(1 - action ** 2 + 1e-6).sum(-1, keepdim=True)
+
+    def step():
+        alpha = log_alpha.exp().item()
+        with torch.no_grad():
+            next_action, next_log_prob = sample(s["next_obs"])
+            x = torch.cat([s["next_obs"], next_action], 1)
+            y = returns + discounts * (torch.min(targets[0](x), targets[1](x)) - alpha * next_log_prob)
+        x = torch.cat([s["obs"], s["actions"]], 1)
+        critic_loss = sum(((c(x) - y) ** 2).mean() for c in critics)
+        critic_optimizer.zero_grad()
+        critic_loss.backward()
+        critic_optimizer.step()
+        action, log_prob = sample(s["obs"])
+        x = torch.cat([s["obs"], action], 1)
+        actor_loss = (alpha * log_prob - torch.min(critics[0](x), critics[1](x))).mean()
+        policy_optimizer.zero_grad()
+        actor_loss.backward()
+        policy_optimizer.step()
+        alpha_loss = -(log_alpha * (log_prob.detach() - SAC_ACTIONS)).mean()
+        alpha_optimizer.zero_grad()
+        alpha_loss.backward()
+        alpha_optimizer.step()
+        with torch.no_grad():
+            for critic, target in zip(critics, targets):
+                for p, t in zip(critic.parameters(), target.parameters()):
+                    t.mul_(0.995).add_(p, alpha=0.005)
+    return step
+
+
 CASES = [
     Case("a3c atari train b=1", workbench_a3c_train(1), torch_a3c_train(1), repeats=100),
     Case("a3c atari train b=20", workbench_a3c_train(20), torch_a3c_train(20), repeats=60),
     Case("a3c atari train b=128", workbench_a3c_train(128), torch_a3c_train(128), repeats=30),
     Case("a3c atari forward b=1", workbench_a3c_forward, torch_a3c_forward, repeats=300),
     Case("mnist mlp train b=128", workbench_mlp_train, torch_mlp_train, repeats=100),
+    Case("sac step b=256 (halfcheetah)", workbench_sac_step, torch_sac_step, repeats=60),
 ]
 
 try:  # recurrent cases live beside this file once they are written

@@ -1,7 +1,7 @@
 """Continuous control: wall-clock time to reach a mean return of -250 over the last 20 episodes
-on Pendulum-v1, workbench's A3C and PPO (2 actor processes, their defaults) against
-stable-baselines3's A2C and PPO with their RL Zoo Pendulum-v1 settings, seed by seed in the same
-run on this machine.
+on Pendulum-v1, workbench's A3C, PPO and SAC (2 actor processes, their defaults) against
+stable-baselines3's A2C, PPO and SAC with their RL Zoo Pendulum-v1 settings, seed by seed in the
+same run on this machine.
 
 stable-baselines3 and PyTorch are benchmark-only peers (`pip install torch stable-baselines3`),
 never workbench dependencies. Times run from the call (setup, imports and env creation
@@ -65,20 +65,23 @@ def own_run(seed: int, cap: float, logdir: str, agent: str = "a3c") -> dict:
 
 
 def sb3_run(algo: str, seed: int, cap: float) -> dict:
-    """RL Zoo's tuned Pendulum-v1 settings (hyperparams/a2c.yml and ppo.yml)."""
+    """RL Zoo's tuned Pendulum-v1 settings (hyperparams/a2c.yml, ppo.yml and sac.yml)."""
     start = time.monotonic()
     import torch
 
     # one thread, like our learner: on 2 shared cores PyTorch's default (2 threads) took 239 s for
     # PPO's first 12k steps under load, against 47 s to reach the bar with one
     torch.set_num_threads(1)
-    from stable_baselines3 import A2C, PPO
+    from stable_baselines3 import A2C, PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     from harness import SB3Episodes
 
-    if algo == "ppo":
+    if algo == "sac":  # the Zoo changes only the learning rate from SB3's defaults
+        model = SAC("MlpPolicy", make_vec_env(ENV, n_envs=1, seed=seed), learning_rate=1e-3, seed=seed,
+                    device="cpu")
+    elif algo == "ppo":
         env = make_vec_env(ENV, n_envs=4, seed=seed)
         model = PPO("MlpPolicy", env, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
                     ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True,
@@ -180,10 +183,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--agents", default="a3c,ppo", help="workbench's agents (default a3c,ppo)")
+    parser.add_argument("--agents", default="a3c,ppo,sac", help="workbench's agents (default a3c,ppo,sac)")
     parser.add_argument("--cap", type=float, default=180.0, help="seconds per run (default 180)")
-    parser.add_argument("--peers", default="ppo,a2c",
-                        help="stable-baselines3 algorithms (default ppo,a2c; --curve runs ppo alone)")
+    parser.add_argument("--peers", default="ppo,a2c,sac",
+                        help="stable-baselines3 algorithms (default ppo,a2c,sac; --curve runs ppo alone)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--curve", metavar="ENV", help="a learning curve on ENV instead (e.g. HalfCheetah-v5)")
     parser.add_argument("--minutes", type=float, default=30.0, help="--curve: minutes per side (default 30)")
