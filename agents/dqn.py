@@ -24,7 +24,7 @@ from .base import EVAL_EPSILON, Agent, Policy, epsilon_greedy
 from .losses import QLoss
 from .networks import TRUNK_RULE, QNetwork, make_trunk
 from .nstep_q import EpsilonGreedy, QModel
-from .replay import ReplayMemory
+from .replay import ReplayMemory, ReplayRatio, store, waiting_note
 from .returns import next_state_values, nstep_returns
 
 @dataclass
@@ -185,7 +185,7 @@ class DQN(Agent):
         self.model = QModel(self.network, self.target)
         self.observation_space = observation_space
         self._memory = None
-        self._owed = 0.0  # gradient steps earned by new env steps, not yet taken
+        self.replay_ratio = ReplayRatio(config.gradient_steps, config.train_frequency)
 
     @property
     def memory(self) -> ReplayMemory | None:
@@ -237,19 +237,10 @@ class DQN(Agent):
         return EpsilonGreedy(self.network, rng, 0, 0.0 if greedy else EVAL_EPSILON)
 
     def remember(self, rollouts) -> None:
-        for r in rollouts:
-            finals: dict[int, dict[int, np.ndarray]] = {}
-            for (t, e), state in zip(r.final_index.tolist(), r.final_obs):
-                finals.setdefault(e, {})[t] = state
-            for e in range(r.rewards.shape[1]):
-                self.memory.add((r.actor, e), r.obs[:, e], r.actions[:, e], r.rewards[:, e],
-                                r.terminated[:, e], r.truncated[:, e], finals.get(e),
-                                None if r.priorities is None else r.priorities[:, e])
+        store(self.memory, rollouts)
 
     def after_load(self) -> str:
-        return (f"the replay memory is not kept in checkpoints: it starts empty, and learning "
-                f"resumes once it holds {max(self.config.learning_starts, self.config.batch_size):,} "
-                f"steps")
+        return waiting_note(self.config.learning_starts, self.config.batch_size)
 
     def update(self, batch, progress, into=None):
         """`batch` only counts the new env steps (they are already in the memory); the first
@@ -257,9 +248,7 @@ class DQN(Agent):
         c = self.config
         if len(self.memory) < max(c.learning_starts, c.batch_size):
             return {}
-        self._owed += batch.steps * c.gradient_steps / c.train_frequency
-        count = int(self._owed)
-        self._owed -= count
+        count = self.replay_ratio.take(batch.steps)
         if c.prioritized or c.apex:
             if c.priority_alpha_final is not None:
                 alpha = c.priority_alpha + (c.priority_alpha_final - c.priority_alpha) * progress

@@ -402,3 +402,35 @@ class ReplayMemory:
         if alpha != self.alpha:
             self.alpha = float(alpha)
             _tree_rebuild(self.tree, self.leaves, self.raw, self.flags, self.alpha)
+
+
+def store(memory: ReplayMemory, rollouts: list) -> None:
+    """Every env's column of every rollout, one stream per (actor, env), with the states its cut
+    steps were cut at and the actor's priorities (Ape-X) where it sent them."""
+    for r in rollouts:
+        finals: dict[int, dict[int, np.ndarray]] = {}
+        for (t, e), state in zip(r.final_index.tolist(), r.final_obs):
+            finals.setdefault(e, {})[t] = state
+        for e in range(r.rewards.shape[1]):
+            memory.add((r.actor, e), r.obs[:, e], r.actions[:, e], r.rewards[:, e], r.terminated[:, e],
+                       r.truncated[:, e], finals.get(e), None if r.priorities is None else r.priorities[:, e])
+
+
+class ReplayRatio:
+    """`gradient_steps` gradient steps every `train_frequency` env steps, however the env steps
+    arrive: what a batch of new steps earns, the fraction left over carried to the next."""
+
+    def __init__(self, gradient_steps: int, train_frequency: int):
+        self.rate, self.owed = gradient_steps / train_frequency, 0.0
+
+    def take(self, env_steps: int) -> int:
+        self.owed += env_steps * self.rate
+        count = int(self.owed)
+        self.owed -= count
+        return count
+
+
+def waiting_note(learning_starts: int, batch_size: int) -> str:
+    """What `after_load` says of an agent that learns from a replay memory."""
+    return (f"the replay memory is not kept in checkpoints: it starts empty, and learning resumes once "
+            f"it holds {max(learning_starts, batch_size):,} steps")

@@ -24,7 +24,7 @@ from nets.settings import Settings, setting
 from .base import Agent, Policy
 from .losses import LOG_2PI
 from .networks import _orthogonal
-from .replay import ReplayMemory
+from .replay import ReplayMemory, ReplayRatio, store, waiting_note
 
 
 @dataclass
@@ -180,7 +180,6 @@ class SAC(Agent):
             raise ValueError(f"agent sac squashes its actions into the action space's bounds, and "
                              f"{action_space} has infinite ones")
         self.scale, self.bias = (high - low) / 2, (high + low) / 2
-        self.observation_space = observation_space
         super().__init__(observation_space, action_space, config, learner, device)
         size, c = math.prod(self.observation_shape), config
         self.critic = TwinQ(size, self.n_actions, c.hidden).to(device)
@@ -192,7 +191,7 @@ class SAC(Agent):
         self.model = SACModel(self.network, self.critic, self.target, self.temperature)
         self.target_entropy = -float(self.n_actions) if c.target_entropy is None else c.target_entropy
         self._memory = None
-        self._owed = 0.0  # gradient steps earned by new env steps, not yet taken
+        self.replay_ratio = ReplayRatio(c.gradient_steps, c.train_frequency)
         if learner:
             self.optimizer = Optimizers(policy=self.optimizer,
                                         critic=optim.Adam(self.critic, lr=c.lr),
@@ -223,17 +222,10 @@ class SAC(Agent):
         return SACActing(self, rng, greedy)
 
     def remember(self, rollouts) -> None:
-        for r in rollouts:
-            finals: dict[int, dict[int, np.ndarray]] = {}
-            for (t, e), state in zip(r.final_index.tolist(), r.final_obs):
-                finals.setdefault(e, {})[t] = state
-            for e in range(r.rewards.shape[1]):
-                self.memory.add((r.actor, e), r.obs[:, e], r.actions[:, e], r.rewards[:, e],
-                                r.terminated[:, e], r.truncated[:, e], finals.get(e))
+        store(self.memory, rollouts)
 
     def after_load(self) -> str:
-        return (f"the replay memory is not kept in checkpoints: it starts empty, and learning "
-                f"resumes once it holds {max(self.config.learning_starts, self.config.batch_size):,} steps")
+        return waiting_note(self.config.learning_starts, self.config.batch_size)
 
     @property
     def alpha(self) -> float:
@@ -246,9 +238,7 @@ class SAC(Agent):
         c = self.config
         if len(self.memory) < max(c.learning_starts, c.batch_size):
             return {}
-        self._owed += batch.steps * c.gradient_steps / c.train_frequency
-        count = int(self._owed)
-        self._owed -= count
+        count = self.replay_ratio.take(batch.steps)
         totals: dict[str, float] = {}
         for _ in range(count):
             stats = self.gradient_step(self.memory.sample(c.batch_size),
