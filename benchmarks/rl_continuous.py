@@ -13,11 +13,13 @@ its own training episodes (the sampled policy), and stopped at the cap.
 
 --curve ENV: a learning curve against the wall clock instead, for environments too long to solve
 in a benchmark (MuJoCo): `workbench train --env ENV --agent AGENT --steps STEPS` for each of
---agents (a learning rate annealed over those steps, as a user's run) for --minutes, then
-stable-baselines3's PPO (its defaults, the PPO paper's MuJoCo settings, with VecNormalize) for as
-long, each printing the mean return of its last 10 episodes every --every minutes.
+--agents (a learning rate annealed over those steps, as a user's run) for --minutes, then each
+of stable-baselines3's --peers (ppo: its defaults, the PPO paper's MuJoCo settings, with
+VecNormalize; sac: RL Zoo's MuJoCo settings) for as long, each printing the mean return of its
+last 10 episodes every --every minutes.
 
     python benchmarks/rl_continuous.py --curve HalfCheetah-v5 --minutes 30 --every 5 --steps 12000000
+    python benchmarks/rl_continuous.py --curve HalfCheetah-v5 --agents sac --peers sac --steps 1000000
 """
 from __future__ import annotations
 
@@ -131,18 +133,25 @@ def own_curve(agent: str, env_id: str, minutes: float, every: float, steps: int,
     return curve.points
 
 
-def sb3_curve(env_id: str, minutes: float, every: float) -> list[dict]:
+def sb3_curve(algo: str, env_id: str, minutes: float, every: float) -> list[dict]:
+    """stable-baselines3's PPO with its defaults (the PPO paper's MuJoCo settings) and
+    VecNormalize, or its SAC with RL Zoo's MuJoCo settings (SB3's defaults, learning after 10,000
+    random steps)."""
     import torch
 
     torch.set_num_threads(1)  # as in sb3_run
-    from stable_baselines3 import PPO
+    from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
     from harness import SB3Episodes
 
-    curve = Curve("sb3-ppo", minutes, every)
-    model = PPO("MlpPolicy", VecNormalize(make_vec_env(env_id, n_envs=1, seed=0)), seed=0, device="cpu")
+    curve = Curve(f"sb3-{algo}", minutes, every)
+    if algo == "sac":
+        model = SAC("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=0), learning_starts=10_000, seed=0,
+                    device="cpu")
+    else:
+        model = PPO("MlpPolicy", VecNormalize(make_vec_env(env_id, n_envs=1, seed=0)), seed=0, device="cpu")
     SB3Episodes(CURVE_WINDOW).learn(model, lambda e: curve.update(e.returns, e.steps))
     return curve.points
 
@@ -156,11 +165,11 @@ def curves(env_id: str, minutes: float, every: float, steps: int, agents: list[s
     for agent in agents:
         results[agent] = own_curve(agent, env_id, minutes, every, steps, logdir)
         print(f"load average: {os.getloadavg()[0]:.1f}", flush=True)
-    if "ppo" in peers:
+    for peer in peers:
         try:
-            results["sb3-ppo"] = sb3_curve(env_id, minutes, every)
+            results[f"sb3-{peer}"] = sb3_curve(peer, env_id, minutes, every)
         except ImportError as error:
-            print(f"  sb3-ppo skipped: {error} (pip install torch stable-baselines3)", flush=True)
+            print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
     results["load_average_after"] = os.getloadavg()
     print(f"load average after: {os.getloadavg()[0]:.1f}", flush=True)
     if json_path:
@@ -186,7 +195,7 @@ def main() -> int:
     parser.add_argument("--agents", default="a3c,ppo,sac", help="workbench's agents (default a3c,ppo,sac)")
     parser.add_argument("--cap", type=float, default=180.0, help="seconds per run (default 180)")
     parser.add_argument("--peers", default="ppo,a2c,sac",
-                        help="stable-baselines3 algorithms (default ppo,a2c,sac; --curve runs ppo alone)")
+                        help="stable-baselines3 algorithms (default ppo,a2c,sac; --curve takes ppo and sac)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--curve", metavar="ENV", help="a learning curve on ENV instead (e.g. HalfCheetah-v5)")
     parser.add_argument("--minutes", type=float, default=30.0, help="--curve: minutes per side (default 30)")
