@@ -8,7 +8,7 @@ import sys
 from workbench.commands import HelpFormatter
 
 # Each module defines `add_parser(subparsers)` (registering its flags) and `run(args) -> int`.
-COMMANDS = ["doctor", "train", "agents", "recipe", "play"]
+COMMANDS = ["doctor", "train", "agents", "play", "plot", "recipe"]
 
 
 def build_parser() -> argparse.ArgumentParser:
