@@ -25,6 +25,7 @@ RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "clip_range", "q_values", "action_std")  # update statistics that are not losses
 NONFINITE_IN_A_ROW = 3  # updates with a NaN/Inf loss or gradient (each skipped) before the run stops
 SQUARED_LOSSES = ("value_loss", "q_loss")  # never negative, so their growth measures divergence
+NO_EPISODE_STEPS = 50_000  # env steps without a finished episode before the run says so
 EXPLODED = 1e4  # a squared loss this many times its first value means the run diverges (CartPole's
                 # grow up to ~600 times as the returns grow)
 
@@ -86,6 +87,7 @@ class Learner:
         self.loss_start: dict[str, float] = {}  # each squared loss in the first update (>= 1)
         self.exploded: set[str] = set()  # squared losses already warned about
         self.warnings: list[str] = []
+        self.no_episode_steps = NO_EPISODE_STEPS
         self.busy_seconds = 0.0  # updating and publishing, this session
         self._busy_logged = 0.0  # busy_seconds at the last progress line
 
@@ -221,6 +223,11 @@ class Learner:
                 p.recent_returns.append(ret)
             p.episodes += len(r.episode_returns)
         window.add("charts/batch_steps", sum(r.steps for r in arrived))
+        if p.episodes == 0 and p.step >= self.no_episode_steps and self.no_episode_steps:
+            self.no_episode_steps = 0  # said once
+            self.warnings.append(f"no episode has ended in the first {p.step:,} env steps: if the env has no "
+                                 f"time limit, give it one with --env-option max_episode_steps=N")
+            self.console("warning: " + self.warnings[-1])
 
     def _check_finite(self, stats: dict, weights: np.ndarray) -> None:
         """Stop on NaN/Inf weights at once (they cannot be taken back); a NaN/Inf loss or gradient

@@ -5,12 +5,14 @@
     python -m benchmarks --full                   # long measures too (3 CartPole seeds, ...)
     python -m benchmarks --compare old.json       # run, then the change per measure
     python -m benchmarks --compare old.json new.json   # compare two results files, run nothing
+    python -m benchmarks suite                    # the generalization suite (hours; by name only)
 
 Suites: engine (layers and train steps vs PyTorch CPU), sharing (weight publish + pull: shared
 memory vs a manager.dict), rl (whole-system throughput vs raw env.step; CartPole time-to-solve vs
 stable-baselines3 A2C), scaling (gradients on the actors vs on the learner: learner headroom,
 actor cost, projected throughput on more cores, CartPole throughput and time to solve), recipes
-(epoch time vs the same model in PyTorch CPU). Each table shows workbench's figure, the peer's
+(epoch time vs the same model in PyTorch CPU); and, run only when named, suite (every agent on
+Gymnasium's small envs over seeds against stable-baselines3's A2C and PPO). Each table shows workbench's figure, the peer's
 from the same run, and workbench / peer. Results always go to a JSON file (default
 benchmarks/results/latest.json).
 """
@@ -38,6 +40,7 @@ import report  # noqa: E402
 from harness import cpu_model  # noqa: E402
 
 SUITES = ("engine", "sharing", "rl", "scaling", "recipes")  # run in this order
+NAMED_ONLY = ("suite",)  # too long for a default run
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
 LIBRARIES = ("numpy", "numba", "torch", "stable-baselines3", "multiprocess", "gymnasium", "ale-py")
 
@@ -64,7 +67,8 @@ def machine_text(info: dict) -> str:
 def parse(argv):
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("suites", nargs="*", metavar="SUITE", help=f"any of {', '.join(SUITES)} (default: all)")
+    parser.add_argument("suites", nargs="*", metavar="SUITE",
+                        help=f"any of {', '.join(SUITES + NAMED_ONLY)} (default: all but {', '.join(NAMED_ONLY)})")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--quick", action="store_true", help="a smoke run: each suite under a minute")
     budget.add_argument("--full", action="store_true", help="the long measures too")
@@ -76,9 +80,10 @@ def parse(argv):
                         help="OLD: compare this run with OLD; OLD NEW: compare two results files, run nothing")
     parser.add_argument("--threads", type=int, metavar="N", help="threads per framework (default: every core)")
     args = parser.parse_args(argv)
-    unknown = [name for name in args.suites if name not in SUITES]
+    unknown = [name for name in args.suites if name not in SUITES + NAMED_ONLY]
     if unknown:
-        parser.error(f"unknown suite {', '.join(map(repr, unknown))}; the suites are {', '.join(SUITES)}")
+        parser.error(f"unknown suite {', '.join(map(repr, unknown))}; the suites are "
+                     f"{', '.join(SUITES + NAMED_ONLY)}")
     if args.compare and len(args.compare) > 2:
         parser.error("--compare takes OLD, or OLD NEW")
     return args
@@ -94,7 +99,7 @@ def main(argv=None) -> int:
     info = machine()
     print(machine_text(info), flush=True)
     results = {}
-    for name in (s for s in SUITES if not args.suites or s in args.suites):
+    for name in (s for s in SUITES + NAMED_ONLY if s in args.suites or (not args.suites and s in SUITES)):
         start = time.monotonic()
         measures = importlib.import_module(name).run(quick=args.quick or args.smoke, full=args.full,
                                                               smoke=args.smoke)

@@ -119,3 +119,17 @@ def test_gpu_check_rates_leave_out_the_lines_before_learning_starts(tmp_path, ca
     assert "over 3 progress lines: 700 env steps/s = 2,800 env frames/s; learner busy 99%" in capsys.readouterr().out
     assert gpu_check_rates.main([str(log), "--skip", "0"]) == 0  # the last line (the stop's) is never counted
     assert "over 5 progress lines: 720 env steps/s" in capsys.readouterr().out
+
+
+def test_the_generalization_suite_takes_the_agents_that_take_the_env_and_tabulates_seeds(tmp_path):
+    import suite
+
+    assert suite.agents_for("Pendulum-v1") == ["a3c", "a3c-lstm", "impala", "reinforce", "ppo", "sac"]
+    assert "sac" not in suite.agents_for("FrozenLake-v1") and "dqn" in suite.agents_for("FrozenLake-v1")
+    runs = {"FrozenLake-v1": {"a3c": [{"final": v, "best": v + 0.1} for v in (0.2, 0.6, 0.7)],
+                              "sb3-a2c": [{"final": None, "best": None}]}}
+    lines = suite.table({"runs": runs}).splitlines()
+    assert lines[0].split() == ["env", "agent", "final", "median", "95%", "interval", "best", "median", "seeds"]
+    assert lines[1].split()[:3] == ["FrozenLake-v1", "a3c", "0.6"] and lines[1].endswith("0.2, 0.6, 0.7")
+    assert lines[2].split()[:4] == ["FrozenLake-v1", "sb3-a2c", "no", "episode"]
+    assert suite.median_final(runs["FrozenLake-v1"]["a3c"]) == 0.6

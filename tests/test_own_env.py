@@ -81,12 +81,20 @@ SOURCE = textwrap.dedent('''
             self.action_space = spaces.MultiDiscrete([2, 2])
 
 
+    class Treadmill(Corridor):
+        """An episode that never ends: there is no far end, and it is registered without a limit."""
+
+        def step(self, action):
+            return self.observe(), 0.0, False, False, {}
+
+
     def make_corridor():
         return gym.wrappers.TimeLimit(Corridor(), 30)
 
 
     for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers):
         gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
+    gym.register("Treadmill-v0", entry_point=Treadmill)
 ''')
 RANDOM_RETURN = 0.16  # a random walk's mean return in the corridor (2,000 episodes)
 
@@ -247,3 +255,21 @@ def test_ctrl_c_stops_a_python_api_run_with_a_checkpoint_and_resume_continues_it
     resumed = workbench.train(resume=run.path, steps=run.progress.step + 500, verbose=False)
     assert resumed.outcome == "finished" and resumed.path == run.path
     assert resumed.progress.step >= run.progress.step + 500
+
+
+def test_an_env_whose_episodes_never_end_gets_a_one_line_warning(here):
+    from actors import ActorSpec, InlineActors, Learner
+    from agents import make_agent, make_config
+
+    env = f"{MODULE}:Treadmill-v0"
+    info = probe(env)
+    agent = make_agent("a3c", info.observation_space, info.action_space, make_config("a3c"))
+    lines = []
+    learner = Learner(agent, InlineActors(ActorSpec(env, "a3c", make_config("a3c"), envs_per_actor=2), 1), 400,
+                      console=lines.append)
+    learner.no_episode_steps = 200
+    learner.run()
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert warnings == ["warning: no episode has ended in the first 200 env steps: if the env has no time "
+                        "limit, give it one with --env-option max_episode_steps=N"]
+    assert learner.warnings == [warnings[0].removeprefix("warning: ")]
