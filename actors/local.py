@@ -26,6 +26,7 @@ import ctypes
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from .shared import Layout, SharedState
 from .transport import ActorSpec, Transport
 from .worker import CREDIT, run_actor
 
-PRELOAD = ["numpy", "gymnasium", "nets", "nets.optim", "agents", "envs", "actors.worker"]
+PRELOAD = ["numpy", "gymnasium", "nets", "nets.optim", "agents", "envs", "actors.worker",
+           "actors.forkserver_preload"]
 
 
 def _context():
@@ -50,6 +52,7 @@ def _context():
 
 
 _lifeline = None  # (read end, write end), made once per learner process
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def child_process(ctx, target, args: tuple, name: str):
@@ -71,8 +74,18 @@ def _end_with_parent(lifeline, target, args: tuple) -> None:
             pass
         os._exit(0)
 
+    killed_with_parent()
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
     target(*args)
+
+
+def killed_with_parent() -> None:
+    """Linux: the kernel SIGKILLs this process when its parent exits, even while it is stopped
+    (SIGSTOP) and no thread of its own can run. An actor's parent is the fork server, which gets
+    the same for the learner (actors/forkserver_preload.py): a stopped actor keeps the fork
+    server's own end-of-clients pipe open, so without it neither would ever leave."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def describe_exit(code: int) -> str:

@@ -53,6 +53,7 @@ class _ActorBody:
     """What runs inside one Ray actor process."""
 
     def __init__(self, spec: ActorSpec, slot: int, generation: int):
+        np.seterr(over="ignore", invalid="ignore", divide="ignore")  # the learner reports divergence
         self.spec = spec
         self.agent, self.collector = build_collector(spec, slot, generation)
         self.version = -1

@@ -14,6 +14,8 @@ import pickle
 import signal
 import time
 
+import numpy as np
+
 from agents import Gradient, make_agent
 from envs import make_env
 from nets import threads
@@ -65,6 +67,7 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
     # One core's worth of threads, also where the fork server was started by someone other than
     # LocalProcesses (whose children start with one-thread variables): a multiprocess Pool, say.
     threads.limit(1)
+    np.seterr(over="ignore", invalid="ignore", divide="ignore")  # the learner reports divergence
     try:
         if spec.working_dir:  # the fork server's may be another's (it outlives the runs it served)
             os.chdir(spec.working_dir)

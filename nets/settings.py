@@ -16,6 +16,7 @@ alone: the recipes' command-line flags use it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 import re
 import typing
@@ -59,7 +60,9 @@ def satisfies(value, rule: str) -> bool:
 
 
 def check(name: str, value, rule: str) -> None:
-    """A one-line ValueError unless `value` keeps `rule`."""
+    """A one-line ValueError unless `value` keeps `rule` (an infinite number keeps no range)."""
+    if isinstance(value, float) and math.isinf(value) and not rule.startswith("one of "):
+        raise ValueError(f"{name} must be a finite number {rule}, got {value}")
     if not satisfies(value, rule):
         what = f"{name} entries" if isinstance(value, (tuple, list)) else name
         shown = list(value) if isinstance(value, tuple) else value

@@ -9,7 +9,8 @@ from workbench.cli import build_parser
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["play", "--help"],
                                   ["recipe", "--help"], ["recipe", "char-rnn", "--help"],
-                                  ["recipe", "mnist-mlp", "--help"], ["doctor", "--help"]])
+                                  ["recipe", "mnist-mlp", "--help"], ["doctor", "--help"],
+                                  ["agents", "--help"], ["plot", "--help"]])
 def test_help_fits_the_terminal_and_shows_each_default_once(argv, monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "80")
     with pytest.raises(SystemExit) as exit:

@@ -71,7 +71,8 @@ def mappers(name: str) -> set[int]:
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="needs Linux shared memory")
-@pytest.mark.parametrize("how", ["SIGKILL to the learner", "SIGTERM to the whole group"])
+@pytest.mark.parametrize("how", ["SIGKILL to the learner", "SIGTERM to the whole group",
+                                 "SIGSTOP to an actor, then SIGKILL to the learner"])
 def test_a_learner_that_dies_leaves_no_process_and_no_shared_memory(tmp_path, how):
     learner = subprocess.Popen([*WORKBENCH, "train", "--steps", "10000000", "--actors", "2",
                                 "--eval-every", "1000", "--log-every", "0.3", "--logdir", str(tmp_path)],
@@ -80,14 +81,20 @@ def test_a_learner_that_dies_leaves_no_process_and_no_shared_memory(tmp_path, ho
     watchdog = threading.Timer(120, learner.kill)  # a learner that never trains fails the test
     watchdog.start()
     try:
+        started = ""
         for line in learner.stdout:
+            started = line if line.startswith("started actors: ") else started
             if line.startswith("step "):
                 break  # actors and evaluator are running
         group = group_members(learner.pid)
         block = re.search(r"/dev/shm/\S+", pathlib.Path(f"/proc/{learner.pid}/maps").read_text()).group()
         assert len(group) >= 5  # learner, fork server, resource tracker, 2 actors (+ evaluator)
         assert mappers(block) > {learner.pid}  # the actors map the weights
-        if how.startswith("SIGKILL"):
+        if how.startswith("SIGSTOP"):  # a stopped actor runs no code of its own: the kernel ends it
+            actor = int(re.search(r"0 \(pid (\d+)\)", started).group(1))
+            os.kill(actor, signal.SIGSTOP)
+            learner.kill()
+        elif how.startswith("SIGKILL"):
             learner.kill()
         else:
             os.killpg(learner.pid, signal.SIGTERM)
@@ -106,7 +113,7 @@ def test_a_learner_that_dies_leaves_no_process_and_no_shared_memory(tmp_path, ho
 
 
 # -- NaN: never a non-finite checkpoint -------------------------------------------------------------
-def test_a_run_with_lr_inf_exits_1_and_keeps_the_finite_checkpoint(tmp_path):
+def test_a_run_that_diverges_exits_1_and_keeps_the_finite_checkpoint(tmp_path):
     first = workbench("train", *INLINE, "--steps", "400", "--logdir", str(tmp_path), "--name", "r")
     assert first.returncode == 0, first.stderr
     folder = tmp_path / "r"
@@ -114,10 +121,10 @@ def test_a_run_with_lr_inf_exits_1_and_keeps_the_finite_checkpoint(tmp_path):
     before = latest.read_bytes()
 
     result = workbench("train", "--config", str(folder / "config.json"), "--resume", "--steps", "800",
-                       "--lr", "inf")
+                       "--lr", "1e38")  # inf itself is refused up front: it cannot work
     message = one_line_error(result, 1)
-    assert re.fullmatch(r"workbench train: training diverged at step [\d,]+ \(update \d+\): the "
-                        r"update made the weights NaN/Inf; lower --lr \(it was inf\); the last "
+    assert re.fullmatch(r"workbench train: training diverged at step [\d,]+ \(update \d+\): .*(NaN|nan).*; "
+                        r"lower --lr \(it was [\d.e+]+\); the last "
                         rf"checkpoint, {re.escape(str(latest))}, is kept", message)
     assert latest.read_bytes() == before
     model = make_agent("a3c", *spaces(), make_config("a3c")).model
@@ -195,12 +202,12 @@ def test_check_mode_names_the_parameter_an_optimizer_step_broke_without_numpy_wa
 
 
 def test_train_check_names_where_the_nan_appeared(tmp_path):
-    result = workbench("train", *INLINE, "--steps", "400", "--lr", "inf", "--check",
+    result = workbench("train", *INLINE, "--steps", "400", "--lr", "1e38", "--check",
                        "--logdir", str(tmp_path))
     message = one_line_error(result, 1)
     assert re.fullmatch(r"workbench train: check mode stopped the run in update 1 \(step 0\): (NaN|Inf) "
-                        r"first appeared in parameter trunk\.layers\.0\.weight, after RMSProp step 1 "
-                        r"\(lr inf\); no checkpoint was written", message)
+                        r"first appeared in parameter trunk\.layers\.0\.(weight|bias), after RMSProp step 1 "
+                        r"\(lr 1e\+38\); no checkpoint was written", message)
 
 
 # -- filesystem errors ------------------------------------------------------------------------------
@@ -281,6 +288,15 @@ def test_a_read_only_logdir_is_a_run_error(tmp_path, monkeypatch):
     (["--keep-checkpoints", "-1"], "keep-checkpoints must be >= 0, got -1"),
     (["--env-option", "no_such_option=1"], "--env-option: CartPoleEnv.__init__() got an unexpected "
                                            "keyword argument 'no_such_option'"),
+    # what cannot work is bounded up front (issue 29)
+    (["--seed", "-1"], "seed must be >= 0, got -1"),
+    (["--entropy-beta", "inf"], "entropy_beta must be a finite number >= 0, got inf"),
+    (["--t-max", "1000000000"], "one rollout (4,000,000,000 steps: t_max x envs-per-actor) is longer than "
+                                "--steps 100,000"),
+    (["--envs-per-actor", "100000", "--steps", "2000"], "one rollout (500,000 steps: t_max x envs-per-actor) "
+                                                        "is longer than --steps 2,000"),
+    (["--actors", "1000"], "actors must be at most 8 per core on one machine"),
+    (["--name", "../../escape"], "--name must be one folder name, without '/' or '..', got '../../escape'"),
 ])
 def test_a_mistyped_value_is_one_line_before_anything_starts(tmp_path, args, message):
     result = workbench("train", "--logdir", str(tmp_path / "runs"), *args)
@@ -288,11 +304,16 @@ def test_a_mistyped_value_is_one_line_before_anything_starts(tmp_path, args, mes
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_mistyped_value_in_a_config_file_is_one_line(tmp_path):
+@pytest.mark.parametrize("values,message", [
+    ({"actors": "two"}, "actors must be an integer or null, got 'two'"),
+    ({"agent_config": [1]}, "agent-config must be a JSON object, got [1]"),
+    ({"env_options": [1]}, "env-options must be a JSON object, got [1]"),
+])
+def test_a_mistyped_value_in_a_config_file_is_one_line(tmp_path, values, message):
     config = tmp_path / "c.json"
-    config.write_text(json.dumps({"actors": "two"}))
+    config.write_text(json.dumps(values))
     result = workbench("train", "--config", str(config), "--logdir", str(tmp_path / "runs"))
-    assert one_line_error(result, 2) == "workbench train: actors must be an integer or null, got 'two'"
+    assert one_line_error(result, 2) == f"workbench train: {message}"
     assert not (tmp_path / "runs").exists()
 
 
@@ -310,9 +331,11 @@ def recipe(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,code,message", [
-    (["char-rnn", "--text", "DIR"], 2, "char-rnn: error: cannot read DIR: Is a directory; expected a "
-                                       "UTF-8 text file"),
-    (["cbow", "--text", "DIR"], 2, "cbow: error: cannot read DIR: Is a directory; expected a UTF-8 text file"),
+    (["char-rnn", "--text", "DIR"], 2, "char-rnn: error: DIR is not a regular file; expected a UTF-8 text file"),
+    (["cbow", "--text", "DIR"], 2, "cbow: error: DIR is not a regular file; expected a UTF-8 text file"),
+    (["char-rnn", "--text", "/dev/zero"], 2, "char-rnn: error: /dev/zero is not a regular file; expected a "
+                                             "UTF-8 text file"),
+    (["caesar", "--lr", "inf"], 2, "caesar: error: --lr must be a finite number >= 0, got inf"),
     (["char-rnn", "--text", "DIR/empty.txt"], 2, "char-rnn: error: DIR/empty.txt is empty; expected a "
                                                  "UTF-8 text"),
     (["caesar", "--lr", "nan"], 2, "caesar: error: --lr must be >= 0, got nan"),
@@ -321,10 +344,10 @@ def recipe(tmp_path, capsys):
     (["caesar", "--batch-size", "0"], 2, "caesar: error: --batch-size must be >= 1, got 0"),
     # a recipe's own flag, checked before the data it would need (no --text here)
     (["char-rnn", "--top-k", "0"], 2, "char-rnn: error: --top-k must be >= 1, got 0"),
-    (["caesar", "--lr", "inf"], 1, "caesar: error: the training loss became nan at step 2 (epoch 1); "
-                                   "lower --lr or set --clip"),
-    (["caesar", "--lr", "inf", "--check"], 1, "caesar: error: NaN first appeared in parameter "
-                                              "hidden.weight, after SGD step 1 (lr inf)"),
+    (["caesar", "--lr", "1e38"], 1, "caesar: error: the training loss became nan at step 2 (epoch 1); "
+                                    "lower --lr or set --clip"),
+    (["caesar", "--lr", "1e38", "--check"], 1, "caesar: error: Inf first appeared in the output of Linear, "
+                                               "in layer out (Linear)"),
 ])
 def test_bad_recipe_input_is_one_line(tmp_path, recipe, args, code, message):
     (tmp_path / "empty.txt").write_text("")
@@ -381,3 +404,27 @@ def test_resuming_into_another_env_names_both_sides(tmp_path):
         f"workbench train: {tmp_path / 'r' / 'checkpoints' / 'latest.npz'} was trained on CartPole-v1 "
         f"(a3c, mlp 64,64), but this run is for Acrobot-v1 (a3c, mlp 64,64); resume with the run's "
         f"own settings or start a new run")
+
+
+def test_a_corrupt_or_non_finite_latest_checkpoint_names_the_periodic_one_to_resume_from(tmp_path):
+    from nets import checkpoint
+
+    result = workbench("train", *INLINE, "--steps", "300", "--checkpoint-every", "100", "--logdir", str(tmp_path),
+                       "--name", "r")
+    assert result.returncode == 0, result.stderr
+    latest = tmp_path / "r" / "checkpoints" / "latest.npz"
+    header, arrays = checkpoint.read(latest)
+    hint = "; the newest periodic checkpoint beside it is step-000000300.npz: copy it over latest.npz to resume from there"
+    poisoned = {name: np.full_like(a, np.nan) if name.startswith("model/") and a.dtype == np.float32 else a
+                for name, a in arrays.items()}
+    checkpoint._write_atomically(str(latest), {**poisoned, checkpoint.HEADER: np.frombuffer(
+        json.dumps(header).encode(), np.uint8)})
+    resume = ("train", "--config", str(tmp_path / "r" / "config.json"), "--resume", "--steps", "400")
+    assert one_line_error(workbench(*resume), 2) == (
+        f"workbench train: {latest} holds non-finite weights (NaN or Inf), so training cannot continue from "
+        f"it{hint}")
+    played = workbench("play", str(tmp_path / "r"))
+    assert "holds non-finite weights (NaN or Inf): play an earlier checkpoint" in one_line_error(played, 2, "play")
+    latest.write_bytes(b"not a checkpoint")
+    message = one_line_error(workbench(*resume), 2)
+    assert message.startswith(f"workbench train: {latest}") and message.endswith(hint)

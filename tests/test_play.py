@@ -143,9 +143,27 @@ def test_a_checkpoint_that_does_not_fit_the_network_is_a_clear_error(runs, capsy
 @pytest.mark.parametrize("args,message", [
     (["--record", "out.avi"], "--record needs a .gif or .mp4 file name"),
     (["--episodes", "0"], "--episodes must be >= 1"),
+    (["--record", "/proc/x.gif"], "--record /proc/x.gif: cannot write into /proc ("),  # before playing
 ])
 def test_bad_play_arguments(runs, capsys, args, message):
     assert message in one_line_error(*play(capsys, runs[1], *args)[::2])
+
+
+def test_a_recipe_run_or_a_checkpoint_without_metadata_is_one_line(runs, capsys, tmp_path):
+    recipe = tmp_path / "recipe-run"
+    (recipe / "checkpoints").mkdir(parents=True)
+    (recipe / "config.json").write_text(json.dumps({"recipe": "mnist-mlp", "args": {}}))
+    (recipe / "checkpoints" / "latest.npz").write_bytes((runs[1] / "checkpoints" / "latest.npz").read_bytes())
+    assert one_line_error(*play(capsys, recipe)[::2]) == (
+        f"workbench play: {recipe} is a run of `workbench recipe mnist-mlp`; play and load take runs of "
+        f"`workbench train`")
+    from nets import checkpoint
+
+    header, arrays = checkpoint.read(runs[1] / "checkpoints" / "latest.npz")
+    odd = tmp_path / "odd.npz"
+    checkpoint._write_atomically(str(odd), {**arrays, checkpoint.HEADER: np.frombuffer(
+        json.dumps({**header, "meta": "x"}).encode(), np.uint8)})
+    assert "holds no run metadata (its meta is a str)" in one_line_error(*play(capsys, odd)[::2])
 
 
 def test_nothing_to_play_is_a_clear_error(capsys, tmp_path):

@@ -84,9 +84,17 @@ def load_mnist(folder: str | Path, split: str = "train") -> tuple[np.ndarray, np
 
 
 # -- text ------------------------------------------------------------------------------------
+MAX_TEXT_BYTES = 256 * 2**20  # a text file read whole: Tiny Shakespeare is 1 MiB
+
+
 def read_text(path: str | Path) -> str:
-    """The text of a UTF-8 file, which must hold some."""
+    """The text of a UTF-8 file of at most MAX_TEXT_BYTES, which must hold some."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise DatasetError(f"{path} is not a regular file; expected a UTF-8 text file")
+    if path.is_file() and path.stat().st_size > MAX_TEXT_BYTES:
+        raise DatasetError(f"{path} holds {path.stat().st_size / 2**20:,.0f} MiB; texts are read whole, "
+                           f"up to {MAX_TEXT_BYTES // 2**20} MiB")
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig drops a BOM (Gutenberg texts have one)
     except FileNotFoundError:

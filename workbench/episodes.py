@@ -115,7 +115,13 @@ def restore(target, render: bool = False, seed: int | None = None) -> Restored:
     """The run folder or checkpoint `target` (see `find_checkpoint`) rebuilt: its env and its
     agent with the checkpoint's weights; LoadError (one line) where it cannot be."""
     path, config, folder = find_checkpoint(target)
+    if config is not None and "recipe" in config:
+        raise LoadError(f"{folder} is a run of `workbench recipe {config['recipe']}`; play and load take "
+                        f"runs of `workbench train`")
     meta = checkpoint.read(path)[0]["meta"]
+    if not isinstance(meta, dict):
+        raise LoadError(f"{path} holds no run metadata (its meta is a {type(meta).__name__}); it was not "
+                        f"written by workbench train")
     saved = meta.get("config")
     if config is None:
         if saved is None:
@@ -129,6 +135,9 @@ def restore(target, render: bool = False, seed: int | None = None) -> Restored:
     except checkpoint.CheckpointError as error:
         reason = str(error).removeprefix(f"{path}: ").removeprefix(f"{path} ")
         raise LoadError(f"{path} does not fit the network of {describe(config)}: {reason}") from None
+    if not np.isfinite(backend.to_host(agent.network.flat().data)).all():
+        raise LoadError(f"{path} holds non-finite weights (NaN or Inf): play an earlier checkpoint of the "
+                        f"run, checkpoints/step-*.npz")
     return Restored(env, agent, config, path, int(meta.get("step", 0)))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import math
 import os
 import platform
 import sys
@@ -20,13 +21,14 @@ from actors import ActorFailure, ActorSpec, Diverged, InlineActors, Learner, Loc
 from agents import DEFAULT_AGENT, Agent, agent_class, config_dict, make_agent, make_config
 from envs import EnvInfo, probe
 from logs import EventWriter, format_duration
-from nets import backend, checkpoint, settings
+from nets import backend, checkpoint, optim, settings
 from nets.settings import Settings, setting
 
 from .episodes import Evaluator
 from .runs import RunDir, default_name, describe
 
 BACKENDS = ("processes", "inline", "ray")
+MAX_ACTORS_PER_CORE = 8  # more actor processes than this on one machine only wait for a core
 
 
 def default_actors(family: str) -> int:
@@ -48,7 +50,7 @@ class TrainConfig(Settings):
     actors: int | None = setting(None, ">= 1")
     envs_per_actor: int | None = setting(None, ">= 1")
     steps: int = setting(100_000, ">= 1")
-    seed: int = 0
+    seed: int = setting(0, ">= 0")
     backend: str = setting("processes", "one of " + ", ".join(BACKENDS))
     gradients_on: str | None = setting(None, "one of learner, actors")  # learner: actors send
                                          # rollouts; actors: they send gradients
@@ -79,6 +81,14 @@ class TrainConfig(Settings):
         agent.check_action_space(env.action_space)
         if agent.whole_episodes and self.resolved_envs_per_actor != 1:
             raise ValueError(f"{self.agent} learns from whole episodes: envs-per-actor must be 1")
+        if self.backend != "ray" and self.resolved_actors > MAX_ACTORS_PER_CORE * (os.cpu_count() or 1):
+            raise ValueError(f"actors must be at most {MAX_ACTORS_PER_CORE} per core on one machine "
+                             f"({MAX_ACTORS_PER_CORE * (os.cpu_count() or 1)} here), got {self.resolved_actors}; "
+                             f"--backend ray spreads more over a cluster")
+        rollout = getattr(self.agent_settings(), "t_max", 1) * self.resolved_envs_per_actor
+        if not agent.whole_episodes and rollout > self.steps:
+            raise ValueError(f"one rollout ({rollout:,} steps: t_max x envs-per-actor) is longer than "
+                             f"--steps {self.steps:,}; lower --t-max or --envs-per-actor, or raise --steps")
         if self.gradients_on is not None and self.gradients_on not in agent.gradients_on:
             raise ValueError(f"{self.agent} computes its gradients on the {' or the '.join(agent.gradients_on)}: "
                              f"leave out --gradients-on {self.gradients_on}")
@@ -194,12 +204,18 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         if latest is None:
             raise checkpoint.CheckpointError(f"{run.path} has no checkpoint to resume from")
         run.remove_stale_temporaries()
-        trained, wanted = checkpoint.read(latest)[0]["meta"].get("config"), describe(config.to_dict())
+        try:
+            trained, wanted = checkpoint.read(latest)[0]["meta"].get("config"), describe(config.to_dict())
+        except checkpoint.CheckpointError as error:
+            raise checkpoint.CheckpointError(f"{error}{run.periodic_hint()}") from None
         if trained and describe(trained) != wanted:
             raise checkpoint.CheckpointError(f"{latest} was trained on {describe(trained)}, but this run "
                                              f"is for {wanted}; resume with the run's own settings or "
                                              f"start a new run")
         progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
+        if not math.isfinite(optim.sum_of_squares(agent.network.flat().data)):
+            raise checkpoint.CheckpointError(f"{latest} holds non-finite weights (NaN or Inf), so training "
+                                             f"cannot continue from it{run.periodic_hint()}")
         note = agent.after_load()
         console(f"resuming {run.path} at step {progress.step:,} (update {progress.updates:,})")
         if note:
@@ -290,7 +306,8 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
 
     try:
         try:
-            outcome = learner.run(should_stop)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # the learner says when
+                outcome = learner.run(should_stop)                               # a run diverges
         finally:
             if evaluator:
                 evaluator.stop()

@@ -97,7 +97,10 @@ class RunDir:
     @classmethod
     def create(cls, logdir, name: str, chosen: bool = False) -> "RunDir":
         """A new, empty run folder. A default name that is taken (two runs started in the same
-        second) gets a numeric suffix; a `chosen` name that is taken is an error."""
+        second) gets a numeric suffix; a `chosen` name that is taken is an error, and so is one
+        that is not a single folder name (it would put the run outside `logdir`)."""
+        if name in ("", ".", "..") or "/" in name or (os.sep != "/" and os.sep in name):
+            raise RunError(f"--name must be one folder name, without '/' or '..', got {name!r}")
         base = Path(logdir) / name
         if chosen and base.exists():
             raise RunError(f"run folder {base} already exists; pass --resume to continue it or "
@@ -152,6 +155,14 @@ class RunDir:
                           key=lambda path: int(path.stem.removeprefix("step-")))
         for path in periodic[:-keep] if keep else []:
             path.unlink(missing_ok=True)
+
+    def periodic_hint(self) -> str:
+        """'; ...' naming the newest periodic checkpoint to resume from instead of latest.npz, or ''."""
+        periodic = sorted(self.checkpoint_path().parent.glob("step-*.npz"))
+        if not periodic:
+            return ""
+        return (f"; the newest periodic checkpoint beside it is {periodic[-1].name}: copy it over "
+                f"{LATEST} to resume from there")
 
     def remove_stale_temporaries(self) -> None:
         """Remove the `.NAME.*.tmp` files of atomic writes that a killed run never finished.

@@ -4,6 +4,7 @@ the real game frames (not the network's 84x84 input) to a GIF or an MP4."""
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 from workbench.commands import HelpFormatter
@@ -62,6 +63,12 @@ class Recorder:
             raise PlayError(f"recording a {suffix} needs {error.name}: pip install -e \".[atari]\"") from None
         if fps < 1:
             raise PlayError(f"--fps must be >= 1, got {fps}")
+        folder = path.resolve().parent  # checked before the episodes are played; write() makes it
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        try:
+            tempfile.TemporaryFile(dir=existing).close()
+        except OSError as error:
+            raise PlayError(f"--record {path}: cannot write into {existing} ({error.strerror})") from None
         self.path, self.fps, self.frames = path, fps, []
 
     def __call__(self, frame) -> None:

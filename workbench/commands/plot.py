@@ -12,7 +12,7 @@ X_AXES = {"steps": "env steps", "time": "seconds of training"}
 
 def add_parser(subparsers):
     p = subparsers.add_parser(
-        "plot", help="plot the learning curves of runs (mean and 95% band over seeds) to a PNG",
+        "plot", help="plot the learning curves of runs (mean and 95%% band over seeds) to a PNG",
         description="Read each run folder's TensorBoard events and draw its episodic return (or "
                     "--tag), smoothed over the last --window points, against env steps or time. Runs "
                     "of the same env and agent are one curve: their mean, with the 95% bootstrap "

@@ -177,11 +177,13 @@ def add_parser(subparsers):
 
 def _settings(args) -> tuple[dict, "Path | None"]:
     """(TrainConfig fields, the run folder to resume) from the config file and the flags."""
+    from nets.settings import typed
     from workbench.runs import RunDir, read_json
 
     values = read_json(args.config) if args.config else {}
-    agent_config = dict(values.get("agent_config", {}))
-    env_options = dict(values.get("env_options", {}))
+    # the flags merge into these two: they must be JSON objects before TrainConfig checks the rest
+    agent_config = dict(typed("agent-config", values.get("agent_config", {}), dict))
+    env_options = dict(typed("env-options", values.get("env_options", {}), dict))
     if args.agent is not None and args.agent != values.get("agent", args.agent):
         agent_config = {}  # another agent's hyperparameters do not carry over
     for flag in RUN_FLAGS:

@@ -201,6 +201,8 @@ def add_arguments(parser) -> None:
                 help="train on N generated messages (and N/6 each for validation and test) instead "
                      "of files")
     group = parser.add_argument_group("model")
+    common.flag(group, "--max-length", default=100, type=int, rule=">= 1", metavar="WORDS",
+                help="messages are cut to their first WORDS words (tweets have at most about 50)")
     common.flag(group, "--embed", default=100, type=int, rule=">= 1", help="word embedding size")
     common.flag(group, "--hidden", default=64, type=int, rule=">= 1", help="LSTM units in each direction")
     group = parser.add_argument_group("prediction")
@@ -247,7 +249,12 @@ def run(args) -> int:
     texts, source = load(args)
     tokenized = {split: [tokenize(m) for m in messages] for split, (messages, _) in texts.items()}
     vocab = Vocabulary.of_words([t for tokens in tokenized["train"] for t in tokens], unknown="<unknown>")
-    length = max(1, max(len(tokens) for tokens in tokenized["train"]))
+    longest = max(len(tokens) for tokens in tokenized["train"])
+    length = max(1, min(longest, args.max_length))
+    cut = sum(len(tokens) > length for tokens in tokenized["train"])
+    if cut:
+        print(f"sentiment: {cut} training message(s) longer than --max-length {args.max_length} words "
+              f"(the longest {longest:,}) are cut to it")
     splits = {split: (encode(tokenized[split], vocab, length), labels)
               for split, (_, labels) in texts.items()}
     architecture = {"embed": args.embed, "hidden": args.hidden}
