@@ -195,15 +195,19 @@ class Evaluator:
         self.next = (first_step // every + 1) * every
 
     def tick(self, step: int, weights: np.ndarray) -> None:
-        while self.conn.poll(0):
-            done_step, results = self.conn.recv()
-            self.busy = False
-            self.report(done_step, results)
-        if step >= self.next:
-            if not self.busy and self.process.is_alive():
-                self.conn.send((step, backend.to_host(weights).copy()))
-                self.busy = True
-            self.next = (step // self.every + 1) * self.every
+        """An evaluation process that died (killed from outside) ends evaluation, not training."""
+        try:
+            while self.conn.poll(0):
+                done_step, results = self.conn.recv()
+                self.busy = False
+                self.report(done_step, results)
+            if step >= self.next:
+                if not self.busy and self.process.is_alive():
+                    self.conn.send((step, backend.to_host(weights).copy()))
+                    self.busy = True
+                self.next = (step // self.every + 1) * self.every
+        except (EOFError, OSError):
+            self.busy, self.next = True, float("inf")
 
     def stop(self) -> None:
         """Ends the process at once: an evaluation still running is dropped."""
