@@ -23,31 +23,37 @@ from .returns import lambda_returns, next_state_values, nstep_returns
 class A3CConfig(Settings):
     """A3C hyperparameters.
 
-    From the paper: t_max 5, gamma 0.99, RMSProp with alpha 0.99 and eps 0.1 inside the square
-    root (the shared-statistics RMSProp of the paper's code; ChainerRL/PFRL's
-    RMSpropAsync), learning rate annealed linearly to 0 over the run. The paper draws lr from
-    LogUniform(1e-4, 1e-2); 1e-2, the top of that range, learns CartPole fastest here (PFRL's
-    Atari default is 7e-4). Gradient-norm clipping at 40 is PFRL's A3C default
-    (examples/atari/train_a3c.py), and so is value_coef 0.5 in the loss
-    -log pi(a|s) A - beta H(pi) + value_coef / 2 (R - V)^2, summed over the rollout's steps
-    (value_coef 1 is the plain 0.5 (R - V)^2; 0.5 keeps the shared trunk's policy stable once
-    CartPole is balanced).
-    The paper's entropy beta 0.01 is Atari's (PRESETS); classic control has none, as in
-    RL Zoo's tuned CartPole A2C (ent_coef 0.0): with 0.01 a CartPole seed hovered at 415-465
-    through 300k steps, without it 6 of 6 seeds passed a last-100 return of 475 by 101k.
-    The trunk and its sizes suit vector observations (CartPole); Atari uses a conv trunk.
+    From the paper: t_max 5, gamma 0.99, RMSProp with alpha 0.99, the learning rate annealed
+    linearly to 0 over the run; gradient-norm clipping at 40 and value_coef 0.5 in the loss
+    -log pi(a|s) A - beta H(pi) + value_coef / 2 (R - V)^2, summed over the rollout's steps, are
+    PFRL's A3C defaults (examples/atari/train_a3c.py). The paper's RMSProp has eps 0.1 inside the
+    square root, which makes a step's size depend on the gradients' scale, so on the rewards'
+    scale: with it (and lr 1e-2, the top of the paper's range) CartPole learned fastest, Acrobot
+    (rewards of -1 to -500) failed on 2 of 6 seeds. eps 1e-5 (OpenAI Baselines' and SB3's A2C)
+    steps by the gradients' sign and relative size whatever the scale; with it lr 2e-3 learned
+    Acrobot-v1 on 6 of 6 seeds (last-100 -126 to -196 at 100k steps), MountainCar-v0 on 3 of 3 and
+    reached CartPole's 475 on 6 of 6 by 71k-91k steps; 1e-3 failed Acrobot on 2 of 3 seeds and
+    3e-3 on 5 of 6.
+    Vector observations are normalised (running mean and variance, agents/normalize.py; RL Zoo
+    normalises Acrobot's and MountainCar's for its A2C): MountainCar's velocity spans +-0.07 and
+    without it no seed left -200. One-hot observations (toy text's states; PRESETS) are not: a
+    rarely seen state's input would be scaled up to the clip of 10. No entropy bonus on vector
+    observations (RL Zoo's classic-control A2C has none); the paper's 0.01 on images and on one-hot
+    observations, whose envs may have no time limit: without it CliffWalking-v1's policy collapsed
+    into a loop that never ended an episode on 2 of 3 seeds, and FrozenLake-v1 ended at 0.1-0.7
+    (with it 0.6-0.7, SB3 A2C's 0.70).
     Box (continuous) actions get a Gaussian policy (agents/gaussian.py, with PRESETS of their own),
-    and with them running normalisation of vector observations and of rewards
-    (agents/normalize.py); `normalize_obs` / `normalize_reward` true or false choose for any env.
+    and with them normalisation of rewards too; `normalize_obs` / `normalize_reward` true or false
+    choose for any env.
     """
 
-    lr: float = setting(1e-2, ">= 0")
+    lr: float = setting(2e-3, ">= 0")
     gamma: float = setting(0.99, "in [0, 1]")
     t_max: int = setting(5, ">= 1")
     entropy_beta: float = setting(0.0, ">= 0")
     value_coef: float = setting(0.5, ">= 0")
     rmsprop_alpha: float = setting(0.99, "in [0, 1)")
-    rmsprop_eps: float = setting(0.1, "> 0")
+    rmsprop_eps: float = setting(1e-5, "> 0")
     max_grad_norm: float = setting(40.0, "> 0")
     lr_anneal: bool = True
     trunk: str = setting("auto", TRUNK_RULE)  # conv net for images, MLP of `hidden` for vectors
@@ -59,23 +65,21 @@ class A3CConfig(Settings):
 
 
 # Settings that differ from A3CConfig's by env tag (agents/base.py: Agent.defaults), under the user's.
-# Atari (and other images): lr 7e-4 and RMSProp epsilon 1e-5, OpenAI Baselines' A2C on Atari (PFRL's
-# A3C example has the same lr); the paper's epsilon of 0.1 inside the root caps each step at
-# ~3 lr |g|: with the conv net's per-weight gradients (~1e-3) the policy's entropy had not moved
-# from log(4) after 150k Breakout steps. The paper's entropy bonus of 0.01.
-# Box actions: GAE(0.9) returns over rollouts of 8 steps, RMSProp lr 2e-3 with eps 1e-5 and no
-# entropy bonus (RL Zoo's A2C for Pendulum and MuJoCo has GAE 0.9, 8 steps, eps 1e-5, no bonus;
-# our loss is a sum over the batch, not a mean, and lr 2e-3 learned Pendulum fastest of 1e-3 to
-# 1e-2 here); the log std starts at -0.5 (std 0.6: 1.0 took longer on Pendulum, whose actions span
-# [-2, 2]).
+# Atari (and other images): lr 7e-4, OpenAI Baselines' A2C on Atari (PFRL's A3C example has the
+# same), and the paper's entropy bonus of 0.01.
+# Box actions: GAE(0.9) returns over rollouts of 8 steps (RL Zoo's A2C for Pendulum and MuJoCo has
+# GAE 0.9, 8 steps, eps 1e-5, no bonus; our loss is a sum over the batch, not a mean, and lr 2e-3
+# learned Pendulum fastest of 1e-3 to 1e-2 here); the log std starts at -0.5 (std 0.6: 1.0 took
+# longer on Pendulum, whose actions span [-2, 2]).
 # MuJoCo: lr 7e-4 (SB3's A2C default, RL Zoo's A2C on MuJoCo): at 2e-3 HalfCheetah-v5 reached a
 # last-10 return of 2,400 in 4 minutes here, then fell to -300 and stayed under 400 through 16
 # minutes (benchmarks/rl_continuous.py --curve), its std shrinking and its gradients at the clip.
 # Pendulum-v1: gamma 0.9, RL Zoo's tuned value (its reward horizon is short).
 PRESETS = {
-    "pixels": {"lr": 7e-4, "rmsprop_eps": 1e-5, "entropy_beta": 0.01},
-    "box": {"lr": 2e-3, "rmsprop_eps": 1e-5, "entropy_beta": 0.0, "t_max": 8, "gae_lambda": 0.9,
-            "log_std_init": -0.5},
+    "vector": {"normalize_obs": True},
+    "one-hot": {"normalize_obs": False, "entropy_beta": 0.01},
+    "pixels": {"lr": 7e-4, "entropy_beta": 0.01},
+    "box": {"t_max": 8, "gae_lambda": 0.9, "log_std_init": -0.5},
     "mujoco": {"lr": 7e-4},
     "Pendulum-v1": {"gamma": 0.9},
 }
@@ -107,13 +111,20 @@ class A3C(Agent):
     envs_per_actor = {"pixels": 8, "box": 8}
 
     def build_network(self):
+        """Images: one conv trunk for policy and value (the paper's). Vectors: separate MLPs
+        (stable-baselines3's default): a shared MLP let the value's large early errors reshape the
+        policy's features, and on Acrobot the policy's entropy fell from log 3 to 0.04 before any
+        episode ended, all 196 episodes at -500 (2 of 2 seeds; separate MLPs: -87 and -500, with
+        normalised observations -87 and -85 by 100k steps)."""
         normalizer = self.make_normalizer()
+        if len(self.observation_shape) != 1 and not self.continuous:
+            return ActorCritic(self.normalized_trunk(normalizer), self.n_actions)
+        policy_trunk, value_trunk = (make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
+                                     for _ in range(2))
         if self.continuous:
-            policy_trunk, value_trunk = (make_trunk(self.config.trunk, self.observation_shape,
-                                                    self.config.hidden) for _ in range(2))
             return GaussianActorCritic(policy_trunk, value_trunk, self.n_actions,
                                        self.config.log_std_init, normalizer)
-        return ActorCritic(self.normalized_trunk(normalizer), self.n_actions)
+        return ActorCritic(policy_trunk, self.n_actions, value_trunk, normalizer)
 
     def normalized_trunk(self, normalizer: Normalizer | None) -> nets.Module:
         """The config's trunk, reading normalised observations when `normalizer` has them."""
@@ -121,8 +132,8 @@ class A3C(Agent):
         return NormalizedTrunk(normalizer, trunk) if normalizer is not None else trunk
 
     def make_normalizer(self) -> Normalizer | None:
-        """The running statistics the config asks for (by default: for Box actions, those of
-        vector observations and of rewards), or None."""
+        """The running statistics the config asks for (by default, for Box actions: those of
+        vector observations and of rewards; A3C's PRESETS add vector observations'), or None."""
         c, vector = self.config, len(self.observation_shape) == 1
         observations = c.normalize_obs if c.normalize_obs is not None else self.continuous and vector
         rewards = c.normalize_reward if c.normalize_reward is not None else self.continuous

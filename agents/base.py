@@ -27,7 +27,8 @@ from nets import optim
 
 # The families of envs that presets and envs per actor are keyed by (envs/make.py tells an env's):
 # vector observations with discrete actions (classic control, toy text), image observations
-# (Atari's frames, or another env's preprocessed like them), and Box (continuous) actions.
+# (Atari's frames, or another env's preprocessed like them), and Box (continuous) actions. An env's
+# tags also say "one-hot" where its observations are made only of Discrete parts.
 FAMILIES = ("vector", "pixels", "box")
 ENVS_PER_ACTOR = 4  # a few envs batched per forward pass amortise the network's per-call cost
 EVAL_EPSILON = 0.05  # Q agents' exploration when playing, not greedy (Mnih et al. 2015, evaluation)

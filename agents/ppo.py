@@ -26,7 +26,7 @@ from nets.settings import Settings, setting
 
 from .a3c import A3C
 from .losses import LOG_2PI, _log_softmax, action_log_probs, gaussian_log_prob
-from .networks import TRUNK_RULE, ActorCritic, make_trunk
+from .networks import TRUNK_RULE
 from .returns import lambda_returns, next_state_values, vtrace
 
 
@@ -180,13 +180,6 @@ class PPO(A3C):
     gradients_on = ("learner",)  # several passes over the rollouts: only the learner holds them all
     presets = PRESETS
     envs_per_actor = {"vector": 2, "pixels": 4, "box": 1}  # see PPOConfig
-
-    def build_network(self):
-        if self.continuous or len(self.observation_shape) == 3:
-            return super().build_network()  # separate Gaussian MLPs; one conv trunk for images
-        policy_trunk, value_trunk = (make_trunk(self.config.trunk, self.observation_shape, self.config.hidden)
-                                     for _ in range(2))
-        return ActorCritic(policy_trunk, self.n_actions, value_trunk, self.make_normalizer())
 
     def make_optimizer(self):
         return optim.Adam(self.network, lr=self.config.lr, eps=self.config.adam_eps)

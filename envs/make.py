@@ -67,7 +67,7 @@ class EnvInfo:
     observation_space: gym.Space  # as agents see it (after `prepare`)
     action_space: gym.Space
     family: str  # "pixels" (image observations), "box" (Box actions) or "vector": agents.FAMILIES
-    tags: tuple[str, ...]  # the family, Gymnasium's env package if any (mujoco...), the env's id
+    tags: tuple[str, ...]  # the family, "one-hot" if any, Gymnasium's env package (mujoco...), the id
     notes: tuple[str, ...]  # the preprocessing, one line each, for the console
 
 
@@ -266,6 +266,13 @@ def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
     return env, notes
 
 
+def _all_discrete(space: gym.Space | None) -> bool:
+    if isinstance(space, spaces.Discrete):
+        return True
+    parts = space.spaces.values() if isinstance(space, spaces.Dict) else getattr(space, "spaces", None)
+    return bool(parts) and all(_all_discrete(part) for part in parts)
+
+
 def _has_discrete(space: gym.Space) -> bool:
     if isinstance(space, spaces.Discrete):
         return True
@@ -301,10 +308,12 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
     options = json.loads(options_json)
     spec = env_spec(env_id)
     try:
+        raw_observations = None
         if ale_id(env_id):
             env, notes = make_atari(env_id, **_with_defaults(options)), []
         else:
             raw = _make_raw(env_id, options)
+            raw_observations = raw.observation_space
             check_actions(raw.action_space, env_id)
             check_api(raw.unwrapped, env_id)  # wrappers (a time limit) assume the API
             env, notes = prepare(raw)
@@ -327,7 +336,10 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
         family = "vector"
     module = _entry_module(spec)
     package = module.split(".")[2] if module.startswith("gymnasium.envs.") else None
-    tags = tuple(tag for tag in (family, package, spec.id) if tag)
+    # Observations made only of Discrete parts (toy text's states, Blackjack's cards) are one-hot:
+    # agents treat them apart from measured quantities (a3c does not normalise them).
+    one_hot = "one-hot" if _all_discrete(raw_observations) else None
+    tags = tuple(tag for tag in (family, one_hot, package, spec.id) if tag)
     return EnvInfo(env_id, observations, actions, family, tags, tuple(notes))
 
 
