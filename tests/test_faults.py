@@ -429,3 +429,28 @@ def test_a_corrupt_or_non_finite_latest_checkpoint_names_the_periodic_one_to_res
     latest.write_bytes(b"not a checkpoint")
     message = one_line_error(workbench(*resume), 2)
     assert message.startswith(f"workbench train: {latest}") and message.endswith(hint)
+
+
+def test_a_run_folder_has_one_writer_and_a_killed_owner_leaves_no_stale_lock(tmp_path):
+    """A second `--resume` of a run that is being written is refused in one line naming the
+    writer's pid; once the writer ends (even by SIGKILL) the folder can be resumed."""
+    first = workbench("train", *INLINE, "--steps", "400", "--logdir", str(tmp_path), "--name", "r")
+    assert first.returncode == 0, first.stderr
+    folder = tmp_path / "r"
+    owner = RunDir.existing(folder).claim()  # this test process is the writer now
+    resumed = workbench("train", "--config", str(folder / "config.json"), "--resume", "--steps", "800")
+    assert one_line_error(resumed, 2) == (f"workbench train: run folder {folder} is being written by process "
+                                          f"{os.getpid()}; wait for it to end (or stop it) before resuming, "
+                                          f"or start a new run")
+    owner.release()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from workbench.runs import RunDir; "
+                               f"run = RunDir({str(folder)!r}).claim(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(RunError, match=f"being written by process {holder.pid};"):
+        RunDir(folder).claim()
+    holder.kill()
+    holder.wait()
+    resumed = workbench("train", "--config", str(folder / "config.json"), "--resume", "--steps", "800")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout

@@ -191,15 +191,14 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     `on_start(agent)` sees the learner's agent before training (e.g. to evaluate it from
     `should_stop`)."""
     config.validate()
-    n_actors, envs_per_actor = config.resolved_actors, config.resolved_envs_per_actor
-    agent_settings, env = config.agent_settings(), config.env_info
+    env = config.env_info
     nets.seed(config.seed)
-    agent = make_agent(config.agent, env.observation_space, env.action_space, agent_settings,
+    agent = make_agent(config.agent, env.observation_space, env.action_space, config.agent_settings(),
                        device=config.device)
 
     progress = Progress()
     if resume is not None:
-        run = resume
+        run = resume.claim()  # before touching it: another process may be writing it
         latest = run.latest_checkpoint()
         if latest is None:
             raise checkpoint.CheckpointError(f"{run.path} has no checkpoint to resume from")
@@ -222,8 +221,19 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
             console(note)
     else:
         run = RunDir.create(config.logdir, name or default_name(config.env, config.agent),
-                            chosen=name is not None)
+                            chosen=name is not None).claim()
         console(f"run folder {run.path}")
+    try:
+        return _train_run(config, run, agent, progress, env, should_stop, console, on_start)
+    finally:
+        run.release()
+
+
+def _train_run(config: TrainConfig, run: RunDir, agent: Agent, progress: Progress, env, should_stop,
+               console, on_start) -> RunResult:
+    """The run from its config.json on, in a folder this process owns."""
+    n_actors, envs_per_actor = config.resolved_actors, config.resolved_envs_per_actor
+    agent_settings = config.agent_settings()
     run.write_config(config.to_dict())
 
     actor_settings = agent_class(config.agent).actor_config(agent_settings, n_actors * envs_per_actor)

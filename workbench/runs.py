@@ -9,10 +9,15 @@
 Names default to `<part>-<part>-YYYYmmdd-HHMMSS` (e.g. CartPole-v1-a3c-20260101-120000). JSON and
 summary writes are atomic (temporary file, then rename), like checkpoints; the temporary files a
 killed run leaves behind (`.NAME.*.tmp`) are removed when it resumes.
+
+One process writes a run folder: it holds an exclusive lock on `.owner` (flock, which the kernel
+releases when the process dies, so a crash leaves no stale lock) and writes its pid there; another
+process that would write the folder (a second `--resume`) gets a RunError naming that pid.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -22,7 +27,7 @@ import time
 from contextvars import ContextVar
 from pathlib import Path
 
-CONFIG, SUMMARY, CHECKPOINTS, LATEST = "config.json", "summary.txt", "checkpoints", "latest.npz"
+CONFIG, SUMMARY, CHECKPOINTS, LATEST, OWNER = "config.json", "summary.txt", "checkpoints", "latest.npz", ".owner"
 
 
 class RunError(ValueError):
@@ -93,6 +98,7 @@ class RunDir:
 
     def __init__(self, path):
         self.path = Path(path)
+        self._owner = None  # the open, locked .owner file while this process writes the folder
 
     @classmethod
     def create(cls, logdir, name: str, chosen: bool = False) -> "RunDir":
@@ -129,6 +135,31 @@ class RunDir:
     @property
     def name(self) -> str:
         return self.path.name
+
+    def claim(self) -> "RunDir":
+        """Make this process the folder's one writer until `release` (or its exit); a RunError if
+        another process is."""
+        if self._owner is not None:
+            return self
+        owner = open(self.path / OWNER, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner.seek(0)
+            pid = owner.read().strip() or "another process"
+            owner.close()
+            raise RunError(f"run folder {self.path} is being written by process {pid}; wait for it "
+                           f"to end (or stop it) before resuming, or start a new run") from None
+        owner.truncate(0)
+        owner.write(f"{os.getpid()}\n")
+        owner.flush()
+        self._owner = owner
+        return self
+
+    def release(self) -> None:
+        if self._owner is not None:
+            self._owner.close()  # closing drops the lock; the file stays, unlocked
+            self._owner = None
 
     @property
     def config_path(self) -> Path:

@@ -175,10 +175,10 @@ def setup(args) -> argparse.Namespace:
 def open_run(args, recipe: str) -> RunDir:
     """The resumed run folder, or a new one holding this run's config.json."""
     if args.resume:  # flags given again (e.g. more --epochs) hold for later resumes too
-        run = RunDir.existing(args.resume)
+        run = RunDir.existing(args.resume).claim()  # held until the process ends
         run.remove_stale_temporaries()
     else:
-        run = RunDir.create(args.logdir, args.name or default_name(recipe), chosen=bool(args.name))
+        run = RunDir.create(args.logdir, args.name or default_name(recipe), chosen=bool(args.name)).claim()
     run.write_config({"recipe": recipe, "args": {**config_of(args), "resume": ""}})
     return run
 
