@@ -62,6 +62,30 @@ def test_wrong_magic_is_named(tmp_path):
         datasets.read_idx(path)
 
 
+def test_mnist_labels_outside_0_to_9_are_refused_when_loading(tmp_path):
+    make_mnist(tmp_path, compress=False)
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.array([3, 1, 12, 0, 10], np.uint8))
+    with pytest.raises(DatasetError, match=r"train-labels-idx1-ubyte: labels must be 0-9; label 2 is 12 "
+                                           r"\(2 of 5 are outside 0-9\)$"):
+        datasets.load_mnist(tmp_path)
+
+
+def test_mnist_files_of_another_element_type_are_named(tmp_path):
+    make_mnist(tmp_path, compress=False)
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((5, 28, 28), np.int8), 0x09)
+    with pytest.raises(DatasetError, match=r"train-images-idx3-ubyte: MNIST files hold unsigned bytes "
+                                           r"\(IDX type 08, magic 0000080N\), not int8$"):
+        datasets.load_mnist(tmp_path)
+
+
+def test_a_magic_with_the_wrong_dimension_count_is_named_beside_the_size(tmp_path):
+    path = tmp_path / "train-labels-idx1-ubyte"
+    payload = write_idx(path, np.arange(60, dtype=np.uint8)).read_bytes()
+    path.write_bytes(payload[:3] + b"\x03" + payload[4:])  # 0x0803: three sizes where one is
+    with pytest.raises(DatasetError, match=r"magic 00000803: .*; truncated, or a wrong magic\?$"):
+        datasets.read_idx(path)
+
+
 def test_missing_mnist_file_says_where(tmp_path):
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
     with pytest.raises(DatasetError, match=r"missing .*train-labels-idx1-ubyte\[\.gz\]: put the MNIST"):

@@ -454,3 +454,27 @@ def test_a_run_folder_has_one_writer_and_a_killed_owner_leaves_no_stale_lock(tmp
     resumed = workbench("train", "--config", str(folder / "config.json"), "--resume", "--steps", "800")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, monkeypatch):
+    """ENOSPC from a write carries no file name: the error says which file, and no temporary
+    file is left behind."""
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    run = RunDir.create(tmp_path, "r")
+    with pytest.raises(OSError, match=rf"cannot write {re.escape(str(run.config_path))}: No space left on device"):
+        run.write_config({"env": "CartPole-v1"})
+    assert list(run.path.iterdir()) == []
+
+
+def test_a_network_that_cannot_fit_in_memory_is_one_line_before_any_actor_starts(tmp_path):
+    """(A replay memory too big is not caught yet: it is allocated after the actors start.)"""
+    result = workbench("train", "--agent", "dqn", *INLINE, "--steps", "400", "--logdir", str(tmp_path),
+                       "--hidden", "200000,200000")
+    message = one_line_error(result, 2)
+    assert re.fullmatch(r"workbench train: dqn's network and memory do not fit in this machine's memory "
+                        r"\(Unable to allocate [\d.]+ [GT]iB .*\); lower the sizes \(--hidden, --set "
+                        r"buffer_size=\.\.\.\)", message), message
+    assert not list(tmp_path.iterdir())

@@ -57,8 +57,9 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = header_size + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise DatasetError(f"{path}: size {len(raw)} bytes does not match its header "
-                           f"(shape {shape} of {dtype.name} needs {expected} bytes); truncated?")
+        raise DatasetError(f"{path}: size {len(raw)} bytes does not match its header (magic "
+                           f"{raw[:4].hex()}: shape {shape} of {dtype.name} needs {expected} bytes); "
+                           f"truncated, or a wrong magic?")
     return np.frombuffer(raw, dtype=dtype, offset=header_size).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -75,11 +76,19 @@ def load_mnist(folder: str | Path, split: str = "train") -> tuple[np.ndarray, np
     if not folder.is_dir():
         raise DatasetError(f"MNIST folder not found: {folder}; point --data at {MNIST_SOURCE}")
     images_name, labels_name = MNIST_FILES[split]
-    images = read_idx(_find(folder, images_name))
-    labels = read_idx(_find(folder, labels_name))
+    images_path, labels_path = _find(folder, images_name), _find(folder, labels_name)
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    for path, array in ((images_path, images), (labels_path, labels)):
+        if array.dtype != np.uint8:  # what the tasks' scaling (/ 255) and class count assume
+            raise DatasetError(f"{path}: MNIST files hold unsigned bytes (IDX type 08, magic "
+                               f"0000080N), not {array.dtype.name}")
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise DatasetError(f"{folder}: {split} images {images.shape} and labels {labels.shape} "
                            "do not pair up (expected (n, rows, cols) and (n,))")
+    wrong = np.flatnonzero(labels > 9)
+    if wrong.size:
+        raise DatasetError(f"{labels_path}: labels must be 0-9; label {wrong[0]} is {labels[wrong[0]]} "
+                           f"({wrong.size:,} of {labels.size:,} are outside 0-9)")
     return images, labels.astype(np.int64)
 
 

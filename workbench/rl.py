@@ -193,8 +193,12 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     config.validate()
     env = config.env_info
     nets.seed(config.seed)
-    agent = make_agent(config.agent, env.observation_space, env.action_space, config.agent_settings(),
-                       device=config.device)
+    try:
+        agent = make_agent(config.agent, env.observation_space, env.action_space, config.agent_settings(),
+                           device=config.device)
+    except MemoryError as error:  # numpy's says how much: e.g. a replay memory of 657 GiB
+        raise ValueError(f"{config.agent}'s network and memory do not fit in this machine's memory "
+                         f"({error}); lower the sizes (--hidden, --set buffer_size=...)") from None
 
     progress = Progress()
     if resume is not None:

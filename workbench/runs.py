@@ -66,18 +66,24 @@ def _umask() -> int:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """`text` into `path` whole or not at all; an OSError names `path` (a full disk's does not)."""
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are ordinary files
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are ordinary files
+            os.replace(temp, path)
+        except BaseException:
+            os.unlink(temp)
+            raise
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from None
 
 
 def read_json(path) -> dict:

@@ -59,7 +59,8 @@ class Task(Protocol):
         """Metrics on 'val' or 'test' (the model is in eval mode, no graph is recorded);
         must include 'loss'. Return {} for a split the task does not have."""
 
-    # Optional: `end_of_epoch(events, epoch, step)`, called after validation in eval mode.
+    # Optional: `end_of_epoch(events, epoch, step)`, called after validation in eval mode;
+    # `cross_entropy = True` for a positive loss that training lowers (fit then warns if it climbs).
 
 
 @dataclass
@@ -148,6 +149,9 @@ def _set_rng_state(generator: np.random.Generator, state: dict) -> None:
     generator.bit_generator.state = state
 
 
+DIVERGING = 2.0  # an epoch's mean training loss this many times the first step's: a warning
+
+
 def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, events,
         resume: bool = False, meta: dict | None = None, log=print) -> FitResult:
     """Train `task.model` with `optimizer`; write TensorBoard events through `events` (a
@@ -192,6 +196,9 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=epoch * steps_per_epoch,
                disable=not config.progress, unit="step", dynamic_ncols=True, mininterval=1.0)
     say = bar.write if config.progress else log  # lines printed through the bar keep it intact
+    # This session's first training loss, what divergence rises from, for cross-entropy tasks
+    # (positive, lowered by training; a GAN's generator loss rises as its discriminator learns).
+    first_loss, warned = None, not getattr(task, "cross_entropy", False)
     try:
         while epoch < config.epochs and not stopping.stopped:
             epoch_start = time.perf_counter()
@@ -213,6 +220,7 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
                 optimizer.step()
                 step += 1
                 total, count = total + value, count + 1
+                first_loss = value if first_loss is None else first_loss
                 window.append(value)
                 if measure:
                     events.scalars({"train/loss": float(np.mean(window)),
@@ -226,6 +234,10 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
                                     f"{step}); lower --lr or set --clip")
             train_loss = total / max(count, 1)
             epoch += 1
+            if not warned and first_loss is not None and train_loss > DIVERGING * first_loss:
+                warned = True  # finite but climbing: the run goes on, the user hears it once
+                say(f"warning: the training loss rose from {first_loss:.4g} (first step) to "
+                    f"{train_loss:.4g} (epoch {epoch} mean); training is diverging: lower --lr or set --clip")
 
             model.eval()
             with nets.no_grad():

@@ -77,6 +77,7 @@ class CharTask:
     starts from zeros at each epoch and at each evaluation."""
 
     monitor = ("loss", "min")
+    cross_entropy = True  # a loss that training lowers: fit warns when it climbs
 
     def __init__(self, model: CharRNN, vocab: Vocabulary, parts: dict, batch_size: int,
                  seq_len: int, sample: dict | None = None):

@@ -201,6 +201,7 @@ class ClassificationTask:
     """
 
     monitor = ("loss", "min")
+    cross_entropy = True  # a loss that training lowers: fit warns when it climbs
 
     def __init__(self, model: nets.Module, splits: dict, batch_size: int, eval_batch: int = 1000):
         if batch_size < 1:
