@@ -196,7 +196,7 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     try:
         agent = make_agent(config.agent, env.observation_space, env.action_space, config.agent_settings(),
                            device=config.device)
-    except MemoryError as error:  # numpy's says how much: e.g. a replay memory of 657 GiB
+    except MemoryError as error:  # numpy's says how much: --hidden 200000,200000 needs 298 GiB
         raise ValueError(f"{config.agent}'s network and memory do not fit in this machine's memory "
                          f"({error}); lower the sizes (--hidden, --set buffer_size=...)") from None
 

@@ -143,8 +143,8 @@ class RunDir:
         return self.path.name
 
     def claim(self) -> "RunDir":
-        """Make this process the folder's one writer until `release` (or its exit); a RunError if
-        another process is."""
+        """Make this process the folder's one writer until `release`, its exit or this RunDir's
+        collection (the open file holds the lock); a RunError if another process is."""
         if self._owner is not None:
             return self
         owner = open(self.path / OWNER, "a+", encoding="utf-8")
