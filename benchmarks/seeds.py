@@ -50,10 +50,11 @@ def spin() -> None:
 
 
 def one_run(example: Example, seed: int) -> dict:
+    from actors.learner import RECENT_EPISODES
     from workbench.rl import TrainConfig, train
 
     def reached(progress) -> bool:
-        return len(progress.recent_returns) == 100 and progress.mean_return() >= example.bar
+        return len(progress.recent_returns) == RECENT_EPISODES and progress.mean_return() >= example.bar
 
     start = time.monotonic()
     result = train(TrainConfig(env=example.env, agent=example.agent, steps=example.steps, seed=seed,

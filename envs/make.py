@@ -266,18 +266,19 @@ def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
     return env, notes
 
 
+def _parts(space: gym.Space | None) -> list[gym.Space]:
+    """The subspaces of a Tuple or Dict (none for any other space)."""
+    return list(space.spaces.values() if isinstance(space, spaces.Dict) else getattr(space, "spaces", ()))
+
+
 def _all_discrete(space: gym.Space | None) -> bool:
     if isinstance(space, spaces.Discrete):
         return True
-    parts = space.spaces.values() if isinstance(space, spaces.Dict) else getattr(space, "spaces", None)
-    return bool(parts) and all(_all_discrete(part) for part in parts)
+    return bool(_parts(space)) and all(_all_discrete(part) for part in _parts(space))
 
 
 def _has_discrete(space: gym.Space) -> bool:
-    if isinstance(space, spaces.Discrete):
-        return True
-    parts = space.spaces.values() if isinstance(space, spaces.Dict) else getattr(space, "spaces", ())
-    return any(_has_discrete(part) for part in parts)
+    return isinstance(space, spaces.Discrete) or any(_has_discrete(part) for part in _parts(space))
 
 
 @functools.lru_cache(maxsize=None)
