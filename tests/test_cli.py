@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from workbench import cli
 from workbench.cli import build_parser
 
 
@@ -28,3 +29,13 @@ def test_examples_in_help_stay_one_per_line(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--help"])
     assert "\n  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n" in capsys.readouterr().out
+
+
+def test_doctor_names_the_data_folder_and_tensorboard(capsys, monkeypatch, tmp_path):
+    (tmp_path / "mnist").mkdir()
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert f"data folder   {tmp_path} (holds no dataset yet; mnist, tiny-shakespeare: not downloaded, " \
+           "WORKBENCH_OFFLINE is set)" in out  # the tests run offline (conftest)
+    assert "tensorboard --logdir runs" in out and "\ntensorboard   " in out

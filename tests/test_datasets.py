@@ -88,9 +88,10 @@ def test_a_magic_with_the_wrong_dimension_count_is_named_beside_the_size(tmp_pat
 
 def test_missing_mnist_file_says_where(tmp_path):
     write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((2, 28, 28), np.uint8))
-    with pytest.raises(DatasetError, match=r"missing .*train-labels-idx1-ubyte\[\.gz\]: put the MNIST"):
+    with pytest.raises(DatasetError, match=r"missing .*train-labels-idx1-ubyte\[\.gz\]: --data names a "
+                                           r"folder holding the MNIST IDX files .*; leave --data out"):
         datasets.load_mnist(tmp_path)
-    with pytest.raises(DatasetError, match="MNIST folder not found"):
+    with pytest.raises(DatasetError, match="--data folder not found: .*nowhere; it should hold"):
         datasets.load_mnist(tmp_path / "nowhere")
 
 

@@ -1,5 +1,6 @@
 """Datasets for the recipes: IDX images (MNIST, Fashion-MNIST), text corpora and vocabularies,
-splits, minibatches, PCA whitening. Nothing is downloaded: paths point at files the user has.
+splits, minibatches, PCA whitening. The recipes' standard data download by themselves
+(workbench.downloads); these functions read files that are there.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-MNIST_SOURCE = ("the MNIST IDX files (as published by LeCun, Cortes and Burges; Fashion-MNIST uses "
-                "the same names), e.g. ../shared/data/mnist")
+MNIST_SOURCE = ("the MNIST IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]; Fashion-MNIST uses the same names)")
+ANY_MNIST = "leave --data out to use MNIST itself, downloaded once"
 
 # IDX type codes (third byte of the magic number) -> dtype; data are big-endian.
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -67,14 +69,16 @@ def _find(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.exists():
             return candidate
-    raise DatasetError(f"missing {folder / stem}[.gz]: put {MNIST_SOURCE} into {folder}")
+    raise DatasetError(f"missing {folder / stem}[.gz]: --data names a folder holding {MNIST_SOURCE}; "
+                       f"{ANY_MNIST}")
 
 
 def load_mnist(folder: str | Path, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (n, 28, 28), labels int64 (n,)) from the standard IDX file names."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DatasetError(f"MNIST folder not found: {folder}; point --data at {MNIST_SOURCE}")
+        raise DatasetError(f"--data folder not found: {folder}; it should hold {MNIST_SOURCE}, or "
+                           f"{ANY_MNIST}")
     images_name, labels_name = MNIST_FILES[split]
     images_path, labels_path = _find(folder, images_name), _find(folder, labels_name)
     images, labels = read_idx(images_path), read_idx(labels_path)

@@ -10,15 +10,16 @@ from pathlib import Path
 
 from workbench.commands import HelpFormatter
 
-PACKAGES = ["numpy", "numba", "multiprocess", "tensorboardX", "gymnasium", "ale-py", "ray", "tqdm",
-            "imageio"]
+PACKAGES = ["numpy", "numba", "multiprocess", "tensorboardX", "tensorboard", "gymnasium", "ale-py", "ray",
+            "tqdm", "imageio"]
 
 
 def add_parser(subparsers):
     return subparsers.add_parser(
         "doctor", help="print versions and check Numba compilation and the GPU",
-        description="Print Python and library versions, check that Numba compiles a kernel, and "
-                    "whether CuPy sees an NVIDIA GPU.",
+        description="Print Python and library versions, check that Numba compiles a kernel, "
+                    "whether CuPy sees an NVIDIA GPU, which Ray cluster --address auto joins, and "
+                    "where datasets are kept.",
         formatter_class=HelpFormatter)
 
 
@@ -84,6 +85,22 @@ def _ray_status() -> str:
     return f"--address auto joins {address}"
 
 
+def _data_status() -> str:
+    """The data folder and which of the recipes' standard datasets it holds already."""
+    from workbench import downloads
+
+    root = downloads.data_root()
+    held = [name for name, remotes in downloads.DATASETS.items()
+            if all(downloads.present(root / name, r) for r in remotes)]
+    missing = [name for name in downloads.DATASETS if name not in held]
+    notes = [f"holds {', '.join(held) or 'no dataset yet'}"]
+    if missing:
+        offline = os.environ.get("WORKBENCH_OFFLINE", "") not in ("", "0")
+        notes.append(f"{', '.join(missing)}: " + ("not downloaded, WORKBENCH_OFFLINE is set" if offline
+                                                   else "downloaded on first use"))
+    return f"{root} ({'; '.join(notes)})"
+
+
 def run(args) -> int:
     print(f"python        {platform.python_version()} on {platform.platform()}")
     for name in PACKAGES:
@@ -92,4 +109,6 @@ def run(args) -> int:
     print(f"numba kernel  {_numba_status()}")
     print(f"gpu           {_gpu_status()}")
     print(f"ray cluster   {_ray_status()}")
+    print(f"data folder   {_data_status()}")
+    print("curves        tensorboard --logdir runs  (then open http://localhost:6006)")
     return 0

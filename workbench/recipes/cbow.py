@@ -16,7 +16,7 @@ import numpy as np
 
 import nets
 from nets import F
-from workbench import training
+from workbench import downloads, training
 from workbench.datasets import DatasetError, Vocabulary, read_text, split_indices, words
 from workbench.recipes import Recipe, common, register
 from workbench.recipes.text import strip_gutenberg
@@ -122,15 +122,16 @@ class CBOWTask(common.ClassificationTask):
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("data and model")
-    common.flag(group, "--text", default=None, metavar="FILE",
-                help="a plain UTF-8 text, e.g. ../shared/data/huckfinn/huckfinn.txt (required)")
+    common.flag(group, "--text", default="tiny-shakespeare", metavar="FILE",
+                help=f"a plain UTF-8 text file (a Project Gutenberg book works), or tiny-shakespeare: "
+                     f"Karpathy's corpus, downloaded once into {downloads.where('tiny-shakespeare')}")
     common.flag(group, "--dim", default=64, type=int, help="embedding size")
     common.flag(group, "--window", default=2, type=int, help="context words on each side")
     common.flag(group, "--min-count", default=3, type=int,
                 help="words seen fewer times become <unk>")
     common.flag(group, "--val-fraction", default=0.1, type=float, rule="in (0, 1)",
                 help="examples held out for validation")
-    common.flag(group, "--probe", default="tom,jim,river,night,money,king,said,three", metavar="W,W,...",
+    common.flag(group, "--probe", default="king,queen,lord,love,night,death,father,three", metavar="W,W,...",
                 help="words whose nearest neighbours are printed")
     common.flag(group, "--analogies", default=None, metavar="FILE",
                 help="more analogy questions (word2vec questions-words.txt format) besides the "
@@ -140,11 +141,7 @@ def add_arguments(parser) -> None:
 
 
 def load(args):
-    if args.text is None:
-        raise common.RecipeError("--text FILE is required: a plain UTF-8 text such as "
-                                 "../shared/data/huckfinn/huckfinn.txt (Project Gutenberg's "
-                                 "plain-text books work); workbench never downloads data")
-    tokens = words(strip_gutenberg(read_text(args.text)))
+    tokens = words(strip_gutenberg(read_text(downloads.text_file(args.text))))
     vocab = Vocabulary.of_words(tokens, min_count=args.min_count)
     contexts, centres = windows(vocab.encode(tokens), args.window, vocab.index[vocab.unknown])
     train, val = split_indices(len(centres), (1 - args.val_fraction, args.val_fraction), args.seed)

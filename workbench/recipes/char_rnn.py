@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 import nets
 from nets import F, checkpoint, sampling
-from workbench import training
+from workbench import downloads, training
 from workbench.datasets import Vocabulary, bptt_batches, read_text
 from workbench.recipes import Recipe, common, register, trained
 from workbench.recipes.text import strip_gutenberg
@@ -143,8 +143,9 @@ def split_text(ids: np.ndarray, val_fraction: float, test_fraction: float) -> di
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("data and model")
-    common.flag(group, "--text", default=None, metavar="FILE",
-                help="a plain UTF-8 text, e.g. ../shared/data/tinyshakespeare/input.txt (required to train)")
+    common.flag(group, "--text", default="tiny-shakespeare", metavar="FILE",
+                help=f"a plain UTF-8 text file, or tiny-shakespeare: Karpathy's corpus, downloaded "
+                     f"once into {downloads.where('tiny-shakespeare')}")
     common.flag(group, "--cell", default="lstm", choices=tuple(CELLS), help="recurrent cell")
     common.flag(group, "--hidden", default=256, type=int, rule=">= 1", help="units per recurrent layer")
     common.flag(group, "--layers", default=2, type=int, rule=">= 1", help="stacked recurrent layers")
@@ -198,11 +199,7 @@ def run(args) -> int:
     common.setup(args)
     if args.source:
         return run_generation(args)
-    if args.text is None:
-        raise common.RecipeError("--text FILE is required: a plain UTF-8 text such as "
-                                 "../shared/data/tinyshakespeare/input.txt or "
-                                 "../shared/data/huckfinn/huckfinn.txt; workbench never downloads data")
-    text = strip_gutenberg(read_text(args.text))
+    text = strip_gutenberg(read_text(downloads.text_file(args.text)))
     vocab = Vocabulary.of_chars(text)
     parts = split_text(vocab.encode(text), args.val_fraction, args.test_fraction)
     if len(parts["train"]) - 1 < args.batch_size * args.seq_len:

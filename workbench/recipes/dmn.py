@@ -114,6 +114,10 @@ def encode(examples, vocab: Vocabulary, memories: int, length: int):
 class QuestionTask(common.ClassificationTask):
     """(story, question) -> answer word, softmax cross-entropy."""
 
+    # Answers right, not the loss, pick the best epoch and stop the run: once every validation
+    # answer is right the loss still creeps down for dozens of epochs and would never stop it.
+    monitor = ("accuracy", "max")
+
     def loss(self, batch):
         stories, questions, answers = batch
         return F.softmax_cross_entropy(self.model(stories, questions), answers)
@@ -160,7 +164,7 @@ def load(args) -> tuple[dict, str]:
         test = parse_babi(synthetic_babi(max(args.synthetic // 5, 1), rng), "generated stories")
         return {"train": train, "test": test}, "generated stories in the style of bAbI task 1"
     if args.train is None:
-        raise common.RecipeError(f"--train FILE is required: {SOURCE}; workbench never downloads data")
+        raise common.RecipeError(f"--train FILE is required: {SOURCE}")
     files = {"train": args.train, **({"test": args.test} if args.test else {})}
     return {split: read_babi(path) for split, path in files.items()}, args.train
 

@@ -18,8 +18,8 @@ import numpy as np
 
 import nets
 from nets import F
-from workbench import training
-from workbench.datasets import MNIST_FILES, MNIST_SOURCE, PCAWhitening, load_mnist, split_indices
+from workbench import downloads, training
+from workbench.datasets import PCAWhitening, load_mnist, split_indices
 from workbench.recipes import Recipe, common, register
 
 ACTIVATIONS = {"relu": F.relu, "tanh": F.tanh, "sigmoid": F.sigmoid}
@@ -71,9 +71,7 @@ class LeNet(nets.Module):
 def load(folder, validation: int, seed: int, images: bool) -> dict:
     """Train/val/test splits as float32 in [0, 1]: (n, 784) rows, or (n, 1, 28, 28) images."""
     if folder is None:
-        files = ", ".join(f"{stem}[.gz]" for pair in MNIST_FILES.values() for stem in pair)
-        raise common.RecipeError(f"--data FOLDER is required: a folder holding {files} "
-                         f"({MNIST_SOURCE}); workbench never downloads data")
+        folder = downloads.fetch("mnist")
     x_train, y_train = load_mnist(folder, "train")
     x_test, y_test = load_mnist(folder, "test")
     if not 0 < validation < len(x_train):
@@ -94,7 +92,8 @@ def load(folder, validation: int, seed: int, images: bool) -> dict:
 def _data_flags(parser) -> None:
     group = parser.add_argument_group("data")
     common.flag(group, "--data", default=None, metavar="FOLDER",
-                help="folder with the MNIST IDX files (train-images-idx3-ubyte[.gz], ...; required)")
+                help=f"folder with the MNIST IDX files (train-images-idx3-ubyte[.gz], ...); "
+                     f"default: MNIST, downloaded once into {downloads.where('mnist')}")
     common.flag(group, "--validation", default=5000, type=int,
                 help="training images held out for validation")
 

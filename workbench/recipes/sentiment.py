@@ -223,7 +223,7 @@ def load(args) -> tuple[dict[str, tuple[list[str], np.ndarray]], str]:
             splits[split] = ([m for _, m in pairs], np.array([LABELS[p] for p, _ in pairs]))
         return splits, "generated messages"
     if args.train is None:
-        raise common.RecipeError(f"--train FILE is required: {SOURCE}; workbench never downloads data")
+        raise common.RecipeError(f"--train FILE is required: {SOURCE}")
     if args.dev is None:
         raise common.RecipeError("--dev FILE is required with --train: validation messages in one "
                                  "of the same layouts")

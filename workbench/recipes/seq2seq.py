@@ -313,7 +313,7 @@ def load(args) -> tuple[dict, str]:
         raise common.RecipeError(f"{' '.join(f'{m} FILE' for m in missing)} required: parallel text "
                                  f"files, one sentence a line (e.g. a Europarl or Tatoeba language "
                                  f"pair, or dialogue pairs with --chatbot), or --synthetic N for the "
-                                 f"built-in dates task; workbench never downloads data")
+                                 f"built-in dates task")
     return {"train": read_parallel(args.src, args.tgt),
             "val": read_parallel(args.val_src, args.val_tgt)}, args.src
 

@@ -10,6 +10,7 @@ import numpy as np
 from logs import EventWriter
 from nets import backend
 from logs.images import add_image, png, tile
+from workbench import downloads
 from workbench.recipes import common, mnist
 
 
@@ -17,7 +18,8 @@ def add_data_flags(parser, validation: int = 5000) -> None:
     group = parser.add_argument_group("data")
     common.flag(group, "--data", default=None, metavar="FOLDER",
                 help="folder with IDX files named like MNIST's (train-images-idx3-ubyte[.gz], "
-                     "train-labels-idx1-ubyte[.gz], t10k-...; required)")
+                     f"train-labels-idx1-ubyte[.gz], t10k-...); default: MNIST, downloaded once "
+                     f"into {downloads.where('mnist')}")
     common.flag(group, "--validation", default=validation, type=int,
                 help="training images held out for validation")
     common.flag(group, "--limit", default=0, type=int, rule=">= 0",
