@@ -25,6 +25,8 @@ import numpy as np
 import nets
 from nets import optim
 
+from .replay import ReplayMemory
+
 # The families of envs that presets and envs per actor are keyed by (envs/make.py tells an env's):
 # vector observations with discrete actions (classic control, toy text), image observations
 # (Atari's frames, or another env's preprocessed like them), and Box (continuous) actions. An env's
@@ -80,6 +82,16 @@ class Agent:
                                         # the optimizer, published with the weights to actors
                                         # that compute gradients (the loss is its only reader)
     memory = None  # a replay memory (agents/replay.py), in the learner of agents that keep one
+
+    def memory_settings(self) -> dict | None:
+        """ReplayMemory's arguments (its rng aside) for an agent that keeps one."""
+        return None
+
+    def memory_bytes(self) -> int:
+        """Bytes the learner's replay memory will take (0 without one): checked against the
+        machine's memory before a run starts, as the memory is made only when first used."""
+        settings = self.memory_settings()
+        return 0 if settings is None else ReplayMemory.bytes_needed(**settings)
 
     @classmethod
     def defaults(cls, tags: tuple[str, ...]) -> dict:

@@ -187,18 +187,20 @@ class DQN(Agent):
         self._memory = None
         self.replay_ratio = ReplayRatio(config.gradient_steps, config.train_frequency)
 
+    def memory_settings(self) -> dict:
+        """ReplayMemory's arguments for this agent (its rng aside)."""
+        c, space = self.config, self.observation_space
+        images = len(self.observation_shape) == 3 and space.dtype == np.uint8
+        return dict(capacity=c.buffer_size, observation_shape=self.observation_shape, dtype=space.dtype,
+                    stack=self.observation_shape[0] if images else 1, n_step=c.n_step, gamma=c.gamma,
+                    prioritized=c.prioritized or c.apex, alpha=c.priority_alpha, priority_eps=c.priority_eps)
+
     @property
     def memory(self) -> ReplayMemory | None:
         """The learner's replay memory, made when first used (evaluation and play never do)."""
         if self._memory is None and self.optimizer is not None:
-            c, space = self.config, self.observation_space
-            images = len(self.observation_shape) == 3 and space.dtype == np.uint8
             generator = np.random.default_rng(nets.rng.generator().integers(2**63))
-            self._memory = ReplayMemory(
-                c.buffer_size, self.observation_shape, space.dtype,
-                stack=self.observation_shape[0] if images else 1, n_step=c.n_step, gamma=c.gamma,
-                prioritized=c.prioritized or c.apex, alpha=c.priority_alpha,
-                priority_eps=c.priority_eps, rng=generator)
+            self._memory = ReplayMemory(**self.memory_settings(), rng=generator)
         return self._memory
 
     def build_network(self):

@@ -240,26 +240,49 @@ class ReplayMemory:
         self.observation_shape = tuple(observation_shape)
         self.frame_shape = self.observation_shape[1:] if stack > 1 else self.observation_shape
         self.dtype = np.dtype(dtype)
-        self.frames = np.zeros((capacity, math.prod(self.frame_shape)), self.dtype)
-        row = self.frames.shape[1] * self.dtype.itemsize  # kernels copy frames a word at a time
-        self.word = next(np.dtype(f"u{size}") for size in (8, 4, 2, 1) if row % size == 0)
         self.action_shape = () if action_size is None else (action_size,)
         self.action_dtype = np.dtype(np.int32 if action_size is None else np.float32)
-        self.actions = np.zeros((capacity, *self.action_shape), self.action_dtype)
-        self.rewards = np.zeros(capacity, np.float32)
-        self.flags = np.zeros(capacity, np.uint8)
-        self.epstep = np.zeros(capacity, np.int32)
-        self.prev = np.full(capacity, -1, np.int64)
-        self.next = np.full(capacity, -1, np.int64)
-        self.stamps = np.full(capacity, -1, np.int64)
         self.prioritized, self.alpha, self.priority_eps = prioritized, float(alpha), float(priority_eps)
         self.leaves = 1 << max(0, (capacity - 1).bit_length()) if prioritized else 1
-        self.tree = np.zeros(2 * self.leaves, np.float64)
-        self.raw = np.zeros(capacity if prioritized else 1, np.float32)  # priorities before ^alpha
+        layout = self.layout(capacity, observation_shape, dtype, stack=stack, prioritized=prioritized,
+                             action_size=action_size)
+        for name, (shape, array_dtype, fill) in layout.items():
+            setattr(self, name, np.full(shape, fill, array_dtype) if fill else np.zeros(shape, array_dtype))
+        self.arrays = tuple(layout)
+        row = self.frames.shape[1] * self.dtype.itemsize  # kernels copy frames a word at a time
+        self.word = next(np.dtype(f"u{size}") for size in (8, 4, 2, 1) if row % size == 0)
         self.max_priority = 1.0
         self.state = np.array([0, 0, 0, 0, -1, 0], np.int64)  # head, size, clock, n_valid, last, ep
         self.streams: dict = {}
         self.rng = rng if rng is not None else np.random.default_rng()
+
+    @staticmethod
+    def layout(capacity: int, observation_shape: tuple[int, ...], dtype=np.float32, *, stack: int = 1,
+               prioritized: bool = False, action_size: int | None = None, **_) -> dict:
+        """name -> (shape, dtype, fill) of every array a memory of these settings holds: what
+        __init__ allocates and `bytes_needed` adds up (other keywords, as __init__'s, ignored)."""
+        frame_shape = tuple(observation_shape)[1:] if stack > 1 else tuple(observation_shape)
+        leaves = 1 << max(0, (capacity - 1).bit_length()) if prioritized else 1
+        return {
+            "frames": ((capacity, math.prod(frame_shape)), np.dtype(dtype), 0),
+            "actions": ((capacity,) + (() if action_size is None else (action_size,)),
+                        np.int32 if action_size is None else np.float32, 0),
+            "rewards": (capacity, np.float32, 0),
+            "flags": (capacity, np.uint8, 0),
+            "epstep": (capacity, np.int32, 0),
+            "prev": (capacity, np.int64, -1),
+            "next": (capacity, np.int64, -1),
+            "stamps": (capacity, np.int64, -1),
+            "tree": (2 * leaves, np.float64, 0),
+            "raw": (capacity if prioritized else 1, np.float32, 0),  # priorities before ^alpha
+        }
+
+    @classmethod
+    def bytes_needed(cls, capacity: int, observation_shape: tuple[int, ...], dtype=np.float32, **options) -> int:
+        """Bytes a memory of these settings (ReplayMemory's arguments) allocates: checked against
+        the machine's memory before a run starts."""
+        return sum(math.prod(np.atleast_1d(shape)) * np.dtype(array_dtype).itemsize
+                   for shape, array_dtype, _ in cls.layout(capacity, observation_shape, dtype, **options).values())
 
     # -- size ------------------------------------------------------------------------------
     @property
@@ -273,9 +296,7 @@ class ReplayMemory:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.frames, self.actions, self.rewards, self.flags, self.epstep, self.prev,
-                  self.next, self.stamps, self.tree, self.raw)
-        return sum(a.nbytes for a in arrays)
+        return sum(getattr(self, name).nbytes for name in self.arrays)
 
     def describe(self) -> str:
         shape = "x".join(map(str, self.frame_shape))

@@ -205,14 +205,17 @@ class SAC(Agent):
     def make_optimizer(self):
         return optim.Adam(self.network, lr=self.config.lr)
 
+    def memory_settings(self) -> dict:
+        """ReplayMemory's arguments for this agent (its rng aside)."""
+        return dict(capacity=self.config.buffer_size, observation_shape=self.observation_shape,
+                    dtype=np.float32, gamma=self.config.gamma, action_size=self.n_actions)
+
     @property
     def memory(self) -> ReplayMemory | None:
         """The learner's replay memory, made when first used (evaluation and play never do)."""
         if self._memory is None and self.optimizer is not None:
-            c = self.config
             generator = np.random.default_rng(nets.rng.generator().integers(2**63))
-            self._memory = ReplayMemory(c.buffer_size, self.observation_shape, np.float32, gamma=c.gamma,
-                                        rng=generator, action_size=self.n_actions)
+            self._memory = ReplayMemory(**self.memory_settings(), rng=generator)
         return self._memory
 
     def policy(self, actor_index, rng):

@@ -1,6 +1,8 @@
 """The replay memory: every sampleable step and its n-step return against the env's own
 transitions (frame stacks across episode boundaries, wrap-around eviction), n-step returns by
 hand, the sum tree's sampling frequencies (chi-square), importance weights by hand."""
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -225,3 +227,21 @@ def test_a_million_atari_steps_fit_well_under_8_gib():
     memory = ReplayMemory(1_000_000, (4, 84, 84), np.uint8, stack=4, prioritized=True)
     assert memory.nbytes < 7 * 2**30  # reserved lazily: pages are only touched when written
     assert "1,000,000 steps" in memory.describe()
+
+
+@pytest.mark.parametrize("options", [dict(observation_shape=(4,)),
+                                     dict(observation_shape=(4, 84, 84), dtype=np.uint8, stack=4, prioritized=True),
+                                     dict(observation_shape=(3,), action_size=2, n_step=3)])
+def test_bytes_needed_is_what_a_memory_allocates(options):
+    assert ReplayMemory.bytes_needed(100, **options) == ReplayMemory(100, **options).nbytes
+
+
+def test_a_replay_memory_bigger_than_the_machine_is_refused_before_anything_starts(tmp_path, capsys):
+    from workbench import cli
+
+    assert cli.main(["train", "--agent", "dqn", "--env", "CartPole-v1", "--set", "buffer_size=10000000000",
+                     "--logdir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"workbench train: dqn's replay memory of 10,000,000,000 steps needs [0-9,.]+ GiB; "
+                        r"this machine has [0-9,.]+ GiB available: lower --set buffer_size\n", err), err
+    assert list(tmp_path.iterdir()) == []

@@ -183,6 +183,16 @@ class RunFailed(RuntimeError):
 RUN_ERRORS = (Diverged, ActorFailure, nets.NonFiniteError, checkpoint.CheckpointError, OSError)
 
 
+def available_memory() -> int:
+    """Bytes of memory the machine can give a new allocation (Linux's MemAvailable; elsewhere
+    the physical memory)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None = None,
           should_stop: Callable[[Progress], bool] = lambda progress: False,
           console: Callable[[str], None] = print,
@@ -199,6 +209,10 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     except MemoryError as error:  # numpy's says how much: --hidden 200000,200000 needs 298 GiB
         raise ValueError(f"{config.agent}'s network and memory do not fit in this machine's memory "
                          f"({error}); lower the sizes (--hidden, --set buffer_size=...)") from None
+    if agent.memory_bytes() > available_memory():  # made when first used: refused before it starts
+        raise ValueError(f"{config.agent}'s replay memory of {agent.memory_settings()['capacity']:,} steps "
+                         f"needs {agent.memory_bytes() / 2**30:,.1f} GiB; this machine has "
+                         f"{available_memory() / 2**30:,.1f} GiB available: lower --set buffer_size")
 
     progress = Progress()
     if resume is not None:
