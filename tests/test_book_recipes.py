@@ -10,7 +10,7 @@ import pytest
 from nets import checkpoint
 from test_recipes import FAST, assert_learns, history, run_recipe, write_mnist
 from workbench import cli
-from workbench.datasets import Vocabulary
+from workbench.datasets import DatasetError, Vocabulary
 from workbench.recipes import dmn, mnist_sequence, sentiment, seq2seq
 from workbench.runs import RunDir
 
@@ -253,6 +253,21 @@ def test_babi_questions_see_only_the_statements_before_them_in_their_story():
     assert vocab.decode(stories[1, 2]) == ["daniel", "took", "the", "milk"]  # the latest statement last
     assert vocab.decode(stories[1, 0]) == ["john", "went", "to", "the"]  # the oldest one left out
     assert not stories[2, :2].any() and vocab.decode(answers) == ["bathroom", "apple,milk", "garden"]
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["1 Mary moved to the bathroom.", "2 Where is Mary?\t\t1"], "qa.txt line 2: a question without an answer"),
+    (["1 Mary moved to the bathroom.", "3 Where is Mary?\tbathroom\t1"],
+     "qa.txt line 2: numbered 3 after 1; a story's lines count up from 1"),
+    (["1 Mary moved to the bathroom.", "2 Where is Mary?\tbathroom\t7"],
+     r"qa.txt line 2: supporting facts 7 are not all statement lines of this story \(it has 1 so far\)"),
+    (["1 Mary moved to the bathroom.", "2 Where is Mary?\tbathroom\t2"], "supporting facts 2 are not all"),
+    ([f"{n} Mary moved to the bathroom." for n in range(1, dmn.MAX_STORY + 2)],
+     f"line {dmn.MAX_STORY + 1}: a story of more than {dmn.MAX_STORY} lines; does the numbering ever restart"),
+])
+def test_babi_files_that_break_the_format_are_named_by_line(lines, message):
+    with pytest.raises(DatasetError, match=message):
+        dmn.parse_babi(lines, "qa.txt")
 
 
 @pytest.fixture(scope="module")

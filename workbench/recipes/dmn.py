@@ -30,25 +30,45 @@ SOURCE = ("the bAbI tasks (e.g. tasks_1-20_v1-2/en/qa1_single-supporting-fact_tr
 QUESTION_LINE = "N question?<TAB>answer<TAB>supporting line numbers"
 
 
+MAX_STORY = 1000  # lines: bAbI's longest stories are a few hundred
+
+
 def parse_babi(lines, source) -> list[tuple[list[list[str]], list[str], str]]:
-    """(story sentences so far, question, answer) for every question in bAbI-format lines."""
-    examples, story = [], []
+    """(story sentences so far, question, answer) for every question in bAbI-format lines. Line
+    numbers count up from 1 within a story; a question's supporting facts are statements of it."""
+    examples, story, statements, previous = [], [], set(), 0
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         index, _, text = line.strip().partition(" ")
+        where = f"{source} line {number}"
         if not index.isdigit():
-            raise DatasetError(f"{source} line {number}: no line number first; expected 'N text.' "
-                               f"or '{QUESTION_LINE}'")
-        if int(index) == 1:
-            story = []
+            raise DatasetError(f"{where}: no line number first; expected 'N text.' or '{QUESTION_LINE}'")
+        index = int(index)
+        if index == 1:
+            story, statements = [], set()
+        elif index != previous + 1:
+            raise DatasetError(f"{where}: numbered {index} after {previous}; a story's lines count up "
+                               f"from 1, and the next story starts again at 1")
+        elif index > MAX_STORY:
+            raise DatasetError(f"{where}: a story of more than {MAX_STORY} lines; does the numbering "
+                               f"ever restart at 1 for the next story?")
+        previous = index
         if "\t" not in text:
             story.append(words(text))
+            statements.add(index)
             continue
         fields = text.split("\t")
-        if len(fields) != 3 or not fields[1].strip():
-            raise DatasetError(f"{source} line {number}: a question with {len(fields)} tab-separated "
-                               f"fields; expected '{QUESTION_LINE}'")
+        if len(fields) != 3:
+            raise DatasetError(f"{where}: a question with {len(fields)} tab-separated fields; "
+                               f"expected '{QUESTION_LINE}'")
+        if not fields[1].strip():
+            raise DatasetError(f"{where}: a question without an answer; expected '{QUESTION_LINE}'")
+        support = fields[2].split()
+        if not all(n.isdigit() and int(n) in statements for n in support):
+            raise DatasetError(f"{where}: supporting facts {fields[2].strip() or '(none)'} are not all "
+                               f"statement lines of this story (it has "
+                               f"{', '.join(map(str, sorted(statements))) or 'none'} so far)")
         examples.append((list(story), words(fields[0]), fields[1].strip().lower()))
     if not examples:
         raise DatasetError(f"{source}: no questions (an empty file?); expected bAbI lines: 'N text.' "
