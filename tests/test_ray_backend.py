@@ -113,13 +113,13 @@ def test_a_run_stopped_on_ray_resumes_on_local_processes(cluster, tmp_path):
 
 
 @pytest.mark.slow
-def test_apex_dqn_on_two_nodes_learns_from_the_actors_priorities(cluster, tmp_path):
-    agents = []
-    result = train(quick(tmp_path, agent="dqn", steps=3000, agent_config={"apex": True, "learning_starts": 500}),
+def test_apex_dqn_on_two_nodes_inserts_the_actors_priorities(cluster, tmp_path):
+    agents = []  # learning never starts: no gradient step refreshes what the actors sent
+    result = train(quick(tmp_path, agent="dqn", steps=3000, agent_config={"apex": True, "learning_starts": 10**6}),
                    name="apex", console=lambda line: None, on_start=agents.append)
     assert result.outcome == "finished" and result.restarts == 0
     memory = agents[0].memory
-    assert len(memory) > 2000 and agents[0].optimizer.steps > 500
+    assert len(memory) > 2000 and agents[0].optimizer.steps == 0
     priorities = memory.raw[:memory.size][memory.raw[:memory.size] > 0]
     assert len(np.unique(priorities)) > 0.9 * len(priorities)  # each step's own, from its actor
 
