@@ -6,7 +6,7 @@
     python -m benchmarks --compare old.json       # run, then the change per measure
     python -m benchmarks --compare old.json new.json   # compare two results files, run nothing
     python -m benchmarks suite                    # the generalization suite (hours; by name only)
-    python -m benchmarks seeds                    # README examples over 5-20 seeds (by name only)
+    python -m benchmarks seeds                    # documented examples over 5-20 seeds (by name only)
 
 Suites: engine (layers and train steps vs PyTorch CPU), sharing (weight publish + pull: shared
 memory vs a manager.dict), rl (whole-system throughput vs raw env.step; CartPole time-to-solve vs
@@ -14,7 +14,7 @@ stable-baselines3 A2C), scaling (gradients on the actors vs on the learner: lear
 actor cost, projected throughput on more cores, CartPole throughput and time to solve), recipes
 (epoch time vs the same model in PyTorch CPU); and, run only when named, suite (every agent on
 Gymnasium's small envs over seeds against stable-baselines3's A2C and PPO) and seeds (the share of
-seeds on which the README's examples reach their stated results, idle and beside busy processes).
+seeds on which the documented examples reach their stated results, idle and beside busy processes).
 Each table shows workbench's figure, the peer's
 from the same run, and workbench / peer. Results always go to a JSON file (default
 benchmarks/results/latest.json).

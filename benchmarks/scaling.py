@@ -19,7 +19,7 @@ net with Breakout frames and on the CartPole MLP:
   this machine's per-core costs: more cores bring other clocks and memory bandwidth;
 - whole system, measured: env steps/s of A3C runs with 2 actor processes on CartPole and on
   Breakout (the Mnih net), and the time to solve CartPole (last-100 mean >= 475; seeds: 1,
-  --full: 3). These decide `--gradients-on`'s default (README, Scaling out).
+  --full: 3). These decide `--gradients-on`'s default (docs/scaling.md).
 
 --curve measures what the projection predicts, on a machine with the cores: env steps/s of A3C
 with N actor processes in each mode, the learner on the CPU with the threads `workbench train`

@@ -1,4 +1,4 @@
-"""Every seed: the README's training examples over many seeds, idle and beside busy processes,
+"""Every seed: the documented training examples over many seeds, idle and beside busy processes,
 and the share of runs that reach each example's stated result, with a 95% bootstrap interval.
 
     python benchmarks/seeds.py                       # every example, idle then busy
@@ -31,7 +31,7 @@ class Example:
     env: str
     agent: str
     steps: int
-    bar: float  # the last-100 mean the README says it reaches
+    bar: float  # the last-100 mean the docs say it reaches
     seeds: int  # how many seeds by default (fewer for the long ones)
 
 

@@ -87,36 +87,9 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
     """(header, arrays) of a checkpoint, for tools that inspect it without a model. Array keys
     keep their `model/` and `optimizer/` prefixes; the header is not among them."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"no checkpoint at {path}")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path} is truncated or corrupt (not a zip archive; an .npz "
-                              f"checkpoint is one)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            # reading every member to its end makes zipfile verify each CRC
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as error:  # noqa: BLE001 - zip, zlib and npy-header errors alike
-        if "allow_pickle" in str(error):  # NumPy's refusal to unpickle an object array
-            raise CheckpointError(f"{path} holds pickled Python objects (an object array), which "
-                                  f"could run code when loaded; refused for safety (checkpoints "
-                                  f"from nets.checkpoint.save hold plain arrays only)") from None
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path} is truncated or corrupt ({reason})") from None
-    if HEADER not in arrays:
-        raise CheckpointError(f"{path} is not a workbench checkpoint (no {HEADER} entry; "
-                              f"write checkpoints with nets.checkpoint.save)")
-    try:
-        header = json.loads(arrays.pop(HEADER).tobytes().decode("utf-8"))
-        fmt, version = header["format"], header["version"]
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise CheckpointError(f"{path} has an unreadable header ({type(error).__name__}: {error})") from None
-    if fmt != FORMAT:
-        raise CheckpointError(f"{path} is not a workbench checkpoint (format {fmt!r}, expected {FORMAT!r})")
-    if version != VERSION:  # checked before the rest of the header, whose layout may differ
-        newer = " (written by a newer workbench)" if isinstance(version, int) and version > VERSION else ""
-        raise CheckpointError(f"{path} has checkpoint format version {version!r}{newer}; "
-                              f"this workbench reads version {VERSION}")
+    # reading every member to its end makes zipfile verify each CRC
+    arrays = _members(path, lambda archive: {key: archive[key] for key in archive.files})
+    header = _header(path, arrays.pop(HEADER, None))
     try:
         listed = {entry["name"] for entry in header["model"]["entries"]}
     except (KeyError, TypeError) as error:
@@ -129,6 +102,56 @@ def read(path) -> tuple[dict, dict[str, np.ndarray]]:
         raise CheckpointError(f"{path} is corrupt: header lists model entries {sorted(listed ^ stored)} "
                               f"that do not match the stored arrays")
     return header, arrays
+
+
+def read_meta(path) -> dict:
+    """A checkpoint's `meta` from its header alone, without reading (or checking) its arrays:
+    cheap whatever the model's size, e.g. to see whether a run has anything left to train."""
+    path = os.fspath(path)
+    raw = _members(path, lambda archive: archive[HEADER] if HEADER in archive.files else None)
+    header = _header(path, raw)
+    if "meta" not in header:
+        raise CheckpointError(f"{path} has an unreadable header (no ['meta'])")
+    return header["meta"]
+
+
+def _members(path: str, take):
+    """`take(archive)` of the checkpoint at `path` opened with np.load; a CheckpointError for a
+    file that is missing, not a zip, damaged or holding pickled objects."""
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is truncated or corrupt (not a zip archive; an .npz "
+                              f"checkpoint is one)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return take(archive)
+    except Exception as error:  # noqa: BLE001 - zip, zlib and npy-header errors alike
+        if "allow_pickle" in str(error):  # NumPy's refusal to unpickle an object array
+            raise CheckpointError(f"{path} holds pickled Python objects (an object array), which "
+                                  f"could run code when loaded; refused for safety (checkpoints "
+                                  f"from nets.checkpoint.save hold plain arrays only)") from None
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path} is truncated or corrupt ({reason})") from None
+
+
+def _header(path: str, raw: np.ndarray | None) -> dict:
+    """The parsed header (raw: its uint8 array, None when absent), of this format and version."""
+    if raw is None:
+        raise CheckpointError(f"{path} is not a workbench checkpoint (no {HEADER} entry; "
+                              f"write checkpoints with nets.checkpoint.save)")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+        fmt, version = header["format"], header["version"]
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointError(f"{path} has an unreadable header ({type(error).__name__}: {error})") from None
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path} is not a workbench checkpoint (format {fmt!r}, expected {FORMAT!r})")
+    if version != VERSION:  # checked before the rest of the header, whose layout may differ
+        newer = " (written by a newer workbench)" if isinstance(version, int) and version > VERSION else ""
+        raise CheckpointError(f"{path} has checkpoint format version {version!r}{newer}; "
+                              f"this workbench reads version {VERSION}")
+    return header
 
 
 def load(path, model=None, optimizer=None) -> dict:

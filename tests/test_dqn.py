@@ -216,7 +216,7 @@ def test_a_resumed_run_says_the_memory_is_rebuilt_and_plays_greedily(tmp_path):
     assert "replay memory: 100,000 steps" in first.stdout
     folder = tmp_path / "run"
     before = checkpoint.read(folder / "checkpoints" / "latest.npz")[0]["meta"]
-    resumed = workbench("train", "--config", folder / "config.json", "--resume", "--steps", 3000)
+    resumed = workbench("train", "--resume", folder, "--steps", 3000)
     assert resumed.returncode == 0, resumed.stderr
     assert "the replay memory is not kept in checkpoints: it starts empty, and learning resumes " \
            "once it holds 200 steps" in resumed.stdout

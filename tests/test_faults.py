@@ -120,7 +120,7 @@ def test_a_run_that_diverges_exits_1_and_keeps_the_finite_checkpoint(tmp_path):
     latest = folder / "checkpoints" / "latest.npz"
     before = latest.read_bytes()
 
-    result = workbench("train", "--config", str(folder / "config.json"), "--resume", "--steps", "800",
+    result = workbench("train", "--resume", str(folder), "--steps", "800",
                        "--lr", "1e38")  # inf itself is refused up front: it cannot work
     message = one_line_error(result, 1)
     assert re.fullmatch(r"workbench train: training diverged at step [\d,]+ \(update \d+\): .*(NaN|nan).*; "
@@ -367,7 +367,7 @@ def test_resume_removes_stale_temporaries_and_old_periodic_checkpoints_are_prune
     stale = [folder / "checkpoints" / ".latest.npz.k1ll3d.tmp", folder / ".summary.txt.x.tmp"]
     for path in stale:
         path.write_bytes(b"half a checkpoint")
-    result = workbench("train", "--config", str(folder / "config.json"), "--resume", "--steps", "700")
+    result = workbench("train", "--resume", str(folder), "--steps", "700")
     assert result.returncode == 0, result.stderr
     assert not any(path.exists() for path in stale)
     periodic = sorted(p.name for p in (folder / "checkpoints").glob("step-*.npz"))
@@ -399,8 +399,7 @@ def test_a_checkpoint_holding_pickled_objects_is_refused_for_safety(tmp_path):
 def test_resuming_into_another_env_names_both_sides(tmp_path):
     assert workbench("train", *INLINE, "--steps", "200", "--logdir", str(tmp_path),
                      "--name", "r").returncode == 0
-    result = workbench("train", "--config", str(tmp_path / "r" / "config.json"), "--resume",
-                       "--env", "Acrobot-v1")
+    result = workbench("train", "--resume", str(tmp_path / "r"), "--env", "Acrobot-v1")
     assert one_line_error(result, 2) == (
         f"workbench train: {tmp_path / 'r' / 'checkpoints' / 'latest.npz'} was trained on CartPole-v1 "
         f"(a3c, mlp 64,64), but this run is for Acrobot-v1 (a3c, mlp 64,64); resume with the run's "
@@ -420,7 +419,7 @@ def test_a_corrupt_or_non_finite_latest_checkpoint_names_the_periodic_one_to_res
                 for name, a in arrays.items()}
     checkpoint._write_atomically(str(latest), {**poisoned, checkpoint.HEADER: np.frombuffer(
         json.dumps(header).encode(), np.uint8)})
-    resume = ("train", "--config", str(tmp_path / "r" / "config.json"), "--resume", "--steps", "400")
+    resume = ("train", "--resume", str(tmp_path / "r"), "--steps", "400")
     assert one_line_error(workbench(*resume), 2) == (
         f"workbench train: {latest} holds non-finite weights (NaN or Inf), so training cannot continue from "
         f"it{hint}")
@@ -438,7 +437,7 @@ def test_a_run_folder_has_one_writer_and_a_killed_owner_leaves_no_stale_lock(tmp
     assert first.returncode == 0, first.stderr
     folder = tmp_path / "r"
     owner = RunDir.existing(folder).claim()  # this test process is the writer now
-    resumed = workbench("train", "--config", str(folder / "config.json"), "--resume", "--steps", "800")
+    resumed = workbench("train", "--resume", str(folder), "--steps", "800")
     assert one_line_error(resumed, 2) == (f"workbench train: run folder {folder} is being written by process "
                                           f"{os.getpid()}; wait for it to end (or stop it) before resuming, "
                                           f"or start a new run")
@@ -451,7 +450,7 @@ def test_a_run_folder_has_one_writer_and_a_killed_owner_leaves_no_stale_lock(tmp
         RunDir(folder).claim()
     holder.kill()
     holder.wait()
-    resumed = workbench("train", "--config", str(folder / "config.json"), "--resume", "--steps", "800")
+    resumed = workbench("train", "--resume", str(folder), "--steps", "800")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout
 

@@ -137,7 +137,7 @@ def test_the_cli_trains_a_module_env_with_actor_processes_then_plays_and_resumes
     assert played.returncode == 0, played.stderr
     assert "episode 1: return 1 (9 steps)" in played.stdout  # the shortest way along the corridor
 
-    resumed = workbench_cli(folder, "train", "--config", str(run / "config.json"), "--resume", "--steps", "24000")
+    resumed = workbench_cli(folder, "train", "--resume", str(run / "config.json"), "--steps", "24000")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stdout and "done: 24," in resumed.stdout
 

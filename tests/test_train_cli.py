@@ -97,7 +97,9 @@ def test_help_explains_every_flag():
     (["--set", "learning_rate=0.1"], "unknown A3CConfig settings ['learning_rate']"),
     (["--agent", "reinforce", "--envs-per-actor", "4"], "envs-per-actor must be 1"),
     (["--entropy-beta", "0.1", "--agent", "nstep-q"], "unknown NStepQConfig settings ['entropy_beta']"),
-    (["--resume"], "--resume needs the run"),
+    (["--resume", "no-such-run"], "no-such-run is not a run folder (no config.json)"),
+    (["--resume", "no-such-run", "--config", "c.json"], "--resume no-such-run continues that run with "
+                                                         "its own config.json: leave out --config"),
 ])
 def test_bad_settings_fail_with_one_line(tmp_path, args, message):
     result = workbench("train", "--logdir", str(tmp_path), *args)
@@ -148,8 +150,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_from_it(tmp_path, runni
     assert header["meta"]["step"] == step and header["optimizer"]["type"] == "RMSProp"
     saved_updates = header["meta"]["updates"]
 
-    result = workbench("train", "--config", str(folder / "config.json"), "--resume",
-                       "--steps", str(step + 3000))
+    result = workbench("train", "--resume", str(folder), "--steps", str(step + 3000))
     assert result.returncode == 0, result.stderr
     assert f"at step {step:,} (update {saved_updates:,})" in result.stdout
     done = int(re.search(r"done: ([\d,]+) steps", result.stdout).group(1).replace(",", ""))

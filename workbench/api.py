@@ -14,17 +14,13 @@ when called with no arguments (a Gymnasium Env class works too). Actor processes
 name, so a lambda, a closure or a function of the notebook or script being run is refused with a
 one-line ValueError saying what to do. Every other keyword is a `workbench train` setting
 (`backend="inline"`, `seed=1`, `logdir=...`) or one of the agent's (`lr`, `gamma`, ...:
-`workbench agents`). Ctrl-C stops the run with a checkpoint, as on the command line, and `train`
-returns it; `train(..., resume=run.path)` continues it.
+`workbench agents`). Ctrl-C or SIGTERM stops the run with a checkpoint, as on the command line,
+and `train` returns it; `train(resume=run.path)` continues it (a run folder, or its config.json).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import signal
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -50,54 +46,38 @@ def env_name(env) -> str:
     return f"{module}:{name}"
 
 
-def train(env="CartPole-v1", agent: str | None = None, steps: int | None = None,
+def train(env=None, agent: str | None = None, steps: int | None = None,
           actors: int | None = None, *, name: str | None = None, resume=None, verbose: bool = True,
           **settings):
-    """Train (or, with `resume=` a run folder, continue) one run; returns its RunResult (`.path`,
-    `.summary`, `.mean_return`, `.outcome`). Settings that cannot work raise a one-line
-    ValueError before anything starts; a run that fails while training raises RunFailed."""
+    """Train (or, with `resume=` a run folder, continue) one run, on `env` (default CartPole-v1;
+    a resumed run's own, as with every setting not given again); returns its RunResult (`.path`,
+    `.summary`, `.mean_return`, `.outcome`: "already finished" where a resumed run had no steps
+    left). Settings that cannot work raise a one-line ValueError before anything starts; a run
+    that fails while training raises RunFailed."""
     from nets import threads
     from workbench.rl import TrainConfig
     from workbench.rl import train as run_training
-    from workbench.runs import RunDir, removed_if_failed
+    from workbench.runs import RunDir, removed_if_failed, stop_signals
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = RunDir.existing(resume).read_config() if resume is not None else {}
-    given = {"env": env_name(env), "agent": agent, "steps": steps, "actors": actors}
+    run = None if resume is None else RunDir.resumed(resume)
+    values = run.read_config() if run is not None else {}
+    # what is not given comes from the resumed run's config.json, else TrainConfig's defaults
+    given = {"env": None if env is None else env_name(env), "agent": agent, "steps": steps, "actors": actors}
     values.update({key: value for key, value in given.items() if value is not None})
     values["agent_config"] = {**values.get("agent_config", {}), **settings.pop("agent_config", {}),
                               **{key: value for key, value in settings.items() if key not in fields}}
     values.update({key: value for key, value in settings.items() if key in fields})
     config = TrainConfig.from_dict(values)
     config.validate()
-    stop = threading.Event()
-    with threads.limited(config.learner_threads), _stopped_by_ctrl_c(stop), removed_if_failed():
-        result = run_training(config, name=name, resume=None if resume is None else RunDir.existing(resume),
-                              should_stop=lambda progress: stop.is_set(),
+    # Ctrl-C (a notebook's interrupt too) or SIGTERM ends the run with a checkpoint
+    with threads.limited(config.learner_threads), stop_signals() as received, removed_if_failed():
+        result = run_training(config, name=name, resume=run, should_stop=lambda progress: bool(received),
                               console=print if verbose else lambda line: None)
     if verbose and result.outcome == "stopped":
-        print(f"stopped at step {result.progress.step:,}; checkpoint saved. Continue with: "
-              f"workbench.train(resume={str(result.path)!r}, steps=...)")
+        print(f"stopped by {received[0]} at step {result.progress.step:,}; checkpoint saved. "
+              f"Continue with: workbench.train(resume={str(result.path)!r})")
     return result
-
-
-@contextlib.contextmanager
-def _stopped_by_ctrl_c(stop: threading.Event):
-    """Ctrl-C (a notebook's interrupt too) sets `stop` instead of raising, so the run ends with a
-    checkpoint; a second one interrupts at once. Only the main thread can take signals."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_interrupt(signum, frame):
-        stop.set()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class TrainedPolicy:

@@ -34,8 +34,8 @@ MAX_ACTORS_PER_CORE = 8  # more actor processes than this on one machine only wa
 def default_actors(family: str) -> int:
     """2, and for image observations (Atari) one actor per core but the learner's: their costs are
     in the actors (the emulator, and with gradients on the actors the passes through the conv
-    net), and Breakout scaled to 6,206 env steps/s with 15 actors on 16 cores (README, Scaling
-    out). Classic control keeps 2: CartPole learned erratically with 8 and more."""
+    net), and Breakout scaled to 6,206 env steps/s with 15 actors on 16 cores (docs/scaling.md and
+    docs/performance.md). Classic control keeps 2: CartPole learned erratically with 8 and more."""
     return max(2, (os.cpu_count() or 2) - 1) if family == "pixels" else 2
 
 
@@ -129,7 +129,7 @@ class TrainConfig(Settings):
         """--gradients-on, else the agent's first choice, but the learner where it is on the GPU.
         Actors compute them by default: measured faster on this project's 2-core machine in every
         whole-system run and projected faster on more cores (`python -m benchmarks scaling`;
-        README, Scaling out); agents whose point is a central learner list it first."""
+        docs/scaling.md); agents whose point is a central learner list it first."""
         allowed = agent_class(self.agent).gradients_on
         if self.gradients_on:
             return self.gradients_on
@@ -153,7 +153,7 @@ class TrainConfig(Settings):
 @dataclass
 class RunResult:
     run: RunDir
-    outcome: str  # "finished" or "stopped"
+    outcome: str  # "finished", "stopped", or "already finished" (resumed with no steps left: nothing ran)
     progress: Progress
     restarts: int
     warnings: list[str]  # e.g. losses that exploded
@@ -197,54 +197,61 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
           should_stop: Callable[[Progress], bool] = lambda progress: False,
           console: Callable[[str], None] = print,
           on_start: Callable[[Agent], None] | None = None) -> RunResult:
-    """Run (or, with `resume`, continue) one training run and return how it ended.
+    """Run (or, with `resume`, continue) one training run and return how it ended; a resumed run
+    already at `config.steps` says so and returns before anything starts.
     `on_start(agent)` sees the learner's agent before training (e.g. to evaluate it from
     `should_stop`)."""
     config.validate()
     env = config.env_info
-    nets.seed(config.seed)
+    run = None if resume is None else resume.claim()  # before touching it: another process may be writing it
     try:
-        agent = make_agent(config.agent, env.observation_space, env.action_space, config.agent_settings(),
-                           device=config.device)
-    except MemoryError as error:  # numpy's says how much: --hidden 200000,200000 needs 298 GiB
-        raise ValueError(f"{config.agent}'s network and memory do not fit in this machine's memory "
-                         f"({error}); lower the sizes (--hidden, --set buffer_size=...)") from None
-    if agent.memory_bytes() > available_memory():  # made when first used: refused before it starts
-        raise ValueError(f"{config.agent}'s replay memory of {agent.memory_settings()['capacity']:,} steps "
-                         f"needs {agent.memory_bytes() / 2**30:,.1f} GiB; this machine has "
-                         f"{available_memory() / 2**30:,.1f} GiB available: lower --set buffer_size")
-
-    progress = Progress()
-    if resume is not None:
-        run = resume.claim()  # before touching it: another process may be writing it
-        latest = run.latest_checkpoint()
-        if latest is None:
-            raise checkpoint.CheckpointError(f"{run.path} has no checkpoint to resume from")
-        run.remove_stale_temporaries()
+        if run is not None:
+            latest = run.latest_checkpoint()
+            if latest is None:
+                raise checkpoint.CheckpointError(f"{run.path} has no checkpoint to resume from")
+            run.remove_stale_temporaries()
+            try:
+                meta = checkpoint.read(latest)[0]["meta"]
+            except checkpoint.CheckpointError as error:
+                raise checkpoint.CheckpointError(f"{error}{run.periodic_hint()}") from None
+            trained, wanted = meta.get("config"), describe(config.to_dict())
+            if trained and describe(trained) != wanted:
+                raise checkpoint.CheckpointError(f"{latest} was trained on {describe(trained)}, but this run "
+                                                 f"is for {wanted}; resume with the run's own settings or "
+                                                 f"start a new run")
+            if meta["step"] >= config.steps:
+                console(f"run {run.name} is finished: {meta['step']:,} of {config.steps:,} steps; "
+                        f"pass --steps N to train further")
+                return RunResult(run, "already finished", Progress.from_meta(meta), 0, [])
+        nets.seed(config.seed)
         try:
-            trained, wanted = checkpoint.read(latest)[0]["meta"].get("config"), describe(config.to_dict())
-        except checkpoint.CheckpointError as error:
-            raise checkpoint.CheckpointError(f"{error}{run.periodic_hint()}") from None
-        if trained and describe(trained) != wanted:
-            raise checkpoint.CheckpointError(f"{latest} was trained on {describe(trained)}, but this run "
-                                             f"is for {wanted}; resume with the run's own settings or "
-                                             f"start a new run")
-        progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
-        if not math.isfinite(optim.sum_of_squares(agent.network.flat().data)):
-            raise checkpoint.CheckpointError(f"{latest} holds non-finite weights (NaN or Inf), so training "
-                                             f"cannot continue from it{run.periodic_hint()}")
-        note = agent.after_load()
-        console(f"resuming {run.path} at step {progress.step:,} (update {progress.updates:,})")
-        if note:
-            console(note)
-    else:
-        run = RunDir.create(config.logdir, name or default_name(config.env, config.agent),
-                            chosen=name is not None).claim()
-        console(f"run folder {run.path}")
-    try:
+            agent = make_agent(config.agent, env.observation_space, env.action_space, config.agent_settings(),
+                               device=config.device)
+        except MemoryError as error:  # numpy's says how much: --hidden 200000,200000 needs 298 GiB
+            raise ValueError(f"{config.agent}'s network and memory do not fit in this machine's memory "
+                             f"({error}); lower the sizes (--hidden, --set buffer_size=...)") from None
+        if agent.memory_bytes() > available_memory():  # made when first used: refused before it starts
+            raise ValueError(f"{config.agent}'s replay memory of {agent.memory_settings()['capacity']:,} steps "
+                             f"needs {agent.memory_bytes() / 2**30:,.1f} GiB; this machine has "
+                             f"{available_memory() / 2**30:,.1f} GiB available: lower --set buffer_size")
+        if run is not None:
+            progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
+            if not math.isfinite(optim.sum_of_squares(agent.network.flat().data)):
+                raise checkpoint.CheckpointError(f"{latest} holds non-finite weights (NaN or Inf), so training "
+                                                 f"cannot continue from it{run.periodic_hint()}")
+            note = agent.after_load()
+            console(f"resuming {run.path} at step {progress.step:,} (update {progress.updates:,})")
+            if note:
+                console(note)
+        else:
+            progress = Progress()
+            run = RunDir.create(config.logdir, name or default_name(config.env, config.agent),
+                                chosen=name is not None).claim()
+            console(f"run folder {run.path}")
         return _train_run(config, run, agent, progress, env, should_stop, console, on_start)
     finally:
-        run.release()
+        if run is not None:
+            run.release()
 
 
 def _train_run(config: TrainConfig, run: RunDir, agent: Agent, progress: Progress, env, should_stop,

@@ -13,6 +13,10 @@ killed run leaves behind (`.NAME.*.tmp`) are removed when it resumes.
 One process writes a run folder: it holds an exclusive lock on `.owner` (flock, which the kernel
 releases when the process dies, so a crash leaves no stale lock) and writes its pid there; another
 process that would write the folder (a second `--resume`) gets a RunError naming that pid.
+
+Stopping and resuming are the same for `workbench train` and `workbench recipe`: SIGINT or SIGTERM
+(`stop_signals`) lets the run finish its step, save its checkpoint and summary.txt and exit 0;
+`--resume RUN` continues it.
 """
 from __future__ import annotations
 
@@ -22,7 +26,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from contextvars import ContextVar
 from pathlib import Path
@@ -51,6 +57,29 @@ def removed_if_failed():
         raise
     finally:
         _created_runs.reset(token)
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Within the block, SIGINT and SIGTERM ask the run to stop instead of ending the process: the
+    yielded list receives their names, and a run's `should_stop` reads it. The run finishes its
+    step and saves its checkpoint; a second Ctrl-C interrupts at once (KeyboardInterrupt). Only
+    the main thread can take signals: elsewhere the list stays empty."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def on_signal(signum, frame):
+        received.append(signal.Signals(signum).name)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def default_name(*parts: str) -> str:
@@ -115,7 +144,7 @@ class RunDir:
             raise RunError(f"--name must be one folder name, without '/' or '..', got {name!r}")
         base = Path(logdir) / name
         if chosen and base.exists():
-            raise RunError(f"run folder {base} already exists; pass --resume to continue it or "
+            raise RunError(f"run folder {base} already exists; continue it with --resume {base} or "
                            f"choose another --name")
         path, n = base, 1
         while path.exists():
@@ -137,6 +166,12 @@ class RunDir:
         if not (run.path / CONFIG).is_file():
             raise RunError(f"{run.path} is not a run folder (no {CONFIG})")
         return run
+
+    @classmethod
+    def resumed(cls, path) -> "RunDir":
+        """The run folder `--resume` names: the folder itself, or its config.json."""
+        path = Path(path)
+        return cls.existing(path.parent if path.name == CONFIG and path.is_file() else path)
 
     @property
     def name(self) -> str:

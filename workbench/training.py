@@ -3,7 +3,9 @@
 A recipe describes its problem as a `Task` (the model, one epoch of training batches, the loss of
 a batch, evaluation of a split); `fit` does the rest: epochs with a fresh permutation each,
 validation, early stopping, learning-rate annealing, gradient clipping, TensorBoard scalars and
-histograms, the update-to-weight ratio, a checkpoint every epoch and resuming from it.
+histograms, the update-to-weight ratio, a checkpoint every epoch and resuming from it, and a stop
+on request (`FitConfig.should_stop`) between two steps, mid-epoch, with a checkpoint from which a
+resumed run continues exactly as an uninterrupted one would.
 
 Early stopping follows the course slides' algorithm (Goodfellow et al., Deep Learning, alg. 7.1):
 after each epoch the validation metric is compared with the best so far; an improvement saves
@@ -12,8 +14,8 @@ the parameters, `patience` epochs in a row without one stop training (never befo
 
 The run folder (`workbench.runs.RunDir`) and the TensorBoard writer (`logs.EventWriter`) are
 passed in, as `workbench train` uses them: checkpoints go to the run's `checkpoints/latest.npz`
-(written atomically after every epoch, with everything needed to resume in its meta) and
-`checkpoints/best.npz` (the best parameters so far).
+(written atomically after every epoch and at a stop, with everything needed to resume in its
+meta) and `checkpoints/best.npz` (the best parameters so far).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -35,6 +37,16 @@ BEST = "best.npz"
 
 class TrainingError(RuntimeError):
     """Training cannot go on: the loss or the weights became NaN/Inf."""
+
+
+class Stopped(Exception):
+    """`fit` stopped because `FitConfig.should_stop` asked, after saving the checkpoint that
+    resumes it. `result`: the run so far (the last epoch's validation, no test); `batches`: the
+    batches done of the epoch in progress, of `steps_per_epoch`."""
+
+    def __init__(self, result: "FitResult", batches: int, steps_per_epoch: int):
+        super().__init__(f"stopped at step {result.steps:,}")
+        self.result, self.batches, self.steps_per_epoch = result, batches, steps_per_epoch
 
 
 class Task(Protocol):
@@ -78,6 +90,9 @@ class FitConfig:
     restore_best: bool = True
     progress: bool = True
     seed: int = 0
+    # Asked before every step with the steps done so far: True stops the run there (fit saves a
+    # checkpoint, then raises Stopped). The recipe command's SIGINT/SIGTERM handler answers it.
+    should_stop: Callable[[int], bool] = field(default=lambda step: False, repr=False, compare=False)
 
 
 @dataclass
@@ -149,7 +164,25 @@ def _set_rng_state(generator: np.random.Generator, state: dict) -> None:
     generator.bit_generator.state = state
 
 
+def finished(meta: dict, epochs: int) -> str | None:
+    """Why a run whose latest checkpoint holds `meta` has nothing left to train in `epochs`
+    epochs, in words; None when it has."""
+    stopping = meta["early_stopping"]
+    if stopping["stopped"]:
+        return (f"early stopping ended it at epoch {meta['epoch']} (best epoch "
+                f"{stopping['best_epoch']}); nothing left to train")
+    if meta["epoch"] >= epochs:
+        return f"{meta['epoch']} of {epochs} epochs; pass --epochs N to train further"
+    return None
+
+
+def _val_of(record: dict) -> dict[str, float]:
+    """The validation metrics of a `history` record."""
+    return {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+
+
 DIVERGING = 2.0  # an epoch's mean training loss this many times the first step's: a warning
+_END = object()  # the end of an epoch's batches
 
 
 def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, events,
@@ -157,7 +190,9 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
     """Train `task.model` with `optimizer`; write TensorBoard events through `events` (a
     logs.EventWriter) and checkpoints into `run` (a workbench.runs.RunDir). With `resume`,
     continue from the run's latest checkpoint: epoch, step, parameters, optimizer state,
-    schedule, early-stopping state and random generators.
+    schedule, early-stopping state and random generators, and for a checkpoint of a stop the
+    epoch's batches done and loss sums. When `config.should_stop` says so, save that checkpoint
+    and raise Stopped.
 
     `meta` (JSON-ready) goes into every checkpoint, so that a checkpoint alone can rebuild its
     model (e.g. the architecture and vocabulary of a char-rnn for generation).
@@ -170,6 +205,7 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
     stopping = _EarlyStopping()
     data_rng = np.random.default_rng(config.seed)
     epoch, step, history, best_state = 0, 0, [], None
+    in_epoch = None  # from a checkpoint written mid-epoch (at a stop): how far that epoch got
 
     if resume:
         saved = checkpoint.load(latest, model, optimizer)
@@ -182,30 +218,66 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
         stopping = _EarlyStopping(**saved["early_stopping"])
         _set_rng_state(data_rng, saved["data_rng"])
         _set_rng_state(nets_rng.generator(), saved["nets_rng"])
+        in_epoch = saved.get("in_epoch")
         if best.exists():
             _, arrays = checkpoint.read(best)
             best_state = {k[len(checkpoint.MODEL):]: v for k, v in arrays.items()
                           if k.startswith(checkpoint.MODEL)}
-        log(f"resumed from {latest}: epoch {epoch}, step {step}")
+        log(f"resumed from {latest}: epoch {epoch}, step {step}"
+            + (f", {in_epoch['batches']} batches into epoch {epoch + 1}" if in_epoch else ""))
         if stopping.stopped:
             log(f"the run stopped early at epoch {epoch} (best epoch {stopping.best_epoch}); "
                 f"nothing left to train")
 
     steps_per_epoch = task.steps_per_epoch()
     flat = model.flat()
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=epoch * steps_per_epoch,
+    bar = tqdm(total=config.epochs * steps_per_epoch,
+               initial=epoch * steps_per_epoch + (in_epoch["batches"] if in_epoch else 0),
                disable=not config.progress, unit="step", dynamic_ncols=True, mininterval=1.0)
     say = bar.write if config.progress else log  # lines printed through the bar keep it intact
     # This session's first training loss, what divergence rises from, for cross-entropy tasks
     # (positive, lowered by training; a GAN's generator loss rises as its discriminator learns).
     first_loss, warned = None, not getattr(task, "cross_entropy", False)
+
+    def save_latest(data_rng_state: dict, progress_in_epoch: dict | None = None) -> None:
+        checkpoint.save(latest, model, optimizer, meta={
+            **meta, "epoch": epoch, "step": step, "history": history,
+            "schedule": None if schedule is None else schedule.state_dict(),
+            "early_stopping": asdict(stopping),
+            "data_rng": data_rng_state, "nets_rng": _rng_state(nets_rng.generator()),
+            **({"in_epoch": progress_in_epoch} if progress_in_epoch else {})})
+
     try:
         while epoch < config.epochs and not stopping.stopped:
             epoch_start = time.perf_counter()
             bar.set_description(f"epoch {epoch + 1}/{config.epochs}")
             model.train()
+            epoch_rng = _rng_state(data_rng)  # a stop saves it: resuming rebuilds the same batches
+            batches = iter(task.batches(data_rng))
             total, count, window = 0.0, 0, []
-            for batch in task.batches(data_rng):
+            if in_epoch:
+                # The batches done are made again and skipped, which leaves the data generator (and
+                # any a task keeps) where the stop left it; the engine's state saved at the stop
+                # already counts their draws.
+                engine = _rng_state(nets_rng.generator())
+                for _ in range(in_epoch["batches"]):
+                    next(batches)
+                _set_rng_state(nets_rng.generator(), engine)
+                total, count, window = in_epoch["loss_total"], in_epoch["batches"], in_epoch["window"]
+                in_epoch = None
+            while True:
+                if config.should_stop(step):  # between steps, so the checkpoint holds whole ones
+                    # at an epoch's start nothing is in progress: an epoch-end checkpoint
+                    save_latest(epoch_rng, {"batches": count, "loss_total": total, "window": window}
+                                if count else None)
+                    raise Stopped(FitResult(epochs=epoch, steps=step, best_epoch=stopping.best_epoch,
+                                            best=stopping.best, stopped_early=False,
+                                            val=_val_of(history[-1]) if history else {},
+                                            seconds=time.perf_counter() - started, history=history),
+                                  count, steps_per_epoch)
+                batch = next(batches, _END)
+                if batch is _END:
+                    break
                 optimizer.zero_grad()
                 loss = task.loss(batch)
                 value = loss.item()
@@ -272,11 +344,7 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
                 schedule.step()
             if config.histograms:
                 events.histograms(model, step)
-            checkpoint.save(latest, model, optimizer, meta={
-                **meta, "epoch": epoch, "step": step, "history": history,
-                "schedule": None if schedule is None else schedule.state_dict(),
-                "early_stopping": asdict(stopping),
-                "data_rng": _rng_state(data_rng), "nets_rng": _rng_state(nets_rng.generator())})
+            save_latest(_rng_state(data_rng))  # the next epoch's start
             shown = "  ".join(f"val {k} {v:.4f}" for k, v in val.items())
             say(f"epoch {epoch}/{config.epochs}  train loss {train_loss:.4f}  {shown}  "
                 f"lr {record['lr']:.3g}  {seconds:.1f} s"
@@ -296,8 +364,7 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
             f"(val {monitor} {stopping.best:.4f})")
     with nets.no_grad():
         trained_now = history and history[-1]["epoch"] == epoch and not restore
-        val = ({k[4:]: v for k, v in history[-1].items() if k.startswith("val_")} if trained_now
-               else task.evaluate("val"))
+        val = _val_of(history[-1]) if trained_now else task.evaluate("val")
         test = task.evaluate("test")
     events.scalars({f"test/{name}": v for name, v in test.items()}, step)
     events.writer.flush()

@@ -10,8 +10,8 @@ from nets.checkpoint import CheckpointError
 from workbench.commands import HelpFormatter
 from workbench.datasets import DatasetError
 from workbench.recipes import common, recipes
-from workbench.runs import RunError, removed_if_failed
-from workbench.training import TrainingError
+from workbench.runs import RunError, removed_if_failed, stop_signals
+from workbench.training import Stopped, TrainingError
 
 BAD_INPUT = (common.RecipeError, DatasetError, CheckpointError, RunError)  # exit 2
 FAILURES = (TrainingError, NonFiniteError, OSError)  # at run time: exit 1
@@ -21,8 +21,10 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         "recipe", help="supervised recipes: MNIST, char-RNN, CBOW embeddings, Caesar cipher",
         description="Train a supervised recipe into a run folder under --logdir (TensorBoard events, "
-                    "checkpoints every epoch, config.json, summary.txt). `workbench recipe list` "
-                    "names them; `workbench recipe NAME --help` shows a recipe's flags.",
+                    "checkpoints every epoch, config.json, summary.txt). Ctrl-C or SIGTERM stops "
+                    "after the current step with a checkpoint; --resume RUN continues it, mid-epoch. "
+                    "`workbench recipe list` names them; `workbench recipe NAME --help` shows a "
+                    "recipe's flags.",
         formatter_class=HelpFormatter)
     names = parser.add_subparsers(dest="recipe_command", metavar="NAME")
     names.add_parser("list", help="list the recipes", description="List the recipes.")
@@ -49,8 +51,22 @@ def run(args) -> int:
     try:
         # training reports a NaN/Inf itself, naming the step (and in check mode the op): NumPy's
         # warnings would only say that one appeared somewhere
-        with removed_if_failed(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with stop_signals() as received, removed_if_failed(), \
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            args.should_stop = lambda step: bool(received)
             return args.recipe.run(args)
+    except common.RunFinished as finished:  # a clean outcome: nothing was loaded or built
+        print(finished, flush=True)
+        return 0
+    except Stopped as stop:  # a requested stop is no failure: the checkpoint resumes it exactly
+        run = args.run_folder
+        resume = f"workbench recipe {args.recipe_command} --resume {run.path}"
+        run.write_summary(common.summary(run, stop.result, [
+            f"stopped by {received[0]} at step {stop.result.steps:,}, {stop.batches:,} of "
+            f"{stop.steps_per_epoch:,} batches into epoch {stop.result.epochs + 1}; continue with: {resume}"]))
+        print(f"stopped by {received[0]} at step {stop.result.steps:,}; checkpoint saved. "
+              f"Continue with: {resume}", flush=True)
+        return 0
     except BAD_INPUT as error:
         print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
         return 2

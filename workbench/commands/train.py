@@ -1,21 +1,25 @@
 """`workbench train`: parallel RL training (one learner, N actor processes) into a run folder.
 
 Settings come from three layers, later ones winning: the agent's published defaults, a JSON
-config file (`--config`, e.g. a run's saved config.json), then the flags given on the command
-line. The agents' names, summaries and rules come from their classes (agents/); the actor system
-and the logging are imported in `run`, after the thread limits are set.
+config file (`--config`, e.g. a run's saved config.json, or with `--resume RUN` the run's own),
+then the flags given on the command line. The agents' names, summaries and rules come from
+their classes (agents/); the actor system and the logging are imported in `run`, after the
+thread limits are set.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agents import AGENTS, DEFAULT_AGENT
 from agents.networks import TRUNKS
 from workbench.commands import HelpFormatter
+
+if TYPE_CHECKING:
+    from workbench.runs import RunDir
 
 # Flags that set an agent hyperparameter: flag destination -> field of the agent's config.
 AGENT_FLAGS = {"lr": "lr", "gamma": "gamma", "t_max": "t_max", "entropy_beta": "entropy_beta",
@@ -62,7 +66,8 @@ def add_parser(subparsers):
                     "latest weights and send their rollouts' gradients (or, with --gradients-on "
                     "learner, the rollouts); the learner updates and publishes. Writes one run folder "
                     "(config.json, TensorBoard events, checkpoints/, summary.txt). Ctrl-C or "
-                    "SIGTERM stops cleanly with a checkpoint; --resume continues.",
+                    "SIGTERM stops after the current update with a checkpoint; --resume RUN "
+                    "continues it.",
         epilog="examples:\n"
                "  workbench train --env CartPole-v1 --agent a3c --actors 2 --steps 30000\n"
                "  workbench train --env CartPole-v1 --agent nstep-q --actors 4\n"
@@ -76,7 +81,7 @@ def add_parser(subparsers):
                "  workbench train --env ALE/Breakout-v5 --agent impala --actors 8 --max-in-flight 2\n"
                "  workbench train --env ALE/Pong-v5 --actors 15 --device gpu   # a central learner on the GPU\n"
                "  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n"
-               "  workbench train --config runs/NAME/config.json --resume\n"
+               "  workbench train --resume runs/NAME --steps 200000      # continue a run, further\n"
                "  tensorboard --logdir runs",
         formatter_class=HelpFormatter)
     # Every default is None here, so that only flags actually given override the config file.
@@ -94,7 +99,10 @@ def add_parser(subparsers):
                           "agent's for the env, see `workbench agents`; 1 for agents that learn from "
                           "whole episodes)")
     run.add_argument("--steps", type=int, metavar="N",
-                     help="env steps to train for, all actors together (default 100000)")
+                     help="env steps to train for, all actors together (default 100000). The "
+                          "learner counts whole updates, each of whole rollouts (envs-per-actor x "
+                          "t-max steps from each actor whose rollout arrived), so a run ends at the "
+                          "first update that reaches N, a little past it")
     run.add_argument("--seed", type=int, help="seed for weights, envs and sampling (default 0)")
     run.add_argument("--env-option", type=_key_value, action="append", metavar="KEY=VALUE",
                      default=None, help="keyword for gymnasium.make, e.g. max_episode_steps=200 "
@@ -141,10 +149,13 @@ def add_parser(subparsers):
                                               "rmsprop_eps=0.01 (repeatable)")
     files = p.add_argument_group("files")
     files.add_argument("--config", type=Path, metavar="FILE",
-                       help="JSON settings (a run's config.json works); flags override it")
-    files.add_argument("--resume", action="store_true",
-                       help="continue the run whose config.json is --config (or --logdir/--name) "
-                            "from its latest checkpoint: step count, optimizer and schedules")
+                       help="JSON settings for a new run (a run's config.json works); flags "
+                            "override it")
+    files.add_argument("--resume", type=Path, metavar="RUN",
+                       help="continue run folder RUN (or RUN/config.json) from its latest "
+                            "checkpoint: step count, optimizer and schedules; its config.json "
+                            "supplies every setting not given again (e.g. --steps 200000 trains "
+                            "further)")
     files.add_argument("--logdir", metavar="DIR", help="where run folders go (default runs)")
     files.add_argument("--name", help="run folder name (default <env>-<agent>-<YYYYmmdd-HHMMSS>)")
     files.add_argument("--checkpoint-every", type=int, metavar="STEPS",
@@ -175,12 +186,24 @@ def add_parser(subparsers):
     return p
 
 
-def _settings(args) -> tuple[dict, "Path | None"]:
-    """(TrainConfig fields, the run folder to resume) from the config file and the flags."""
+def _settings(args) -> tuple[dict, RunDir | None]:
+    """(TrainConfig fields, the run folder to resume) from the config file (or the resumed run's)
+    and the flags."""
     from nets.settings import typed
     from workbench.runs import RunDir, read_json
 
-    values = read_json(args.config) if args.config else {}
+    resume = None
+    if args.resume:
+        if args.config or args.name:
+            raise ValueError(f"--resume {args.resume} continues that run with its own config.json: "
+                             f"leave out {'--config' if args.config else '--name'}")
+        resume = RunDir.resumed(args.resume)
+        values = resume.read_config()
+        if "recipe" in values:
+            raise ValueError(f"{resume.path} is a recipe run: continue it with workbench recipe "
+                             f"{values['recipe']} --resume {resume.path}")
+    else:
+        values = read_json(args.config) if args.config else {}
     # the flags merge into these two: they must be JSON objects before TrainConfig checks the rest
     agent_config = dict(typed("agent-config", values.get("agent_config", {}), dict))
     env_options = dict(typed("env-options", values.get("env_options", {}), dict))
@@ -195,14 +218,6 @@ def _settings(args) -> tuple[dict, "Path | None"]:
     agent_config.update(dict(args.agent_set or []))
     env_options.update(dict(args.env_option or []))
     values["agent_config"], values["env_options"] = agent_config, env_options
-    resume = None
-    if args.resume:
-        if args.config:
-            resume = RunDir.existing(args.config.parent)
-        elif args.name:
-            resume = RunDir.existing(Path(values.get("logdir", "runs")) / args.name)
-        else:
-            raise ValueError("--resume needs the run: --config RUN/config.json or --name NAME")
     return values, resume
 
 
@@ -219,7 +234,7 @@ def run(args) -> int:
     import nets
     from actors import ActorFailure
     from workbench.rl import RunFailed, TrainConfig, train
-    from workbench.runs import removed_if_failed
+    from workbench.runs import removed_if_failed, stop_signals
 
     try:
         config = TrainConfig.from_dict(values)
@@ -230,16 +245,9 @@ def run(args) -> int:
     nets.threads.limit(config.learner_threads)
     nets.set_check_mode(args.check)
 
-    received = []
-
-    def on_signal(signum, frame):
-        received.append(signal.Signals(signum).name)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with removed_if_failed():
-            result = train(config, name=args.name if not resume else None, resume=resume,
+        with stop_signals() as received, removed_if_failed():
+            result = train(config, name=args.name, resume=resume,
                            should_stop=lambda progress: bool(received),
                            console=lambda line: print(line, flush=True))
     # ActorFailure here: the Ray cluster is unreachable; OSError: e.g. no room for config.json
@@ -249,15 +257,14 @@ def run(args) -> int:
     except ValueError as error:  # found while setting up: env options, the checkpoint to resume...
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if result.outcome == "stopped":
-        print(f"stopped by {received[0]} at step {result.progress.step:,}; checkpoint saved. "
-              f"Continue with: workbench train --config {result.run.config_path} --resume", flush=True)
-    else:
-        print(f"done: {result.progress.step:,} steps; summary in {result.run.path / 'summary.txt'}",
-              flush=True)
+    step = result.progress.step
+    if result.outcome == "stopped":  # a requested stop is no failure: the checkpoint resumes it
+        print(f"stopped by {received[0]} at step {step:,}; checkpoint saved. "
+              f"Continue with: workbench train --resume {result.run.path}", flush=True)
+    elif result.outcome == "finished":
+        past = (f" ({step - config.steps:,} past --steps {config.steps:,}: the learner counts whole "
+                f"updates of whole rollouts)" if step > config.steps else "")
+        print(f"done: {step:,} steps{past}; summary in {result.run.path / 'summary.txt'}", flush=True)
     for warning in result.warnings:
         print(f"warning: {warning}", flush=True)
     return 0

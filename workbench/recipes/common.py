@@ -11,14 +11,17 @@ from pathlib import Path
 import numpy as np
 
 import nets
-from nets import F, settings
+from nets import F, checkpoint, settings
 from logs import EventWriter
 from workbench import training
 from workbench.datasets import minibatches
 from workbench.runs import RunDir, default_name
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adagrad")
-_INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "flag_defaults")
+# What the command puts in the namespace besides flags: the recipe, its parser, the stop request
+# (`should_stop`) and the run folder `open_run` opened.
+_INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "flag_defaults", "should_stop",
+             "run_folder")
 
 
 # -- flags ------------------------------------------------------------------------------------------
@@ -99,8 +102,9 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
     flag(run, "--logdir", default="runs", help="parent folder of run folders")
     flag(run, "--name", default="", help="run folder name (default: RECIPE-DATE-TIME)")
     flag(run, "--resume", default="", metavar="RUN",
-         help="continue the run in folder RUN from its last checkpoint; its config.json supplies "
-              "every flag not given again")
+         help="continue the run in folder RUN (or RUN/config.json) from its last checkpoint, "
+              "mid-epoch where it was stopped; its config.json supplies every flag not given "
+              "again (e.g. --epochs 20 trains further)")
     flag(run, "--log-every", default=50, type=int, rule=">= 1", help="steps between train/loss points")
     flag(run, "--no-progress", default=False, action="store_true", help="no progress bar")
     flag(run, "--no-histograms", default=False, action="store_true",
@@ -132,7 +136,8 @@ def fit_config(args) -> training.FitConfig:
         epochs=args.epochs, patience=args.patience, min_epochs=args.min_epochs,
         schedule=args.schedule, lr_floor=args.lr_floor, plateau_patience=args.plateau_patience,
         clip=args.clip, log_every=args.log_every,
-        histograms=not args.no_histograms, progress=not args.no_progress, seed=args.seed)
+        histograms=not args.no_histograms, progress=not args.no_progress, seed=args.seed,
+        should_stop=args.should_stop)
 
 
 def set_threads(args) -> None:
@@ -147,9 +152,17 @@ class RecipeError(ValueError):
     """A flag or input the recipe cannot use; the message says which and what would work."""
 
 
+class RunFinished(Exception):
+    """The run to --resume has nothing left to train; the message says so, and how to go on."""
+
+
 def saved_config(run: str | Path) -> dict:
     """The flags saved in a run folder's config.json (for --resume)."""
-    config = RunDir.existing(run).read_config()
+    folder = RunDir.resumed(run)
+    config = folder.read_config()
+    if "agent" in config:
+        raise RecipeError(f"--resume {run}: a `workbench train` run; continue it with workbench train "
+                          f"--resume {folder.path}")
     if "recipe" not in config or "args" not in config:
         raise RecipeError(f"--resume {run}: its config.json was not written by `workbench recipe`")
     return config["args"]
@@ -158,7 +171,8 @@ def saved_config(run: str | Path) -> dict:
 def setup(args) -> argparse.Namespace:
     """Fill the flags (from the resumed run's config.json where not given again, so a resumed
     run's saved values are checked too), check every flag's rule and the device, set the thread
-    count and check mode, and seed the engine. Call before loading data and building the model."""
+    count and check mode, and seed the engine. Call before loading data and building the model:
+    a resumed run with nothing left to train raises RunFinished here, before either."""
     resolve(args, saved_config(args.resume) if args.resume else None)
     try:
         for action in ruled_flags(args):
@@ -166,6 +180,12 @@ def setup(args) -> argparse.Namespace:
         nets.backend.check_device(args.device)
     except ValueError as error:
         raise RecipeError(str(error)) from None
+    if args.resume:
+        run = RunDir.resumed(args.resume)
+        latest = run.latest_checkpoint()
+        reason = latest and training.finished(checkpoint.read_meta(latest), args.epochs)
+        if reason:
+            raise RunFinished(f"run {run.name} is finished: {reason}")
     set_threads(args)
     nets.set_check_mode(args.check)
     nets.seed(args.seed)
@@ -173,13 +193,15 @@ def setup(args) -> argparse.Namespace:
 
 
 def open_run(args, recipe: str) -> RunDir:
-    """The resumed run folder, or a new one holding this run's config.json."""
+    """The resumed run folder, or a new one holding this run's config.json; also `args.run_folder`,
+    where the command finds it when the run stops."""
     if args.resume:  # flags given again (e.g. more --epochs) hold for later resumes too
-        run = RunDir.existing(args.resume).claim()  # held until the process ends
+        run = RunDir.resumed(args.resume).claim()  # held until the process ends
         run.remove_stale_temporaries()
     else:
         run = RunDir.create(args.logdir, args.name or default_name(recipe), chosen=bool(args.name)).claim()
     run.write_config({"recipe": recipe, "args": {**config_of(args), "resume": ""}})
+    args.run_folder = run
     return run
 
 
@@ -241,6 +263,14 @@ def softmax_loss(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def report(run: RunDir, result: training.FitResult, extra: list[str] = ()) -> list[str]:
     """The closing lines of a run: printed, and written to the run's summary.txt."""
+    lines = summary(run, result, extra)
+    print("\n".join(lines))
+    run.write_summary(lines)
+    return lines
+
+
+def summary(run: RunDir, result: training.FitResult, extra: list[str] = ()) -> list[str]:
+    """A run's summary.txt lines: its folder, epochs and steps, best epoch, metrics, then `extra`."""
     lines = [f"run folder: {run.path}",
              f"epochs: {result.epochs} ({result.steps} steps)"
              + (", stopped early" if result.stopped_early else "")
@@ -251,6 +281,4 @@ def report(run: RunDir, result: training.FitResult, extra: list[str] = ()) -> li
         if metrics:
             lines.append(f"{split}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     lines.extend(extra)
-    print("\n".join(lines))
-    run.write_summary(lines)
     return lines
