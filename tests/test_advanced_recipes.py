@@ -74,7 +74,7 @@ def test_mnist_dbn_pretrains_each_layer_then_fine_tunes_and_resumes_exactly(tmp_
     assert "RBM 2: val reconstruction cross-entropy" in (straight / "summary.txt").read_text()
     split = run_recipe(tmp_path, "mnist-dbn", *flags, "--epochs", "1", run_name="split")
     assert cli.main(["recipe", "mnist-dbn", "--resume", str(split), "--epochs", "3",
-                     "--no-progress", "--no-histograms"]) == 0
+                     "--no-progress"]) == 0
     assert_same_checkpoints(straight, split)
 
 
@@ -94,7 +94,7 @@ def test_mnist_gan_players_train_samples_are_logged_and_resume_is_exact(tmp_path
     assert {k.split("/")[1] for k in arrays if k.startswith("optimizer/")} == {"generator", "discriminator"}
     split = run_recipe(tmp_path, "mnist-gan", *flags, "--epochs", "1", run_name="split")
     assert cli.main(["recipe", "mnist-gan", "--resume", str(split), "--epochs", "2",
-                     "--no-progress", "--no-histograms"]) == 0
+                     "--no-progress"]) == 0
     assert_same_checkpoints(straight, split)
     mlp = run_recipe(tmp_path, "mnist-gan", *flags, "--epochs", "1", "--arch", "mlp",
                      "--feature-matching", "--optimizer", "momentum", run_name="mlp")

@@ -11,7 +11,7 @@ from workbench import cli
 from workbench.recipes import common, recipes
 from workbench.runs import RunDir
 
-FAST = ["--no-progress", "--no-histograms"]
+FAST = ["--no-progress"]
 
 
 def run_recipe(tmp_path, name, *flags, run_name="run"):

@@ -27,7 +27,7 @@ STOPPED = re.compile(r"stopped by (SIGINT|SIGTERM) at step ([\d,]+); checkpoint 
 # CartPole in the learner's process: fast to start; 30,000 steps take a few seconds
 TRAIN = ["train", "--env", "CartPole-v1", "--backend", "inline", "--log-every", "0.2"]
 # 10,000 steps an epoch, about 1.5 s; the progress bar (stderr: updates end in \r) shows where
-RECIPE = ["recipe", "caesar", "--samples", "100000", "--epochs", "2", "--no-histograms"]
+RECIPE = ["recipe", "caesar", "--samples", "100000", "--epochs", "2"]
 
 
 def number(text: str) -> int:
@@ -170,7 +170,7 @@ def test_a_run_that_ends_past_its_steps_says_why(tmp_path):
     assert done and number(done.group(1)) - 50 == number(done.group(2)) > 0, result.stdout
 
 
-FAST = ["--samples", "260", "--no-progress", "--no-histograms"]
+FAST = ["--samples", "260", "--no-progress"]
 
 
 def recipe(tmp_path, *flags) -> int:

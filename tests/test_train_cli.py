@@ -181,3 +181,17 @@ def test_unknown_env_in_a_saved_config_is_reported(tmp_path):
     config.write_text(json.dumps({"env": "CartPole-v9"}))
     result = workbench("train", "--config", str(config), "--logdir", str(tmp_path))
     assert result.returncode == 2 and "close matches: CartPole-v1" in result.stderr
+
+
+def test_tensorboard_opens_on_the_curves_histograms_only_when_asked(tmp_path):
+    """An RL run writes no weight/bias histograms unless --histogram-every asks for them: they
+    would fill TensorBoard's landing page above charts/episodic_return."""
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    for name, flags in (("plain", []), ("asked", ["--histogram-every", "5"])):
+        result = workbench("train", "--env", "CartPole-v1", "--backend", "inline", "--steps", "3000",
+                           "--logdir", str(tmp_path), "--name", name, *flags)
+        assert result.returncode == 0, result.stderr
+        events = event_accumulator.EventAccumulator(str(tmp_path / name), size_guidance={"histograms": 0})
+        events.Reload()
+        assert "charts/episodic_return" in events.Tags()["scalars"]
+        assert bool(events.Tags()["histograms"]) == (name == "asked"), events.Tags()["histograms"]

@@ -66,8 +66,8 @@ def test_loss_goes_down_and_every_tag_is_written(tmp_path):
     task = make_task()
     writer = RecordingWriter()
     before = task.evaluate("val")["loss"]
-    result = training.fit(task, nets.optim.SGD(task.model, 0.1, momentum=0.9), quiet(epochs=3),
-                          RunDir(tmp_path), writer, log=lambda *_: None)
+    result = training.fit(task, nets.optim.SGD(task.model, 0.1, momentum=0.9),
+                          quiet(epochs=3, histograms=True), RunDir(tmp_path), writer, log=lambda *_: None)
     assert result.val["loss"] < before * 0.5
     assert result.test["accuracy"] > 0.9
     assert result.epochs == 3 and result.steps == 3 * 15

@@ -61,7 +61,7 @@ class TrainConfig(Settings):
     logdir: str = "runs"
     checkpoint_every: int | None = setting(None, ">= 1")  # env steps; None: a tenth of the run
     keep_checkpoints: int = setting(5, ">= 0")  # periodic checkpoints kept besides latest.npz; 0: all
-    histogram_every: int = setting(500, ">= 1")  # updates
+    histogram_every: int = setting(0, ">= 0")  # updates; 0: none, so TensorBoard opens on the curves
     log_every: float = setting(1.0, "> 0")  # seconds between console lines
     actor_timeout: float = setting(60.0, "> 0")  # seconds without a rollout before an actor counts as hung
     max_in_flight: int = setting(1, ">= 1")  # rollouts an actor may have sent that the learner has not taken

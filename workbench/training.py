@@ -86,7 +86,7 @@ class FitConfig:
     plateau_factor: float = 0.5
     clip: float | None = None  # max global gradient norm
     log_every: int = 50  # steps between train/loss and update-ratio points
-    histograms: bool = True
+    histograms: bool = False  # weight/bias histograms each epoch
     restore_best: bool = True
     progress: bool = True
     seed: int = 0

@@ -167,7 +167,8 @@ def add_parser(subparsers):
     logging.add_argument("--log-every", type=float, metavar="SECONDS",
                          help="seconds between progress lines (default 1)")
     logging.add_argument("--histogram-every", type=int, metavar="UPDATES",
-                         help="updates between weight/bias histograms in TensorBoard (default 500)")
+                         help="updates between weight/bias histograms in TensorBoard, e.g. 500 "
+                              "(default: none, so that TensorBoard opens on the curves)")
     logging.add_argument("--actor-timeout", type=float, metavar="SECONDS",
                          help="an actor silent this long is killed and replaced (default 60)")
     logging.add_argument("--max-in-flight", type=int, metavar="N",

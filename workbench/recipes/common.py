@@ -95,7 +95,11 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
     flag(group, "--min-epochs", default=min_epochs, type=int, rule=">= 0",
          help="early stopping never stops before this many epochs")
     flag(group, "--seed", default=0, type=int, help="seed of initial weights, shuffling and dropout")
-    flag(group, "--threads", default=0, type=int, rule=">= 0", help="Numba and BLAS threads (0: all cores)")
+    # 1 by default: on 2 cores two threads ran an epoch 1.1-1.5x faster idle and 2.1-6.4x slower
+    # beside two busy processes (benchmarks/recipe_threads.py): BLAS waits on preempted threads
+    flag(group, "--threads", default=1, type=int, rule=">= 0",
+         help="Numba and BLAS threads; 1 keeps a run steady on a shared machine, more pay on an idle "
+              "one with many cores (0: all cores)")
     flag(group, "--device", default="cpu", choices=nets.backend.DEVICES,
          help="where the model trains: cpu, or gpu (CuPy and an NVIDIA GPU: pip install -e \".[gpu]\")")
     run = parser.add_argument_group("run folder")
@@ -107,8 +111,9 @@ def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, 
               "again (e.g. --epochs 20 trains further)")
     flag(run, "--log-every", default=50, type=int, rule=">= 1", help="steps between train/loss points")
     flag(run, "--no-progress", default=False, action="store_true", help="no progress bar")
-    flag(run, "--no-histograms", default=False, action="store_true",
-         help="no weight/bias histograms (they cost a little time each epoch)")
+    flag(run, "--histograms", default=False, action="store_true",
+         help="weight/bias histograms in TensorBoard each epoch (default: none, so that TensorBoard "
+              "opens on the curves)")
     flag(run, "--check", default=False, action="store_true",
          help="engine check mode: stop at the first NaN/Inf and name the op and layer, or the "
               "parameter, where it appeared (slower)")
@@ -136,7 +141,7 @@ def fit_config(args) -> training.FitConfig:
         epochs=args.epochs, patience=args.patience, min_epochs=args.min_epochs,
         schedule=args.schedule, lr_floor=args.lr_floor, plateau_patience=args.plateau_patience,
         clip=args.clip, log_every=args.log_every,
-        histograms=not args.no_histograms, progress=not args.no_progress, seed=args.seed,
+        histograms=args.histograms, progress=not args.no_progress, seed=args.seed,
         should_stop=args.should_stop)
 
 
