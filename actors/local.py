@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 import multiprocess as mp
-from multiprocess import connection
+from multiprocess import connection, forkserver
 
 from agents import Gradient, Rollout, agent_class
 from nets import threads
@@ -88,6 +88,23 @@ def killed_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _start_fork_server() -> None:
+    """Start the fork server (if it is not running) with SIGINT and SIGTERM ignored from its first
+    instruction: an ignored disposition survives the exec (a blocked mask does not), so a Ctrl-C
+    during its second of imports, before its preload ignores them, cannot kill it and the
+    learner's start with it. This process ignores them only for the fork and exec: the server's
+    start does not wait for its imports. Only the main thread can set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        forkserver.ensure_running()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -127,6 +144,7 @@ class LocalProcesses(Transport):
 
     # -- Transport ---------------------------------------------------------------------------
     def start(self):
+        _start_fork_server()
         for slot in range(self.n_actors):
             self._spawn(slot, generation=0)
         return [f"pid {actor.process.pid}" for actor in self.actors.values()]

@@ -273,3 +273,30 @@ def test_stopped_mid_epoch_and_resumed_it_ends_as_an_uninterrupted_run(tmp_path,
     untimed = [[{k: v for k, v in record.items() if k != "seconds"} for record in result.history]
                for result in (resumed, straight)]
     assert untimed[0] == untimed[1]  # the epochs' training-loss means and validation too
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.2, 0.5, 0.8, 1.2])
+def test_ctrl_c_while_the_run_starts_is_one_line_and_leaves_no_process(tmp_path, delay):
+    """Ctrl-C reaches the whole process group: while the commands import (the learner's first
+    fraction of a second) it is 'interrupted' (exit 130, no run); while the fork server imports
+    (it starts with the signals ignored, so it survives) and the actors start, the run stops at
+    step 0 with its line (exit 0). Never a traceback, never a process left."""
+    proc = subprocess.Popen([*WORKBENCH, "train", "--env", "CartPole-v1", "--actors", "2", "--steps", "300000",
+                             "--logdir", str(tmp_path), "--name", "r"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal
+    time.sleep(delay)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert "Traceback" not in out, out
+    last = out.strip().splitlines()[-1]
+    assert (proc.returncode, last) == (130, "interrupted") or (proc.returncode == 0 and STOPPED.match(last)), out
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)  # anything of the group left (actors, fork server)?
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    pytest.fail("processes of the run are still alive 10 s after it stopped")
