@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -117,6 +119,17 @@ def connect(address: str | None, n_actors: int, env_module: str | None = None) -
     return True
 
 
+def _reaper() -> subprocess.Popen | None:
+    """actors/ray_reaper.py for the local instance just started: it ends that instance and removes
+    its session folder once this process has exited (its stdin pipe reaches end-of-file). In its
+    own session, so that a signal to the learner's process group leaves it to do its work."""
+    if not sys.platform.startswith("linux"):
+        return None
+    session = ray._private.worker.global_worker.node.get_session_dir_path()
+    return subprocess.Popen([sys.executable, "-m", "actors.ray_reaper", session], stdin=subprocess.PIPE,
+                            start_new_session=True)
+
+
 class RayActors(Transport):
     def __init__(self, spec: ActorSpec, n_actors: int, address: str | None = None,
                  max_in_flight: int = 1, actor_timeout: float = 60.0, start_timeout: float = 120.0):
@@ -125,6 +138,7 @@ class RayActors(Transport):
         self.spec, self.n_actors = spec, n_actors
         self.max_in_flight, self.actor_timeout, self.start_timeout = max_in_flight, actor_timeout, start_timeout
         self.owns_ray = connect(address, n_actors, own_module(spec.env_id))
+        self._reaper = _reaper() if self.owns_ray and address is None else None
         self._actor_class = ray.remote(_ActorBody).options(
             num_cpus=1, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD",
             runtime_env={"env_vars": threads.child_environment(1)})
@@ -223,6 +237,12 @@ class RayActors(Transport):
         self.slots, self._weights, self._target, self._target_ref = {}, [], None, None
         if self.owns_ray:
             ray.shutdown()
+        if self._reaper is not None:  # the session folder goes now, not when this process exits
+            self._reaper.stdin.close()
+            try:
+                self._reaper.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
 
 
 def _short(error: Exception) -> str:

@@ -7,6 +7,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +142,37 @@ def test_ray_settings_fail_with_one_line(tmp_path, args, message):
     result = workbench("train", "--logdir", str(tmp_path), "--steps", "100", *args)
     assert result.returncode != 0 and result.stderr.startswith("workbench train: ")
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def ray_sessions() -> set:
+    return {str(p) for p in Path("/tmp/ray").glob("session_2*")} if Path("/tmp/ray").exists() else set()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the reaper reads /proc")
+def test_a_sigkilled_ray_learner_leaves_no_ray_process_and_no_session_folder(tmp_path):
+    """The local Ray instance a run starts goes with its learner, even a SIGKILLed one: Ray's
+    agents lived on for a minute and its session folder stayed (actors/ray_reaper.py)."""
+    pytest.importorskip("ray")
+    from actors.ray_reaper import session_processes
+
+    before = ray_sessions()
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", "--env", "CartPole-v1",
+                             "--backend", "ray", "--actors", "2", "--steps", "10000000", "--log-every", "0.5",
+                             "--logdir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:  # trained a little: Ray, its agents and the actors are all up
+            if re.match(r"step [\d,]+/", line) and not line.startswith("step 0/"):
+                break
+        (session,) = ray_sessions() - before
+        assert session_processes(session)
+        os.kill(proc.pid, signal.SIGKILL)  # the learner alone, as `kill -9 PID` does
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while (session_processes(session) or Path(session).exists()) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not session_processes(session) and not Path(session).exists()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
