@@ -97,7 +97,7 @@ def test_help_explains_every_flag():
     (["--set", "learning_rate=0.1"], "unknown A3CConfig settings ['learning_rate']"),
     (["--agent", "reinforce", "--envs-per-actor", "4"], "envs-per-actor must be 1"),
     (["--entropy-beta", "0.1", "--agent", "nstep-q"], "unknown NStepQConfig settings ['entropy_beta']"),
-    (["--resume", "no-such-run"], "no-such-run is not a run folder (no config.json)"),
+    (["--resume", "no-such-run"], "run folder not found: no-such-run"),
     (["--resume", "no-such-run", "--config", "c.json"], "--resume no-such-run continues that run with "
                                                          "its own config.json: leave out --config"),
 ])

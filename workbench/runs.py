@@ -163,6 +163,8 @@ class RunDir:
     @classmethod
     def existing(cls, path) -> "RunDir":
         run = cls(path)
+        if not run.path.exists():
+            raise RunError(f"run folder not found: {run.path}")
         if not (run.path / CONFIG).is_file():
             raise RunError(f"{run.path} is not a run folder (no {CONFIG})")
         return run
