@@ -66,7 +66,7 @@ def test_mnist_dbn_pretrains_each_layer_then_fine_tunes_and_resumes_exactly(tmp_
     flags = ["--data", str(digits), "--validation", "40", "--hidden", "24,12", "--pretrain-epochs", "2",
              "--batch-size", "10", "--pretrain-batch-size", "10", "--lr", "0.5"]
     straight = run_recipe(tmp_path, "mnist-dbn", *flags, "--epochs", "3", run_name="straight")
-    assert_learns(straight)
+    assert_learns(straight, accuracy=0.35)  # 0.45; chance 0.1
     for stage in ("pretrain-1", "pretrain-2"):
         saved = checkpoint.read(straight / "checkpoints" / stage / "latest.npz")[0]["meta"]
         assert saved["epoch"] == 2 and saved["history"][-1]["val_loss"] < saved["history"][0]["val_loss"]
@@ -106,7 +106,7 @@ def test_mnist_stn_learns_on_distorted_digits_and_shows_the_transformer(tmp_path
     flags = ["--data", str(digits), "--validation", "40", "--canvas", "32", "--filters", "4,8",
              "--hidden", "16", "--batch-size", "20", "--epochs", "4", "--lr", "0.003"]
     run_dir = run_recipe(tmp_path, "mnist-stn", *flags)
-    assert_learns(run_dir)
+    assert_learns(run_dir, accuracy=0.35)  # 0.425; chance 0.1
     assert image_tags(run_dir) == {"stn/inputs", "stn/transformed"}
     baseline = run_recipe(tmp_path, "mnist-stn", *flags, "--no-transformer", "--epochs", "1",
                           run_name="baseline")
@@ -130,7 +130,7 @@ def test_distortion_rotates_and_moves_digits_onto_the_canvas():
 
 
 @pytest.mark.slow
-def test_resnet_learns_tiny_digits(tmp_path, digits):
+def test_resnet_and_densenet_train_on_idx_digits(tmp_path, digits):
     run_dir = run_recipe(tmp_path, "resnet", "--data", str(digits), "--validation", "40", "--width", "4",
                          "--epochs", "3", "--batch-size", "20", "--lr", "0.05", "--preactivation",
                          "--survival", "0.8", "--augment")
@@ -177,7 +177,7 @@ def test_resnet_reads_image_folders(tmp_path, capsys):
     root = write_image_folders(tmp_path / "stripes")
     run_dir = run_recipe(tmp_path, "resnet", "--images", str(root), "--validation", "8", "--width", "4",
                          "--epochs", "3", "--batch-size", "8", "--lr", "0.05")
-    assert_learns(run_dir)
+    assert_learns(run_dir, accuracy=0.9)  # 1.0; chance 0.5
     out = capsys.readouterr().out
     assert "2 classes" in out and "test accuracy:" in out
     odd = root / "train" / "vertical" / "odd.png"

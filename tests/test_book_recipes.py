@@ -92,7 +92,7 @@ def test_sentiment_macro_f1_matches_a_hand_computed_case():
 
 def test_sentiment_learns_from_every_layout_and_predicts_from_the_run(tmp_path, polarity_files, capsys):
     run_dir = run_recipe(tmp_path, "sentiment", *sentiment_flags(polarity_files), "--epochs", "3")
-    assert_learns(run_dir)
+    assert_learns(run_dir, accuracy=0.6)  # 0.68; three classes
     assert history(run_dir)[-1]["val_accuracy"] > 0.6
     summary = (run_dir / "summary.txt").read_text()
     assert "test accuracy" in summary and "macro-F1" in summary and "| negative |" in summary
@@ -282,7 +282,7 @@ DMN = ["--dim", "12", "--hops", "2", "--batch-size", "16", "--lr", "0.01"]
 
 
 @pytest.mark.parametrize("model", ["dmn", "memn2n"])
-def test_dmn_and_its_baseline_learn_from_babi_files(tmp_path, babi_files, model, capsys):
+def test_dmn_and_its_baseline_train_from_babi_files(tmp_path, babi_files, model, capsys):
     run_dir = run_recipe(tmp_path, "dmn", *file_flags(babi_files), "--model", model, "--epochs", "3", *DMN)
     assert_learns(run_dir)
     out = capsys.readouterr().out

@@ -26,10 +26,15 @@ def history(run_dir):
     return header["meta"]["history"]
 
 
-def assert_learns(run_dir):
+def assert_learns(run_dir, accuracy: float | None = None):
+    """Training and validation loss fell and, for a classifier, the last epoch's validation
+    accuracy reached `accuracy`: a bar far above chance, set below what the seeded run reaches,
+    so that an agent that does not learn (a loss of the wrong sign, say) fails it."""
     epochs = history(run_dir)
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
     assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+    if accuracy is not None:
+        assert epochs[-1]["val_accuracy"] >= accuracy, [e["val_accuracy"] for e in epochs]
     assert (run_dir / "summary.txt").read_text().startswith(f"run folder: {run_dir}")
 
 
@@ -76,7 +81,7 @@ def test_help_shows_every_flag(name, capsys):
 
 def test_caesar_learns_the_shift(tmp_path, capsys):
     run_dir = run_recipe(tmp_path, "caesar", "--epochs", "3", "--samples", "520")
-    assert_learns(run_dir)
+    assert_learns(run_dir, accuracy=0.9)  # 1.0; chance 1/27
     out = capsys.readouterr().out
     assert "abcdefghijklmnopqrstuvwxyz -> bcdefghijklmnopqrstuvwxyza" in out
     assert "uif rvjdl cspxo gpy" in out
@@ -98,7 +103,7 @@ def test_mnist_mlp_learns_tiny_digits(tmp_path, capsys):
     data = write_mnist(tmp_path / "mnist")
     run_dir = run_recipe(tmp_path, "mnist-mlp", "--data", str(data), "--validation", "40",
                          "--hidden", "32", "--epochs", "3", "--batch-size", "20")
-    assert_learns(run_dir)
+    assert_learns(run_dir, accuracy=0.9)  # 1.0 from epoch 1; chance 0.1
     assert "test accuracy:" in capsys.readouterr().out
     book = run_recipe(tmp_path, "mnist-mlp", "--data", str(data), "--validation", "40",
                       "--preset", "book", "--epochs", "1", run_name="book")
@@ -111,7 +116,7 @@ def test_mnist_cnn_learns_tiny_digits(tmp_path):
     run_dir = run_recipe(tmp_path, "mnist-cnn", "--data", str(data), "--validation", "40",
                          "--filters", "4,8", "--hidden", "16", "--epochs", "3",
                          "--batch-size", "20", "--lr", "0.05")
-    assert_learns(run_dir)
+    assert_learns(run_dir, accuracy=0.4)  # 0.5 after 3 epochs; chance 0.1
 
 
 def test_missing_data_names_the_files_and_where_to_get_them(tmp_path, capsys):
@@ -139,7 +144,7 @@ def test_char_rnn_learns_and_generates_reproducibly(tmp_path, capsys):
     text = tmp_path / "input.txt"
     text.write_text(TEXT)
     run_dir = run_recipe(tmp_path, "char-rnn", "--text", str(text), "--epochs", "3", *CHAR)
-    assert_learns(run_dir)
+    assert_learns(run_dir, accuracy=0.6)  # next letter: 0.70 after 3 epochs, 0.34 after 1
     out = capsys.readouterr().out
     assert "bits/char" in out and "next-letter accuracy" in out and "sample after epoch 3" in out
 
