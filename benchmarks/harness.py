@@ -264,7 +264,9 @@ class SB3Episodes:
         """The mean of the last `window` returns, None until there are that many."""
         return float(np.mean(self.returns[-self.window:])) if len(self.returns) >= self.window else None
 
-    def learn(self, model, should_stop: Callable[["SB3Episodes"], bool]) -> "SB3Episodes":
+    def learn(self, model, should_stop: Callable[["SB3Episodes"], bool],
+              total_timesteps: int = 10**9) -> "SB3Episodes":
+        """`total_timesteps`: what the model's schedules anneal over (a run stops by `should_stop`)."""
         from stable_baselines3.common.callbacks import BaseCallback
 
         episodes = self
@@ -280,5 +282,5 @@ class SB3Episodes:
                             episodes.best = mean if episodes.best is None else max(episodes.best, mean)
                 return not should_stop(episodes)
 
-        model.learn(total_timesteps=10**9, callback=Callback())
+        model.learn(total_timesteps=total_timesteps, callback=Callback())
         return self

@@ -20,6 +20,8 @@ last 10 episodes every --every minutes.
 
     python benchmarks/rl_continuous.py --curve HalfCheetah-v5 --minutes 30 --every 5 --steps 12000000
     python benchmarks/rl_continuous.py --curve HalfCheetah-v5 --agents sac --peers sac --steps 1000000
+    python benchmarks/rl_continuous.py --curve ALE/Breakout-v5 --agents ppo --peers ppo --window 100 \
+        --every 5 --steps 10000000     # RL Zoo's Atari PPO as the peer
 """
 from __future__ import annotations
 
@@ -100,14 +102,12 @@ def sb3_run(algo: str, seed: int, cap: float) -> dict:
             "steps": episodes.steps, "best_mean_20": best}
 
 
-CURVE_WINDOW = 10
-
-
 class Curve:
-    """The last-10 mean return at every mark (minutes from the start), as training reaches it."""
+    """The mean return of the last `window` episodes at every mark (minutes from the start), as
+    training reaches it."""
 
-    def __init__(self, name: str, minutes: float, every: float):
-        self.name, self.start = name, time.monotonic()
+    def __init__(self, name: str, minutes: float, every: float, window: int):
+        self.name, self.start, self.window = name, time.monotonic(), window
         self.marks = [every * k for k in range(1, int(minutes / every + 1e-9) + 1)]
         self.points: list[dict] = []
 
@@ -115,28 +115,32 @@ class Curve:
         """Records the marks passed; true once the last one is."""
         minutes = (time.monotonic() - self.start) / 60
         while self.marks and minutes >= self.marks[0]:
-            recent = list(returns)[-CURVE_WINDOW:]
+            recent = list(returns)[-self.window:]
             point = {"minutes": self.marks.pop(0), "steps": steps,
-                     "mean_10": round(float(np.mean(recent)), 1) if recent else None}
+                     f"mean_{self.window}": round(float(np.mean(recent)), 1) if recent else None}
             self.points.append(point)
             print(f"  {self.name:8s} {point}", flush=True)
         return not self.marks
 
 
-def own_curve(agent: str, env_id: str, minutes: float, every: float, steps: int, logdir: str) -> list[dict]:
+def own_curve(agent: str, env_id: str, minutes: float, every: float, window: int, steps: int,
+              logdir: str) -> list[dict]:
     from workbench.rl import TrainConfig, train
 
-    curve = Curve(agent, minutes, every)
+    curve = Curve(agent, minutes, every, window)
     train(TrainConfig(env=env_id, agent=agent, actors=2, steps=steps, logdir=logdir),
           should_stop=lambda progress: curve.update(progress.recent_returns, progress.step),
           console=lambda line: None)
     return curve.points
 
 
-def sb3_curve(algo: str, env_id: str, minutes: float, every: float) -> list[dict]:
+def sb3_curve(algo: str, env_id: str, minutes: float, every: float, window: int) -> list[dict]:
     """stable-baselines3's PPO with its defaults (the PPO paper's MuJoCo settings) and
     VecNormalize, or its SAC with RL Zoo's MuJoCo settings (SB3's defaults, learning after 10,000
-    random steps)."""
+    random steps); on Atari (ALE/...) its PPO with RL Zoo's Atari settings: AtariWrapper (the
+    same preprocessing as workbench's, on the same v5 env: sticky actions, frameskip 4 by the
+    wrapper), 4 frames stacked, 8 envs in subprocesses, n_steps 128, 4 epochs of minibatches of
+    256, learning rate 2.5e-4 and clip range 0.1 annealed over the Zoo's 10M steps, ent_coef 0.01."""
     import torch
 
     torch.set_num_threads(1)  # as in sb3_run
@@ -146,28 +150,44 @@ def sb3_curve(algo: str, env_id: str, minutes: float, every: float) -> list[dict
 
     from harness import SB3Episodes
 
-    curve = Curve(f"sb3-{algo}", minutes, every)
+    curve = Curve(f"sb3-{algo}", minutes, every, window)
+    if env_id.startswith("ALE/"):
+        from stable_baselines3.common.env_util import make_atari_env
+        from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
+
+        import ale_py
+        import gymnasium
+
+        gymnasium.register_envs(ale_py)  # ALE/... ids, which forked workers inherit
+        envs = VecFrameStack(make_atari_env(env_id, n_envs=8, seed=0, vec_env_cls=SubprocVecEnv,
+                                            vec_env_kwargs={"start_method": "fork"},
+                                            env_kwargs={"frameskip": 1}), n_stack=4)
+        model = PPO("CnnPolicy", envs, n_steps=128, n_epochs=4, batch_size=256,
+                    learning_rate=lambda remaining: 2.5e-4 * remaining, clip_range=lambda remaining: 0.1 * remaining,
+                    vf_coef=0.5, ent_coef=0.01, seed=0, device="cpu")
+        SB3Episodes(window).learn(model, lambda e: curve.update(e.returns, e.steps), total_timesteps=10_000_000)
+        return curve.points
     if algo == "sac":
         model = SAC("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=0), learning_starts=10_000, seed=0,
                     device="cpu")
     else:
         model = PPO("MlpPolicy", VecNormalize(make_vec_env(env_id, n_envs=1, seed=0)), seed=0, device="cpu")
-    SB3Episodes(CURVE_WINDOW).learn(model, lambda e: curve.update(e.returns, e.steps))
+    SB3Episodes(window).learn(model, lambda e: curve.update(e.returns, e.steps))
     return curve.points
 
 
-def curves(env_id: str, minutes: float, every: float, steps: int, agents: list[str], peers: list[str],
-           json_path: Path | None) -> int:
+def curves(env_id: str, minutes: float, every: float, window: int, steps: int, agents: list[str],
+           peers: list[str], json_path: Path | None) -> int:
     logdir = tempfile.mkdtemp(prefix="rl-continuous-curve-")
-    print(f"{env_id}: last-{CURVE_WINDOW} mean return every {every:g} minutes for {minutes:g} minutes, "
+    print(f"{env_id}: last-{window} mean return every {every:g} minutes for {minutes:g} minutes, "
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     results = {"env": env_id, "minutes": minutes}
     for agent in agents:
-        results[agent] = own_curve(agent, env_id, minutes, every, steps, logdir)
+        results[agent] = own_curve(agent, env_id, minutes, every, window, steps, logdir)
         print(f"load average: {os.getloadavg()[0]:.1f}", flush=True)
     for peer in peers:
         try:
-            results[f"sb3-{peer}"] = sb3_curve(peer, env_id, minutes, every)
+            results[f"sb3-{peer}"] = sb3_curve(peer, env_id, minutes, every, window)
         except ImportError as error:
             print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
     results["load_average_after"] = os.getloadavg()
@@ -200,13 +220,15 @@ def main() -> int:
     parser.add_argument("--curve", metavar="ENV", help="a learning curve on ENV instead (e.g. HalfCheetah-v5)")
     parser.add_argument("--minutes", type=float, default=30.0, help="--curve: minutes per side (default 30)")
     parser.add_argument("--every", type=float, default=10.0, help="--curve: minutes between points (default 10)")
+    parser.add_argument("--window", type=int, default=10,
+                        help="--curve: episodes in the mean (default 10; 100 for Atari)")
     parser.add_argument("--steps", type=int, default=12_000_000,
                         help="--curve: workbench's --steps (default 12M: HalfCheetah took 25 minutes on 2 cores)")
     args = parser.parse_args()
     peers = [p for p in args.peers.split(",") if p]
     agents = [a for a in args.agents.split(",") if a]
     if args.curve:
-        return curves(args.curve, args.minutes, args.every, args.steps, agents, peers, args.json)
+        return curves(args.curve, args.minutes, args.every, args.window, args.steps, agents, peers, args.json)
     logdir = tempfile.mkdtemp(prefix="rl-continuous-")
     print(f"{ENV}: time to a last-{WINDOW} mean >= {BAR:g}, {os.cpu_count()} cores, cap {args.cap:g} s; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
