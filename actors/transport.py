@@ -27,6 +27,8 @@ class ActorSpec:
     compute_gradients: bool = False  # send each rollout's gradient (a Gradient), not the rollout
     working_dir: str = ""  # the learner's: local actors work there too, so that a user's env
                            # module (and any relative path it opens) is found as in the learner
+    check: bool = False  # the engine's check mode (--check): an actor computing gradients names
+                         # the op where a NaN/Inf appears, as the learner does
 
 
 def actor_seeds(spec: ActorSpec, slot: int, generation: int) -> tuple[list[int], np.random.Generator]:

@@ -18,6 +18,7 @@ import numpy as np
 
 from agents import Gradient, make_agent
 from envs import make_env
+import nets
 from nets import threads
 
 from .collector import Collector
@@ -30,6 +31,7 @@ POLL_SECONDS = 0.2  # how often a waiting actor looks at the stop flag
 
 def build_collector(spec: ActorSpec, slot: int, generation: int):
     """(agent, collector) for one actor: its envs, an acting-only agent and its policy."""
+    nets.set_check_mode(spec.check)
     env_seeds, rng = actor_seeds(spec, slot, generation)
     envs = [make_env(spec.env_id, seed=s, **spec.env_options) for s in env_seeds]
     agent = make_agent(spec.agent, envs[0].observation_space, envs[0].action_space,

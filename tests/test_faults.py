@@ -477,3 +477,11 @@ def test_a_network_that_cannot_fit_in_memory_is_one_line_before_any_actor_starts
                         r"\(Unable to allocate [\d.]+ [GT]iB .*\); lower the sizes \(--hidden, --set "
                         r"buffer_size=\.\.\.\)", message), message
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_check_mode_names_the_op_also_where_actor_processes_compute_the_gradients(tmp_path):
+    result = workbench("train", "--env", "CartPole-v1", "--actors", "1", "--lr", "1e30", "--check",
+                       "--steps", "20000", "--logdir", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NonFiniteError: Inf first appeared in the output of ActorCriticLoss" in result.stderr, result.stderr

@@ -76,7 +76,7 @@ def present(folder: Path, remote: Remote) -> bool:
     return (folder / remote.name).is_file() or (folder / remote.name.removesuffix(".gz")).is_file()
 
 
-def fetch(dataset: str, progress: bool | None = None) -> Path:
+def fetch(dataset: str) -> Path:
     """The folder holding every file of `dataset`, downloading the ones missing."""
     folder = data_root() / dataset
     missing = [r for r in DATASETS[dataset] if not present(folder, r)]
@@ -84,7 +84,7 @@ def fetch(dataset: str, progress: bool | None = None) -> Path:
         raise DownloadError(f"{dataset} is not in {folder} and WORKBENCH_OFFLINE is set; "
                             f"{manual_route(dataset, folder)}")
     for remote in missing:
-        download(remote, folder, dataset, progress)
+        download(remote, folder, dataset)
     return folder
 
 
@@ -93,7 +93,7 @@ def manual_route(dataset: str, folder: Path) -> str:
     return f"put {names} into {folder} (or set WORKBENCH_DATA to a folder holding {dataset}/)"
 
 
-def download(remote: Remote, folder: Path, dataset: str, progress: bool | None = None) -> Path:
+def download(remote: Remote, folder: Path, dataset: str) -> Path:
     """Fetch `remote` into `folder` from the first mirror that delivers it whole and with the
     right checksum, through a temporary file that becomes the file only then: an interrupted,
     truncated or corrupt download leaves nothing behind."""
@@ -107,7 +107,7 @@ def download(remote: Remote, folder: Path, dataset: str, progress: bool | None =
     failures = []
     for url in remote.urls:
         try:
-            digest = _copy(url, partial, remote, progress)
+            digest = _copy(url, partial, remote)
         # unreachable, refused, timed out, cut short (http.client's IncompleteRead)
         except (OSError, http.client.HTTPException) as error:
             failures.append(f"{url}: {getattr(error, 'reason', None) or error}")
@@ -123,16 +123,15 @@ def download(remote: Remote, folder: Path, dataset: str, progress: bool | None =
                         f"nothing was kept. To work offline, {manual_route(dataset, folder)}")
 
 
-def _copy(url: str, partial: Path, remote: Remote, progress: bool | None) -> str:
+def _copy(url: str, partial: Path, remote: Remote) -> str:
     """Stream `url` into `partial`, returning the hex digest of what arrived; removes `partial` on
-    any failure, Ctrl-C included."""
+    any failure, Ctrl-C included. The byte bar shows on a terminal only (tqdm's disable=None)."""
     algorithm = remote.checksum.split(":")[0]
     hasher = hashlib.new(algorithm)
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(partial, "wb") as out, \
                 tqdm(total=int(response.headers.get("Content-Length") or remote.size), unit="B",
-                     unit_scale=True, desc=remote.name, disable=None if progress is None else not progress,
-                     leave=False) as bar:
+                     unit_scale=True, desc=remote.name, disable=None, leave=False) as bar:
             received = 0
             while chunk := response.read(CHUNK):
                 out.write(chunk)

@@ -266,7 +266,7 @@ def _train_run(config: TrainConfig, run: RunDir, agent: Agent, progress: Progres
     spec = ActorSpec(env_id=config.env, agent=config.agent, agent_config=actor_settings,
                      envs_per_actor=envs_per_actor, seed=config.seed + 7919 * progress.updates,
                      env_options=config.env_options, compute_gradients=config.resolved_gradients_on == "actors",
-                     working_dir=os.getcwd())
+                     working_dir=os.getcwd(), check=nets.is_check_mode())
     n_params = len(agent.network.flat())
     if config.backend == "inline":
         transport = InlineActors(spec, n_actors)
