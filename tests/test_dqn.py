@@ -1,7 +1,6 @@
 """DQN: targets, action log-probabilities and Ape-X priorities by hand, the epsilon ladder,
 settings, updates into the weight ring, and short runs: one that learns CartPole, Ape-X on actor
 processes and on Ray, a resumed run, `play --greedy`."""
-import json
 import os
 import subprocess
 import sys
