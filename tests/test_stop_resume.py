@@ -2,13 +2,11 @@
 the step, save a checkpoint and print one line naming the command that continues; `--resume RUN`
 continues exactly (mid-epoch for recipes); a finished run says so without starting anything."""
 import os
-import queue
 import re
 import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -21,6 +19,8 @@ from workbench.recipes import caesar
 from workbench.recipes.common import ClassificationTask
 from workbench.runs import RunDir
 
+from test_train_cli import running  # noqa: F401 - the fixture
+
 WORKBENCH = [sys.executable, "-m", "workbench.cli"]
 STOPPED = re.compile(r"stopped by (SIGINT|SIGTERM) at step ([\d,]+); checkpoint saved\. "
                      r"Continue with: (workbench (?:train|recipe caesar) --resume \S+)")
@@ -32,64 +32,6 @@ RECIPE = ["recipe", "caesar", "--samples", "100000", "--epochs", "2"]
 
 def number(text: str) -> int:
     return int(text.replace(",", ""))
-
-
-class Running:
-    """A workbench subprocess whose output lines (stdout and stderr, a progress bar's updates
-    included) can be awaited as they come."""
-
-    def __init__(self, args, cwd):
-        self.proc = subprocess.Popen([*WORKBENCH, *args], cwd=cwd, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        self.lines: list[str] = []
-        self._queue: queue.Queue = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        # Raw reads split at \r and \n: a progress bar's update starts with \r and has no end until
-        # the next one, so each read's text counts as whole lines (a write of one line is never
-        # split across reads of a pipe). Blank lines (a bar being cleared) are left out.
-        while chunk := os.read(self.proc.stdout.fileno(), 65536):
-            for line in re.split(rb"[\r\n]+", chunk):
-                if line.strip():
-                    self._queue.put(line.decode("utf-8", "replace"))
-        self._queue.put(None)
-
-    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                line = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if line is None:
-                break
-            self.lines.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match
-        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.lines))
-
-    def finish(self, timeout: float = 60.0) -> int:
-        code = self.proc.wait(timeout=timeout)
-        while (line := self._queue.get(timeout=5)) is not None:
-            self.lines.append(line)
-        return code
-
-
-@pytest.fixture
-def running():
-    started = []
-
-    def start(args, cwd):
-        started.append(Running(args, cwd))
-        return started[-1]
-
-    yield start
-    for run in started:
-        if run.proc.poll() is None:
-            run.proc.kill()
-            run.proc.wait()
 
 
 def run_printed(command: str, cwd) -> subprocess.CompletedProcess:
@@ -108,7 +50,7 @@ def test_a_signal_stops_with_one_line_exit_0_and_the_printed_command_resumes(tmp
         args, continued = [*TRAIN, "--steps", "30000", "--name", "run"], "workbench train --resume runs/run"
     else:
         args, continued = [*RECIPE, "--name", "run"], "workbench recipe caesar --resume runs/run"
-    run = running(args, tmp_path)
+    run = running(*args, cwd=tmp_path)
     if command == "train":
         run.wait_for(r"^step [\d,]+/30,000 .* steps/s")  # training is under way
     else:  # into the second epoch, to show that an epoch need not end for a stop

@@ -24,18 +24,24 @@ def workbench(*args, timeout=120):
 
 
 class Running:
-    """A `workbench train` subprocess whose output lines can be awaited."""
+    """A workbench subprocess whose output lines (stdout and stderr, a progress bar's updates
+    included) can be awaited as they come."""
 
-    def __init__(self, *args):
-        self.proc = subprocess.Popen([*WORKBENCH, *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+    def __init__(self, *args, cwd=None):
+        self.proc = subprocess.Popen([*WORKBENCH, *args], cwd=cwd, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self):
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
+        # Raw reads split at \r and \n: a progress bar's update starts with \r and has no end until
+        # the next one, so each read's text counts as whole lines (a write of one line is never
+        # split across reads of a pipe). Blank lines (a bar being cleared) are left out.
+        while chunk := os.read(self.proc.stdout.fileno(), 65536):
+            for line in re.split(rb"[\r\n]+", chunk):
+                if line.strip():
+                    self._queue.put(line.decode("utf-8", "replace"))
         self._queue.put(None)
 
     def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match:
@@ -69,8 +75,8 @@ class Running:
 def running():
     started = []
 
-    def start(*args):
-        started.append(Running(*args))
+    def start(*args, cwd=None):
+        started.append(Running(*args, cwd=cwd))
         return started[-1]
 
     yield start
