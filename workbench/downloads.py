@@ -71,6 +71,11 @@ def where(dataset: str) -> str:
     return f"$WORKBENCH_DATA/{dataset}, else ~/.cache/workbench/{dataset}"
 
 
+def offline() -> bool:
+    """WORKBENCH_OFFLINE set (to anything but 0): nothing is downloaded."""
+    return os.environ.get("WORKBENCH_OFFLINE", "") not in ("", "0")
+
+
 def present(folder: Path, remote: Remote) -> bool:
     """A file counts as present under its name, or decompressed (without .gz), as users unpack it."""
     return (folder / remote.name).is_file() or (folder / remote.name.removesuffix(".gz")).is_file()
@@ -80,7 +85,7 @@ def fetch(dataset: str) -> Path:
     """The folder holding every file of `dataset`, downloading the ones missing."""
     folder = data_root() / dataset
     missing = [r for r in DATASETS[dataset] if not present(folder, r)]
-    if missing and os.environ.get("WORKBENCH_OFFLINE", "") not in ("", "0"):
+    if missing and offline():
         raise DownloadError(f"{dataset} is not in {folder} and WORKBENCH_OFFLINE is set; "
                             f"{manual_route(dataset, folder)}")
     for remote in missing:

@@ -230,10 +230,11 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         except MemoryError as error:  # numpy's says how much: --hidden 200000,200000 needs 298 GiB
             raise ValueError(f"{config.agent}'s network and memory do not fit in this machine's memory "
                              f"({error}); lower the sizes (--hidden, --set buffer_size=...)") from None
-        if agent.memory_bytes() > available_memory():  # made when first used: refused before it starts
-            raise ValueError(f"{config.agent}'s replay memory of {agent.memory_settings()['capacity']:,} steps "
-                             f"needs {agent.memory_bytes() / 2**30:,.1f} GiB; this machine has "
-                             f"{available_memory() / 2**30:,.1f} GiB available: lower --set buffer_size")
+        needed, available = agent.memory_bytes(), available_memory()
+        if needed > available:  # the memory is made when first used: refused before anything starts
+            raise ValueError(f"{config.agent}'s replay memory of {agent.memory_settings()['capacity']:,} "
+                             f"steps needs {needed / 2**30:,.1f} GiB; this machine has "
+                             f"{available / 2**30:,.1f} GiB available: lower --set buffer_size")
         if run is not None:
             progress = Progress.from_meta(checkpoint.load(latest, agent.model, agent.optimizer))
             if not math.isfinite(optim.sum_of_squares(agent.network.flat().data)):

@@ -95,9 +95,8 @@ def _data_status() -> str:
     missing = [name for name in downloads.DATASETS if name not in held]
     notes = [f"holds {', '.join(held) or 'no dataset yet'}"]
     if missing:
-        offline = os.environ.get("WORKBENCH_OFFLINE", "") not in ("", "0")
-        notes.append(f"{', '.join(missing)}: " + ("not downloaded, WORKBENCH_OFFLINE is set" if offline
-                                                   else "downloaded on first use"))
+        notes.append(f"{', '.join(missing)}: " + ("not downloaded, WORKBENCH_OFFLINE is set"
+                                                   if downloads.offline() else "downloaded on first use"))
     return f"{root} ({'; '.join(notes)})"
 
 
