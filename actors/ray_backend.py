@@ -150,6 +150,10 @@ class RayActors(Transport):
 
     # -- Transport ---------------------------------------------------------------------------
     def start(self):
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if cpus < self.n_actors:  # those beyond it would wait for a CPU forever
+            raise RayUnavailable(f"{self.n_actors} actors need {self.n_actors} CPUs (one each) and the Ray "
+                                 f"cluster has {cpus:g}: lower --actors or add nodes")
         for slot in range(self.n_actors):
             self._spawn(slot, generation=0)
         return [self._where(slot) for slot in range(self.n_actors)]

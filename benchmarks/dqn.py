@@ -5,9 +5,12 @@
     their importance weights), and the whole batch (indices, 32 frame stacks and 32 bootstrap
     stacks gathered, n-step returns); the bytes each step takes and the time to fill it.
 (b) cartpole: wall-clock time until the mean of the last 100 training episodes reaches 475, for
-    `dqn` with 2 actor processes and for stable-baselines3's DQN with RL Baselines3 Zoo's CartPole
-    settings (benchmark-only: `pip install stable-baselines3`; it brings PyTorch), seed by seed
-    in the same run, each from the call (setup included) and capped.
+    `dqn` with 2 actor processes, with its defaults and with RL Baselines3 Zoo's CartPole settings
+    (where its defaults differ: lr 2.3e-3, 1-step, no double DQN; so that the implementation and
+    the settings are told apart), and for stable-baselines3's DQN with those settings
+    (benchmark-only: `pip install stable-baselines3`; it brings PyTorch; in a process of its own,
+    PyTorch on one thread), seed by seed in the same run, each from the call (setup included) and
+    capped.
 
     python benchmarks/dqn.py replay                    # about a minute; needs ~7 GB of memory
     python benchmarks/dqn.py cartpole --seeds 3 --cap 600
@@ -38,6 +41,8 @@ ZOO_CARTPOLE = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, le
                     exploration_fraction=0.16, exploration_final_eps=0.04,
                     policy_kwargs=dict(net_arch=[256, 256]))
 ZOO_TIMESTEPS = 50_000
+# workbench's dqn set to the Zoo's values where its defaults differ (see agents/dqn.py)
+ZOO_AS_WORKBENCH = {"lr": ZOO_CARTPOLE["learning_rate"], "n_step": 1, "double": False}
 
 
 def load() -> str:
@@ -94,7 +99,7 @@ def replay(capacity: int, batch: int, repeats: int) -> dict:
 
 
 # -- (b) cartpole -----------------------------------------------------------------------------
-def own_solve(seed: int, cap: float, logdir: str, actors: int) -> dict:
+def own_solve(seed: int, cap: float, logdir: str, actors: int, agent_config: dict | None = None) -> dict:
     from workbench.rl import TrainConfig, train
 
     start, best, state = time.monotonic(), [0.0], {"solved": False}
@@ -106,7 +111,8 @@ def own_solve(seed: int, cap: float, logdir: str, actors: int) -> dict:
         return state["solved"] or time.monotonic() - start > cap
 
     result = train(TrainConfig(env="CartPole-v1", agent="dqn", actors=actors, steps=10**8, seed=seed,
-                               logdir=logdir), should_stop=stop, console=lambda line: None)
+                               logdir=logdir, agent_config=agent_config or {}),
+                   should_stop=stop, console=lambda line: None)
     return {"solved": state["solved"], "seconds": round(time.monotonic() - start, 1),
             "steps": result.progress.step, "best_mean_100": round(best[0], 1)}
 
@@ -174,16 +180,21 @@ def main() -> int:
             median, best = r[key]
             print(f"  {label:32s} batch {r['batch']}: {median:.4f} ms (min {best:.4f})", flush=True)
     else:
+        from harness import in_own_process
+
         logdir = tempfile.mkdtemp(prefix="dqn-benchmark-")
-        ours, peer = [], []
+        ours, ours_zoo, peer = [], [], []
         for seed in range(1, args.seeds + 1):
             ours.append(own_solve(seed, args.cap, logdir, args.actors))
             print(f"  dqn seed {seed}: {ours[-1]}", flush=True)
+            ours_zoo.append(own_solve(seed, args.cap, logdir, args.actors, ZOO_AS_WORKBENCH))
+            print(f"  dqn with the Zoo's settings, seed {seed}: {ours_zoo[-1]}", flush=True)
             if not args.skip_sb3:
-                peer.append(sb3_solve(seed, args.cap))
+                peer.append(in_own_process(sb3_solve, seed, args.cap))
                 print(f"  sb3 DQN seed {seed}: {peer[-1]}", flush=True)
-        results["dqn"], results["sb3_dqn"] = ours, peer
+        results["dqn"], results["dqn_zoo_settings"], results["sb3_dqn"] = ours, ours_zoo, peer
         print(f"CartPole-v1 time to solve, dqn ({args.actors} actors x 4 envs): {summarize(ours)}")
+        print(f"  the same with RL Zoo's settings ({ZOO_AS_WORKBENCH}): {summarize(ours_zoo)}")
         if peer:
             print(f"CartPole-v1 time to solve, SB3 DQN (RL Zoo settings): {summarize(peer)}")
     results["load_after"] = load()

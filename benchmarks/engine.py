@@ -1,16 +1,29 @@
-"""workbench's engine against PyTorch CPU on the same nets, in one run.
+"""workbench's engine against PyTorch CPU on the same nets, each library in a process of its own.
 
-    python benchmarks/engine.py [--quick] [--threads N [--cpu-time]] [--only TEXT]
+    python benchmarks/engine.py [--quick] [--threads N] [--torch-threads N|best] [--only TEXT]
     python benchmarks/engine.py --device gpu [--quick] [--only TEXT]
 
 Cases: the A3C Atari net (conv 16x8x8/4, conv 32x4x4/2, dense 256, ReLU, policy head 7 and value
 head 1 on 4x84x84 input) train step (forward, A3C loss, backward, RMSProp) at batch 1, 20 and 128,
 its forward pass alone at batch 1, the MNIST MLP 784-800-10 train step (SGD) at batch 128, and
 one SAC gradient step at batch 256 with HalfCheetah's sizes (17 observations, 6 actions: twin
-critics, policy and temperature, each 256-256 ReLU MLPs, Adam, Polyak targets).
-Recurrent cases come from engine_recurrent.py when it exists. PyTorch runs with as many threads
-as workbench uses (by default every core, for OpenBLAS and Numba alike; `--threads N` sets both).
-`--device gpu` runs the GPU cases of engine_gpu.py against PyTorch CUDA instead.
+critics, policy and temperature, each 256-256 ReLU MLPs, Adam, Polyak targets). The learners'
+steps on the Nature net (conv 32x8x8/4, conv 64x4x4/2, conv 64x3x3/1, dense 512, ReLU; uint8
+4x84x84 frames, 4 actions), workbench's side built by the agents' own code: PPO's Atari minibatch
+of 256 (policy and value heads, the clipped loss with the pixels preset's clipped value and
+entropy bonus, gradient norm clipped at 0.5, Adam) and DQN's gradient step on 32 (the pixels
+preset's: the online net on s, the target net on s' without gradient, max_a target, Huber loss
+on the chosen action, gradient norm clipped at 10, Adam lr 1e-4).
+Recurrent cases come from engine_recurrent.py when it exists.
+
+Each library is timed in a fresh process of its own (harness.run_case_in_processes), workbench
+first, then PyTorch, each warmed up; every step is timed by the wall clock and by process CPU
+time, and the table gives workbench / torch by minimum, by median and by CPU time. workbench
+runs on every core (OpenBLAS and Numba alike) or `--threads N`; PyTorch by default at the faster
+by median of 1 thread and as many as workbench (its threads spin while they wait, which can make
+one thread its fastest on few cores), at N with `--threads N`, or as `--torch-threads` says.
+`--device gpu` runs the GPU cases of engine_gpu.py against PyTorch CUDA instead, both in this
+process, in alternating blocks.
 """
 from __future__ import annotations
 
@@ -27,8 +40,9 @@ import numpy as np  # noqa: E402
 
 import nets  # noqa: E402
 from nets import F  # noqa: E402
-from harness import (Case, Measure, format_table, machine_line, run_case, run_cases,  # noqa: E402
-                     torch_module)
+from harness import (RATIO_LEGEND, Case, Measure, add_thread_options, format_table,  # noqa: E402
+                     machine_line, run_case, run_case_in_processes, run_cases, torch_installed,
+                     torch_module, torch_thread_counts)
 
 ACTIONS = 7
 RMSPROP = dict(lr=7e-4, alpha=0.99, eps=0.1)
@@ -266,6 +280,172 @@ def torch_sac_step():
     return step
 
 
+# -- the learners on the Nature net: PPO's Atari minibatch and DQN's gradient step ---------------
+NATURE_ACTIONS = 4  # Breakout's
+PPO_MINIBATCH, DQN_BATCH = 256, 32  # PPO's pixels preset: 128 steps x 8 envs in 4 minibatches
+
+
+def _atari_spaces():
+    """(observations, actions) of an Atari env as the agents see it: 4 stacked uint8 frames."""
+    import gymnasium as gym
+
+    return gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), gym.spaces.Discrete(NATURE_ACTIONS)
+
+
+def _ppo_config():
+    """The agent's Atari settings (agents/ppo.py's pixels preset) on the Nature trunk."""
+    from agents import make_config
+    from agents.ppo import PRESETS
+
+    return make_config("ppo", {**PRESETS["pixels"], "trunk": "nature"})
+
+
+def _dqn_config():
+    from agents import make_config
+    from agents.dqn import PRESETS
+
+    return make_config("dqn", PRESETS["pixels"])
+
+
+def _ppo_minibatch(seed: int = 0) -> dict:
+    """Frames, actions and what a rollout gives PPO; advantages normalised as the agent does."""
+    rng = np.random.default_rng(seed)
+    normal = lambda scale: (scale * rng.standard_normal(PPO_MINIBATCH)).astype(np.float32)  # noqa: E731
+    advantages = normal(1.0)
+    return {"obs": rng.integers(0, 256, (PPO_MINIBATCH, 4, 84, 84), dtype=np.uint8),
+            "actions": rng.integers(0, NATURE_ACTIONS, PPO_MINIBATCH),
+            "old_log_probs": np.log(np.float32(1 / NATURE_ACTIONS)) + normal(0.1),  # some ratios clip
+            "advantages": (advantages - advantages.mean()) / (advantages.std() + 1e-8),
+            "returns": normal(1.0), "old_values": normal(0.1)}
+
+
+def _dqn_sample(seed: int = 0) -> dict:
+    """A replay sample as agents/replay.py gives it (one-step returns, discount 0 after a terminal)."""
+    rng = np.random.default_rng(seed)
+    frames = lambda: rng.integers(0, 256, (DQN_BATCH, 4, 84, 84), dtype=np.uint8)  # noqa: E731
+    return {"obs": frames(), "next_obs": frames(), "actions": rng.integers(0, NATURE_ACTIONS, DQN_BATCH),
+            "returns": rng.choice(np.float32([-1, 0, 1]), DQN_BATCH),
+            "discounts": np.where(rng.random(DQN_BATCH) < 0.05, 0, 0.99).astype(np.float32)}
+
+
+def workbench_ppo_minibatch():
+    """One pass of PPO.update's minibatch loop: the agent's network, loss op and step."""
+    from agents import make_agent
+    from agents.ppo import ClippedSurrogateLoss
+
+    nets.seed(0)
+    config = _ppo_config()
+    agent = make_agent("ppo", *_atari_spaces(), config)
+    m = _ppo_minibatch()
+
+    def step():
+        op = ClippedSurrogateLoss(m["actions"], m["old_log_probs"], m["advantages"], m["returns"],
+                                  m["old_values"], config.clip_range, config.value_clip,
+                                  config.entropy_beta, config.value_coef)
+        agent.network.zero_grad()
+        op(*agent.network(m["obs"])).backward()
+        agent.step(0.0)  # gradient norm clipping, Adam
+    return step
+
+
+def workbench_dqn_step():
+    """DQN._gradient_step on a ready sample: the agent's networks, targets, loss op and step."""
+    from agents import make_agent
+    from agents.dqn import dqn_targets
+    from agents.losses import QLoss
+
+    nets.seed(0)
+    config = _dqn_config()
+    agent = make_agent("dqn", *_atari_spaces(), config)
+    s = _dqn_sample()
+    weights = np.full(DQN_BATCH, 1 / DQN_BATCH, np.float32)  # uniform replay: a mean over the batch
+
+    def step():
+        q = agent.network(s["obs"])
+        with nets.no_grad():
+            target_next = agent.target(s["next_obs"]).data
+        targets = dqn_targets(s["returns"], s["discounts"], target_next)  # the preset: not double
+        agent.network.zero_grad()
+        QLoss(s["actions"], targets, config.huber_delta, weights)(q).backward()
+        agent.step(0.0)  # gradient norm clipping, Adam, the target's refresh when due
+    return step
+
+
+def _torch_nature_net(*head_sizes: int):
+    """The Nature trunk on uint8 frames (scaled to [0, 1] as the agents' trunk does), one linear
+    head per size."""
+    torch = torch_module()
+    nn = torch.nn
+
+    class TorchNatureNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = nn.Sequential(
+                nn.Conv2d(4, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU())
+            self.heads = nn.ModuleList(nn.Linear(512, size) for size in head_sizes)
+
+        def forward(self, frames):
+            features = self.trunk(frames.float() / 255)
+            return [head(features) for head in self.heads]
+
+    torch.manual_seed(0)
+    return TorchNatureNet()
+
+
+def torch_ppo_minibatch():
+    """CleanRL's ppo_atari.py minibatch step with the same settings."""
+    torch = torch_module()
+    config = _ppo_config()
+    model = _torch_nature_net(NATURE_ACTIONS, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+    m = {key: torch.from_numpy(value) for key, value in _ppo_minibatch().items()}
+    clip, value_clip = config.clip_range, config.value_clip
+
+    def step():
+        logits, values = model(m["obs"])
+        log_probs = torch.log_softmax(logits, dim=1)
+        ratio = (log_probs.gather(1, m["actions"][:, None])[:, 0] - m["old_log_probs"]).exp()
+        advantages = m["advantages"]
+        policy_loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip, 1 + clip)).mean()
+        entropy = -(log_probs.exp() * log_probs).sum(dim=1).mean()
+        values, old_values, returns = values[:, 0], m["old_values"], m["returns"]
+        clipped_values = old_values + (values - old_values).clamp(-value_clip, value_clip)
+        value_loss = 0.5 * torch.max((values - returns) ** 2, (clipped_values - returns) ** 2).mean()
+        loss = policy_loss - config.entropy_beta * entropy + config.value_coef * value_loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+    return step
+
+
+def torch_dqn_step():
+    """CleanRL's dqn_atari.py gradient step with the agent's settings (its Huber loss, gradient
+    clipping and target refresh)."""
+    torch = torch_module()
+    config = _dqn_config()
+    model, target = _torch_nature_net(NATURE_ACTIONS), _torch_nature_net(NATURE_ACTIONS)
+    target.load_state_dict(model.state_dict())
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
+    s = {key: torch.from_numpy(value) for key, value in _dqn_sample().items()}
+    steps = [0]
+
+    def step():
+        with torch.no_grad():
+            targets = s["returns"] + s["discounts"] * target(s["next_obs"])[0].max(dim=1).values
+        q = model(s["obs"])[0].gather(1, s["actions"][:, None])[:, 0]
+        loss = torch.nn.functional.huber_loss(q, targets, delta=config.huber_delta)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        steps[0] += 1
+        if steps[0] % config.target_update_interval == 0:
+            target.load_state_dict(model.state_dict())
+    return step
+
+
 CASES = [
     Case("a3c atari train b=1", workbench_a3c_train(1), torch_a3c_train(1), repeats=100),
     Case("a3c atari train b=20", workbench_a3c_train(20), torch_a3c_train(20), repeats=60),
@@ -273,6 +453,8 @@ CASES = [
     Case("a3c atari forward b=1", workbench_a3c_forward, torch_a3c_forward, repeats=300),
     Case("mnist mlp train b=128", workbench_mlp_train, torch_mlp_train, repeats=100),
     Case("sac step b=256 (halfcheetah)", workbench_sac_step, torch_sac_step, repeats=60),
+    Case("ppo atari minibatch b=256 (nature)", workbench_ppo_minibatch, torch_ppo_minibatch, repeats=20),
+    Case("dqn step b=32 (nature, online+target)", workbench_dqn_step, torch_dqn_step, repeats=60),
 ]
 
 try:  # recurrent cases live beside this file once they are written
@@ -284,45 +466,41 @@ except ImportError as error:
 
 
 def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
-    """Every case, for `python -m benchmarks engine` (`full` lifts the time cap per case)."""
-    return run_cases(CASES + RECURRENT_CASES, quick, smoke, full)
+    """Every case, each library in its own process, for `python -m benchmarks engine` (`full`
+    lifts the time cap per case)."""
+    return run_cases(CASES + RECURRENT_CASES, quick, smoke, full, in_processes=True)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the repeats (a smoke run)")
     parser.add_argument("--only", metavar="TEXT", help="run only cases whose name contains TEXT")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="threads per framework (default: every core)")
+    add_thread_options(parser)
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="gpu: workbench on CuPy against PyTorch CUDA (engine_gpu.py)")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="time process CPU instead of wall time (needs --threads 1; for a busy "
-                             "machine)")
+                        help="gpu: workbench on CuPy against PyTorch CUDA (engine_gpu.py), in one process")
     args = parser.parse_args(argv)
-    if args.cpu_time and args.threads != 1:
-        parser.error("--cpu-time needs --threads 1 (CPU time adds up over threads)")
     threads = numba.get_num_threads()
-    torch = torch_module()
-    if torch is not None:
-        torch.set_num_threads(threads)
-    print(machine_line(threads, args.cpu_time))
-    all_cases = CASES + RECURRENT_CASES
     if args.device == "gpu":
         import engine_gpu
         try:
             nets.backend.check_device("gpu")
         except ValueError as error:
             parser.error(str(error))
+        print(machine_line(threads))
         print(engine_gpu.device_line())
         all_cases = engine_gpu.cases()
-    cases = [c for c in all_cases if not args.only or args.only in c.name]
+        time_case = lambda case: run_case(case, args.quick, torch_installed())  # noqa: E731
+    else:
+        torch_threads = torch_thread_counts(args, threads)
+        print(machine_line(threads, torch_threads))
+        all_cases = CASES + RECURRENT_CASES
+        time_case = lambda case: run_case_in_processes(case, args.quick, threads, torch_threads)  # noqa: E731
     results = []
-    for case in cases:
-        results.append(run_case(case, args.quick, torch is not None, cpu_time=args.cpu_time))
+    for case in (c for c in all_cases if not args.only or args.only in c.name):
+        results.append(time_case(case))
         print(f"  done: {case.name}", file=sys.stderr, flush=True)
     print(format_table(results))
-    print("ms per step; ratio = workbench median / torch median (<= 1.0: workbench as fast or faster)")
+    print(RATIO_LEGEND)
     return 0
 
 

@@ -1,33 +1,35 @@
 """Recurrent layers against PyTorch CPU: a char-level language-model train step.
 
-    python benchmarks/engine_recurrent.py [--quick]
-    OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/engine_recurrent.py --cpu-time
+    python benchmarks/engine_recurrent.py [--quick] [--threads N] [--torch-threads N|best]
 
 Cases: one-hot characters (vocabulary 65) -> LSTM or GRU (hidden 256) -> dense to 65 logits at
 every step, softmax cross-entropy over all 32 x 64 (batch x time) positions, backward through
-time, Adam. PyTorch runs nn.LSTM / nn.GRU with as many threads as workbench uses. The GRUs differ
-in where the reset gate acts (workbench: before the recurrent matmul, Cho et al. 2014; PyTorch:
-after it, as cuDNN does); the work per step is the same three hidden x hidden matmuls.
+time, Adam. PyTorch runs nn.LSTM / nn.GRU. The GRUs differ in where the reset gate acts
+(workbench: before the recurrent matmul, Cho et al. 2014; PyTorch: after it, as cuDNN does); the
+work per step is the same three hidden x hidden matmuls.
 
-`--cpu-time` times CPU seconds (time.process_time) instead of wall-clock seconds, one thread per
-framework: on a machine other processes keep busy, wall-clock times swing by several times while
-CPU times stay within a few percent.
-
-`CASES` is imported by benchmarks/engine.py.
+Timed as benchmarks/engine.py times its cases (which imports `CASES`): each library in its own
+process, by wall and process CPU time, PyTorch by default at the faster of 1 thread and as many
+as workbench. On a machine other processes keep busy, wall times swing by several times while
+CPU times at one thread each (`--threads 1`) stay within a few percent.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 
-import numba
-import numpy as np
+from harness import threads_from_argv
 
-import nets
-from nets import F
-from harness import Case, Result, format_table, machine_line, run_case, torch_module
+if __name__ == "__main__":
+    threads_from_argv()  # before NumPy loads OpenBLAS
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import nets  # noqa: E402
+from nets import F  # noqa: E402
+from harness import (RATIO_LEGEND, Case, add_thread_options, format_table, machine_line,  # noqa: E402
+                     run_case_in_processes, torch_module, torch_thread_counts)
 
 VOCAB, HIDDEN, BATCH, TIME = 65, 256, 32, 64
 
@@ -93,45 +95,17 @@ CASES = [
 ]
 
 
-def run_case_cpu_time(case: Case, quick: bool, torch_available: bool, block: int = 5) -> Result:
-    """Like harness.run_case (warm-up, alternating blocks), timing CPU seconds of this process."""
-    repeats = max(3, case.repeats // 5) if quick else case.repeats
-    sides = {"workbench": case.workbench()}
-    if torch_available and case.torch is not None:
-        sides["torch"] = case.torch()
-    times = {name: [] for name in sides}
-    for step in sides.values():
-        for _ in range(3):
-            step()
-    while len(times["workbench"]) < repeats:
-        for name, step in sides.items():
-            for _ in range(block):
-                start = time.process_time()
-                step()
-                times[name].append((time.process_time() - start) * 1e3)
-    return Result(case.name, times["workbench"], times.get("torch"))
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the repeats (a smoke run)")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="time CPU seconds, one thread per framework (set OPENBLAS_NUM_THREADS=1 "
-                             "and NUMBA_NUM_THREADS=1 before starting)")
+    add_thread_options(parser)
     args = parser.parse_args(argv)
     threads = numba.get_num_threads()
-    if args.cpu_time and (threads != 1 or os.environ.get("OPENBLAS_NUM_THREADS") != "1"):
-        parser.error("--cpu-time needs OPENBLAS_NUM_THREADS=1 and NUMBA_NUM_THREADS=1 in the "
-                     "environment: CPU time of several threads counts their spinning too")
-    torch = torch_module()
-    if torch is not None:
-        torch.set_num_threads(threads)
-    print(machine_line(threads, args.cpu_time))
-    run = run_case_cpu_time if args.cpu_time else run_case
-    results = [run(case, args.quick, torch is not None) for case in CASES]
+    torch_threads = torch_thread_counts(args, threads)
+    print(machine_line(threads, torch_threads))
+    results = [run_case_in_processes(case, args.quick, threads, torch_threads) for case in CASES]
     print(format_table(results))
-    print(("CPU " if args.cpu_time else "") + "ms per step; ratio = workbench median / torch median "
-          "(<= 1.0: workbench as fast or faster)")
+    print(RATIO_LEGEND)
     return 0
 
 

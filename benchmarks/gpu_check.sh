@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU (about 8 minutes). From the repository root:
 #
-#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong] [dqn] [curve]   (no argument: the first four)
+#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong] [peer] [dqn] [curve]   (no argument: the first four)
 #
 # (a) tests:  python -m pytest -m gpu (every GPU kernel and layer against the CPU, the GPU learner)
 # (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA)
 # learner:    benchmarks/learner.py --device gpu (the GPU learner's ceiling on Pong rollouts)
 # (c) pong:   2 minutes of `workbench train --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu`;
 #             env frames/s (4 per agent step) and the share of time the learner is busy
+# peer:      stable-baselines3's A2C on Pong with its network on the GPU (rl_atari.py --peer-only
+#             --peer-device cuda: RL Zoo's Atari settings, 16 envs, in one process and in subprocesses,
+#             PyTorch on 1 and on 16 threads, the fastest kept), run after `pong` for the ratio
 # dqn:       `workbench train --env ALE/Breakout-v5 --agent dqn` (15 actors, CleanRL's Atari settings)
 #             for 110 s with the learner on the GPU, then 80 s on the CPU: env steps/s once learning
 #             starts (80k steps; one gradient step of 32 per 4 env steps holds the actors back)
@@ -74,6 +77,12 @@ for part in $PARTS; do
       key_lines pong
       $PY benchmarks/gpu_check_rates.py "$OUT/pong.log" | tee -a "$summary"
       ;;
+    peer)
+      timeout 400 $PY benchmarks/rl_atari.py --env ALE/Pong-v5 --peer-only --peer-device cuda --seconds 20 \
+        --warmup 15 > "$OUT/peer.log" 2>&1
+      note "peer: SB3 A2C on Pong, network on the GPU: exit $? in $(( $(date +%s) - start )) s"
+      grep -E "^    " "$OUT/peer.log" | tee -a "$summary"
+      ;;
     dqn)
       for device in gpu cpu; do
         start=$(date +%s)
@@ -89,7 +98,7 @@ for part in $PARTS; do
       note "curve (scaling.py --curve 1 2 4 8 15, $(nproc) cores): exit $? in $(( $(date +%s) - start )) s"
       grep -E "^\|" "$OUT/curve.log" | tee -a "$summary"
       ;;
-    *) echo "unknown part $part: choose from tests, engine, learner, pong, dqn, curve"; exit 2 ;;
+    *) echo "unknown part $part: choose from tests, engine, learner, pong, peer, dqn, curve"; exit 2 ;;
   esac
 done
 echo "---- summary ($summary)"

@@ -1,20 +1,39 @@
 """Timing and reporting shared by the benchmarks: cases, repeated timing, the machine line, tables.
 
 A Case names a workload and gives one setup function per framework; each setup builds its model
-and data and returns a zero-argument `step` to time. The frameworks are timed in alternating
-blocks, so that load from other processes on the machine falls on both columns alike.
+and data and returns a zero-argument `step` to time. Every timed step gives two figures from the
+same run of it: its wall time and its process CPU time (every thread's, spinning included).
+
+Two ways to time a case:
+- `run_case_in_processes` (the engine tables): each library in a fresh process of its own, so
+  that neither's threads (PyTorch's spin while they wait for work) slow the other down. The
+  child re-imports the case by name from the `CASES` list of the module that defines it, with
+  its thread count in its environment before NumPy or PyTorch load. The sides run one after the
+  other, each warmed up first, so load from other processes can fall on one side and not the
+  other: compare on a quiet machine. PyTorch can be timed at several thread counts, keeping the
+  fastest by median.
+- `run_case`: both sides in this process, in alternating blocks, so that outside load falls on
+  both alike: for cases that hold live objects a child could not rebuild by name (the sharing
+  suite's manager) and for the recipes suite.
 
 Thread counts have to be fixed before NumPy loads OpenBLAS, so a benchmark script calls
 `threads_from_argv()` before its other imports.
 """
 from __future__ import annotations
 
+import argparse
+import importlib
+import importlib.util
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -24,6 +43,8 @@ Step = Callable[[], object]
 
 @dataclass
 class Case:
+    """A workload. `run_case_in_processes` finds it again by `name` in the `CASES` list of the
+    module its workbench setup is defined in."""
     name: str
     workbench: Callable[[], Step]
     torch: Optional[Callable[[], Step]] = None  # None: no PyTorch counterpart (or other peer)
@@ -32,9 +53,23 @@ class Case:
 
 @dataclass
 class Result:
+    """A timed case: ms per step of each side, wall time and process CPU time of the same steps;
+    the torch lists are None when that side was not timed."""
     name: str
     workbench_ms: list[float]
-    torch_ms: Optional[list[float]]  # None when PyTorch is missing or the case has no torch side
+    workbench_cpu_ms: list[float]
+    torch_ms: Optional[list[float]]
+    torch_cpu_ms: Optional[list[float]]
+    torch_threads: Optional[int] = None  # PyTorch's thread count, when it was chosen for the case
+
+    def ratios(self) -> Optional[tuple[float, float, float]]:
+        """workbench / torch by minimum, by median and by median CPU time; None without torch."""
+        if not self.torch_ms:
+            return None
+        median = statistics.median
+        return (min(self.workbench_ms) / min(self.torch_ms),
+                median(self.workbench_ms) / median(self.torch_ms),
+                median(self.workbench_cpu_ms) / median(self.torch_cpu_ms))
 
 
 @dataclass
@@ -42,7 +77,8 @@ class Measure:
     """One row of a suite's table and of the results file: workbench's figure and the peer's,
     from the same run. A figure is None when it was not measured; `note` then says why (the peer
     is not installed, the measure runs only with --full). `spread` is the relative noise of
-    repeated samples (half the interquartile range over the median), None for single figures."""
+    repeated samples (half the interquartile range over the median), None for single figures.
+    `workbench_cpu` and `peer_cpu`: the median process CPU time of the same samples, where timed."""
     name: str
     unit: str
     workbench: Optional[float]
@@ -53,6 +89,8 @@ class Measure:
     peer_min: Optional[float] = None
     spread: Optional[float] = None
     note: str = ""
+    workbench_cpu: Optional[float] = None
+    peer_cpu: Optional[float] = None
 
     @property
     def ratio(self) -> Optional[float]:
@@ -71,14 +109,22 @@ def relative_spread(samples: list[float]) -> float:
 
 def measure_from_result(result: Result, peer_name: str = "torch", scale: float = 1.0,
                         unit: str = "ms/step", torch_note: str = "not installed") -> Measure:
-    """A timed case as a Measure: medians (and minima) of both sides, times `scale` (e.g. steps
-    per epoch / 1000 for seconds per epoch); the spread is the larger of the two sides'."""
+    """A timed case as a Measure: medians (and minima, and median CPU times) of both sides, times
+    `scale` (e.g. steps per epoch / 1000 for seconds per epoch); the spread is the larger of the
+    two sides'; the note names PyTorch's thread count where it was chosen."""
     wb, peer = result.workbench_ms, result.torch_ms
+    median = statistics.median
     spreads = [relative_spread(wb)] + ([relative_spread(peer)] if peer else [])
-    return Measure(result.name, unit, statistics.median(wb) * scale,
-                   statistics.median(peer) * scale if peer else None, peer_name,
+    if not peer:
+        note = torch_note
+    elif result.torch_threads is not None:
+        note = f"{peer_name} at {_threads_text(result.torch_threads)}"
+    else:
+        note = ""
+    return Measure(result.name, unit, median(wb) * scale, median(peer) * scale if peer else None, peer_name,
                    workbench_min=min(wb) * scale, peer_min=min(peer) * scale if peer else None,
-                   spread=max(spreads), note="" if peer else torch_note)
+                   spread=max(spreads), note=note, workbench_cpu=median(result.workbench_cpu_ms) * scale,
+                   peer_cpu=median(result.torch_cpu_ms) * scale if peer else None)
 
 
 # Seconds of timing per case after which `python -m benchmarks` stops repeating (None: never),
@@ -89,24 +135,31 @@ CASE_SECONDS = {"quick": 6.0, "default": 30.0, "full": None}
 def run_cases(cases: list[Case], quick: bool, smoke: bool = False, full: bool = False,
               peer_name: str = "torch", unit: str = "ms/step",
               scale: Callable[[str], float] = lambda name: 1.0,
-              peer_available: Optional[bool] = None) -> list[Measure]:
-    """Every case as a Measure, PyTorch (when it is the peer) on as many threads as workbench,
-    each within CASE_SECONDS. `smoke` (for tests) times the first case only; the others stay in
-    the list, empty."""
+              peer_available: Optional[bool] = None, in_processes: bool = False) -> list[Measure]:
+    """Every case as a Measure, each within CASE_SECONDS. `in_processes`: each library in a
+    process of its own (`run_case_in_processes`), PyTorch at the faster of 1 thread and as many
+    as workbench; otherwise both in this process (`run_case`), PyTorch (when it is the peer) on
+    as many threads as workbench. `smoke` (for tests) times the first case only; the others stay
+    in the list, empty."""
+    import numba
+
     max_seconds = CASE_SECONDS["quick" if quick else "full" if full else "default"]
+    threads = numba.get_num_threads()
     if peer_available is None:
-        torch = torch_module()
-        if torch is not None:
-            import numba
-            torch.set_num_threads(numba.get_num_threads())
-        peer_available = torch is not None
+        peer_available = torch_installed()
+        if peer_available and not in_processes:
+            torch_module().set_num_threads(threads)
+    torch_threads = best_of_torch_threads(threads) if peer_available else ()
     measures = []
     for i, case in enumerate(cases):
         if smoke and i > 0:
             measures.append(Measure(case.name, unit, None, None, peer_name, note="not run with --smoke"))
+            continue
+        if in_processes:
+            result = run_case_in_processes(case, quick, threads, torch_threads, max_seconds=max_seconds)
         else:
             result = run_case(case, quick, peer_available, max_seconds=max_seconds)
-            measures.append(measure_from_result(result, peer_name, scale(case.name), unit))
+        measures.append(measure_from_result(result, peer_name, scale(case.name), unit))
     return measures
 
 
@@ -129,6 +182,53 @@ def threads_from_argv(argv=None) -> Optional[int]:
     return None
 
 
+def _torch_threads_value(value: str):
+    if value == "best":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"a positive integer or best, not {value!r}")
+    return int(value)
+
+
+def add_thread_options(parser: argparse.ArgumentParser) -> None:
+    """--threads and --torch-threads, for the scripts that time cases in processes."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="workbench's threads (default: every core); PyTorch's too, unless "
+                             "--torch-threads says otherwise")
+    parser.add_argument("--torch-threads", type=_torch_threads_value, metavar="N|best",
+                        help="PyTorch's threads: N, or best: the faster by median of 1 and "
+                             "workbench's count (default: best without --threads, its N with it)")
+
+
+def best_of_torch_threads(threads: int) -> tuple[int, ...]:
+    """1 and `threads`: PyTorch's spinning threads can make one thread its fastest on few cores."""
+    return tuple(sorted({1, threads}))
+
+
+def torch_thread_counts(args: argparse.Namespace, threads: int) -> tuple[int, ...]:
+    """The thread counts to time PyTorch at (the options of `add_thread_options`); none when it
+    is not installed."""
+    if not torch_installed():
+        return ()
+    setting = args.torch_threads or ("best" if args.threads is None else threads)
+    return best_of_torch_threads(threads) if setting == "best" else (setting,)
+
+
+def in_own_process(fn, *args):
+    """fn(*args) in a fresh (spawned) process, so that a library's threads and state never meet
+    another's (the peers' training runs); its exceptions reach the caller."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def torch_installed() -> bool:
+    """Whether PyTorch is there, without importing it (its threads stay out of this process)."""
+    return importlib.util.find_spec("torch") is not None
+
+
 def torch_module():
     """PyTorch, or None when it is not installed (imported only here, only for benchmarks)."""
     try:
@@ -149,39 +249,56 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def machine_line(threads: int, cpu_time: bool = False) -> str:
-    import numba
-    import numpy
-    torch = torch_module()
-    versions = f"numpy {numpy.__version__}, numba {numba.__version__}, " + (
-        f"torch {torch.__version__}" if torch else "torch not installed")
-    clock = "process CPU time" if cpu_time else "wall time"
-    return (f"{os.cpu_count()} cores ({cpu_model()}), {threads} threads per framework, {clock}; "
+def _threads_text(*counts: int) -> str:
+    """'1 thread', '2 threads', '1 and 2 threads'."""
+    return " and ".join(map(str, counts)) + (" thread" if counts == (1,) else " threads")
+
+
+def _version(package: str) -> str:
+    try:
+        return f"{package} {metadata.version(package)}"
+    except metadata.PackageNotFoundError:
+        return f"{package} not installed"
+
+
+def machine_line(threads: int, torch_threads: tuple[int, ...] = ()) -> str:
+    """The machine, the libraries' versions and their threads: `threads` per framework, or,
+    given `torch_threads`, workbench's, then the counts PyTorch is timed at."""
+    if torch_threads:
+        threads_used = (f"workbench on {_threads_text(threads)}, torch on {_threads_text(*torch_threads)}"
+                        + (" (the faster by median)" if len(torch_threads) > 1 else "")
+                        + ", each library in its own process")
+    else:
+        threads_used = f"{_threads_text(threads)} per framework"
+    versions = ", ".join(_version(name) for name in ("numpy", "numba", "torch"))
+    return (f"{os.cpu_count()} cores ({cpu_model()}), {threads_used}; wall and process CPU time; "
             f"{versions}; python {platform.python_version()}; load average "
             f"{os.getloadavg()[0]:.1f} at start")
 
 
-def _time_block(step: Step, count: int, into: list[float], clock) -> None:
+def _repeats(case: Case, quick: bool) -> int:
+    return max(3, case.repeats // 5) if quick else case.repeats
+
+
+def _time_steps(step: Step, count: int, wall_ms: list[float], cpu_ms: list[float]) -> None:
+    """Time `count` steps, each by the wall clock and by this process's CPU time."""
     for _ in range(count):
-        start = clock()
+        wall, cpu = time.perf_counter(), time.process_time()
         step()
-        into.append((clock() - start) * 1e3)
+        cpu_ms.append((time.process_time() - cpu) * 1e3)
+        wall_ms.append((time.perf_counter() - wall) * 1e3)
 
 
 def run_case(case: Case, quick: bool, torch_available: bool, warmup: int = 3, block: int = 5,
-             cpu_time: bool = False, max_seconds: Optional[float] = None) -> Result:
-    """Warm up each side, then time `repeats` steps of each in alternating blocks.
-
-    `cpu_time` measures process CPU time instead of wall time: with one thread per framework it
-    leaves out the time other processes on a shared machine hold the core. `max_seconds` ends
-    the timing after the first round of blocks that passes it (fewer repeats, same alternation).
-    """
-    clock = time.process_time if cpu_time else time.perf_counter
-    repeats = max(3, case.repeats // 5) if quick else case.repeats
+             max_seconds: Optional[float] = None) -> Result:
+    """Both sides in this process: warm up each, then time `repeats` steps of each in alternating
+    blocks. `max_seconds` ends the timing after the first round of blocks that passes it (fewer
+    repeats, same alternation)."""
+    repeats = _repeats(case, quick)
     sides = {"workbench": case.workbench()}
     if torch_available and case.torch is not None:
         sides["torch"] = case.torch()
-    times: dict[str, list[float]] = {name: [] for name in sides}
+    samples: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in sides}
     for step in sides.values():
         for _ in range(warmup):
             step()
@@ -189,30 +306,105 @@ def run_case(case: Case, quick: bool, torch_available: bool, warmup: int = 3, bl
     while done < repeats:
         count = min(block, repeats - done)
         for name, step in sides.items():
-            _time_block(step, count, times[name], clock)
+            _time_steps(step, count, *samples[name])
         done += count
         if max_seconds is not None and time.monotonic() - start > max_seconds:
             break
-    return Result(case.name, times["workbench"], times.get("torch"))
+    return Result(case.name, *samples["workbench"], *samples.get("torch", (None, None)))
+
+
+def run_case_in_processes(case: Case, quick: bool, threads: int, torch_threads: tuple[int, ...] = (),
+                          warmup: int = 3, max_seconds: Optional[float] = None) -> Result:
+    """Each side in a fresh process of its own, one after the other: workbench on `threads`
+    threads, then PyTorch at each of `torch_threads` (none: not timed), keeping the count with
+    the lowest median wall time. Each process warms up, then times `repeats` steps, or fewer once
+    it has used its share of `max_seconds`."""
+    runs = 1 + (len(torch_threads) if case.torch is not None else 0)
+    seconds = None if max_seconds is None else max_seconds / runs
+    job = {"module": _defining_module(case), "case": case.name, "repeats": _repeats(case, quick),
+           "warmup": warmup, "max_seconds": seconds}
+    workbench = _time_in_child(job, "workbench", threads)
+    if case.torch is None or not torch_threads:
+        return Result(case.name, *workbench, None, None)
+    by_threads = {count: _time_in_child(job, "torch", count) for count in torch_threads}
+    fastest = min(by_threads, key=lambda count: statistics.median(by_threads[count][0]))
+    return Result(case.name, *workbench, *by_threads[fastest], torch_threads=fastest)
+
+
+def _defining_module(case: Case) -> str:
+    """The importable name of the module the case's workbench setup is defined in (a script run
+    as __main__ goes by its file's name)."""
+    name = case.workbench.__module__
+    return Path(sys.modules["__main__"].__file__).stem if name == "__main__" else name
+
+
+_CHILD = "import sys, harness; harness.time_side(sys.argv[1])"
+
+
+def _time_in_child(job: dict, side: str, threads: int) -> tuple[list[float], list[float]]:
+    """(wall ms, CPU ms) per step of one side, timed by `time_side` in a new process."""
+    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES},
+           "PYTHONPATH": os.pathsep.join(sys.path)}  # the child imports what this process can
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps({**job, "side": side, "threads": threads})],
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing {side} on {job['case']!r} failed (exit {done.returncode}):\n"
+                           f"{done.stderr[-3000:]}")
+    samples = json.loads(done.stdout.splitlines()[-1])
+    return samples["wall_ms"], samples["cpu_ms"]
+
+
+def time_side(job_json: str) -> None:
+    """In a process `run_case_in_processes` started, its thread variables already set: time one
+    side of one case and print its samples as JSON, the last line of the output."""
+    job = json.loads(job_json)
+    case = next(c for c in importlib.import_module(job["module"]).CASES if c.name == job["case"])
+    if job["side"] == "torch":
+        torch_module().set_num_threads(job["threads"])
+    step = getattr(case, job["side"])()
+    for _ in range(job["warmup"]):
+        step()
+    wall_ms, cpu_ms = [], []
+    start = time.monotonic()
+    while len(wall_ms) < job["repeats"] and (
+            job["max_seconds"] is None or time.monotonic() - start <= job["max_seconds"]):
+        _time_steps(step, 1, wall_ms, cpu_ms)
+    print(json.dumps({"wall_ms": wall_ms, "cpu_ms": cpu_ms}))
+
+
+RATIO_LEGEND = (
+    "ms per step: min and med(ian) of the wall time, cpu: median process CPU time (every thread's,\n"
+    "spinning included); threads: PyTorch's. ratio = workbench / torch (<= 1.0: workbench as fast or\n"
+    "faster, or using no more CPU) of the minima (each library at its best), of the medians (the\n"
+    "typical step) and of the CPU times (the work the cores did)")
 
 
 def format_table(results: list[Result], torch_note: str = "not installed") -> str:
-    """case | workbench ms (min, median) | torch ms (min, median) | ratio of medians."""
-    header = ("case", "workbench min", "workbench med", "torch min", "torch med", "ratio")
+    """case | workbench ms: min, median, CPU | torch: threads, ms | ratios by min, median, CPU
+    (RATIO_LEGEND explains them)."""
+    groups = (("", 1), ("workbench ms", 3), ("torch", 4), ("ratio", 3))
+    header = ("case", "min", "med", "cpu", "threads", "min", "med", "cpu", "min", "med", "cpu")
+    median = statistics.median
     rows = []
     for r in results:
-        wb_min, wb_med = min(r.workbench_ms), statistics.median(r.workbench_ms)
-        if r.torch_ms:
-            t_min, t_med = min(r.torch_ms), statistics.median(r.torch_ms)
-            torch_cells = (f"{t_min:.3f}", f"{t_med:.3f}", f"{wb_med / t_med:.2f}")
+        workbench = (min(r.workbench_ms), median(r.workbench_ms), median(r.workbench_cpu_ms))
+        ratios = r.ratios()
+        if ratios is None:
+            torch_cells = (torch_note, *[""] * 6)
         else:
-            torch_cells = (torch_note, "", "")
-        rows.append((r.name, f"{wb_min:.3f}", f"{wb_med:.3f}", *torch_cells))
+            torch = (min(r.torch_ms), median(r.torch_ms), median(r.torch_cpu_ms))
+            torch_cells = ("" if r.torch_threads is None else str(r.torch_threads),
+                           *(f"{ms:.3f}" for ms in torch), *(f"{ratio:.2f}" for ratio in ratios))
+        rows.append((r.name, *(f"{ms:.3f}" for ms in workbench), *torch_cells))
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    group_cells, first = [], 0
+    for label, count in groups:
+        group_cells.append(label.center(sum(widths[first:first + count]) + 2 * (count - 1)))
+        first += count
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
                        for i, (cell, w) in enumerate(zip(row, widths))) for row in (header, *rows)]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(["  ".join(group_cells).rstrip(), *lines])
 
 
 def random_steps(env, seconds: float, seed: int, chunk: int) -> int:

@@ -1,6 +1,6 @@
 """Epoch time of the recipes' models: workbench against the same model in PyTorch CPU, in one run.
 
-    python benchmarks/recipes.py [--quick] [--only TEXT]
+    python benchmarks/recipes.py [--quick] [--only TEXT] [--threads N] [--torch-threads N|best]
 
 Each case times one training step (forward, loss, backward, update) of a recipe's default model at
 its default batch size, on random data of the real shapes; an epoch is that many steps:
@@ -9,9 +9,9 @@ its default batch size, on random data of the real shapes; an epoch is that many
   momentum, batch 64, 860 steps;
 - char-lstm: embedding 64, 2 x LSTM 256, dense softmax over 65 characters, Adam, gradient
   clipping at 5, batch 32 x 100 steps of BPTT, 313 steps (Tiny Shakespeare's 90% training part).
-PyTorch runs with as many threads as workbench uses (Numba's thread count). On a machine shared
-with other jobs, multi-threaded BLAS times swing by several times from step to step; compare with
-`NUMBA_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/recipes.py` there.
+Each library is timed in a process of its own, as benchmarks/engine.py times its cases: workbench
+on every core or `--threads N`, PyTorch at the faster of 1 thread and as many (or as
+`--torch-threads` says); the ratios are by minimum, median and CPU time.
 """
 from __future__ import annotations
 
@@ -19,14 +19,20 @@ import argparse
 import statistics
 import sys
 
-import numba
-import numpy as np
+from harness import threads_from_argv
 
-import nets
-from nets import F
-from harness import Case, Measure, format_table, machine_line, run_case, run_cases, torch_module
-from workbench.recipes.char_rnn import CharRNN
-from workbench.recipes.mnist import MLP, LeNet
+if __name__ == "__main__":
+    threads_from_argv()  # before NumPy loads OpenBLAS
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import nets  # noqa: E402
+from nets import F  # noqa: E402
+from harness import (RATIO_LEGEND, Case, Measure, add_thread_options, format_table,  # noqa: E402
+                     machine_line, run_case_in_processes, run_cases, torch_module, torch_thread_counts)
+from workbench.recipes.char_rnn import CharRNN  # noqa: E402
+from workbench.recipes.mnist import MLP, LeNet  # noqa: E402
 
 STEPS_PER_EPOCH = {"mnist-mlp b=128": 430, "mnist-cnn b=64": 860, "char-lstm 2x256 b=32 t=100": 313}
 
@@ -159,25 +165,25 @@ def epoch_table(results) -> str:
 
 def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
     """Seconds per epoch of every case, for `python -m benchmarks recipes`."""
-    return run_cases(CASES, quick, smoke, full, unit="s/epoch", scale=lambda name: STEPS_PER_EPOCH[name] / 1e3)
+    return run_cases(CASES, quick, smoke, full, unit="s/epoch", scale=lambda name: STEPS_PER_EPOCH[name] / 1e3,
+                     in_processes=True)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the repeats (a smoke run)")
     parser.add_argument("--only", metavar="TEXT", help="run only cases whose name contains TEXT")
+    add_thread_options(parser)
     args = parser.parse_args(argv)
     threads = numba.get_num_threads()
-    torch = torch_module()
-    if torch is not None:
-        torch.set_num_threads(threads)
-    print(machine_line(threads))
+    torch_threads = torch_thread_counts(args, threads)
+    print(machine_line(threads, torch_threads))
     results = []
     for case in (c for c in CASES if not args.only or args.only in c.name):
-        results.append(run_case(case, args.quick, torch is not None))
+        results.append(run_case_in_processes(case, args.quick, threads, torch_threads))
         print(f"  done: {case.name}", file=sys.stderr, flush=True)
     print(format_table(results))
-    print("ms per training step; ratio = workbench median / torch median (<= 1.0: workbench as fast or faster)\n")
+    print(RATIO_LEGEND + "\n")
     print(epoch_table(results))
     print("an epoch = steps/epoch x the median step (data loading and validation not included)")
     return 0

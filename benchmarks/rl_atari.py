@@ -19,14 +19,18 @@ system's components on these cores, and stable-baselines3's A2C with the same ne
     (clip, RMSProp out of place, the finiteness check), and the pipe (pickling what an actor sends
     and unpickling it). Their ceiling on these cores is cores / (their sum): the agent steps/s of a
     system whose every core did nothing but these stages. (b) is given as a share of it.
-(d) peer: stable-baselines3's A2C with the same network (`--network nature`: its NatureCNN) on the
-    CPU, RL Zoo's Atari settings (AtariWrapper: the same preprocessing; 8 envs, frame stack 4,
-    ent_coef 0.01, vf_coef 0.25, RMSpropTFLike eps 1e-5), PyTorch with a thread per core,
-    frames/s after the same warm-up. Skipped (with a line) where it is not installed.
+(d) peer: stable-baselines3's A2C with the same network (`--network nature`: its NatureCNN) at
+    RL Zoo's Atari settings (AtariWrapper: the same preprocessing; 16 envs, frame stack 4,
+    ent_coef 0.01, vf_coef 0.25, RMSpropTFLike eps 1e-5), frames/s after the same warm-up, at its
+    best on this machine: its envs in one process (DummyVecEnv) and in subprocesses
+    (SubprocVecEnv), PyTorch on 1 thread and on a thread per core, each measured and the fastest
+    reported beside the others. `--peer-device cuda` runs its network on the GPU (the GPU check's
+    peer), `--peer-only` measures the peer alone. Skipped (with a line) where it is not installed.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import pickle
@@ -42,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets
 from envs import make_env
-from harness import SB3Episodes, random_steps, training_steps_per_second
+from harness import SB3Episodes, in_own_process, random_steps, training_steps_per_second
 from workbench.rl import TrainConfig
 
 FRAMES_PER_STEP = 4
@@ -150,22 +154,31 @@ def components(config: TrainConfig) -> dict[str, float]:
             "loss + backward": 1e3 * gradients, "learner step": 1e3 * learner, "pipe": 1e3 * pipe}
 
 
-def sb3_frames_per_second(env_id: str, seconds: float, warmup: float, envs: int = 8) -> float:
-    """stable-baselines3 A2C with RL Zoo's Atari settings (module docstring (d)); frames/s over
-    `seconds` after `warmup` seconds of learning."""
+PEER_ENVS = 16  # RL Zoo's a2c.yml, atari
+
+
+def sb3_frames_per_second(env_id: str, seconds: float, warmup: float, vec_env: str, threads: int,
+                          device: str = "cpu") -> float:
+    """stable-baselines3 A2C with RL Zoo's Atari settings (module docstring (d)), its envs in
+    `vec_env` ("dummy": one process, "subproc": a process each), PyTorch on `threads`; frames/s
+    over `seconds` after `warmup` seconds of learning."""
     import ale_py
     import gymnasium as gym
     import torch
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
-    from stable_baselines3.common.vec_env import VecFrameStack
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
 
     gym.register_envs(ale_py)
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(threads)
     # AtariWrapper skips 4 frames itself (max over the last two), so the emulator skips none
-    env = VecFrameStack(make_atari_env(env_id, n_envs=envs, seed=0, env_kwargs={"frameskip": 1}), n_stack=4)
-    model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, device="cpu",
+    # subprocesses by fork, so that they inherit the ALE/... ids registered here
+    subprocesses = dict(vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"})
+    env = VecFrameStack(make_atari_env(env_id, n_envs=PEER_ENVS, seed=0, env_kwargs={"frameskip": 1},
+                                       **(subprocesses if vec_env == "subproc" else {"vec_env_cls": DummyVecEnv})),
+                        n_stack=4)
+    model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, device=device,
                 policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)))
     marks = {}
 
@@ -178,9 +191,26 @@ def sb3_frames_per_second(env_id: str, seconds: float, warmup: float, envs: int 
         marks["last"] = (now, episodes.steps)
         return now - marks["first"][0] >= seconds
 
-    SB3Episodes().learn(model, sampled)
+    try:
+        SB3Episodes().learn(model, sampled)
+    finally:
+        env.close()
     (t0, s0), (t1, s1) = marks["first"], marks["last"]
     return FRAMES_PER_STEP * (s1 - s0) / (t1 - t0)
+
+
+def sb3_at_its_best(env_id: str, seconds: float, warmup: float, device: str) -> dict[str, float]:
+    """frames/s of every peer setting (module docstring (d)), keyed "16 envs in subprocesses,
+    torch 1 thread" and so on; each in a fresh process, so that none inherits another's threads."""
+    results = {}
+    for vec_env in ("subproc", "dummy"):
+        for threads in sorted({1, os.cpu_count() or 1}):
+            where = "in subprocesses" if vec_env == "subproc" else "in one process"
+            key = f"{PEER_ENVS} envs {where}, torch {threads} thread{'s' * (threads > 1)}"
+            results[key] = in_own_process(sb3_frames_per_second, env_id, seconds, warmup, vec_env,
+                                          threads, device)
+            print(f"    peer, {key}: {results[key]:,.0f} frames/s", flush=True)
+    return results
 
 
 def main(argv=None) -> int:
@@ -197,6 +227,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds before a sample (default 15)")
     parser.add_argument("--rounds", type=int, default=2, help="system samples, each between two raw ones (default 2)")
     parser.add_argument("--no-peer", action="store_true", help="leave out stable-baselines3")
+    parser.add_argument("--peer-only", action="store_true", help="measure stable-baselines3 alone")
+    parser.add_argument("--peer-device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the peer's network runs (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     logdir = tempfile.mkdtemp(prefix="rl-atari-benchmark-")
@@ -207,33 +240,38 @@ def main(argv=None) -> int:
           f"{config.resolved_envs_per_actor} envs, gradients on the {config.resolved_gradients_on}, "
           f"{config.max_in_flight} in flight; run folders in {logdir}; load average "
           f"{os.getloadavg()[0]:.1f}", flush=True)
-    raw, system = alternating_samples(config, args.seconds, args.warmup, args.rounds)
-    raw_mean, system_mean = statistics.mean(raw), statistics.mean(system)
-    print(f"(a) raw emulator, random actions, {cores} processes: {raw_mean:,.0f} frames/s "
-          f"(samples {', '.join(f'{r:,.0f}' for r in raw)})", flush=True)
-    print(f"(b) whole system: {system_mean:,.0f} frames/s = {100 * system_mean / raw_mean:.0f}% of raw "
-          f"(samples {', '.join(f'{s:,.0f}' for s in system)}); load average {os.getloadavg()[0]:.1f}",
-          flush=True)
-    parts = components(config)
-    total = sum(parts.values())
-    ceiling = FRAMES_PER_STEP * cores * 1e3 / total
-    print("(c) CPU ms per agent step (4 frames), each stage alone, one thread:", flush=True)
-    for name, ms in parts.items():
-        print(f"    {name:15s} {ms:6.3f} ms  {100 * ms / total:4.0f}%", flush=True)
-    print(f"    total           {total:6.3f} ms: ceiling on {cores} cores {ceiling:,.0f} frames/s; "
-          f"the system reached {100 * system_mean / ceiling:.0f}% of it", flush=True)
-    results = {"env": args.env, "config": config.to_dict(), "raw_frames_per_s": raw,
-               "system_frames_per_s": system, "components_ms_per_step": parts,
-               "ceiling_frames_per_s": ceiling}
+    results = {"env": args.env, "config": config.to_dict()}
+    system_mean = None
+    if not args.peer_only:
+        raw, system = alternating_samples(config, args.seconds, args.warmup, args.rounds)
+        raw_mean, system_mean = statistics.mean(raw), statistics.mean(system)
+        print(f"(a) raw emulator, random actions, {cores} processes: {raw_mean:,.0f} frames/s "
+              f"(samples {', '.join(f'{r:,.0f}' for r in raw)})", flush=True)
+        print(f"(b) whole system: {system_mean:,.0f} frames/s = {100 * system_mean / raw_mean:.0f}% of raw "
+              f"(samples {', '.join(f'{s:,.0f}' for s in system)}); load average {os.getloadavg()[0]:.1f}",
+              flush=True)
+        parts = components(config)
+        total = sum(parts.values())
+        ceiling = FRAMES_PER_STEP * cores * 1e3 / total
+        print("(c) CPU ms per agent step (4 frames), each stage alone, one thread:", flush=True)
+        for name, ms in parts.items():
+            print(f"    {name:15s} {ms:6.3f} ms  {100 * ms / total:4.0f}%", flush=True)
+        print(f"    total           {total:6.3f} ms: ceiling on {cores} cores {ceiling:,.0f} frames/s; "
+              f"the system reached {100 * system_mean / ceiling:.0f}% of it", flush=True)
+        results.update(raw_frames_per_s=raw, system_frames_per_s=system, components_ms_per_step=parts,
+                       ceiling_frames_per_s=ceiling)
     if not args.no_peer:
-        try:
-            peer = sb3_frames_per_second(args.env, args.seconds, args.warmup)
-            results["sb3_a2c_frames_per_s"] = peer
+        if importlib.util.find_spec("stable_baselines3") is None:
+            print("(d) stable-baselines3 skipped: not installed (pip install torch stable-baselines3)", flush=True)
+        else:
+            print(f"(d) stable-baselines3 A2C, NatureCNN, RL Zoo's Atari settings, network on the "
+                  f"{args.peer_device}:", flush=True)
+            settings = sb3_at_its_best(args.env, args.seconds, args.warmup, args.peer_device)
+            best = max(settings, key=settings.get)
+            results["sb3_a2c_frames_per_s"] = settings
+            ratio = "" if system_mean is None else f"; workbench {system_mean / settings[best]:.2f}x"
             nets_differ = "" if args.network == "nature" else f" (ours ran the {args.network} net)"
-            print(f"(d) stable-baselines3 A2C, NatureCNN, 8 envs, torch {cores} threads: {peer:,.0f} "
-                  f"frames/s; workbench {system_mean / peer:.2f}x{nets_differ}", flush=True)
-        except ImportError as error:
-            print(f"(d) stable-baselines3 skipped: {error} (pip install torch stable-baselines3)", flush=True)
+            print(f"    best: {best}, {settings[best]:,.0f} frames/s{ratio}{nets_differ}", flush=True)
     results["load_average_after"] = os.getloadavg()
     print(f"load average after: {os.getloadavg()[0]:.1f}", flush=True)
     if args.json:

@@ -73,8 +73,9 @@ def sb3_run(algo: str, seed: int, cap: float) -> dict:
     start = time.monotonic()
     import torch
 
-    # one thread, like our learner: on 2 shared cores PyTorch's default (2 threads) took 239 s for
-    # PPO's first 12k steps under load, against 47 s to reach the bar with one
+    # one thread, as our learner has (our actor processes use the other core): on 2 shared cores
+    # PyTorch's default (2 threads) took 239 s for PPO's first 12k steps under load, against 47 s
+    # to reach the bar with one
     torch.set_num_threads(1)
     from stable_baselines3 import A2C, PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env

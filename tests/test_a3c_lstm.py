@@ -65,7 +65,7 @@ def test_episode_ends_zero_only_their_envs_state(agent):
     np.testing.assert_array_equal(h2[[0, 2]], h[[0, 2]])
 
 
-def test_rollouts_join_their_states_along_envs_and_the_update_learns(agent):
+def test_rollouts_join_their_states_along_envs_and_the_update_moves_the_weights(agent):
     envs = [make_env("CartPole-v1", seed=s) for s in range(3)]
     collectors = [Collector(envs[:2], agent.policy(0, np.random.default_rng(0))),
                   Collector(envs[2:], agent.policy(1, np.random.default_rng(1)))]

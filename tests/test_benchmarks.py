@@ -1,7 +1,9 @@
-"""`python -m benchmarks`: a smoke run writes a complete results file; --compare reads two.
+"""`python -m benchmarks`: a smoke run writes a complete results file; --compare reads two; the
+harness times each library in a process of its own and gives three ratios.
 
 Speed itself is the benchmarks' business, never asserted here.
 """
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,11 +11,13 @@ from pathlib import Path
 
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 
 import benchmarks  # noqa: F401 - puts the suite scripts on the import path
+import harness
 import report
-from harness import Measure
+from harness import Case, Measure, Result
 from benchmarks.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +52,48 @@ def test_smoke_run_writes_every_measure(tmp_path):
         for m in rest:  # the others are listed, and say why they are empty
             assert m["workbench"] is not None or m["note"], (name, m)
     assert "ratio = workbench / peer" in done.stdout
+
+
+def _tiny_workbench():
+    assert "torch" not in sys.modules  # this side's process never loads PyTorch
+    a = np.ones((64, 64), np.float32)
+    return lambda: a @ a
+
+
+def _tiny_torch():
+    torch = harness.torch_module()
+    a = torch.ones(64, 64)
+    return lambda: a @ a
+
+
+# run_case_in_processes finds a case again by name in its module's CASES
+CASES = [Case("tiny matmul", _tiny_workbench, _tiny_torch, repeats=5)]
+
+
+def test_each_library_is_timed_in_a_process_of_its_own():
+    torch_threads = (1,) if importlib.util.find_spec("torch") else ()
+    result = harness.run_case_in_processes(CASES[0], quick=False, threads=1, torch_threads=torch_threads,
+                                           warmup=1)
+    assert len(result.workbench_ms) == len(result.workbench_cpu_ms) == 5
+    assert min(result.workbench_ms) > 0 and min(result.workbench_cpu_ms) >= 0
+    pytest.importorskip("torch")  # CI has no PyTorch: the workbench side is all it times
+    assert len(result.torch_ms) == len(result.torch_cpu_ms) == 5 and result.torch_threads == 1
+    assert all(ratio > 0 for ratio in result.ratios())
+    assert "tiny matmul" in harness.format_table([result])
+
+
+def test_the_table_and_the_measure_give_three_ratios():
+    result = Result("case", workbench_ms=[2.0, 4.0, 6.0], workbench_cpu_ms=[3.0, 4.0, 5.0],
+                    torch_ms=[1.0, 8.0, 9.0], torch_cpu_ms=[2.0, 2.0, 2.0], torch_threads=2)
+    assert result.ratios() == (2.0, 0.5, 2.0)
+    group_line, _, _, row = harness.format_table([result]).splitlines()
+    assert group_line.split() == ["workbench", "ms", "torch", "ratio"]
+    assert row.split() == ["case", "2.000", "4.000", "4.000", "2", "1.000", "8.000", "2.000", "2.00", "0.50", "2.00"]
+    measure = harness.measure_from_result(result)
+    assert (measure.workbench, measure.peer, measure.ratio) == (4.0, 8.0, 0.5)
+    assert (measure.workbench_cpu, measure.peer_cpu) == (4.0, 2.0) and measure.note == "torch at 2 threads"
+    alone = Result("alone", [1.0], [1.0], None, None)
+    assert alone.ratios() is None and "not installed" in harness.format_table([alone])
 
 
 def _document(figures: dict) -> dict:

@@ -245,7 +245,7 @@ def test_apex_actor_processes_send_the_priorities_steps_are_inserted_with(tmp_pa
 
 
 @pytest.mark.slow
-def test_dqn_on_breakout_stores_frames_once_and_learns_from_stacks(tmp_path):
+def test_dqn_on_breakout_stores_frames_once_and_takes_gradient_steps_on_stacks(tmp_path):
     pytest.importorskip("ale_py")
     nets.threads.limit(1)
     agents = []

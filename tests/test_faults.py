@@ -297,6 +297,7 @@ def test_a_read_only_logdir_is_a_run_error(tmp_path, monkeypatch):
     (["--envs-per-actor", "100000", "--steps", "2000"], "one rollout (500,000 steps: t_max x envs-per-actor) "
                                                         "is longer than --steps 2,000"),
     (["--actors", "1000"], "actors must be at most 8 per core on one machine"),
+    (["--actors", "1000", "--backend", "ray"], "actors must be at most 8 per core on one machine"),
     (["--name", "../../escape"], "--name must be one folder name, without '/' or '..', got '../../escape'"),
 ])
 def test_a_mistyped_value_is_one_line_before_anything_starts(tmp_path, args, message):

@@ -3,8 +3,10 @@ optimizer, recurrent, softmax cross-entropy and embedding kernels, and a GPU lea
 
 Each layer case builds the same model twice from one seed, runs the same inputs forward on each
 device, backpropagates the same random output weighting and compares outputs, parameter gradients
-and input gradients. The harness also runs CPU against CPU (no `gpu` mark), so that a broken case
-shows up on a machine without a GPU instead of only on one with a GPU.
+and input gradients, after asserting that every one of them was computed on the device asked for
+(a layer that fell back to the host would otherwise compare the CPU with itself). The harness
+also runs CPU against CPU (no `gpu` mark), so that a broken case shows up on a machine without a
+GPU instead of only on one with a GPU; it proves the harness, not the GPU path.
 """
 from __future__ import annotations
 
@@ -106,7 +108,11 @@ def _run_layer(name: str, device: str):
         out = out[0]
     weighting = np.random.default_rng(7).standard_normal(out.shape).astype(np.float32)
     F.sum(out * backend.to_device(weighting, device)).backward()
-    grads = {n: backend.to_host(p.grad) for n, p in model.named_parameters()}
+    parameters = dict(model.named_parameters())
+    computed = [out.data, *(p.data for p in parameters.values()), *(p.grad for p in parameters.values()),
+                *(t.grad for t in tensors if t.requires_grad)]
+    assert {backend.device_of(a) for a in computed} == {device}, f"{name}: not all on the {device}"
+    grads = {n: backend.to_host(p.grad) for n, p in parameters.items()}
     inputs = [backend.to_host(t.grad) for t in tensors if t.requires_grad]
     return backend.to_host(out.data), grads, inputs
 
@@ -241,6 +247,7 @@ def test_gpu_learner_update_matches_cpu(agent):
             from agents import join
             batch = join([batch])
         stats = learner.update(batch, 0.0)
+        assert backend.device_of(learner.network.flat().data) == device
         results.append((stats, backend.to_host(learner.network.flat().data)))
     actors.stop()
     (cpu_stats, cpu_weights), (gpu_stats, gpu_weights) = results

@@ -126,6 +126,14 @@ def test_apex_dqn_on_two_nodes_inserts_the_actors_priorities(cluster, tmp_path):
     assert len(np.unique(priorities)) > 0.9 * len(priorities)  # each step's own, from its actor
 
 
+@pytest.mark.slow
+def test_more_actors_than_the_clusters_cpus_fail_in_one_line_before_any_waits(cluster, tmp_path):
+    from workbench.rl import RunFailed
+
+    with pytest.raises(RunFailed, match=r"^5 actors need 5 CPUs \(one each\) and the Ray cluster has 4: "):
+        train(quick(tmp_path, actors=5), name="too-many", console=lambda line: None)
+
+
 def test_local_runs_never_import_ray():
     code = ("import sys; import workbench.cli, workbench.rl, actors; "
             "from workbench.commands import train; assert 'ray' not in sys.modules")

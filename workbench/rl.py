@@ -81,10 +81,11 @@ class TrainConfig(Settings):
         agent.check_action_space(env.action_space)
         if agent.whole_episodes and self.resolved_envs_per_actor != 1:
             raise ValueError(f"{self.agent} learns from whole episodes: envs-per-actor must be 1")
-        if self.backend != "ray" and self.resolved_actors > MAX_ACTORS_PER_CORE * (os.cpu_count() or 1):
+        one_machine = self.backend != "ray" or self.address is None  # a local Ray instance too
+        if one_machine and self.resolved_actors > MAX_ACTORS_PER_CORE * (os.cpu_count() or 1):
             raise ValueError(f"actors must be at most {MAX_ACTORS_PER_CORE} per core on one machine "
                              f"({MAX_ACTORS_PER_CORE * (os.cpu_count() or 1)} here), got {self.resolved_actors}; "
-                             f"--backend ray spreads more over a cluster")
+                             f"--backend ray --address HOST:PORT spreads more over a cluster")
         rollout = getattr(self.agent_settings(), "t_max", 1) * self.resolved_envs_per_actor
         if not agent.whole_episodes and rollout > self.steps:
             raise ValueError(f"one rollout ({rollout:,} steps: t_max x envs-per-actor) is longer than "
