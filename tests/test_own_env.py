@@ -245,9 +245,18 @@ def test_ctrl_c_stops_a_python_api_run_with_a_checkpoint_and_resume_continues_it
     import os
     import signal
     import threading
+    import time
 
     before = signal.getsignal(signal.SIGINT)
-    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+    def interrupt_once_training():  # a second after the run folder exists, imports and start-up done
+        config = tmp_path / "interrupted" / "config.json"
+        while not config.exists():
+            time.sleep(0.05)
+        time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_training, daemon=True).start()
     run = workbench.train(env="CartPole-v1", steps=10_000_000, backend="inline", logdir=str(tmp_path),
                           name="interrupted", verbose=False)
     assert run.outcome == "stopped" and 0 < run.progress.step < 10_000_000
@@ -255,6 +264,19 @@ def test_ctrl_c_stops_a_python_api_run_with_a_checkpoint_and_resume_continues_it
     resumed = workbench.train(resume=run.path, steps=run.progress.step + 500, verbose=False)
     assert resumed.outcome == "finished" and resumed.path == run.path
     assert resumed.progress.step >= run.progress.step + 500
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
+    """multiprocessing's forkserver re-runs the caller's script in every actor it starts: there
+    `workbench.train` says what to do in one line instead of a traceback about bootstrapping."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"import workbench\nworkbench.train(steps=2000, logdir={str(tmp_path)!r})\n")
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0
+    assert ("workbench.train was called again while an actor process imported the script that calls "
+            "it: put the call under `if __name__ == \"__main__\":`") in done.stderr
+    assert "bootstrapping phase" not in done.stderr
 
 
 def test_an_env_whose_episodes_never_end_gets_a_one_line_warning(here):
