@@ -5,8 +5,8 @@
     Zoo's CartPole settings (8 envs) when it is installed (benchmark-only: `pip install
     stable-baselines3`; it brings PyTorch), at its fastest here: its envs in one process or in
     subprocesses, PyTorch on 1 thread or on a thread per core, whichever steps fastest in a short
-    measurement first; each run in a process of its own. Times include each library's setup. A3C and A2C are judged on their last 100
-    training episodes. The Q agent's training episodes explore (epsilon 0.01), so its greedy
+    measurement first; each run in a process of its own. Times include each library's setup.
+    A3C and A2C are judged on their last 100 training episodes. The Q agent's training episodes explore (epsilon 0.01), so its greedy
     policy is evaluated every few seconds instead (100 episodes, cut short once they cannot reach
     the bar), and that time counts.
 (b) Throughput: env steps/s of a whole training run (actors + learner on the same cores) against
