@@ -239,24 +239,24 @@ def test_ray_actors_import_the_module_env(folder):
     assert "finished at step" in (folder / "runs" / "ray" / "summary.txt").read_text()
 
 
-def test_ctrl_c_stops_a_python_api_run_with_a_checkpoint_and_resume_continues_it(tmp_path):
+def test_ctrl_c_stops_a_python_api_run_with_a_checkpoint_and_resume_continues_it(tmp_path, monkeypatch):
     """What a notebook's interrupt does: the run ends at the next update with a checkpoint, and
     the caller's own SIGINT handler is back afterwards."""
     import os
     import signal
-    import threading
-    import time
+
+    from actors import Learner
 
     before = signal.getsignal(signal.SIGINT)
+    update, interrupted = Learner.update, []
 
-    def interrupt_once_training():  # a second after the run folder exists, imports and start-up done
-        config = tmp_path / "interrupted" / "config.json"
-        while not config.exists():
-            time.sleep(0.05)
-        time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGINT)
+    def update_then_interrupt_once(self, arrived):  # Ctrl-C mid-run, after a first update
+        update(self, arrived)
+        if not interrupted:
+            interrupted.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt_once_training, daemon=True).start()
+    monkeypatch.setattr(Learner, "update", update_then_interrupt_once)
     run = workbench.train(env="CartPole-v1", steps=10_000_000, backend="inline", logdir=str(tmp_path),
                           name="interrupted", verbose=False)
     assert run.outcome == "stopped" and 0 < run.progress.step < 10_000_000
@@ -266,11 +266,16 @@ def test_ctrl_c_stops_a_python_api_run_with_a_checkpoint_and_resume_continues_it
     assert resumed.progress.step >= run.progress.step + 500
 
 
-def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
+@pytest.mark.parametrize("call", [
+    "import workbench\nworkbench.train(steps=2000, logdir=LOGDIR)\n",
+    "from workbench.rl import TrainConfig, train\ntrain(TrainConfig(steps=2000, logdir=LOGDIR))\n",
+])
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, call):
     """multiprocessing's forkserver re-runs the caller's script in every actor it starts: there
-    `workbench.train` says what to do in one line instead of a traceback about bootstrapping."""
+    the training call (the API's or workbench.rl's, which the API calls) says what to do in one
+    line instead of a traceback about bootstrapping."""
     script = tmp_path / "unguarded.py"
-    script.write_text(f"import workbench\nworkbench.train(steps=2000, logdir={str(tmp_path)!r})\n")
+    script.write_text(call.replace("LOGDIR", repr(str(tmp_path))))
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode != 0

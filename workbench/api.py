@@ -20,7 +20,6 @@ and `train` returns it; `train(resume=run.path)` continues it (a run folder, or 
 from __future__ import annotations
 
 import dataclasses
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,19 +54,11 @@ def train(env=None, agent: str | None = None, steps: int | None = None,
     `.summary`, `.mean_return`, `.outcome`: "already finished" where a resumed run had no steps
     left). Settings that cannot work raise a one-line ValueError before anything starts; a run
     that fails while training raises RunFailed."""
-    import multiprocess
-
     from nets import threads
     from workbench.rl import TrainConfig
     from workbench.rl import train as run_training
     from workbench.runs import RunDir, removed_if_failed, stop_signals
 
-    if getattr(multiprocess.current_process(), "_inheriting", False):
-        # an actor process starting up re-runs the caller's script (multiprocessing's spawn and
-        # forkserver do): a script without the guard would start a run in every actor
-        print("workbench.train was called again while an actor process imported the script that "
-              "calls it: put the call under `if __name__ == \"__main__\":`", file=sys.stderr)
-        raise SystemExit(1)  # the fork server's child would print the traceback of any other error
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     run = None if resume is None else RunDir.resumed(resume)
     values = run.read_config() if run is not None else {}

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
+import multiprocess
 import numpy as np
 
 import nets
@@ -202,6 +203,12 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
     already at `config.steps` says so and returns before anything starts.
     `on_start(agent)` sees the learner's agent before training (e.g. to evaluate it from
     `should_stop`)."""
+    if getattr(multiprocess.current_process(), "_inheriting", False):
+        # an actor process starting up re-runs the caller's script (multiprocessing's spawn and
+        # forkserver do): a script without the guard would start a run in every actor
+        print("workbench.train was called again while an actor process imported the script that "
+              "calls it: put the call under `if __name__ == \"__main__\":`", file=sys.stderr)
+        raise SystemExit(1)  # the fork server's child would print the traceback of any other error
     config.validate()
     env = config.env_info
     run = None if resume is None else resume.claim()  # before touching it: another process may be writing it
