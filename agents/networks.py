@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 import nets
-from nets import F, init
+from nets import init
 
 from .pixels import CONV_LAYERS, conv_trunk
 
@@ -28,24 +28,25 @@ class MLPTrunk(nets.Module):
     CleanRL's and SB3's defaults for vector observations of policy-gradient agents), or ReLU
     layers (`relu-mlp`: SB3's and CleanRL's Q-networks)."""
 
-    def __init__(self, observation_shape: tuple[int, ...], hidden: tuple[int, ...], activation=F.tanh):
+    def __init__(self, observation_shape: tuple[int, ...], hidden: tuple[int, ...], activation="tanh"):
         super().__init__()
-        self.activation = activation
         sizes = [math.prod(observation_shape), *hidden]
-        self.layers = nets.Sequential(*[
-            nets.Linear(a, b, initializer=_orthogonal(math.sqrt(2))) for a, b in zip(sizes, sizes[1:])])
+        self.layers = mlp(sizes, activation)
         self.in_features, self.out_features = sizes[0], sizes[-1]
 
     def forward(self, obs):
         x = obs if isinstance(obs, nets.Tensor) else np.asarray(obs, dtype=np.float32)
-        x = x.reshape(x.shape[0], self.in_features)
-        for layer in self.layers:
-            x = self.activation(layer(x))
-        return x
+        return self.layers(x.reshape(x.shape[0], self.in_features))
+
+
+def mlp(sizes: list[int], activation: str) -> nets.Sequential:
+    """Dense layers of `sizes`, each followed by `activation` (fused into the layer's op)."""
+    return nets.Sequential(*[nets.Linear(a, b, initializer=_orthogonal(math.sqrt(2)), activation=activation)
+                             for a, b in zip(sizes, sizes[1:])])
 
 
 TRUNKS: dict[str, Callable[[tuple[int, ...], tuple[int, ...]], nets.Module]] = {
-    "mlp": MLPTrunk, "relu-mlp": functools.partial(MLPTrunk, activation=F.relu),
+    "mlp": MLPTrunk, "relu-mlp": functools.partial(MLPTrunk, activation="relu"),
     **{name: conv_trunk(name) for name in CONV_LAYERS}}
 TRUNK_RULE = "one of " + ", ".join(["auto", *TRUNKS])  # auto: make_trunk chooses by observation
 

@@ -36,7 +36,7 @@ class ConvTrunk(nets.Module):
         self.in_shape = tuple(observation_shape)
         # He init like the convs: an orthogonal draw of this size costs seconds (a QR) in every
         # actor at start-up, on a loaded machine
-        self.dense = nets.Linear(channels * height * width, dense, initializer=init.he_normal)
+        self.dense = nets.Linear(channels * height * width, dense, initializer=init.he_normal, activation="relu")
         self.out_features = dense
 
     def forward(self, obs):
@@ -47,7 +47,7 @@ class ConvTrunk(nets.Module):
         x = x.reshape(x.shape[0], *self.in_shape)
         for conv in self.convs:
             x = conv(x)
-        return F.relu(self.dense(F.flatten(x)))
+        return self.dense(F.flatten(x))
 
 
 def conv_trunk(name: str):

@@ -23,7 +23,7 @@ from nets.settings import Settings, setting
 
 from .base import Agent, Policy
 from .losses import LOG_2PI
-from .networks import _orthogonal
+from .networks import _orthogonal, mlp
 from .replay import ReplayMemory, ReplayRatio, store, waiting_note
 
 
@@ -56,14 +56,10 @@ class SACConfig(Settings):
     hidden: tuple[int, ...] = setting((256, 256), ">= 1")
 
 
-def mlp(sizes: list[int]) -> nets.Sequential:
-    return nets.Sequential(*[nets.Linear(a, b, initializer=_orthogonal(math.sqrt(2))) for a, b in zip(sizes, sizes[1:])])
-
-
-def relu_mlp(layers: nets.Sequential, x):
-    for layer in layers:
-        x = F.relu(layer(x))
-    return x
+def q_network(sizes: list[int]) -> nets.Sequential:
+    """ReLU layers of `sizes[:-1]`, then a linear output of `sizes[-1]`."""
+    return nets.Sequential(*mlp(sizes[:-1], "relu").layers,
+                           nets.Linear(sizes[-2], sizes[-1], initializer=_orthogonal(math.sqrt(2))))
 
 
 class SquashedGaussianPolicy(nets.Module):
@@ -71,14 +67,14 @@ class SquashedGaussianPolicy(nets.Module):
 
     def __init__(self, observation_size: int, n_actions: int, hidden, log_std_min: float, log_std_max: float):
         super().__init__()
-        self.trunk = mlp([observation_size, *hidden])
+        self.trunk = mlp([observation_size, *hidden], "relu")
         self.mean = nets.Linear(hidden[-1], n_actions, initializer=_orthogonal(0.01))
         self.log_std = nets.Linear(hidden[-1], n_actions, initializer=_orthogonal(0.01))
         self.observation_size, self.log_std_range = observation_size, (log_std_min, log_std_max)
 
     def forward(self, obs):
         x = obs if isinstance(obs, nets.Tensor) else np.asarray(obs, np.float32).reshape(len(obs), -1)
-        features = relu_mlp(self.trunk, x)
+        features = self.trunk(x)
         low, high = self.log_std_range
         return self.mean(features), (F.tanh(self.log_std(features)) + 1.0) * (0.5 * (high - low)) + low
 
@@ -88,12 +84,12 @@ class TwinQ(nets.Module):
 
     def __init__(self, observation_size: int, n_actions: int, hidden):
         super().__init__()
-        self.q1, self.q2 = (mlp([observation_size + n_actions, *hidden, 1]) for _ in range(2))
+        self.q1, self.q2 = (q_network([observation_size + n_actions, *hidden, 1]) for _ in range(2))
 
     def forward(self, obs, actions):
         x = F.concat([obs.reshape(len(obs), -1) if isinstance(obs, nets.Tensor) else
                       np.asarray(obs, np.float32).reshape(len(obs), -1), actions], axis=1)
-        return tuple(layers[-1](relu_mlp(layers[:-1], x)) for layers in (self.q1, self.q2))
+        return self.q1(x), self.q2(x)
 
 
 class Temperature(nets.Module):

@@ -1,7 +1,7 @@
 """Continuous control: wall-clock time to reach a mean return of -250 over the last 20 episodes
 on Pendulum-v1, workbench's A3C, PPO and SAC (2 actor processes, their defaults) against
 stable-baselines3's A2C, PPO and SAC with their RL Zoo Pendulum-v1 settings, seed by seed in the
-same run on this machine.
+same run on this machine, each run in a fresh process of its own.
 
 stable-baselines3 and PyTorch are benchmark-only peers (`pip install torch stable-baselines3`),
 never workbench dependencies. Times run from the call (setup, imports and env creation
@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import in_own_process  # noqa: E402
 
 BAR = -250.0
 WINDOW = 20
@@ -184,11 +186,11 @@ def curves(env_id: str, minutes: float, every: float, window: int, steps: int, a
           f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}", flush=True)
     results = {"env": env_id, "minutes": minutes}
     for agent in agents:
-        results[agent] = own_curve(agent, env_id, minutes, every, window, steps, logdir)
+        results[agent] = in_own_process(own_curve, agent, env_id, minutes, every, window, steps, logdir)
         print(f"load average: {os.getloadavg()[0]:.1f}", flush=True)
     for peer in peers:
         try:
-            results[f"sb3-{peer}"] = sb3_curve(peer, env_id, minutes, every, window)
+            results[f"sb3-{peer}"] = in_own_process(sb3_curve, peer, env_id, minutes, every, window)
         except ImportError as error:
             print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
     results["load_average_after"] = os.getloadavg()
@@ -238,11 +240,11 @@ def main() -> int:
                      **{f"sb3-{p}": [] for p in peers}}
     for seed in range(args.seeds):  # one seed of every side in turn: load falls on all alike
         for agent in agents:
-            results[agent].append(own_run(seed, args.cap, logdir, agent))
+            results[agent].append(in_own_process(own_run, seed, args.cap, logdir, agent))
             print(f"  {agent:8s} seed {seed}: {results[agent][-1]}", flush=True)
         for peer in peers:
             try:
-                results[f"sb3-{peer}"].append(sb3_run(peer, seed, args.cap))
+                results[f"sb3-{peer}"].append(in_own_process(sb3_run, peer, seed, args.cap))
                 print(f"  sb3-{peer:4s} seed {seed}: {results[f'sb3-{peer}'][-1]}", flush=True)
             except ImportError as error:
                 print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)

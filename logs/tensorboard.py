@@ -9,6 +9,7 @@ curves overlay those libraries' curves.
 from __future__ import annotations
 
 import logging
+import sys
 from collections import defaultdict
 
 import numpy as np
@@ -45,6 +46,21 @@ class _GuardedFile:
                 self.error = error
 
 
+def _summary_writer_class():
+    """tensorboardX's SummaryWriter, imported without PyTorch where it is not loaded yet:
+    tensorboardX imports it when it can (a second at every run's start) only to recognise torch
+    tensors, which workbench never passes. A None in sys.modules makes that import fail."""
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter
+        return SummaryWriter
+    sys.modules["torch"] = None
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class EventWriter:
     """tensorboardX SummaryWriter (imported on first use: it is slow to import) for one folder.
 
@@ -53,9 +69,7 @@ class EventWriter:
     event file is a `_GuardedFile`, and the error it keeps is raised here, in the caller's thread."""
 
     def __init__(self, logdir: str, flush_secs: int = 5):
-        from tensorboardX import SummaryWriter
-
-        self.writer = SummaryWriter(logdir, flush_secs=flush_secs)
+        self.writer = _summary_writer_class()(logdir, flush_secs=flush_secs)
         # it logs a warning for each NaN/Inf value it writes; training reports those itself
         logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
         file_writer = self.writer.file_writer.event_writer  # the private names: see the docstring

@@ -125,11 +125,22 @@ class MatMul(Function):
         return ga, gb
 
 
+DENSE_ACTIVATIONS = (None, "relu", "tanh")
+
+
 class Linear(Function):
-    """y = x W + b in one op: x (..., in), W (in, out), b (out,) or None.
+    """y = act(x W + b) in one op: x (..., in), W (in, out), b (out,) or None, `activation` one of
+    DENSE_ACTIVATIONS. The activation is applied in place on the product and its derivative read
+    from the output, as conv2d's fused ReLU: small nets are bound by the ops' count, not their
+    arithmetic, and a control MLP's layer is then one op, not two.
 
     Leading axes are folded into one, so a (batch, time, in) input is a time-distributed dense.
     """
+
+    def __init__(self, activation=None):
+        if activation not in DENSE_ACTIVATIONS:
+            raise ValueError(f"linear activation must be one of {DENSE_ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
 
     def forward(self, x, w, b=None):
         self.in_shape = x.shape
@@ -138,10 +149,19 @@ class Linear(Function):
         y = self.x @ w
         if b is not None:
             y += b
+        if self.activation == "relu":
+            _xp(y).maximum(y, 0, out=y)
+        elif self.activation == "tanh":
+            _xp(y).tanh(y, out=y)
+        self.y = y
         return y.reshape(*x.shape[:-1], w.shape[1])
 
     def backward(self, gy):
         gy = gy.reshape(-1, gy.shape[-1])
+        if self.activation == "relu":
+            gy = gy * (self.y > 0)
+        elif self.activation == "tanh":
+            gy = gy * (1 - self.y * self.y)
         gx = (gy @ self.w.T).reshape(self.in_shape) if self.inputs[0].requires_grad else None
         gw = self.x.T @ gy if self.inputs[1].requires_grad else None  # frozen weights: no product
         if len(self.inputs) == 3:
@@ -152,8 +172,8 @@ class Linear(Function):
 def matmul(a, b): return MatMul()(a, b)
 
 
-def linear(x, w, b=None):
-    return Linear()(x, w) if b is None else Linear()(x, w, b)
+def linear(x, w, b=None, activation=None):
+    return Linear(activation)(x, w) if b is None else Linear(activation)(x, w, b)
 
 
 # -- shape ops -------------------------------------------------------------------------------

@@ -45,6 +45,8 @@ def _localised_transformer():
 # name -> (model factory, inputs, call(model, *inputs) or None for model(*inputs))
 LAYERS = {
     "linear": (lambda: nets.Linear(6, 5), [_floats(4, 6)], None),
+    "linear-tanh": (lambda: nets.Linear(6, 5, activation="tanh"), [_floats(4, 6)], None),
+    "linear-relu": (lambda: nets.Linear(6, 5, activation="relu"), [_floats(4, 6)], None),
     "conv-relu-padded": (lambda: nets.Conv2D(3, 4, 3, padding=1, activation="relu"), [_floats(2, 3, 8, 8)], None),
     "conv-a3c-first": (lambda: nets.Conv2D(4, 16, 8, stride=4), [_floats(2, 4, 36, 36)], None),
     "max-pool": (lambda: nets.MaxPool2D(2), [_floats(2, 3, 8, 8)], None),

@@ -90,13 +90,17 @@ def test_matmul(rng, shape_a, shape_b):
 
 @pytest.mark.parametrize("x_shape", [(5, 4), (1, 4), (2, 3, 4)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear(rng, x_shape, bias):
+@pytest.mark.parametrize("activation,separate", [(None, lambda y: y), ("relu", F.relu), ("tanh", F.tanh)])
+def test_linear(rng, x_shape, bias, activation, separate):
+    """The fused activation gives the separate op's values and gradients."""
     x, w = t64(rng, *x_shape), t64(rng, 4, 3)
     b = t64(rng, 3) if bias else None
     tensors = [x, w] + ([b] if bias else [])
-    gradcheck(lambda: F.linear(x, w, b), tensors)
-    expected = x.data @ w.data + (b.data if bias else 0)
-    np.testing.assert_allclose(F.linear(x, w, b).data, expected)
+    gradcheck(lambda: F.linear(x, w, b, activation), tensors)
+    expected = separate(nets.Tensor(x.data @ w.data + (b.data if bias else 0)))
+    np.testing.assert_allclose(F.linear(x, w, b, activation).data, expected.data)
+    with pytest.raises(ValueError, match=r"activation must be one of \(None, 'relu', 'tanh'\), got 'gelu'"):
+        F.linear(x, w, b, "gelu")
 
 
 # -- shape ops -----------------------------------------------------------------------------------

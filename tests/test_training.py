@@ -1,5 +1,8 @@
 """The shared training loop: learning, logging, early stopping, annealing, checkpoints, resuming."""
+import importlib.util
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -56,6 +59,14 @@ def make_task(dropout=0.0, seed=0):
     nets.seed(seed)
     splits = {"train": blobs(240, 1), "val": blobs(60, 2), "test": blobs(60, 3)}
     return ClassificationTask(MLP(dropout), splits, batch_size=16)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs PyTorch installed beside workbench")
+def test_event_writer_does_not_import_pytorch_which_stays_importable(tmp_path):
+    """tensorboardX imports PyTorch when it can, a second at every run's start."""
+    code = ("import sys; from logs.tensorboard import EventWriter; EventWriter(sys.argv[1]).writer.close(); "
+            "assert 'torch' not in sys.modules; import torch")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=120)
 
 
 def quiet(**options):

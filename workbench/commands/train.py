@@ -228,10 +228,6 @@ def run(args) -> int:
     except ValueError as error:
         print(f"workbench train: {error}", file=sys.stderr)
         return 2
-    # tensorboardX imports PyTorch when it can (about a second) only to recognise its tensors;
-    # this process never makes one.
-    if "torch" not in sys.modules:
-        sys.modules["torch"] = None
     import nets
     from actors import ActorFailure
     from workbench.rl import RunFailed, TrainConfig, train
