@@ -443,6 +443,50 @@ def training_steps_per_second(config, seconds: float, warmup: float) -> float:
     return (s1 - s0) / (t1 - t0)
 
 
+def sb3_steps_per_second(make_model, args: tuple, seconds: float, warmup: float = 0.0) -> float:
+    """Env steps/s of the stable-baselines3 model `make_model(*args)` learning, sampled over at
+    least `seconds` after `warmup` seconds of learning (its set-up left out, as
+    training_steps_per_second leaves out workbench's); its env is closed after."""
+    model = make_model(*args)
+    marks = {}
+
+    def sampled(episodes) -> bool:
+        now = time.monotonic()
+        marks.setdefault("start", now)
+        if now - marks["start"] < warmup:
+            return False
+        marks.setdefault("first", (now, episodes.steps))
+        marks["last"] = (now, episodes.steps)
+        return now - marks["first"][0] >= seconds and episodes.steps > marks["first"][1]
+
+    try:
+        SB3Episodes().learn(model, sampled)
+    finally:
+        model.get_env().close()
+    (t0, s0), (t1, s1) = marks["first"], marks["last"]
+    return (s1 - s0) / (t1 - t0)
+
+
+def sb3_settings(make_model, args: tuple, seconds: float, warmup: float = 0.0,
+                 console: Callable[[str], None] = print) -> dict[tuple[str, int], float]:
+    """Env steps/s of `make_model(*args, vec_env, threads)` at every setting that leaves its
+    learning per step alone: its envs in one process ("dummy", DummyVecEnv) or a process each
+    ("subproc", SubprocVecEnv), PyTorch on 1 thread or a thread per core; each measured in a
+    fresh process, so that none inherits another's threads. The peer runs at the fastest."""
+    rates = {}
+    for vec_env in ("dummy", "subproc"):
+        for threads in sorted({1, os.cpu_count() or 1}):
+            rates[vec_env, threads] = in_own_process(sb3_steps_per_second, make_model,
+                                                     (*args, vec_env, threads), seconds, warmup)
+            console(f"  {setting_name(vec_env, threads)}: {rates[vec_env, threads]:,.0f} env steps/s")
+    return rates
+
+
+def setting_name(vec_env: str, threads: int) -> str:
+    where = "in subprocesses" if vec_env == "subproc" else "in one process"
+    return f"envs {where}, torch {threads} thread{'s' * (threads > 1)}"
+
+
 class SB3Episodes:
     """Training episodes of a stable-baselines3 model, for its peers' runs in these benchmarks:
     `learn(model, should_stop)` trains until `should_stop(self)` is true after a step. `returns`

@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets
 from envs import make_env
-from harness import SB3Episodes, in_own_process, random_steps, training_steps_per_second
+from harness import (SB3Episodes, in_own_process, random_steps, sb3_settings, setting_name,
+                     training_steps_per_second)
 from workbench.rl import TrainConfig, train
 
 SOLVED = 475.0
@@ -131,27 +132,13 @@ def sb3_solve(seed: int, cap: float, vec_env: str = "dummy", threads: int = 1) -
         model.get_env().close()
     return {"solved": solved(episodes.returns), "seconds": round(time.monotonic() - start, 1),
             "steps": episodes.steps, "best_mean_100": round(episodes.best or 0.0, 1),
-            "setting": f"{vec_env}, torch {threads} thread(s)"}
-
-
-def sb3_steps_per_second(vec_env: str, threads: int, seconds: float = 8.0) -> float:
-    model = _sb3_a2c(0, vec_env, threads)
-    start = time.monotonic()
-    try:
-        episodes = SB3Episodes(100).learn(model, lambda e: time.monotonic() - start >= seconds)
-    finally:
-        model.get_env().close()
-    return episodes.steps / (time.monotonic() - start)
+            "setting": setting_name(vec_env, threads)}
 
 
 def sb3_fastest_setting(console=print) -> tuple[str, int]:
-    """SB3 A2C's envs in one process or in subprocesses, PyTorch on 1 thread or a thread per
-    core: whichever steps fastest here (its learning per env step is the same in each)."""
-    rates = {}
-    for vec_env in ("dummy", "subproc"):
-        for threads in sorted({1, os.cpu_count() or 1}):
-            rates[vec_env, threads] = in_own_process(sb3_steps_per_second, vec_env, threads)
-            console(f"  sb3-a2c {vec_env}, torch {threads} thread(s): {rates[vec_env, threads]:,.0f} steps/s")
+    """SB3 A2C's fastest setting here (harness.sb3_settings; its learning per env step is the
+    same in each)."""
+    rates = sb3_settings(_sb3_a2c, (0,), seconds=8.0, console=console)
     return max(rates, key=rates.get)
 
 

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets
 from envs import make_env
-from harness import SB3Episodes, in_own_process, random_steps, training_steps_per_second
+from harness import random_steps, sb3_settings, setting_name, training_steps_per_second
 from workbench.rl import TrainConfig
 
 FRAMES_PER_STEP = 4
@@ -157,11 +157,9 @@ def components(config: TrainConfig) -> dict[str, float]:
 PEER_ENVS = 16  # RL Zoo's a2c.yml, atari
 
 
-def sb3_frames_per_second(env_id: str, seconds: float, warmup: float, vec_env: str, threads: int,
-                          device: str = "cpu") -> float:
+def sb3_atari_a2c(env_id: str, device: str, vec_env: str, threads: int):
     """stable-baselines3 A2C with RL Zoo's Atari settings (module docstring (d)), its envs in
-    `vec_env` ("dummy": one process, "subproc": a process each), PyTorch on `threads`; frames/s
-    over `seconds` after `warmup` seconds of learning."""
+    `vec_env` ("dummy": one process, "subproc": a process each), PyTorch on `threads`."""
     import ale_py
     import gymnasium as gym
     import torch
@@ -178,38 +176,17 @@ def sb3_frames_per_second(env_id: str, seconds: float, warmup: float, vec_env: s
     env = VecFrameStack(make_atari_env(env_id, n_envs=PEER_ENVS, seed=0, env_kwargs={"frameskip": 1},
                                        **(subprocesses if vec_env == "subproc" else {"vec_env_cls": DummyVecEnv})),
                         n_stack=4)
-    model = A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, device=device,
-                policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)))
-    marks = {}
-
-    def sampled(episodes) -> bool:
-        now = time.monotonic()
-        marks.setdefault("start", now)
-        if now - marks["start"] < warmup:
-            return False
-        marks.setdefault("first", (now, episodes.steps))
-        marks["last"] = (now, episodes.steps)
-        return now - marks["first"][0] >= seconds
-
-    try:
-        SB3Episodes().learn(model, sampled)
-    finally:
-        env.close()
-    (t0, s0), (t1, s1) = marks["first"], marks["last"]
-    return FRAMES_PER_STEP * (s1 - s0) / (t1 - t0)
+    return A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, device=device,
+               policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)))
 
 
 def sb3_at_its_best(env_id: str, seconds: float, warmup: float, device: str) -> dict[str, float]:
-    """frames/s of every peer setting (module docstring (d)), keyed "16 envs in subprocesses,
-    torch 1 thread" and so on; each in a fresh process, so that none inherits another's threads."""
-    results = {}
-    for vec_env in ("subproc", "dummy"):
-        for threads in sorted({1, os.cpu_count() or 1}):
-            where = "in subprocesses" if vec_env == "subproc" else "in one process"
-            key = f"{PEER_ENVS} envs {where}, torch {threads} thread{'s' * (threads > 1)}"
-            results[key] = in_own_process(sb3_frames_per_second, env_id, seconds, warmup, vec_env,
-                                          threads, device)
-            print(f"    peer, {key}: {results[key]:,.0f} frames/s", flush=True)
+    """frames/s of every peer setting (harness.sb3_settings), keyed "16 envs in subprocesses,
+    torch 1 thread" and so on."""
+    rates = sb3_settings(sb3_atari_a2c, (env_id, device), seconds, warmup, console=lambda line: None)
+    results = {f"{PEER_ENVS} {setting_name(*key)}": FRAMES_PER_STEP * rate for key, rate in rates.items()}
+    for key, frames in results.items():
+        print(f"    peer, {key}: {frames:,.0f} frames/s", flush=True)
     return results
 
 

@@ -1,7 +1,9 @@
 """Continuous control: wall-clock time to reach a mean return of -250 over the last 20 episodes
 on Pendulum-v1, workbench's A3C, PPO and SAC (2 actor processes, their defaults) against
 stable-baselines3's A2C, PPO and SAC with their RL Zoo Pendulum-v1 settings, seed by seed in the
-same run on this machine, each run in a fresh process of its own.
+same run on this machine, each run in a fresh process of its own. Each peer runs at its fastest
+setting here (its envs in one process or in subprocesses, PyTorch on 1 thread or a thread per
+core: each measured for 8 s first).
 
 stable-baselines3 and PyTorch are benchmark-only peers (`pip install torch stable-baselines3`),
 never workbench dependencies. Times run from the call (setup, imports and env creation
@@ -38,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import in_own_process  # noqa: E402
+from harness import in_own_process, sb3_settings, setting_name  # noqa: E402
 
 BAR = -250.0
 WINDOW = 20
@@ -70,39 +72,51 @@ def own_run(seed: int, cap: float, logdir: str, agent: str = "a3c") -> dict:
             "steps": result.progress.step, "best_mean_20": round(best[0], 1)}
 
 
-def sb3_run(algo: str, seed: int, cap: float) -> dict:
-    """RL Zoo's tuned Pendulum-v1 settings (hyperparams/a2c.yml, ppo.yml and sac.yml)."""
-    start = time.monotonic()
+def sb3_model(algo: str, seed: int, vec_env: str = "dummy", threads: int = 1):
+    """RL Zoo's tuned Pendulum-v1 settings (hyperparams/a2c.yml, ppo.yml and sac.yml), its envs
+    in one process ("dummy") or a process each ("subproc"), PyTorch on `threads`."""
     import torch
 
-    # one thread, as our learner has (our actor processes use the other core): on 2 shared cores
-    # PyTorch's default (2 threads) took 239 s for PPO's first 12k steps under load, against 47 s
-    # to reach the bar with one
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     from stable_baselines3 import A2C, PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
-    from harness import SB3Episodes
+    def envs(n: int):
+        return make_vec_env(ENV, n_envs=n, seed=seed, vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv)
 
     if algo == "sac":  # the Zoo changes only the learning rate from SB3's defaults
-        model = SAC("MlpPolicy", make_vec_env(ENV, n_envs=1, seed=seed), learning_rate=1e-3, seed=seed,
-                    device="cpu")
-    elif algo == "ppo":
-        env = make_vec_env(ENV, n_envs=4, seed=seed)
-        model = PPO("MlpPolicy", env, n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
-                    ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True,
-                    sde_sample_freq=4, seed=seed, device="cpu")
-    else:  # normalize: true is VecNormalize for observations and rewards, with the agent's gamma
-        env = VecNormalize(make_vec_env(ENV, n_envs=8, seed=seed), gamma=0.9)
-        model = A2C("MlpPolicy", env, n_steps=8, gae_lambda=0.9, gamma=0.9, ent_coef=0.0,
-                    vf_coef=0.4, max_grad_norm=0.5, use_rms_prop=True, normalize_advantage=False,
-                    learning_rate=lambda remaining: 7e-4 * remaining, use_sde=True,
-                    policy_kwargs=dict(log_std_init=-2, ortho_init=False), seed=seed, device="cpu")
-    episodes = SB3Episodes(WINDOW).learn(model, lambda e: reached(e.returns) or time.monotonic() - start >= cap)
+        return SAC("MlpPolicy", envs(1), learning_rate=1e-3, seed=seed, device="cpu")
+    if algo == "ppo":
+        return PPO("MlpPolicy", envs(4), n_steps=1024, gae_lambda=0.95, gamma=0.9, n_epochs=10,
+                   ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True,
+                   sde_sample_freq=4, seed=seed, device="cpu")
+    # normalize: true is VecNormalize for observations and rewards, with the agent's gamma
+    return A2C("MlpPolicy", VecNormalize(envs(8), gamma=0.9), n_steps=8, gae_lambda=0.9, gamma=0.9,
+               ent_coef=0.0, vf_coef=0.4, max_grad_norm=0.5, use_rms_prop=True, normalize_advantage=False,
+               learning_rate=lambda remaining: 7e-4 * remaining, use_sde=True,
+               policy_kwargs=dict(log_std_init=-2, ortho_init=False), seed=seed, device="cpu")
+
+
+def sb3_fastest_setting(algo: str) -> tuple[str, int]:
+    """The peer's fastest vec env and thread count here (harness.sb3_settings), printed."""
+    rates = sb3_settings(sb3_model, (algo, 0), seconds=8.0,
+                         console=lambda line: print(f"  sb3-{algo} {line.strip()}", flush=True))
+    return max(rates, key=rates.get)
+
+
+def sb3_run(algo: str, seed: int, cap: float, vec_env: str = "dummy", threads: int = 1) -> dict:
+    start = time.monotonic()
+    from harness import SB3Episodes
+
+    model = sb3_model(algo, seed, vec_env, threads)
+    try:
+        episodes = SB3Episodes(WINDOW).learn(model, lambda e: reached(e.returns) or time.monotonic() - start >= cap)
+    finally:
+        model.get_env().close()
     best = None if episodes.best is None else round(episodes.best, 1)
     return {"reached": reached(episodes.returns), "seconds": round(time.monotonic() - start, 1),
-            "steps": episodes.steps, "best_mean_20": best}
+            "steps": episodes.steps, "best_mean_20": best, "setting": setting_name(vec_env, threads)}
 
 
 class Curve:
@@ -238,16 +252,20 @@ def main() -> int:
     results: dict = {"env": ENV, "bar": BAR, "window": WINDOW, "cap": args.cap,
                      "machine": f"{os.cpu_count()} cores", **{a: [] for a in agents},
                      **{f"sb3-{p}": [] for p in peers}}
+    settings = {}
+    for peer in list(peers):
+        try:
+            settings[peer] = sb3_fastest_setting(peer)
+        except ImportError as error:
+            print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
+            peers.remove(peer)
     for seed in range(args.seeds):  # one seed of every side in turn: load falls on all alike
         for agent in agents:
             results[agent].append(in_own_process(own_run, seed, args.cap, logdir, agent))
             print(f"  {agent:8s} seed {seed}: {results[agent][-1]}", flush=True)
         for peer in peers:
-            try:
-                results[f"sb3-{peer}"].append(in_own_process(sb3_run, peer, seed, args.cap))
-                print(f"  sb3-{peer:4s} seed {seed}: {results[f'sb3-{peer}'][-1]}", flush=True)
-            except ImportError as error:
-                print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
+            results[f"sb3-{peer}"].append(in_own_process(sb3_run, peer, seed, args.cap, *settings[peer]))
+            print(f"  sb3-{peer:4s} seed {seed}: {results[f'sb3-{peer}'][-1]}", flush=True)
     results["load_average_after"] = os.getloadavg()
     for name in (*agents, *(f"sb3-{p}" for p in peers)):
         if results[name]:

@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import Measure, SB3Episodes  # noqa: E402
+from harness import Measure, SB3Episodes, in_own_process  # noqa: E402
 
 # Env -> env steps per run: the same budget for every agent and peer.
 STEPS = {
@@ -59,8 +59,9 @@ def agents_for(env_id: str) -> list[str]:
     return takers
 
 
-def own_run(env_id: str, agent: str, seed: int, steps: int, logdir: str) -> dict:
-    """One run with the CLI's defaults: final and best last-100 means of its training episodes."""
+def own_run(env_id: str, agent: str, seed: int, steps: int, logdir: str, overrides: dict | None = None) -> dict:
+    """One run with the CLI's defaults (and `overrides` of the agent's settings, as `--set`):
+    final and best last-100 means of its training episodes."""
     from workbench.rl import TrainConfig, train
 
     best = [None]
@@ -72,7 +73,8 @@ def own_run(env_id: str, agent: str, seed: int, steps: int, logdir: str) -> dict
         return False
 
     start = time.monotonic()
-    result = train(TrainConfig(env=env_id, agent=agent, steps=steps, seed=seed, logdir=logdir),
+    result = train(TrainConfig(env=env_id, agent=agent, steps=steps, seed=seed, logdir=logdir,
+                               agent_config=overrides or {}),
                    should_stop=track, console=lambda line: None)
     final = result.mean_return
     return {"final": final, "best": best[0] if best[0] is not None else final,
@@ -129,7 +131,8 @@ def table(results: dict) -> str:
 
 
 def suite(envs: list[str], agents: list[str] | None, seeds: int, peers: list[str], scale: float,
-          json_path: Path | None = None) -> dict:
+          json_path: Path | None = None, overrides: dict | None = None) -> dict:
+    """Every run in a fresh process of its own (harness.in_own_process)."""
     from envs import MissingExtraError
 
     logdir = tempfile.mkdtemp(prefix="suite-")
@@ -146,11 +149,12 @@ def suite(envs: list[str], agents: list[str] | None, seeds: int, peers: list[str
         by_agent = results["runs"].setdefault(env_id, {})
         for seed in range(seeds):  # one seed of every side in turn: load falls on all alike
             for agent in takers:
-                by_agent.setdefault(agent, []).append(own_run(env_id, agent, seed, steps, logdir))
+                by_agent.setdefault(agent, []).append(
+                    in_own_process(own_run, env_id, agent, seed, steps, logdir, overrides))
                 print(f"  {env_id} {agent} seed {seed}: {by_agent[agent][-1]}", flush=True)
             for peer in peers:
                 try:
-                    by_agent.setdefault(f"sb3-{peer}", []).append(sb3_run(peer, env_id, seed, steps))
+                    by_agent.setdefault(f"sb3-{peer}", []).append(in_own_process(sb3_run, peer, env_id, seed, steps))
                     print(f"  {env_id} sb3-{peer} seed {seed}: {by_agent[f'sb3-{peer}'][-1]}", flush=True)
                 except ImportError as error:
                     print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
@@ -190,6 +194,7 @@ def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Me
 
 def main() -> int:
     import nets
+    from workbench.commands.train import key_value
 
     nets.threads.limit(1)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -199,13 +204,15 @@ def main() -> int:
     parser.add_argument("--peers", default=",".join(PEERS), help="stable-baselines3 algorithms (default a2c,ppo)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the steps, 1 seed")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--set", type=key_value, action="append", metavar="KEY=VALUE", default=[],
+                        help="an agent setting for every workbench run, as train's --set (repeatable)")
     args = parser.parse_args()
     envs = [e for e in args.envs.split(",") if e]
     unknown = [e for e in envs if e not in STEPS]
     if unknown:
         parser.error(f"not in the suite: {', '.join(unknown)}; the suite's envs are {', '.join(STEPS)}")
     suite(envs, args.agents.split(",") if args.agents else None, 1 if args.quick else args.seeds,
-          [p for p in args.peers.split(",") if p], 0.1 if args.quick else 1.0, args.json)
+          [p for p in args.peers.split(",") if p], 0.1 if args.quick else 1.0, args.json, dict(args.set))
     return 0
 
 

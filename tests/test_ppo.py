@@ -182,6 +182,19 @@ def test_ppo_learns_cartpole_with_its_cli_defaults(tmp_path):
     assert result.mean_return >= 475, (result.progress.step, result.mean_return)
 
 
+@pytest.mark.slow
+def test_ppo_learns_pendulum_with_its_cli_defaults(tmp_path):
+    """The result docs/performance.md#ppo-pendulum claims, as `workbench train --env Pendulum-v1
+    --agent ppo --backend inline` runs it: a last-20 mean of -250 (random swinging scores about
+    -1,200) within 150k steps (the benchmark's processes reached it at 78k-86k, seeds 0-2)."""
+    result = train(TrainConfig(env="Pendulum-v1", agent="ppo", steps=150_000, backend="inline", seed=0,
+                               logdir=str(tmp_path)),
+                   should_stop=lambda p: len(p.recent_returns) >= 20 and np.mean(list(p.recent_returns)[-20:]) >= -250,
+                   console=lambda line: None)
+    last = np.mean(list(result.progress.recent_returns)[-20:])
+    assert result.outcome == "stopped" and last >= -250, (result.progress.step, last)
+
+
 def test_resume_continues_the_schedules(tmp_path):
     settings = {"t_max": 16, "epochs": 2, "minibatches": 2, "lr_anneal": True, "clip_anneal": True}
     config = TrainConfig(agent="ppo", steps=64 * 4, actors=2, backend="inline", logdir=str(tmp_path),

@@ -30,7 +30,7 @@ RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backe
              "log_every", "actor_timeout", "max_in_flight", "eval_every", "eval_episodes")
 
 
-def _key_value(text: str) -> tuple[str, object]:
+def key_value(text: str) -> tuple[str, object]:
     """KEY=VALUE with VALUE parsed as JSON when it is JSON (numbers, lists, true/null)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -104,7 +104,7 @@ def add_parser(subparsers):
                           "t-max steps from each actor whose rollout arrived), so a run ends at the "
                           "first update that reaches N, a little past it")
     run.add_argument("--seed", type=int, help="seed for weights, envs and sampling (default 0)")
-    run.add_argument("--env-option", type=_key_value, action="append", metavar="KEY=VALUE",
+    run.add_argument("--env-option", type=key_value, action="append", metavar="KEY=VALUE",
                      default=None, help="keyword for gymnasium.make, e.g. max_episode_steps=200 "
                                         "(repeatable)")
     run.add_argument("--backend", choices=("processes", "inline", "ray"),
@@ -144,7 +144,7 @@ def add_parser(subparsers):
                             "mlp otherwise)")
     hyper.add_argument("--hidden", type=_hidden, metavar="SIZES",
                        help="the mlp trunk's hidden layer sizes, e.g. 64,64")
-    hyper.add_argument("--set", type=_key_value, action="append", metavar="KEY=VALUE", default=None,
+    hyper.add_argument("--set", type=key_value, action="append", metavar="KEY=VALUE", default=None,
                        dest="agent_set", help="any other agent hyperparameter, e.g. "
                                               "rmsprop_eps=0.01 (repeatable)")
     files = p.add_argument_group("files")
