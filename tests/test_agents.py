@@ -325,9 +325,29 @@ def test_agent_learns_cartpole_with_its_cli_defaults(agent, tmp_path, restore_th
     config = TrainConfig(agent=agent, actors=2, backend=backend, steps=300_000, seed=seed,
                          logdir=str(tmp_path))
     threads.limit(config.learner_threads)
-    result = train(config, should_stop=reached, console=lambda line: None)
+    learners = []
+    result = train(config, should_stop=reached, console=lambda line: None, on_start=learners.append)
     print(f"{agent}: {result.progress.step} steps, {result.progress.elapsed:.0f} s")
     assert reached(result.progress), (result.progress.step, result.progress.mean_return())
+    if agent == "reinforce":  # with the loss's sign flipped its policy also balanced the pole
+        explained = baseline_explains_returns(learners[0])  # (doing the opposite of its last push)
+        assert explained > 0.3  # 0.60 here; -0.00 with the sign flipped
+
+
+def baseline_explains_returns(agent) -> float:
+    """The explained variance of the agent's state values for the discounted returns of an
+    episode sampled from its own policy: a learned baseline predicts them, one that is not
+    learned (a loss of the wrong sign drives it away from them) does not."""
+    collector = Collector([make_env("CartPole-v1", seed=100)], agent.policy(0, np.random.default_rng(0)))
+    episode = collector.collect(None, 0)
+    rewards, returns, running = episode.rewards[:, 0], [], 0.0
+    for reward in rewards[::-1]:
+        running = reward + agent.config.gamma * running
+        returns.append(running)
+    returns = np.array(returns[::-1])
+    with nets.no_grad():
+        values = agent.network(episode.obs[:, 0])[1].numpy().reshape(-1)
+    return 1.0 - np.var(returns - values) / np.var(returns)
 
 
 class StaleActors(InlineActors):

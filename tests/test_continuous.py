@@ -354,28 +354,7 @@ def test_gpu_gaussian_learner_update_matches_cpu(name):
         np.testing.assert_allclose(gpu_state[key], value, rtol=1e-4, atol=1e-5, err_msg=key)
 
 
-# -- learning -----------------------------------------------------------------------------------
-@pytest.mark.slow
-@pytest.mark.parametrize("name,gradients_on,backend", [("a3c", "actors", "processes"),
-                                                       ("impala", "learner", "inline")])
-def test_pendulum_improves_over_its_first_episodes(tmp_path, name, gradients_on, backend):
-    """Pendulum trained as a user trains it (the continuous defaults, 2 actors x 8 envs): with
-    gradients on the actors (the default) in actor processes, and on a central learner (impala's
-    default: V-trace with Gaussian log-probabilities) with actors stepped in turn, so that the
-    run is the same every time (such inline actors learn alike in either mode:
-    tests/test_actors.py). Random swinging scores about -1200 an episode; within 500k steps the
-    last 20 episodes average at least 300 more than the first 20, and the run stops there (15
-    runs of 600k steps, either mode, got there by 206k steps; a3c inline at 189k, impala at 80k)."""
-    from workbench.rl import train
-
-    first = []
-
-    def improved(progress):
-        if not first and progress.episodes >= 20:
-            first.extend(list(progress.recent_returns)[:20])
-        return progress.episodes >= 40 and np.mean(list(progress.recent_returns)[-20:]) >= np.mean(first) + 300
-
-    result = train(TrainConfig(env="Pendulum-v1", agent=name, steps=500_000, backend=backend,
-                               gradients_on=gradients_on, logdir=str(tmp_path)),
-                   name="run", should_stop=improved, console=lambda line: None)
-    assert result.outcome == "stopped", (np.mean(first), list(result.progress.recent_returns)[-20:])
+# Learning with Box actions: tests/test_ppo.py (Pendulum to -250) and tests/test_sac.py. A3C's
+# Gaussian policy reaches Pendulum's -250 only after 176k-800k steps by seed (docs/performance.md),
+# too long and too seed-dependent for a test with a bar; its loss is checked by gradient and
+# against IMPALA's above.
