@@ -160,7 +160,9 @@ def sb3_curve(algo: str, env_id: str, minutes: float, every: float, window: int)
     256, learning rate 2.5e-4 and clip range 0.1 annealed over the Zoo's 10M steps, ent_coef 0.01."""
     import torch
 
-    torch.set_num_threads(1)  # as in sb3_run
+    # one thread: for these MLPs 1 and 2 threads step within 3% of each other (the Pendulum runs'
+    # probe, 2026-12-07); the Atari curve's CNN was not probed
+    torch.set_num_threads(1)
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
