@@ -53,6 +53,7 @@ def reached(returns) -> bool:
 
 def own_run(seed: int, cap: float, logdir: str, agent: str = "a3c") -> dict:
     """Seconds and env steps until the bar (or the best last-20 mean within the cap)."""
+    from nets import threads
     from workbench.rl import TrainConfig, train
 
     start = time.monotonic()
@@ -66,8 +67,9 @@ def own_run(seed: int, cap: float, logdir: str, agent: str = "a3c") -> dict:
         done[0] = reached(progress.recent_returns)
         return done[0] or time.monotonic() - start > cap
 
-    result = train(TrainConfig(env=ENV, agent=agent, actors=2, steps=2_000_000, seed=seed,
-                               logdir=logdir), should_stop=stop, console=lambda line: None)
+    config = TrainConfig(env=ENV, agent=agent, actors=2, steps=2_000_000, seed=seed, logdir=logdir)
+    with threads.limited(config.learner_threads):  # as `workbench train` runs its learner
+        result = train(config, should_stop=stop, console=lambda line: None)
     return {"reached": done[0], "seconds": round(time.monotonic() - start, 1),
             "steps": result.progress.step, "best_mean_20": round(best[0], 1)}
 
@@ -142,12 +144,14 @@ class Curve:
 
 def own_curve(agent: str, env_id: str, minutes: float, every: float, window: int, steps: int,
               logdir: str) -> list[dict]:
+    from nets import threads
     from workbench.rl import TrainConfig, train
 
     curve = Curve(agent, minutes, every, window)
-    train(TrainConfig(env=env_id, agent=agent, actors=2, steps=steps, logdir=logdir),
-          should_stop=lambda progress: curve.update(progress.recent_returns, progress.step),
-          console=lambda line: None)
+    config = TrainConfig(env=env_id, agent=agent, actors=2, steps=steps, logdir=logdir)
+    with threads.limited(config.learner_threads):  # as `workbench train` runs its learner
+        train(config, should_stop=lambda progress: curve.update(progress.recent_returns, progress.step),
+              console=lambda line: None)
     return curve.points
 
 

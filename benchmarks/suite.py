@@ -62,6 +62,7 @@ def agents_for(env_id: str) -> list[str]:
 def own_run(env_id: str, agent: str, seed: int, steps: int, logdir: str, overrides: dict | None = None) -> dict:
     """One run with the CLI's defaults (and `overrides` of the agent's settings, as `--set`):
     final and best last-100 means of its training episodes."""
+    from nets import threads
     from workbench.rl import TrainConfig, train
 
     best = [None]
@@ -73,9 +74,9 @@ def own_run(env_id: str, agent: str, seed: int, steps: int, logdir: str, overrid
         return False
 
     start = time.monotonic()
-    result = train(TrainConfig(env=env_id, agent=agent, steps=steps, seed=seed, logdir=logdir,
-                               agent_config=overrides or {}),
-                   should_stop=track, console=lambda line: None)
+    config = TrainConfig(env=env_id, agent=agent, steps=steps, seed=seed, logdir=logdir, agent_config=overrides or {})
+    with threads.limited(config.learner_threads):  # as `workbench train` runs its learner
+        result = train(config, should_stop=track, console=lambda line: None)
     final = result.mean_return
     return {"final": final, "best": best[0] if best[0] is not None else final,
             "episodes": result.progress.episodes, "seconds": round(time.monotonic() - start, 1)}

@@ -150,10 +150,9 @@ class Linear(Function):
         if b is not None:
             y += b
         if self.activation == "relu":
-            _xp(y).maximum(y, 0, out=y)
+            self.y = _xp(y).maximum(y, 0, out=y)
         elif self.activation == "tanh":
-            _xp(y).tanh(y, out=y)
-        self.y = y
+            self.y = _xp(y).tanh(y, out=y)
         return y.reshape(*x.shape[:-1], w.shape[1])
 
     def backward(self, gy):
