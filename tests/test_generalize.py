@@ -21,6 +21,13 @@ def a3c_for(env_id):
     return make_agent("a3c", info.observation_space, info.action_space, config)
 
 
+def test_ppo_anneals_its_learning_rate_on_mujoco_not_on_pendulum():
+    """A short Pendulum run annealed over its steps learned a third as far (see PPOConfig)."""
+    pendulum = make_config("ppo", AGENTS["ppo"].defaults(probe("Pendulum-v1").tags))
+    cheetah = make_config("ppo", AGENTS["ppo"].defaults(("box", "mujoco", "HalfCheetah-v5")))  # its probe's
+    assert not pendulum.lr_anneal and cheetah.lr_anneal
+
+
 def test_a3c_normalises_measured_vectors_not_one_hot_ones_and_explores_toy_text():
     acrobot, frozen = a3c_for("Acrobot-v1"), a3c_for("FrozenLake-v1")
     assert acrobot.normalizer is not None and acrobot.normalizer.size == 6
