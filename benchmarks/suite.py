@@ -108,13 +108,19 @@ def sb3_run(algo: str, env_id: str, seed: int, steps: int) -> dict:
             "episodes": len(episodes.returns), "seconds": round(time.monotonic() - start, 1)}
 
 
+def number(value: float) -> str:
+    """A return as the table shows it: two decimals where returns are small (FrozenLake's are
+    success rates), one elsewhere."""
+    return f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+
+
 def interval(values: list[float]) -> str:
     from logs.curves import bootstrap_interval
 
     if len(values) < 2:
         return ""
     low, high = bootstrap_interval(values)
-    return f"[{low:.1f}, {high:.1f}]"
+    return f"[{number(low)}, {number(high)}]"
 
 
 def table(results: dict) -> str:
@@ -124,9 +130,9 @@ def table(results: dict) -> str:
         for name, runs in by_agent.items():
             finals = [r["final"] for r in runs if r["final"] is not None]
             bests = [r["best"] for r in runs if r["best"] is not None]
-            rows.append((env_id, name, f"{statistics.median(finals):.1f}" if finals else "no episode",
-                         interval(finals), f"{statistics.median(bests):.1f}" if bests else "-",
-                         ", ".join("-" if r["final"] is None else f"{r['final']:.1f}" for r in runs)))
+            rows.append((env_id, name, number(statistics.median(finals)) if finals else "no episode",
+                         interval(finals), number(statistics.median(bests)) if bests else "-",
+                         ", ".join("-" if r["final"] is None else number(r["final"]) for r in runs)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
 

@@ -172,10 +172,13 @@ def test_the_generalization_suite_takes_the_agents_that_take_the_env_and_tabulat
 
     assert suite.agents_for("Pendulum-v1") == ["a3c", "a3c-lstm", "impala", "reinforce", "ppo", "sac"]
     assert "sac" not in suite.agents_for("FrozenLake-v1") and "dqn" in suite.agents_for("FrozenLake-v1")
-    runs = {"FrozenLake-v1": {"a3c": [{"final": v, "best": v + 0.1} for v in (0.2, 0.6, 0.7)],
-                              "sb3-a2c": [{"final": None, "best": None}]}}
+    runs = {"FrozenLake-v1": {"a3c": [{"final": v, "best": v + 0.1} for v in (0.2, 0.66, 0.7)],
+                              "sb3-a2c": [{"final": None, "best": None}]},
+            "Acrobot-v1": {"a3c": [{"final": v, "best": v + 10} for v in (-144.44, -92.0)]}}
     lines = suite.table({"runs": runs}).splitlines()
     assert lines[0].split() == ["env", "agent", "final", "median", "95%", "interval", "best", "median", "seeds"]
-    assert lines[1].split()[:3] == ["FrozenLake-v1", "a3c", "0.6"] and lines[1].endswith("0.2, 0.6, 0.7")
+    # two decimals where returns are small (FrozenLake's success rates), one elsewhere
+    assert lines[1].split()[:3] == ["FrozenLake-v1", "a3c", "0.66"] and lines[1].endswith("0.20, 0.66, 0.70")
     assert lines[2].split()[:4] == ["FrozenLake-v1", "sb3-a2c", "no", "episode"]
-    assert suite.median_final(runs["FrozenLake-v1"]["a3c"]) == 0.6
+    assert lines[3].split()[:3] == ["Acrobot-v1", "a3c", "-118.2"] and lines[3].endswith("-144.4, -92.0")
+    assert suite.median_final(runs["FrozenLake-v1"]["a3c"]) == 0.66
