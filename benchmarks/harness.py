@@ -421,26 +421,52 @@ def random_steps(env, seconds: float, seed: int, chunk: int) -> int:
     return steps
 
 
+class StepRate:
+    """Steps/s over at least `seconds` from the first step marked, ending on a later step (never
+    an empty sample): `mark(step)` says when the sample is long enough, `per_second` is its rate."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.first, self.last = seconds, None, None
+
+    def mark(self, step: int) -> bool:
+        now = time.monotonic()
+        if self.first is None:
+            self.first = (now, step)
+            return False
+        self.last = (now, step)
+        return now - self.first[0] >= self.seconds and step > self.first[1]
+
+    @property
+    def per_second(self) -> float:
+        (t0, s0), (t1, s1) = self.first, self.last
+        return (s1 - s0) / (t1 - t0)
+
+
 def training_steps_per_second(config, seconds: float, warmup: float) -> float:
     """Env steps/s of `workbench.rl.train(config)`, sampled over at least `seconds` from the first
     update after `warmup` seconds, so that start-up (process launch, JIT compiles, which a cold
-    cache or a loaded machine stretches) is left out; the sample ends on a step, never empty."""
+    cache or a loaded machine stretches) is left out."""
     from workbench.rl import train
 
-    marks = {}
+    rate = StepRate(seconds)
 
     def stop(progress):
-        now = time.monotonic()
-        if "first" not in marks:
-            if progress.elapsed >= warmup and progress.updates > 0:
-                marks["first"] = (now, progress.step)
+        if rate.first is None and not (progress.elapsed >= warmup and progress.updates > 0):
             return False
-        marks["last"] = (now, progress.step)
-        return now - marks["first"][0] >= seconds and progress.step > marks["first"][1]
+        return rate.mark(progress.step)
 
     train(config, should_stop=stop, console=lambda line: None)
-    (t0, s0), (t1, s1) = marks["first"], marks["last"]
-    return (s1 - s0) / (t1 - t0)
+    return rate.per_second
+
+
+def train_as_the_cli_does(config, should_stop):
+    """`workbench.rl.train(config)` with its learner on the threads `workbench train` gives it,
+    stopped by `should_stop(progress)`, printing nothing; its RunResult."""
+    from nets import threads
+    from workbench.rl import train
+
+    with threads.limited(config.learner_threads):
+        return train(config, should_stop=should_stop, console=lambda line: None)
 
 
 def sb3_steps_per_second(make_model, args: tuple, seconds: float, warmup: float = 0.0) -> float:
@@ -448,23 +474,18 @@ def sb3_steps_per_second(make_model, args: tuple, seconds: float, warmup: float 
     least `seconds` after `warmup` seconds of learning (its set-up left out, as
     training_steps_per_second leaves out workbench's); its env is closed after."""
     model = make_model(*args)
-    marks = {}
+    rate, start = StepRate(seconds), time.monotonic()
 
     def sampled(episodes) -> bool:
-        now = time.monotonic()
-        marks.setdefault("start", now)
-        if now - marks["start"] < warmup:
+        if rate.first is None and time.monotonic() - start < warmup:
             return False
-        marks.setdefault("first", (now, episodes.steps))
-        marks["last"] = (now, episodes.steps)
-        return now - marks["first"][0] >= seconds and episodes.steps > marks["first"][1]
+        return rate.mark(episodes.steps)
 
     try:
         SB3Episodes().learn(model, sampled)
     finally:
         model.get_env().close()
-    (t0, s0), (t1, s1) = marks["first"], marks["last"]
-    return (s1 - s0) / (t1 - t0)
+    return rate.per_second
 
 
 def sb3_settings(make_model, args: tuple, seconds: float, warmup: float = 0.0,

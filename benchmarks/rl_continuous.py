@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import in_own_process, sb3_settings, setting_name  # noqa: E402
+from harness import in_own_process, sb3_settings, setting_name, train_as_the_cli_does  # noqa: E402
 
 BAR = -250.0
 WINDOW = 20
@@ -53,8 +53,7 @@ def reached(returns) -> bool:
 
 def own_run(seed: int, cap: float, logdir: str, agent: str = "a3c") -> dict:
     """Seconds and env steps until the bar (or the best last-20 mean within the cap)."""
-    from nets import threads
-    from workbench.rl import TrainConfig, train
+    from workbench.rl import TrainConfig
 
     start = time.monotonic()
     best = [-np.inf]
@@ -67,9 +66,8 @@ def own_run(seed: int, cap: float, logdir: str, agent: str = "a3c") -> dict:
         done[0] = reached(progress.recent_returns)
         return done[0] or time.monotonic() - start > cap
 
-    config = TrainConfig(env=ENV, agent=agent, actors=2, steps=2_000_000, seed=seed, logdir=logdir)
-    with threads.limited(config.learner_threads):  # as `workbench train` runs its learner
-        result = train(config, should_stop=stop, console=lambda line: None)
+    result = train_as_the_cli_does(TrainConfig(env=ENV, agent=agent, actors=2, steps=2_000_000, seed=seed,
+                                               logdir=logdir), stop)
     return {"reached": done[0], "seconds": round(time.monotonic() - start, 1),
             "steps": result.progress.step, "best_mean_20": round(best[0], 1)}
 
@@ -144,14 +142,11 @@ class Curve:
 
 def own_curve(agent: str, env_id: str, minutes: float, every: float, window: int, steps: int,
               logdir: str) -> list[dict]:
-    from nets import threads
-    from workbench.rl import TrainConfig, train
+    from workbench.rl import TrainConfig
 
     curve = Curve(agent, minutes, every, window)
-    config = TrainConfig(env=env_id, agent=agent, actors=2, steps=steps, logdir=logdir)
-    with threads.limited(config.learner_threads):  # as `workbench train` runs its learner
-        train(config, should_stop=lambda progress: curve.update(progress.recent_returns, progress.step),
-              console=lambda line: None)
+    train_as_the_cli_does(TrainConfig(env=env_id, agent=agent, actors=2, steps=steps, logdir=logdir),
+                          lambda progress: curve.update(progress.recent_returns, progress.step))
     return curve.points
 
 

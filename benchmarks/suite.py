@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import Measure, SB3Episodes, in_own_process  # noqa: E402
+from harness import Measure, SB3Episodes, in_own_process, train_as_the_cli_does  # noqa: E402
 
 # Env -> env steps per run: the same budget for every agent and peer.
 STEPS = {
@@ -62,8 +62,7 @@ def agents_for(env_id: str) -> list[str]:
 def own_run(env_id: str, agent: str, seed: int, steps: int, logdir: str, overrides: dict | None = None) -> dict:
     """One run with the CLI's defaults (and `overrides` of the agent's settings, as `--set`):
     final and best last-100 means of its training episodes."""
-    from nets import threads
-    from workbench.rl import TrainConfig, train
+    from workbench.rl import TrainConfig
 
     best = [None]
 
@@ -74,9 +73,8 @@ def own_run(env_id: str, agent: str, seed: int, steps: int, logdir: str, overrid
         return False
 
     start = time.monotonic()
-    config = TrainConfig(env=env_id, agent=agent, steps=steps, seed=seed, logdir=logdir, agent_config=overrides or {})
-    with threads.limited(config.learner_threads):  # as `workbench train` runs its learner
-        result = train(config, should_stop=track, console=lambda line: None)
+    result = train_as_the_cli_does(TrainConfig(env=env_id, agent=agent, steps=steps, seed=seed, logdir=logdir,
+                                               agent_config=overrides or {}), track)
     final = result.mean_return
     return {"final": final, "best": best[0] if best[0] is not None else final,
             "episodes": result.progress.episodes, "seconds": round(time.monotonic() - start, 1)}
