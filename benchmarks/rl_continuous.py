@@ -150,47 +150,53 @@ def own_curve(agent: str, env_id: str, minutes: float, every: float, window: int
     return curve.points
 
 
-def sb3_curve(algo: str, env_id: str, minutes: float, every: float, window: int) -> list[dict]:
+ZOO_ATARI_STEPS = 10_000_000  # what RL Zoo's Atari PPO anneals its learning rate and clip range over
+
+
+def sb3_curve_model(algo: str, env_id: str, vec_env: str = "dummy", threads: int = 1):
     """stable-baselines3's PPO with its defaults (the PPO paper's MuJoCo settings) and
     VecNormalize, or its SAC with RL Zoo's MuJoCo settings (SB3's defaults, learning after 10,000
     random steps); on Atari (ALE/...) its PPO with RL Zoo's Atari settings: AtariWrapper (the
     same preprocessing as workbench's, on the same v5 env: sticky actions, frameskip 4 by the
-    wrapper), 4 frames stacked, 8 envs in subprocesses, n_steps 128, 4 epochs of minibatches of
-    256, learning rate 2.5e-4 and clip range 0.1 annealed over the Zoo's 10M steps, ent_coef 0.01."""
+    wrapper), 4 frames stacked, 8 envs, n_steps 128, 4 epochs of minibatches of 256, learning
+    rate 2.5e-4 and clip range 0.1 annealed over the Zoo's 10M steps, ent_coef 0.01. Its envs in
+    one process ("dummy") or a process each ("subproc"), PyTorch on `threads`."""
     import torch
 
-    # one thread: for these MLPs 1 and 2 threads step within 3% of each other (the Pendulum runs'
-    # probe, 2026-12-07); the Atari curve's CNN was not probed
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     from stable_baselines3 import PPO, SAC
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
+    from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecNormalize
 
-    from harness import SB3Episodes
-
-    curve = Curve(f"sb3-{algo}", minutes, every, window)
+    vec_env_options = ({"vec_env_cls": SubprocVecEnv, "vec_env_kwargs": {"start_method": "fork"}}
+                       if vec_env == "subproc" else {"vec_env_cls": DummyVecEnv})
     if env_id.startswith("ALE/"):
-        from stable_baselines3.common.env_util import make_atari_env
-        from stable_baselines3.common.vec_env import SubprocVecEnv, VecFrameStack
-
         import ale_py
         import gymnasium
 
         gymnasium.register_envs(ale_py)  # ALE/... ids, which forked workers inherit
-        envs = VecFrameStack(make_atari_env(env_id, n_envs=8, seed=0, vec_env_cls=SubprocVecEnv,
-                                            vec_env_kwargs={"start_method": "fork"},
-                                            env_kwargs={"frameskip": 1}), n_stack=4)
-        model = PPO("CnnPolicy", envs, n_steps=128, n_epochs=4, batch_size=256,
-                    learning_rate=lambda remaining: 2.5e-4 * remaining, clip_range=lambda remaining: 0.1 * remaining,
-                    vf_coef=0.5, ent_coef=0.01, seed=0, device="cpu")
-        SB3Episodes(window).learn(model, lambda e: curve.update(e.returns, e.steps), total_timesteps=10_000_000)
-        return curve.points
+        envs = VecFrameStack(make_atari_env(env_id, n_envs=8, seed=0, env_kwargs={"frameskip": 1},
+                                            **vec_env_options), n_stack=4)
+        return PPO("CnnPolicy", envs, n_steps=128, n_epochs=4, batch_size=256,
+                   learning_rate=lambda remaining: 2.5e-4 * remaining, clip_range=lambda remaining: 0.1 * remaining,
+                   vf_coef=0.5, ent_coef=0.01, seed=0, device="cpu")
+    envs = make_vec_env(env_id, n_envs=1, seed=0, **vec_env_options)
     if algo == "sac":
-        model = SAC("MlpPolicy", make_vec_env(env_id, n_envs=1, seed=0), learning_starts=10_000, seed=0,
-                    device="cpu")
-    else:
-        model = PPO("MlpPolicy", VecNormalize(make_vec_env(env_id, n_envs=1, seed=0)), seed=0, device="cpu")
-    SB3Episodes(window).learn(model, lambda e: curve.update(e.returns, e.steps))
+        return SAC("MlpPolicy", envs, learning_starts=10_000, seed=0, device="cpu")
+    return PPO("MlpPolicy", VecNormalize(envs), seed=0, device="cpu")
+
+
+def sb3_curve(algo: str, env_id: str, minutes: float, every: float, window: int, vec_env: str,
+              threads: int) -> list[dict]:
+    from harness import SB3Episodes
+
+    curve = Curve(f"sb3-{algo}", minutes, every, window)  # from before its set-up, as workbench's
+    model = sb3_curve_model(algo, env_id, vec_env, threads)
+    total = ZOO_ATARI_STEPS if env_id.startswith("ALE/") else 10**9
+    try:
+        SB3Episodes(window).learn(model, lambda e: curve.update(e.returns, e.steps), total_timesteps=total)
+    finally:
+        model.get_env().close()
     return curve.points
 
 
@@ -205,7 +211,11 @@ def curves(env_id: str, minutes: float, every: float, window: int, steps: int, a
         print(f"load average: {os.getloadavg()[0]:.1f}", flush=True)
     for peer in peers:
         try:
-            results[f"sb3-{peer}"] = in_own_process(sb3_curve, peer, env_id, minutes, every, window)
+            # its fastest setting here, sampled after its start-up (SAC's random steps, a first update)
+            rates = sb3_settings(sb3_curve_model, (peer, env_id), seconds=20.0, warmup=15.0,
+                                 console=lambda line: print(f"  sb3-{peer} {line.strip()}", flush=True))
+            results[f"sb3-{peer}"] = in_own_process(sb3_curve, peer, env_id, minutes, every, window,
+                                                    *max(rates, key=rates.get))
         except ImportError as error:
             print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
     results["load_average_after"] = os.getloadavg()
