@@ -17,8 +17,9 @@ its own training episodes (the sampled policy), and stopped at the cap.
 in a benchmark (MuJoCo): `workbench train --env ENV --agent AGENT --steps STEPS` for each of
 --agents (a learning rate annealed over those steps, as a user's run) for --minutes, then each
 of stable-baselines3's --peers (ppo: its defaults, the PPO paper's MuJoCo settings, with
-VecNormalize; sac: RL Zoo's MuJoCo settings) for as long, each printing the mean return of its
-last 10 episodes every --every minutes.
+VecNormalize; sac: RL Zoo's MuJoCo settings; on Atari RL Zoo's PPO) for as long, at its fastest
+setting here (measured for 20 s after 15 s of learning first), each printing the mean return of
+its last 10 episodes every --every minutes, from before its set-up.
 
     python benchmarks/rl_continuous.py --curve HalfCheetah-v5 --minutes 30 --every 5 --steps 12000000
     python benchmarks/rl_continuous.py --curve HalfCheetah-v5 --agents sac --peers sac --steps 1000000
