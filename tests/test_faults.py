@@ -275,6 +275,17 @@ def test_a_read_only_logdir_is_a_run_error(tmp_path, monkeypatch):
         RunDir.create(tmp_path, "x")
 
 
+def test_runs_started_in_the_same_second_get_a_folder_each_even_when_both_looked_first(tmp_path, monkeypatch):
+    """Seeds launched together take the same default name: the second must get "-2", not an error
+    (each saw the name free, then one created it: Path.exists says free to both here)."""
+    (tmp_path / "CartPole-v1-a3c-20261207-034611").mkdir()
+    monkeypatch.setattr(pathlib.Path, "exists", lambda self: False)
+    run = RunDir.create(tmp_path, "CartPole-v1-a3c-20261207-034611")
+    assert run.path.name == "CartPole-v1-a3c-20261207-034611-2"
+    with pytest.raises(RunError, match="already exists; continue it with --resume"):
+        RunDir.create(tmp_path, "CartPole-v1-a3c-20261207-034611", chosen=True)
+
+
 # -- mistyped values --------------------------------------------------------------------------------
 @pytest.mark.parametrize("args,message", [
     (["--set", "lr=abc"], "lr must be a number, got 'abc'"),

@@ -143,18 +143,20 @@ class RunDir:
         if name in ("", ".", "..") or "/" in name or (os.sep != "/" and os.sep in name):
             raise RunError(f"--name must be one folder name, without '/' or '..', got {name!r}")
         base = Path(logdir) / name
-        if chosen and base.exists():
-            raise RunError(f"run folder {base} already exists; continue it with --resume {base} or "
-                           f"choose another --name")
         path, n = base, 1
-        while path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        try:
-            path.mkdir(parents=True)
-        except OSError as error:
-            raise RunError(f"cannot create the run folder {path}: {error.strerror}; "
-                           f"--logdir must be a writable directory") from None
+        while True:  # mkdir, not a look first: two runs starting together must not take one folder
+            try:
+                path.mkdir(parents=True)
+                break
+            except FileExistsError:
+                if chosen:
+                    raise RunError(f"run folder {base} already exists; continue it with --resume {base} "
+                                   f"or choose another --name") from None
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+            except OSError as error:
+                raise RunError(f"cannot create the run folder {path}: {error.strerror}; "
+                               f"--logdir must be a writable directory") from None
         run = cls(path)
         if _created_runs.get() is not None:
             _created_runs.get().append(run)
