@@ -36,14 +36,23 @@ class A3CConfig(Settings):
     3e-3 on 5 of 6.
     Vector observations are normalised (running mean and variance, agents/normalize.py; RL Zoo
     normalises Acrobot's and MountainCar's for its A2C): MountainCar's velocity spans +-0.07 and
-    without it no seed left -200. One-hot observations (toy text's states; PRESETS) are not: a
-    rarely seen state's input would be scaled up to the clip of 10. No entropy bonus on vector
+    without it no seed left -200. So are their rewards (divided by the running std of the
+    discounted return, VecNormalize's default where the Zoo says `normalize: true`), which puts
+    every env's value errors, and so the gradient norms that max_grad_norm clips, on one scale:
+    without it Acrobot-v1's gradient norms ran to hundreds, its policy went deterministic before
+    it swung up, and 2 of 8 seeds ended at -411 and -500 (median -164 at 100k steps; SB3 A2C's
+    -102); with it 8 of 8 ended at -82 to -89, CartPole-v1 at 500 on 8 of 8 (as before) and
+    MountainCar-v0 at -121 to -131 (was -131 to -145). SB3 A2C's own settings (lr 7e-4, clip 0.5,
+    raw observations) in this agent made Acrobot -102 on 8 of 8 but CartPole 248. One-hot
+    observations (toy text's states; PRESETS) are not normalised, nor their rewards: a rarely
+    seen state's input would be scaled up to the clip of 10, and FrozenLake-v1's rare first
+    successes by the tiny std of its returns (2 of 6 seeds ended at 0.10 and 0.18). No entropy bonus on vector
     observations (RL Zoo's classic-control A2C has none); the paper's 0.01 on images and on one-hot
     observations, whose envs may have no time limit: without it CliffWalking-v1's policy collapsed
     into a loop that never ended an episode on 2 of 3 seeds, and FrozenLake-v1 ended at 0.1-0.7
     (with it 0.6-0.7, SB3 A2C's 0.70).
     Box (continuous) actions get a Gaussian policy (agents/gaussian.py, with PRESETS of their own),
-    and with them normalisation of rewards too; `normalize_obs` / `normalize_reward` true or false
+    and with them normalisation of rewards too (images: Atari's rewards come clipped); `normalize_obs` / `normalize_reward` true or false
     choose for any env.
     """
 
@@ -76,8 +85,8 @@ class A3CConfig(Settings):
 # minutes (benchmarks/rl_continuous.py --curve), its std shrinking and its gradients at the clip.
 # Pendulum-v1: gamma 0.9, RL Zoo's tuned value (its reward horizon is short).
 PRESETS = {
-    "vector": {"normalize_obs": True},
-    "one-hot": {"normalize_obs": False, "entropy_beta": 0.01},
+    "vector": {"normalize_obs": True, "normalize_reward": True},
+    "one-hot": {"normalize_obs": False, "normalize_reward": False, "entropy_beta": 0.01},
     "pixels": {"lr": 7e-4, "entropy_beta": 0.01},
     "box": {"t_max": 8, "gae_lambda": 0.9, "log_std_init": -0.5},
     "mujoco": {"lr": 7e-4},

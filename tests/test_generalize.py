@@ -28,9 +28,9 @@ def test_ppo_anneals_its_learning_rate_on_mujoco_not_on_pendulum():
     assert not pendulum.lr_anneal and cheetah.lr_anneal
 
 
-def test_a3c_normalises_measured_vectors_not_one_hot_ones_and_explores_toy_text():
+def test_a3c_normalises_measured_vectors_and_their_rewards_not_one_hot_ones_and_explores_toy_text():
     acrobot, frozen = a3c_for("Acrobot-v1"), a3c_for("FrozenLake-v1")
-    assert acrobot.normalizer is not None and acrobot.normalizer.size == 6
+    assert acrobot.normalizer is not None and acrobot.normalizer.size == 6 and acrobot.normalizer.rewards
     assert acrobot.config.entropy_beta == 0.0
     assert frozen.normalizer is None and frozen.config.entropy_beta == 0.01
 
