@@ -46,14 +46,14 @@ class A3CConfig(Settings):
     raw observations) in this agent made Acrobot -102 on 8 of 8 but CartPole 248. One-hot
     observations (toy text's states; PRESETS) are not normalised, nor their rewards: a rarely
     seen state's input would be scaled up to the clip of 10, and FrozenLake-v1's rare first
-    successes by the tiny std of its returns (2 of 6 seeds ended at 0.10 and 0.18). No entropy bonus on vector
-    observations (RL Zoo's classic-control A2C has none); the paper's 0.01 on images and on one-hot
-    observations, whose envs may have no time limit: without it CliffWalking-v1's policy collapsed
-    into a loop that never ended an episode on 2 of 3 seeds, and FrozenLake-v1 ended at 0.1-0.7
-    (with it 0.6-0.7, SB3 A2C's 0.70).
+    successes by the tiny std of its returns (2 of 6 seeds ended at 0.10 and 0.18). No entropy
+    bonus on vector observations (RL Zoo's classic-control A2C has none); the paper's 0.01 on
+    images and on one-hot observations, whose envs may have no time limit: without it
+    CliffWalking-v1's policy collapsed into a loop that never ended an episode on 2 of 3 seeds,
+    and FrozenLake-v1 ended at 0.1-0.7 (with it 0.6-0.7, SB3 A2C's 0.70).
     Box (continuous) actions get a Gaussian policy (agents/gaussian.py, with PRESETS of their own),
-    and with them normalisation of rewards too (images: Atari's rewards come clipped); `normalize_obs` / `normalize_reward` true or false
-    choose for any env.
+    and with them normalisation of rewards too (images: Atari's rewards come clipped);
+    `normalize_obs` / `normalize_reward` true or false choose for any env.
     """
 
     lr: float = setting(2e-3, ">= 0")

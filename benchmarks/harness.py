@@ -503,6 +503,17 @@ def sb3_settings(make_model, args: tuple, seconds: float, warmup: float = 0.0,
     return rates
 
 
+def vec_env_options(vec_env: str) -> dict:
+    """stable-baselines3's make_vec_env / make_atari_env arguments for a setting's envs: in one
+    process ("dummy") or a process each ("subproc"; forked, so that they inherit the env ids the
+    parent registered, ALE's among them)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    if vec_env == "subproc":
+        return {"vec_env_cls": SubprocVecEnv, "vec_env_kwargs": {"start_method": "fork"}}
+    return {"vec_env_cls": DummyVecEnv}
+
+
 def setting_name(vec_env: str, threads: int) -> str:
     where = "in subprocesses" if vec_env == "subproc" else "in one process"
     return f"envs {where}, torch {threads} thread{'s' * (threads > 1)}"

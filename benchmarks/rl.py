@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nets
 from envs import make_env
 from harness import (SB3Episodes, in_own_process, random_steps, sb3_settings, setting_name,
-                     training_steps_per_second)
+                     training_steps_per_second, vec_env_options)
 from workbench.rl import TrainConfig, train
 
 SOLVED = 475.0
@@ -115,11 +115,9 @@ def _sb3_a2c(seed: int, vec_env: str, threads: int):
     import torch
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     torch.set_num_threads(threads)
-    env = make_vec_env("CartPole-v1", n_envs=SB3_CARTPOLE["n_envs"], seed=seed,
-                       vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv)
+    env = make_vec_env("CartPole-v1", n_envs=SB3_CARTPOLE["n_envs"], seed=seed, **vec_env_options(vec_env))
     return A2C("MlpPolicy", env, ent_coef=SB3_CARTPOLE["ent_coef"], seed=seed)
 
 

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets
 from envs import make_env
-from harness import random_steps, sb3_settings, setting_name, training_steps_per_second
+from harness import random_steps, sb3_settings, setting_name, training_steps_per_second, vec_env_options
 from workbench.rl import TrainConfig
 
 FRAMES_PER_STEP = 4
@@ -166,16 +166,13 @@ def sb3_atari_a2c(env_id: str, device: str, vec_env: str, threads: int):
     from stable_baselines3 import A2C
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
+    from stable_baselines3.common.vec_env import VecFrameStack
 
-    gym.register_envs(ale_py)
+    gym.register_envs(ale_py)  # before any env process forks, which inherits the ALE/... ids
     torch.set_num_threads(threads)
     # AtariWrapper skips 4 frames itself (max over the last two), so the emulator skips none
-    # subprocesses by fork, so that they inherit the ALE/... ids registered here
-    subprocesses = dict(vec_env_cls=SubprocVecEnv, vec_env_kwargs={"start_method": "fork"})
     env = VecFrameStack(make_atari_env(env_id, n_envs=PEER_ENVS, seed=0, env_kwargs={"frameskip": 1},
-                                       **(subprocesses if vec_env == "subproc" else {"vec_env_cls": DummyVecEnv})),
-                        n_stack=4)
+                                       **vec_env_options(vec_env)), n_stack=4)
     return A2C("CnnPolicy", env, ent_coef=0.01, vf_coef=0.25, seed=0, device=device,
                policy_kwargs=dict(optimizer_class=RMSpropTFLike, optimizer_kwargs=dict(eps=1e-5)))
 

@@ -41,7 +41,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import in_own_process, sb3_settings, setting_name, train_as_the_cli_does  # noqa: E402
+from harness import (in_own_process, sb3_settings, setting_name, train_as_the_cli_does,  # noqa: E402
+                     vec_env_options)
 
 BAR = -250.0
 WINDOW = 20
@@ -81,10 +82,10 @@ def sb3_model(algo: str, seed: int, vec_env: str = "dummy", threads: int = 1):
     torch.set_num_threads(threads)
     from stable_baselines3 import A2C, PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize
 
     def envs(n: int):
-        return make_vec_env(ENV, n_envs=n, seed=seed, vec_env_cls=SubprocVecEnv if vec_env == "subproc" else DummyVecEnv)
+        return make_vec_env(ENV, n_envs=n, seed=seed, **vec_env_options(vec_env))
 
     if algo == "sac":  # the Zoo changes only the learning rate from SB3's defaults
         return SAC("MlpPolicy", envs(1), learning_rate=1e-3, seed=seed, device="cpu")
@@ -167,21 +168,19 @@ def sb3_curve_model(algo: str, env_id: str, vec_env: str = "dummy", threads: int
     torch.set_num_threads(threads)
     from stable_baselines3 import PPO, SAC
     from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecNormalize
+    from stable_baselines3.common.vec_env import VecFrameStack, VecNormalize
 
-    vec_env_options = ({"vec_env_cls": SubprocVecEnv, "vec_env_kwargs": {"start_method": "fork"}}
-                       if vec_env == "subproc" else {"vec_env_cls": DummyVecEnv})
     if env_id.startswith("ALE/"):
         import ale_py
         import gymnasium
 
         gymnasium.register_envs(ale_py)  # ALE/... ids, which forked workers inherit
         envs = VecFrameStack(make_atari_env(env_id, n_envs=8, seed=0, env_kwargs={"frameskip": 1},
-                                            **vec_env_options), n_stack=4)
+                                            **vec_env_options(vec_env)), n_stack=4)
         return PPO("CnnPolicy", envs, n_steps=128, n_epochs=4, batch_size=256,
                    learning_rate=lambda remaining: 2.5e-4 * remaining, clip_range=lambda remaining: 0.1 * remaining,
                    vf_coef=0.5, ent_coef=0.01, seed=0, device="cpu")
-    envs = make_vec_env(env_id, n_envs=1, seed=0, **vec_env_options)
+    envs = make_vec_env(env_id, n_envs=1, seed=0, **vec_env_options(vec_env))
     if algo == "sac":
         return SAC("MlpPolicy", envs, learning_starts=10_000, seed=0, device="cpu")
     return PPO("MlpPolicy", VecNormalize(envs), seed=0, device="cpu")
