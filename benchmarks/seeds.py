@@ -51,15 +51,15 @@ def spin() -> None:
 
 def one_run(example: Example, seed: int) -> dict:
     from actors.learner import RECENT_EPISODES
-    from workbench.rl import TrainConfig, train
+    from harness import train_as_the_cli_does
+    from workbench.rl import TrainConfig
 
     def reached(progress) -> bool:
         return len(progress.recent_returns) == RECENT_EPISODES and progress.mean_return() >= example.bar
 
     start = time.monotonic()
-    result = train(TrainConfig(env=example.env, agent=example.agent, steps=example.steps, seed=seed,
-                               logdir=tempfile.mkdtemp(prefix="seeds-")),
-                   should_stop=reached, console=lambda line: None)
+    result = train_as_the_cli_does(TrainConfig(env=example.env, agent=example.agent, steps=example.steps,
+                                               seed=seed, logdir=tempfile.mkdtemp(prefix="seeds-")), reached)
     return {"seed": seed, "reached": reached(result.progress), "steps": result.progress.step,
             "seconds": round(time.monotonic() - start, 1), "final": result.mean_return}
 
