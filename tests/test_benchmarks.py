@@ -182,3 +182,12 @@ def test_the_generalization_suite_takes_the_agents_that_take_the_env_and_tabulat
     assert lines[2].split()[:4] == ["FrozenLake-v1", "sb3-a2c", "no", "episode"]
     assert lines[3].split()[:3] == ["Acrobot-v1", "a3c", "-118.2"] and lines[3].endswith("-144.4, -92.0")
     assert suite.median_final(runs["FrozenLake-v1"]["a3c"]) == 0.66
+
+
+def test_the_suite_judges_the_last_window_of_episodes_and_blackjack_on_a_wider_one():
+    import suite
+
+    assert suite.final_and_best([4.0, 0.0, 0.0, 1.0], 2) == (0.5, 2.0)  # windows 2, 0, 0.5
+    assert suite.final_and_best([1.0, 3.0], 5) == (2.0, 2.0)            # fewer than a window: all of them
+    assert suite.final_and_best([], 100) == (None, None)
+    assert suite.window("CartPole-v1") == 100 and suite.window("Blackjack-v1") == 1000
