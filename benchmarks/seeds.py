@@ -33,12 +33,18 @@ class Example:
     steps: int
     bar: float  # the last-100 mean the docs say it reaches
     seeds: int  # how many seeds by default (fewer for the long ones)
+    actors: int | None = None  # None: workbench train's default for the env
 
 
 EXAMPLES = {
     "cartpole-a3c": Example("CartPole-v1", "a3c", 150_000, 475, 20),  # README command 1
     "cartpole-ppo": Example("CartPole-v1", "ppo", 100_000, 475, 10),
     "cartpole-impala": Example("CartPole-v1", "impala", 100_000, 475, 10),
+    "cartpole-a3c-lstm": Example("CartPole-v1", "a3c-lstm", 100_000, 475, 10),
+    "cartpole-nstep-q": Example("CartPole-v1", "nstep-q", 100_000, 475, 10, actors=4),  # docs/training.md
+    "cartpole-onestep-q": Example("CartPole-v1", "onestep-q", 100_000, 475, 10, actors=4),
+    "cartpole-reinforce": Example("CartPole-v1", "reinforce", 100_000, 475, 10, actors=4),
+    "cartpole-dqn": Example("CartPole-v1", "dqn", 100_000, 475, 10, actors=2),  # docs/atari.md
     "pendulum-ppo": Example("Pendulum-v1", "ppo", 200_000, -250, 5),
     "pendulum-a3c": Example("Pendulum-v1", "a3c", 1_000_000, -250, 5),
 }
@@ -59,7 +65,8 @@ def one_run(example: Example, seed: int) -> dict:
 
     start = time.monotonic()
     result = train_as_the_cli_does(TrainConfig(env=example.env, agent=example.agent, steps=example.steps,
-                                               seed=seed, logdir=tempfile.mkdtemp(prefix="seeds-")), reached)
+                                               actors=example.actors, seed=seed,
+                                               logdir=tempfile.mkdtemp(prefix="seeds-")), reached)
     return {"seed": seed, "reached": reached(result.progress), "steps": result.progress.step,
             "seconds": round(time.monotonic() - start, 1), "final": result.mean_return}
 
