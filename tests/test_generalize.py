@@ -35,6 +35,11 @@ def test_a3c_normalises_measured_vectors_and_their_rewards_not_one_hot_ones_and_
     assert frozen.normalizer is None and frozen.config.entropy_beta == 0.003
 
 
+def test_a3c_keeps_its_learning_rate_constant_on_vectors_and_anneals_it_on_toy_text_and_images():
+    assert not a3c_for("Acrobot-v1").config.lr_anneal
+    assert a3c_for("Blackjack-v1").config.lr_anneal and a3c_for("ALE/Pong-v5").config.lr_anneal
+
+
 def test_a3c_gives_vectors_separate_policy_and_value_mlps_and_images_one_conv_trunk():
     network = a3c_for("Acrobot-v1").network
     assert network.value_trunk is not None
