@@ -25,7 +25,7 @@ class A3CConfig(Settings):
 
     From the paper: t_max 5, gamma 0.99, RMSProp with alpha 0.99, the learning rate annealed
     linearly to 0 over the run (on vector observations it is constant, as SB3's A2C's and PPO's
-    here: annealed over a 300k-step run LunarLander-v3 ended at a median of -86 over 9 seeds,
+    here: annealed over a 300k-step run LunarLander-v3 ended at a median of -85 over 9 seeds,
     constant at -11 over 16, MountainCar-v0 at -130 against -118 over 3, CartPole-v1 at 500 on
     8 of 8 and Acrobot-v1 at -85 over 8 either way; one-hot observations keep the anneal: without
     it 2 of 10 FrozenLake-v1 seeds ended at 0.23 and 0.39, and Blackjack-v1 at -0.12 against
