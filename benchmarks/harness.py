@@ -216,12 +216,25 @@ def torch_thread_counts(args: argparse.Namespace, threads: int) -> tuple[int, ..
 
 def in_own_process(fn, *args):
     """fn(*args) in a fresh (spawned) process, so that a library's threads and state never meet
-    another's (the peers' training runs); its exceptions reach the caller."""
+    another's (the peers' training runs); its exceptions reach the caller, and it ends with the
+    caller (a benchmark stopped mid-run leaves no training run behind it)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_end_with_parent) as pool:
         return pool.submit(fn, *args).result()
+
+
+def _end_with_parent() -> None:
+    """SIGTERM this process when the one that started it dies (Linux's PR_SET_PDEATHSIG; a
+    workbench run stops on it as on Ctrl-C). Elsewhere a worker ends after its task."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def torch_installed() -> bool:

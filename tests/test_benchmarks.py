@@ -5,8 +5,10 @@ Speed itself is the benchmarks' business, never asserted here.
 """
 import importlib.util
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from dataclasses import asdict
@@ -191,3 +193,36 @@ def test_the_suite_judges_the_last_window_of_episodes_and_blackjack_on_a_wider_o
     assert suite.final_and_best([1.0, 3.0], 5) == (2.0, 2.0)            # fewer than a window: all of them
     assert suite.final_and_best([], 100) == (None, None)
     assert suite.window("CartPole-v1") == 100 and suite.window("Blackjack-v1") == 1000
+
+
+def test_a_benchmark_killed_mid_run_leaves_no_worker_behind(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    script = tmp_path / "parent.py"
+    script.write_text(f"""
+import os, sys, time
+sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+import harness
+
+def work(path):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(60)
+
+if __name__ == "__main__":
+    harness.in_own_process(work, {str(pid_file)!r})
+""")
+    parent = subprocess.Popen([sys.executable, str(script)])
+    try:
+        for _ in range(300):
+            if pid_file.exists() and pid_file.read_text():
+                break
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(100):
+        if not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text():
+            return
+        time.sleep(0.1)
+    os.kill(worker, 9)
+    raise AssertionError("the benchmark's worker outlived it")
