@@ -26,7 +26,9 @@ class A3CLSTMConfig(A3CConfig):
     """A3C's hyperparameters plus the LSTM's size: the paper's 256 follows the Atari conv trunk's
     256 features (agents/pixels.py), A3C's presets otherwise; after the classic-control MLP's
     64, 64 cells learn CartPole as well (last-100 return 475 within 210k steps on 6 of 6 seeds)
-    and update 6x faster (40 steps: 2.7 ms instead of 17 ms).
+    and update 6x faster (40 steps: 2.7 ms instead of 17 ms). Unlike A3C's MLP it keeps the
+    learning rate's anneal on vector observations: by 100k CartPole-v1 steps 8 of 10 seeds reached
+    475 with it, 5 of 10 with a constant rate.
     """
 
     lstm_size: int = setting(64, ">= 1")
@@ -115,7 +117,8 @@ class A3CLSTM(A3C):
     name = "a3c-lstm"
     summary = "A3C with an LSTM after the trunk, the paper's recurrent agent"
     Config = A3CLSTMConfig
-    presets = {**PRESETS, "pixels": {**PRESETS["pixels"], "lstm_size": 256}}
+    presets = {**PRESETS, "vector": {**PRESETS["vector"], "lr_anneal": True},
+               "pixels": {**PRESETS["pixels"], "lstm_size": 256}}
 
     def build_network(self):
         c = self.config
