@@ -45,7 +45,7 @@ EXAMPLES = {
     "cartpole-nstep-q": Example("CartPole-v1", "nstep-q", 300_000, 475, 10),
     "cartpole-onestep-q": Example("CartPole-v1", "onestep-q", 100_000, 195, 10),
     "cartpole-reinforce": Example("CartPole-v1", "reinforce", 150_000, 195, 10),
-    "cartpole-dqn": Example("CartPole-v1", "dqn", 150_000, 475, 10),
+    "cartpole-dqn": Example("CartPole-v1", "dqn", 100_000, 475, 10),
     "pendulum-ppo": Example("Pendulum-v1", "ppo", 200_000, -250, 5),
     "pendulum-a3c": Example("Pendulum-v1", "a3c", 1_000_000, -250, 5),
 }
