@@ -41,9 +41,9 @@ EXAMPLES = {
     "cartpole-ppo": Example("CartPole-v1", "ppo", 100_000, 475, 10),
     "cartpole-impala": Example("CartPole-v1", "impala", 100_000, 475, 10),
     # every other agent's CartPole example (docs/training.md), to the result its docstring states
-    "cartpole-a3c-lstm": Example("CartPole-v1", "a3c-lstm", 150_000, 475, 10),
+    "cartpole-a3c-lstm": Example("CartPole-v1", "a3c-lstm", 250_000, 475, 10),
     "cartpole-nstep-q": Example("CartPole-v1", "nstep-q", 300_000, 475, 10),
-    "cartpole-onestep-q": Example("CartPole-v1", "onestep-q", 100_000, 195, 10),
+    "cartpole-onestep-q": Example("CartPole-v1", "onestep-q", 200_000, 195, 10),
     "cartpole-reinforce": Example("CartPole-v1", "reinforce", 150_000, 195, 10),
     "cartpole-dqn": Example("CartPole-v1", "dqn", 100_000, 475, 10),
     "pendulum-ppo": Example("Pendulum-v1", "ppo", 200_000, -250, 5),
