@@ -51,9 +51,8 @@ def test_a3c_gives_vectors_separate_policy_and_value_mlps_and_images_one_conv_tr
 
 # env, agent, env steps, the last-100 mean to reach (a uniform random policy's beside it). One
 # seed each on one process (inline), which repeats exactly; benchmarks/suite.py runs every agent
-# over seeds with actor processes, beside stable-baselines3. a3c is not here on Acrobot: with its
-# actor processes 9 of 12 runs reached -92 to -196 by 100k steps, inline 2 of 6 (without
-# normalised observations inline 5 of 6, but with processes 1 of 3, and MountainCar 0 of 3).
+# over seeds with actor processes, beside stable-baselines3 (a3c's Acrobot there: -82 to -98 on
+# 8 of 8 seeds).
 LEARNS = [
     ("MountainCar-v0", "a3c", 200_000, -180, "inline"),      # random -200
     ("FrozenLake-v1", "a3c", 100_000, 0.4, "inline"),        # random 0.015
