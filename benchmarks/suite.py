@@ -82,19 +82,13 @@ def agents_for(env_id: str) -> list[str]:
 def own_run(env_id: str, agent: str, seed: int, steps: int, logdir: str, overrides: dict | None = None) -> dict:
     """One run with the CLI's defaults (and `overrides` of the agent's settings, as `--set`):
     final and best means of its training episodes (`final_and_best`)."""
+    from logs.curves import read_scalars
     from workbench.rl import TrainConfig
-
-    returns, counted = [], [0]
-
-    def track(progress) -> bool:  # after each update: the episodes it ended (the last 100 are kept)
-        ended, counted[0] = progress.episodes - counted[0], progress.episodes
-        returns.extend(list(progress.recent_returns)[len(progress.recent_returns) - ended:] if ended else [])
-        return False
 
     start = time.monotonic()
     result = train_as_the_cli_does(TrainConfig(env=env_id, agent=agent, steps=steps, seed=seed, logdir=logdir,
-                                               agent_config=overrides or {}), track)
-    track(result.progress)  # the last update's episodes: the learner stops without asking
+                                               agent_config=overrides or {}), lambda progress: False)
+    returns = read_scalars(result.path, "charts/episodic_return").values.tolist()  # every episode's
     final, best = final_and_best(returns, window(env_id))
     return {"final": final, "best": best, "episodes": result.progress.episodes,
             "seconds": round(time.monotonic() - start, 1)}
