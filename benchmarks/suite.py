@@ -173,9 +173,10 @@ def suite(envs: list[str], agents: list[str] | None, seeds: int, peers: list[str
                 print(f"  {env_id} {agent} seed {seed}: {by_agent[agent][-1]}", flush=True)
             for peer in peers:
                 try:
-                    by_agent.setdefault(f"sb3-{peer}", []).append(in_own_process(sb3_run, peer, env_id, seed, steps))
-                    print(f"  {env_id} sb3-{peer} seed {seed}: {by_agent[f'sb3-{peer}'][-1]}", flush=True)
-                except ImportError as error:
+                    outcome = in_own_process(sb3_run, peer, env_id, seed, steps)
+                    by_agent.setdefault(f"sb3-{peer}", []).append(outcome)
+                    print(f"  {env_id} sb3-{peer} seed {seed}: {outcome}", flush=True)
+                except ImportError as error:  # no row for a peer that is not installed
                     print(f"  sb3-{peer} skipped: {error} (pip install torch stable-baselines3)", flush=True)
                     peers = [p for p in peers if p != peer]
     results["load_average_after"] = os.getloadavg()[0]

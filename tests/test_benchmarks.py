@@ -226,3 +226,18 @@ if __name__ == "__main__":
         time.sleep(0.1)
     os.kill(worker, 9)
     raise AssertionError("the benchmark's worker outlived it")
+
+
+def test_the_suite_leaves_out_a_peer_that_is_not_installed(monkeypatch, capsys):
+    import suite
+
+    def no_sb3(*args):
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr(suite, "in_own_process", lambda fn, *args: fn(*args))
+    monkeypatch.setattr(suite, "own_run", lambda *args: {"final": 0.5, "best": 0.6, "episodes": 9, "seconds": 1.0})
+    monkeypatch.setattr(suite, "sb3_run", no_sb3)
+    results = suite.suite(["FrozenLake-v1"], ["a3c"], 2, ["a2c"], 0.01)
+    assert list(results["runs"]["FrozenLake-v1"]) == ["a3c"]
+    out = capsys.readouterr().out
+    assert "sb3-a2c skipped: No module named 'torch'" in out and "no episode" not in out
