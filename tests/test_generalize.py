@@ -59,6 +59,10 @@ LEARNS = [
     ("CliffWalking-v1", "a3c", 100_000, -100, "inline"),     # random: an episode ends after ~70,000 steps
     ("Acrobot-v1", "ppo", 100_000, -200, "inline"),          # random -499
     ("Acrobot-v1", "nstep-q", 100_000, -200, "inline"),
+    ("Acrobot-v1", "onestep-q", 100_000, -200, "inline"),
+    ("Acrobot-v1", "impala", 100_000, -200, "inline"),
+    ("Acrobot-v1", "reinforce", 100_000, -200, "inline"),
+    ("FrozenLake-v1", "a3c-lstm", 100_000, 0.2, "inline"),   # seed 0 ends at 0.36
 ]
 
 
