@@ -53,7 +53,7 @@ def test_a3c_gives_vectors_separate_policy_and_value_mlps_and_images_one_conv_tr
 # seed each on one process (inline), which repeats exactly; benchmarks/suite.py runs every agent
 # over seeds with actor processes, beside stable-baselines3 (a3c's Acrobot there: -82 to -98 on
 # 8 of 8 seeds). reinforce is not here: on Acrobot, inline, seeds 0-2 ended at -87, -500 and -83,
-# and seed 0 at -204 in CI (its whole-episode updates amplify any difference in float order).
+# and seed 0 at -204 in CI.
 LEARNS = [
     ("MountainCar-v0", "a3c", 200_000, -180, "inline"),      # random -200
     ("FrozenLake-v1", "a3c", 100_000, 0.4, "inline"),        # random 0.015
