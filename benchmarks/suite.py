@@ -54,13 +54,13 @@ def window(env_id: str) -> int:
 def final_and_best(returns: list[float], width: int) -> tuple[float | None, float | None]:
     """The mean of the last `width` returns and the best mean of `width` in a row (each the mean of
     them all while there are fewer); None, None without any."""
+    from logs.curves import smooth
+
     if not returns:
         return None, None
-    if len(returns) < width:
-        return float(np.mean(returns)), float(np.mean(returns))
-    sums = np.cumsum(np.concatenate([[0.0], returns]))
-    means = (sums[width:] - sums[:-width]) / width
-    return float(means[-1]), float(means.max())
+    means = smooth(np.asarray(returns, np.float64), width)
+    whole = means[width - 1:] if len(means) >= width else means[-1:]  # the windows that are full
+    return float(means[-1]), float(whole.max())
 
 
 def agents_for(env_id: str) -> list[str]:
