@@ -23,12 +23,12 @@ import numpy as np
 from . import backend
 from .kernels import conv as patches_kernels
 from .kernels import conv_blocks as blocks_kernels
-from .kernels import workspace
+from .kernels import parallel, workspace
 from .tensor import Function, Tensor, is_grad_enabled
 
 _xp = backend.get_array_module
 
-CHUNK_BYTES = 1 << 18  # scratch per chunk of samples: several buffers of it stay in L2 cache
+CHUNK_BYTES = 1 << 20  # scratch per chunk of samples: several buffers of it stay in L2 cache
 KEEP_PATCHES_BYTES = 1 << 22  # patch matrices up to this size are kept for the weight gradient
 # On the GPU every chunk costs a launch of each kernel and product (~20 us of Python and driver
 # time), far more than the memory: one chunk for the whole batch, its patches kept, up to this.
@@ -36,6 +36,14 @@ GPU_SCRATCH_BYTES = 1 << 30
 BLOCKS_MIN_DEPTH = 32  # blocks pay when a block row (channels * stride area) is at least this long
 BLOCKS_MAX_WASTE = 1.5  # ... and padding the kernel to whole blocks adds at most this much work
 ACTIVATIONS = (None, "relu")
+
+
+def sum_into_first(arrays):
+    """The sum of `arrays`, added into the first (threads' partial gradients)."""
+    total = arrays[0]
+    for array in arrays[1:]:
+        total += array
+    return total
 
 
 def pair(value, what: str) -> tuple[int, int]:
@@ -103,16 +111,30 @@ class _Conv2D(Function):
 
     def _chunks(self, rows_per_sample: int, widest: int):
         """(first sample, end sample, first row, end row) per chunk of samples whose scratch
-        (rows_per_sample rows of `widest` values each) fits CHUNK_BYTES."""
+        (rows_per_sample rows of `widest` values each) fits CHUNK_BYTES, in a count of chunks
+        that the CPU's threads share evenly."""
         n = self.x.shape[0]
         sample_bytes = rows_per_sample * widest * self.dtype.itemsize
-        budget = CHUNK_BYTES if _xp(self.x) is np else GPU_SCRATCH_BYTES
-        self.chunk = max(1, min(n, budget // sample_bytes))
-        spans = []
-        for n0 in range(0, n, self.chunk):
-            n1 = min(n, n0 + self.chunk)
-            spans.append((n0, n1, n0 * rows_per_sample, n1 * rows_per_sample))
-        return spans
+        on_cpu = _xp(self.x) is np
+        largest = max(1, (CHUNK_BYTES if on_cpu else GPU_SCRATCH_BYTES) // sample_bytes)
+        count = -(-n // largest)
+        if on_cpu:
+            threads = parallel.threads()
+            count = min(n, -(-count // threads) * threads)
+        bounds = [n * i // count for i in range(count + 1)]
+        self.chunk = max(b - a for a, b in zip(bounds, bounds[1:]))
+        self.chunk_rows = self.chunk * rows_per_sample
+        return [(n0, n1, n0 * rows_per_sample, n1 * rows_per_sample)
+                for n0, n1 in zip(bounds, bounds[1:])]
+
+    def _scratch(self, columns, dtype):
+        """A chunk's scratch rows, `columns` wide, for one thread."""
+        return workspace.take(_xp(self.x), (self.chunk_rows, columns), dtype)
+
+    def _map(self, work):
+        """work(group of chunk spans) for each thread's group, on the CPU's threads at once;
+        the results in order."""
+        return parallel.map_groups(work, self.spans, parallel=_xp(self.x) is np)
 
     def _forward(self, x, w, b, out_rows):
         raise NotImplementedError
@@ -138,16 +160,22 @@ class Conv2DPatches(_Conv2D):
         self.spans = self._chunks(self.positions, taps)
         keep_limit = KEEP_PATCHES_BYTES if xp is np else GPU_SCRATCH_BYTES
         keep = self.weight_grad and n * self.positions * taps * self.dtype.itemsize <= keep_limit
-        cols = workspace.take(xp, ((n if keep else self.chunk) * self.positions, taps), self.dtype)
-        for n0, n1, r0, r1 in self.spans:
-            patches = cols[r0:r1] if keep else cols[:r1 - r0]
-            self._patches(x, patches, n0, n1)
-            xp.matmul(patches, self.wmat.T, out=out_rows[r0:r1])
-        if b is not None:
-            out_rows += b
-        if self.relu:
-            xp.maximum(out_rows, 0, out=out_rows)
-        self.cols = cols if keep else None
+        cols = workspace.take(xp, (n * self.positions, taps), self.dtype) if keep else None
+
+        def work(spans):
+            scratch = cols if keep else self._scratch(taps, self.dtype)
+            for n0, n1, r0, r1 in spans:
+                patches = cols[r0:r1] if keep else scratch[:r1 - r0]
+                self._patches(x, patches, n0, n1)
+                rows = out_rows[r0:r1]
+                xp.matmul(patches, self.wmat.T, out=rows)
+                if b is not None:
+                    rows += b
+                if self.relu:
+                    xp.maximum(rows, 0, out=rows)
+
+        self._map(work)
+        self.cols = cols
 
     def _backward(self, gy, need_x, need_w, need_b):
         xp, o = _xp(gy), self.w_shape[0]
@@ -157,18 +185,25 @@ class Conv2DPatches(_Conv2D):
         rebuild = need_w and self.cols is None
         gw_mat = gy_rows.T @ self.cols if need_w and not rebuild else None
         gx = empty_images(xp, self.x.shape, gy.dtype, self.channels_last) if need_x else None
-        if rebuild or need_x:
-            scratch = workspace.take(xp, (self.chunk * self.positions, self.wmat.shape[1]), gy.dtype)
-            for n0, n1, r0, r1 in self.spans:
+
+        def work(spans):  # this group's share of the weight gradient when it is rebuilt
+            scratch, gw_part = self._scratch(self.wmat.shape[1], gy.dtype), None
+            for n0, n1, r0, r1 in spans:
                 rows = scratch[:r1 - r0]
                 if rebuild:
                     self._patches(self.x, rows, n0, n1)
                     part = gy_rows[r0:r1].T @ rows
-                    gw_mat = part if gw_mat is None else xp.add(gw_mat, part, out=gw_mat)
+                    gw_part = part if gw_part is None else xp.add(gw_part, part, out=gw_part)
                 if need_x:  # patch gradients, summed back onto the pixels they came from
                     xp.matmul(gy_rows[r0:r1], self.wmat, out=rows)
                     patches_kernels.col2im(rows, gx[n0:n1], self.kernel, self.stride, self.padding,
                                            self.channels_last)
+            return gw_part
+
+        if rebuild or need_x:
+            parts = self._map(work)
+            if rebuild:
+                gw_mat = sum_into_first(parts)
         gw = self._weight_from_matrix(gw_mat) if need_w else None
         return gx, gw, (gy_rows.sum(axis=0) if need_b else None)
 
@@ -201,45 +236,51 @@ class Conv2DBlocks(_Conv2D):
         self.block_w = self._block_weights(w)
         depth, width = self.block_w.shape
         self.spans = self._chunks(self.grid[0] * self.grid[1], max(depth, width))
-        S = self._scratch(depth, self.dtype)
-        Z = self._scratch(width, self.dtype)
         bias = b if b is not None else np.zeros(w.shape[0], dtype=self.dtype)
         positions = self.out_hw[0] * self.out_hw[1]
-        for n0, n1, r0, r1 in self.spans:
-            block_rows, z = S[:r1 - r0], Z[:r1 - r0]
-            self._space_to_depth(x, block_rows, n0, n1)
-            np.matmul(block_rows, self.block_w, out=z)
-            blocks_kernels.shift_add(z, out_rows[n0 * positions:n1 * positions], bias, n1 - n0,
-                                     self.grid, self.out_hw, self.blocks, self.relu)
+
+        def work(spans):
+            S, Z = self._scratch(depth, self.dtype), self._scratch(width, self.dtype)
+            for n0, n1, r0, r1 in spans:
+                block_rows, z = S[:r1 - r0], Z[:r1 - r0]
+                self._space_to_depth(x, block_rows, n0, n1)
+                np.matmul(block_rows, self.block_w, out=z)
+                blocks_kernels.shift_add(z, out_rows[n0 * positions:n1 * positions], bias, n1 - n0,
+                                         self.grid, self.out_hw, self.blocks, self.relu)
+
+        self._map(work)
 
     def _backward(self, gy, need_x, need_w, need_b):
         depth, width = self.block_w.shape
-        dZ = self._scratch(width, gy.dtype)
-        S = self._scratch(depth, gy.dtype) if need_w else None
-        dS = self._scratch(depth, gy.dtype) if need_x else None
         gx = empty_images(np, self.x.shape, gy.dtype, self.channels_last) if need_x else None
-        gb = np.zeros(self.w_shape[0], dtype=gy.dtype) if need_b else None
-        gw_mat = None
         gy_rows = blocks_kernels.rows(gy)  # a view when gy is channels-last, else one copy
         y_rows = blocks_kernels.rows(self.y) if self.relu else None
-        for n0, n1, r0, r1 in self.spans:
-            dz = dZ[:r1 - r0]
-            blocks_kernels.spread_rows(gy_rows, y_rows, self.out_hw, dz, n0, n1, self.grid,
-                                       self.blocks, gb)
-            if need_w:
-                block_rows = S[:r1 - r0]
-                self._space_to_depth(self.x, block_rows, n0, n1)
-                part = block_rows.T @ dz
-                gw_mat = part if gw_mat is None else np.add(gw_mat, part, out=gw_mat)
-            if need_x:
-                ds = dS[:r1 - r0]
-                np.matmul(dz, self.block_w.T, out=ds)
-                blocks_kernels.depth_to_space(ds, gx[n0:n1], self.grid, self.stride, self.padding,
-                                              self.channels_last)
-        return gx, (self._weight_from_blocks(gw_mat) if need_w else None), gb
 
-    def _scratch(self, columns, dtype):
-        return workspace.take(np, (self.chunk * self.grid[0] * self.grid[1], columns), dtype)
+        def work(spans):  # this group's shares of the weight and bias gradients
+            dZ = self._scratch(width, gy.dtype)
+            S = self._scratch(depth, gy.dtype) if need_w else None
+            dS = self._scratch(depth, gy.dtype) if need_x else None
+            gb = np.zeros(self.w_shape[0], dtype=gy.dtype) if need_b else None
+            gw_mat = None
+            for n0, n1, r0, r1 in spans:
+                dz = dZ[:r1 - r0]
+                blocks_kernels.spread_rows(gy_rows, y_rows, self.out_hw, dz, n0, n1, self.grid,
+                                           self.blocks, gb)
+                if need_w:
+                    block_rows = S[:r1 - r0]
+                    self._space_to_depth(self.x, block_rows, n0, n1)
+                    part = block_rows.T @ dz
+                    gw_mat = part if gw_mat is None else np.add(gw_mat, part, out=gw_mat)
+                if need_x:
+                    ds = dS[:r1 - r0]
+                    np.matmul(dz, self.block_w.T, out=ds)
+                    blocks_kernels.depth_to_space(ds, gx[n0:n1], self.grid, self.stride,
+                                                  self.padding, self.channels_last)
+            return gw_mat, gb
+
+        gw_parts, gb_parts = zip(*self._map(work))
+        gw = self._weight_from_blocks(sum_into_first(gw_parts)) if need_w else None
+        return gx, gw, (sum_into_first(gb_parts) if need_b else None)
 
     def _space_to_depth(self, x, block_rows, n0, n1):
         blocks_kernels.space_to_depth(x, block_rows, n0, n1, self.grid, self.stride, self.padding,

@@ -39,7 +39,7 @@ def is_channels_last(x) -> bool:
 
 
 # -- im2col ------------------------------------------------------------------------------------
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _im2col_chw(x, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     for n in range(n0, n1):
@@ -66,7 +66,7 @@ def _im2col_chw(x, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px):
                         k += kw
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _im2col_hwc(x_nhwc, cols, n0, n1, oh, ow, kh, kw, sy, sx, py, px):
     height, width, channels = x_nhwc.shape[1], x_nhwc.shape[2], x_nhwc.shape[3]
     for n in range(n0, n1):
@@ -110,7 +110,7 @@ def _tap_range(i, kernel, stride, pad, out_len):
     return max(lo, 0), min(hi, out_len - 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _col2im_hwc(cols, dx_nhwc, oh, ow, kh, kw, sy, sx, py, px):
     height, width, channels = dx_nhwc.shape[1], dx_nhwc.shape[2], dx_nhwc.shape[3]
     for n in range(dx_nhwc.shape[0]):
@@ -128,7 +128,7 @@ def _col2im_hwc(cols, dx_nhwc, oh, ow, kh, kw, sy, sx, py, px):
                             dx_nhwc[u(n), u(iy), u(ix), u(c)] += cols[row, u(k + c)]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _col2im_chw(cols, dx, oh, ow, kh, kw, sy, sx, py, px):
     channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
     for n in range(dx.shape[0]):

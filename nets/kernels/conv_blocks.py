@@ -40,7 +40,7 @@ def _copy_run(S, row, k, x, n, c, y, x0, length):
             S[row, u(k + r)] = x[u(n), u(c), u(y), u(x0 + r)]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _space_to_depth_chw(x, S, n0, n1, hb, wb, sy, sx, py, px):
     channels, height, width = x.shape[1], x.shape[2], x.shape[3]
     for n in range(n0, n1):
@@ -65,7 +65,7 @@ def _space_to_depth_chw(x, S, n0, n1, hb, wb, sy, sx, py, px):
                         k += sx
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _space_to_depth_hwc(x_nhwc, S, n0, n1, hb, wb, sy, sx, py, px):
     height, width, channels = x_nhwc.shape[1], x_nhwc.shape[2], x_nhwc.shape[3]
     for n in range(n0, n1):
@@ -96,7 +96,7 @@ def space_to_depth(x, S, n0: int, n1: int, grid, stride, padding, channels_last:
                             padding[1])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _depth_to_space_chw(dS, dx, hb, wb, sy, sx, py, px):
     channels, height, width = dx.shape[1], dx.shape[2], dx.shape[3]
     for n in range(dx.shape[0]):
@@ -112,7 +112,7 @@ def _depth_to_space_chw(dS, dx, hb, wb, sy, sx, py, px):
                         dx[u(n), u(c), u(y), u(xx)] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _depth_to_space_hwc(dS, dx_nhwc, hb, wb, sy, sx, py, px):
     height, width, channels = dx_nhwc.shape[1], dx_nhwc.shape[2], dx_nhwc.shape[3]
     for n in range(dx_nhwc.shape[0]):
@@ -139,7 +139,7 @@ def depth_to_space(dS, dx, grid, stride, padding, channels_last: bool) -> None:
         _depth_to_space_chw(dS, dx, grid[0], grid[1], stride[0], stride[1], padding[0], padding[1])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shift_add(Z, out, bias, n_count, hb, wb, oh, ow, qy, qx, relu):
     channels = out.shape[1]
     for n in range(n_count):
@@ -166,7 +166,7 @@ def shift_add(Z, out, bias, n_count: int, grid, out_hw, blocks, relu: bool) -> N
                relu)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _spread(gy_rows, y_rows, dZ, gb, n0, n1, oh, ow, hb, wb, qy, qx, relu):
     channels = gy_rows.shape[1]
     for n in range(n0, n1):
