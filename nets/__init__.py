@@ -1,12 +1,7 @@
 """nets: a small define-by-run network engine on NumPy/Numba (CPU) and CuPy (GPU)."""
-import os
+from . import runtime
 
-# OpenBLAS's idle threads spin for 2^28 cycles (~0.1 s) after each threaded product, on the cores
-# that the engine's own threads (nets/kernels/parallel.py) want next: 2^20 cycles (~0.4 ms) keeps
-# them through a burst of products and out of the way after it (on 2 cores: PPO's Atari minibatch
-# 0.71x its time, A3C's batch of 128 0.63x, SAC's step level). OpenBLAS reads it once, as NumPy
-# loads: an importer that loaded NumPy first can export it itself.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+runtime.configure()  # before NumPy loads: see runtime.py
 
 from . import backend, checkpoint, functional, init, optim, threads
 from .backend import gpu_available, to_device

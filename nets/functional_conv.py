@@ -28,7 +28,7 @@ from .tensor import Function, Tensor, is_grad_enabled
 
 _xp = backend.get_array_module
 
-CHUNK_BYTES = 1 << 20  # scratch per chunk of samples: several buffers of it stay in L2 cache
+CHUNK_BYTES = 1 << 19  # scratch per chunk of samples: several buffers of it stay in L2 cache
 KEEP_PATCHES_BYTES = 1 << 22  # patch matrices up to this size are kept for the weight gradient
 # On the GPU every chunk costs a launch of each kernel and product (~20 us of Python and driver
 # time), far more than the memory: one chunk for the whole batch, its patches kept, up to this.

@@ -1,6 +1,12 @@
-"""The engine's own threads (nets/kernels/parallel.py): a batch's chunks split evenly among them,
-results in order, BLAS single-threaded inside and restored after, no nesting; and a convolution
-that gives the same result on one thread and on two, the same again when repeated."""
+"""The engine's CPU runtime. Its own threads (nets/kernels/parallel.py): a batch's chunks split
+evenly among them, results in order, BLAS single-threaded inside and restored after, no nesting;
+a convolution that gives the same result on one thread and on two, the same again when repeated.
+Its process settings (nets/runtime.py): OpenBLAS's idle threads sleep sooner unless the user
+says otherwise, and arrays up to 32 MiB come from the heap instead of fresh kernel mappings."""
+import ctypes
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -61,3 +67,33 @@ def test_a_convolution_on_two_threads_matches_one_thread_and_repeats_exactly(rng
     for method in ("blocks", "patches"):
         for a, b in zip(results[(1, method)], results[(2, method)]):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def _python(code: str, **env) -> str:
+    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    return subprocess.run([sys.executable, "-c", code], env={**environment, **env}, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_importing_nets_puts_openblas_idle_threads_to_sleep_sooner_unless_the_user_chose():
+    code = "import nets, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    assert _python(code) == nets.runtime.OPENBLAS_THREAD_TIMEOUT
+    assert _python(code, OPENBLAS_THREAD_TIMEOUT="28") == "28"
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="needs glibc's mallinfo2")
+def test_arrays_of_a_few_mebibytes_come_from_the_heap_not_from_fresh_mappings():
+    code = """
+import ctypes
+{setup}
+class Mallinfo2(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t fields
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Mallinfo2
+mapped = libc.mallinfo2().hblkhd  # bytes in mappings of their own
+array = bytearray(4 << 20)  # 4 MiB, above glibc's default threshold
+print(libc.mallinfo2().hblkhd - mapped >= 4 << 20)
+"""
+    assert _python(code.format(setup="")) == "True"  # glibc's default: a mapping of its own
+    assert _python(code.format(setup="import nets")) == "False"
