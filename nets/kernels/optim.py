@@ -11,7 +11,9 @@ Scalars arrive as float32 so that both versions compute in float32 with the same
 (Numba without fastmath neither reorders nor contracts into FMAs, so they agree to the last bit
 on most elements). `error_model="numpy"` makes x / 0 give inf as NumPy does instead of raising;
 without it the zero-division check keeps LLVM from vectorizing the loops (10x slower).
-A state vector a configuration does not use is passed as an empty array.
+A state vector a configuration does not use is passed as an empty array. The CPU kernels store
+decaying state (moments, averages, velocities) flushed to 0 below float32's smallest normal
+(`_normal`); the others keep the denormals, which cost a GPU nothing.
 
 The effective gradient is d = g + weight_decay * p + l1 * sign(p) (coupled L2 and L1).
 """
@@ -23,6 +25,18 @@ from numba import njit
 from .. import backend
 
 _ONE = np.float32(1)
+_ZERO = np.float32(0)
+_SMALLEST_NORMAL = np.finfo(np.float32).tiny
+
+
+@njit(cache=True, inline="always")
+def _normal(x):
+    """x, or 0 where x is a denormal: a state that decays geometrically (a moment of a parameter
+    whose gradient stays 0, a dead unit's) turns denormal after a few hundred steps, and x86
+    cores take ~100x the time for each operation on one. Adam over DQN's Nature net took 6.9 ms
+    a step instead of 1.4 with the 19% of first moments that had gone denormal on a live Breakout
+    run. A NaN stays NaN."""
+    return _ZERO if abs(x) < _SMALLEST_NORMAL else x
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -69,7 +83,7 @@ def sgd(p, g, out, velocity, lr, weight_decay, l1, momentum, nesterov):
     for i in range(p.size):
         d = _effective(p[i], g[i], weight_decay, l1)
         if momentum != 0:
-            v = momentum * velocity[i] + d
+            v = _normal(momentum * velocity[i] + d)
             velocity[i] = v
             d = d + momentum * v if nesterov else v
         _store(p, out, i, p[i] - lr * d)
@@ -107,10 +121,10 @@ def adadelta(p, g, out, grad_sq_avg, delta_sq_avg, lr, weight_decay, l1, rho, ep
     keep = _ONE - rho
     for i in range(p.size):
         d = _effective(p[i], g[i], weight_decay, l1)
-        eg = rho * grad_sq_avg[i] + keep * d * d
+        eg = _normal(rho * grad_sq_avg[i] + keep * d * d)
         grad_sq_avg[i] = eg
         delta = np.sqrt(delta_sq_avg[i] + eps) / np.sqrt(eg + eps) * d
-        delta_sq_avg[i] = rho * delta_sq_avg[i] + keep * delta * delta
+        delta_sq_avg[i] = _normal(rho * delta_sq_avg[i] + keep * delta * delta)
         _store(p, out, i, p[i] - lr * delta)
 
 
@@ -133,10 +147,10 @@ def rmsprop(p, g, out, square_avg, grad_avg, lr, weight_decay, l1, alpha, eps, c
     keep = _ONE - alpha
     for i in range(p.size):
         d = _effective(p[i], g[i], weight_decay, l1)
-        ms = alpha * square_avg[i] + keep * d * d
+        ms = _normal(alpha * square_avg[i] + keep * d * d)
         square_avg[i] = ms
         if centered:
-            mg = alpha * grad_avg[i] + keep * d
+            mg = _normal(alpha * grad_avg[i] + keep * d)
             grad_avg[i] = mg
             ms = max(ms - mg * mg, np.float32(0))  # rounding can push a zero variance below 0
         denom = np.sqrt(ms + eps) if eps_inside_sqrt else np.sqrt(ms) + eps
@@ -166,8 +180,8 @@ def adam(p, g, out, m, v, lr, weight_decay, l1, beta1, beta2, eps, step_size, ro
     keep1, keep2 = _ONE - beta1, _ONE - beta2
     for i in range(p.size):
         d = _effective(p[i], g[i], weight_decay, l1)
-        mi = beta1 * m[i] + keep1 * d
-        vi = beta2 * v[i] + keep2 * d * d
+        mi = _normal(beta1 * m[i] + keep1 * d)
+        vi = _normal(beta2 * v[i] + keep2 * d * d)
         m[i] = mi
         v[i] = vi
         _store(p, out, i, p[i] - step_size * mi / (np.sqrt(vi) / root2 + eps))
