@@ -5,12 +5,11 @@ preprocessed the same way (envs/make.py). agents/networks.py lists them in TRUNK
     nature  Mnih et al. 2015 (DQN, Nature): 32 8x8/4, 64 4x4/2, 64 3x3/1, dense 512
     auto    `small` for image observations (3-D), `mlp` for vectors: the agents' default
 
-The trunk takes uint8 frames and scales them to [0, 1] itself, so observations cross processes
-at a quarter of the float32 size. Their sizes are the papers'; `hidden` is for the MLP trunk.
+The trunk takes uint8 frames and its first conv reads them scaled to [0, 1] (`input_scale`), so
+observations cross processes at a quarter of the float32 size and no scaled copy is made. Their
+sizes are the papers'; `hidden` is for the MLP trunk.
 """
 from __future__ import annotations
-
-import numpy as np
 
 import nets
 from nets import F, backend, init
@@ -30,7 +29,9 @@ class ConvTrunk(nets.Module):
         channels, height, width = observation_shape
         layers = []
         for out, kernel, stride in convs:
-            layers.append(nets.Conv2D(channels, out, kernel, stride=stride, activation="relu"))
+            scale = 1 / 255 if not layers else 1.0  # pixels in [0, 255] read as [0, 1]
+            layers.append(nets.Conv2D(channels, out, kernel, stride=stride, activation="relu",
+                                      input_scale=scale))
             channels, height, width = out, (height - kernel) // stride + 1, (width - kernel) // stride + 1
         self.convs = nets.Sequential(*layers)
         self.in_shape = tuple(observation_shape)
@@ -40,10 +41,10 @@ class ConvTrunk(nets.Module):
         self.out_features = dense
 
     def forward(self, obs):
+        """Frames (N, *observation_shape) of pixels in [0, 255], uint8 or any number type."""
         x = obs
-        if not isinstance(obs, nets.Tensor):  # uint8 frames -> float32 in [0, 1], on the net's device
-            xp = backend.get_array_module(self.dense.weight.data)
-            x = xp.multiply(xp.asarray(obs), np.float32(1 / 255), dtype=np.float32)
+        if not isinstance(obs, nets.Tensor):  # on the net's device
+            x = backend.get_array_module(self.dense.weight.data).asarray(obs)
         x = x.reshape(x.shape[0], *self.in_shape)
         for conv in self.convs:
             x = conv(x)

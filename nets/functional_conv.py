@@ -95,9 +95,11 @@ class _Conv2D(Function):
         (sy, sx), (py, px) = self.stride, self.padding
         self.out_hw = (out_size("conv2d", x.shape[2], w.shape[2], sy, py, "height"),
                        out_size("conv2d", x.shape[3], w.shape[3], sx, px, "width"))
+        self.dtype = np.result_type(x.dtype, w.dtype)
+        if _xp(x) is not np and x.dtype != self.dtype:  # the GPU kernels read one type
+            x = x.astype(self.dtype)
         self.channels_last = patches_kernels.is_channels_last(x)
         self.x, self.w_shape = x, w.shape
-        self.dtype = np.result_type(x.dtype, w.dtype)
         out = _xp(x).empty((x.shape[0], *self.out_hw, w.shape[0]), dtype=self.dtype)
         self._forward(x, w, b, out.reshape(-1, w.shape[0]))
         self.y = out.transpose(0, 3, 1, 2)

@@ -400,3 +400,19 @@ def test_small_cnn_on_gpu_matches_cpu():
     for (name, p_cpu), (_, p_gpu) in zip(cpu.named_parameters(), gpu.named_parameters()):
         np.testing.assert_allclose(backend.to_host(p_gpu.grad), p_cpu.grad, rtol=1e-4, atol=1e-5,
                                    err_msg=name)
+
+
+def test_conv2d_reads_uint8_pixels_scaled_as_the_float_frames_they_stand_for(rng, conv_method):
+    """`input_scale` reads uint8 pixels as pixels / 255: the same output and parameter gradients
+    as the scaled float32 frames (the Atari trunk's first conv), with no float copy of the batch."""
+    pixels = rng.integers(0, 256, (3, 4, 20, 20), dtype=np.uint8)
+    results = []
+    for x, scale in ((pixels, 1 / 255), (pixels.astype(np.float32) / 255, 1.0)):
+        nets.seed(0)
+        conv = nets.Conv2D(4, 8, 8, stride=4, activation="relu", input_scale=scale)
+        y = conv(x)
+        (y * y).sum().backward()
+        results.append([y.data, conv.weight.grad.copy(), conv.bias.grad.copy()])
+    assert results[0][0].dtype == np.float32
+    for got, expected in zip(*results):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
