@@ -97,3 +97,17 @@ print(libc.mallinfo2().hblkhd - mapped >= 4 << 20)
 """
     assert _python(code.format(setup="")) == "True"  # glibc's default: a mapping of its own
     assert _python(code.format(setup="import nets")) == "False"
+
+
+def test_a_forked_child_runs_parallel_regions_on_threads_of_its_own():
+    """The parent's pool threads do not exist in a child made by fork: the child makes its own
+    pool instead of waiting forever on the parent's."""
+    import multiprocessing
+
+    with nets.threads.limited(2):
+        if parallel.threads() < 2:
+            pytest.skip("this machine's BLAS runs one thread")
+        parallel.map_groups(sum, [1, 2])  # the parent's pool exists from here
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            result = pool.apply_async(parallel.map_groups, (sum, [1, 2]))
+            assert result.get(timeout=30) == [1, 2]

@@ -10,6 +10,7 @@ OpenBLAS is held to one thread inside, so the two kinds of threads never compete
 """
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -64,6 +65,15 @@ def map_groups(work, spans: list, parallel: bool = True) -> list:
         results = [_inside(work, groups[0])]
         results += [future.result() for future in futures]
     return results
+
+
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads: it starts a pool of its own when needed."""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _inside(work, group):
