@@ -13,8 +13,9 @@ largest activations of a conv net and the temporaries of a separate op.
 
 Both return (batch, out, oh, ow) in channels-last memory (a transposed view): that is what the
 row-per-position product writes without a copy, and what the next conv or pool reads fastest.
-On the CPU large batches run in chunks of samples so that each chunk's scratch stays in cache
-(on the GPU a batch is one chunk); scratch buffers come from nets.kernels.workspace.
+On the CPU large batches run in chunks of samples so that each chunk's scratch stays in cache,
+the chunks shared among the engine's threads (nets/kernels/parallel.py; on the GPU a batch is one
+chunk); scratch buffers come from nets.kernels.workspace.
 """
 from __future__ import annotations
 

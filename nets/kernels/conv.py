@@ -12,9 +12,9 @@ col2im is written as a gather (each pixel sums the patch entries that cover it),
 zeroed output. Channels-last arrays are indexed through their contiguous (n, h, w, c) view, so the
 innermost channel loops vectorise.
 
-The kernels are single-threaded on purpose: the matrix products around them already use every core
-through BLAS, and a second thread pool (Numba's) spinning beside BLAS's made whole steps several
-times slower in measurements. Actor processes run one thread each anyway.
+Each call is single-threaded and releases the GIL (`nogil`): the convolutions run their chunks of
+samples on the engine's own threads, kernels and products alike (nets/kernels/parallel.py). A
+second thread pool (Numba's) spinning beside BLAS's had made whole steps several times slower.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ The callers work a chunk of samples at a time, so that S, Z and dZ stay in cache
 
 Column orders of S: (c, ry, rx) for channels-first x, (ry, rx, c) for channels-last x, so the
 innermost copies are contiguous. Blocks outside the padded input read as zero. Like the other CPU
-kernels these are single-threaded and index with unsigned integers (see conv.py).
+kernels these are single-threaded, release the GIL and index with unsigned integers (see conv.py).
 """
 from __future__ import annotations
 

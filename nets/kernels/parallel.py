@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 _state = threading.local()
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _blas = None  # threadpoolctl's controller of the BLAS NumPy loaded, made on first use
 
 
@@ -56,10 +57,11 @@ def map_groups(work, spans: list, parallel: bool = True) -> list:
     groups = split(spans, threads() if parallel else 1)
     if len(groups) == 1:
         return [work(groups[0])]
-    global _pool
+    global _pool, _pool_size
     with _lock:
-        if _pool is None or _pool._max_workers < len(groups) - 1:
-            _pool = ThreadPoolExecutor(len(groups) - 1, thread_name_prefix="nets-chunks")
+        if _pool_size < len(groups) - 1:  # this thread works the first group itself
+            _pool_size = len(groups) - 1
+            _pool = ThreadPoolExecutor(_pool_size, thread_name_prefix="nets-chunks")
     with _blas_controller().limit(limits=1):
         futures = [_pool.submit(_inside, work, group) for group in groups[1:]]
         results = [_inside(work, groups[0])]
@@ -69,8 +71,8 @@ def map_groups(work, spans: list, parallel: bool = True) -> list:
 
 def _forget_pool() -> None:
     """A forked child has none of its parent's threads: it starts a pool of its own when needed."""
-    global _pool, _lock
-    _pool, _lock = None, threading.Lock()
+    global _pool, _pool_size, _lock
+    _pool, _pool_size, _lock = None, 0, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool)
