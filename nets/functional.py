@@ -165,8 +165,9 @@ class Linear(Function):
         if self.inputs[0].requires_grad:
             # (W gy^T)^T, not gy W^T: OpenBLAS multiplies by a transposed right operand slowly,
             # and this order took 0.55-0.7x the time on batches of 5 to 32 rows, 0.8-0.9x on 64
-            # to 128, the same on 256 (five layer shapes, 1 and 2 threads)
-            gx = (self.w @ gy.T).T if gy.shape[0] < 256 else gy @ self.w.T
+            # to 128, the same on 256 (five layer shapes from 256x256 to 3136x512, 1 and 2
+            # threads); small layers keep the plain order, their products cost next to nothing
+            gx = (self.w @ gy.T).T if gy.shape[0] < 256 and self.w.size >= 1 << 16 else gy @ self.w.T
             gx = gx.reshape(self.in_shape)
         gw = self.x.T @ gy if self.inputs[1].requires_grad else None  # frozen weights: no product
         if len(self.inputs) == 3:
