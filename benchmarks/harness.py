@@ -166,6 +166,19 @@ def run_cases(cases: list[Case], quick: bool, smoke: bool = False, full: bool = 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
+class UsageError(SystemExit):
+    """Bad input to a benchmark script: its one line on stderr and exit status 2, as argparse
+    gives for its own errors."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+        print(message, file=sys.stderr)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def threads_from_argv(argv=None) -> Optional[int]:
     """The value of `--threads N` on the command line, exported to the BLAS, OpenMP and Numba
     thread variables (call before importing numpy); None when it is not given."""
@@ -175,7 +188,7 @@ def threads_from_argv(argv=None) -> Optional[int]:
             args[i + 1] if arg == "--threads" and i + 1 < len(args) else None)
         if value is not None:
             if not value.isdigit() or int(value) < 1:
-                raise SystemExit(f"--threads needs a positive integer, got {value!r}")
+                raise UsageError(f"--threads needs a positive integer, got {value!r}")
             for name in THREAD_VARIABLES:
                 os.environ[name] = value
             return int(value)

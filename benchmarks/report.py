@@ -8,6 +8,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from harness import UsageError
+
 FORMAT = "workbench-benchmarks"
 VERSION = 1
 NOISE_FLOOR = 0.10  # changes below 10% are never flagged: the machines we run on are shared
@@ -59,15 +61,15 @@ def write(path: Path, document: dict) -> None:
 
 
 def load(path: Path) -> dict:
-    """A results file, or SystemExit saying what is wrong with it."""
+    """A results file, or a UsageError saying what is wrong with it."""
     try:
         document = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise SystemExit(f"--compare: no such file: {path}") from None
+        raise UsageError(f"--compare: no such file: {path}") from None
     except (OSError, ValueError) as error:
-        raise SystemExit(f"--compare: {path} is not a results file ({error})") from None
+        raise UsageError(f"--compare: {path} is not a results file ({error})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT or "suites" not in document:
-        raise SystemExit(f"--compare: {path} is not a results file (no \"format\": \"{FORMAT}\"; "
+        raise UsageError(f"--compare: {path} is not a results file (no \"format\": \"{FORMAT}\"; "
                          "write one with python -m benchmarks --json PATH)")
     return document
 

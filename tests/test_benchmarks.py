@@ -241,3 +241,11 @@ def test_the_suite_leaves_out_a_peer_that_is_not_installed(monkeypatch, capsys):
     assert list(results["runs"]["FrozenLake-v1"]) == ["a3c"]
     out = capsys.readouterr().out
     assert "sb3-a2c skipped: No module named 'torch'" in out and "no episode" not in out
+
+
+def test_bad_input_to_a_benchmark_script_is_one_line_and_exit_2():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "engine.py"
+    result = subprocess.run([sys.executable, str(script), "--threads", "0"], capture_output=True,
+                            text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "--threads needs a positive integer, got '0'"
