@@ -235,6 +235,27 @@ def test_numba_kernel_matches_array_version(rng, name, n_state, hyper, decay, in
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("make", [
+    lambda m: optim.Adam(m, lr=1e-3),
+    lambda m: optim.RMSProp(m, lr=1e-3, centered=True),
+    lambda m: optim.SGD(m, lr=1e-3, momentum=0.9),
+])
+def test_decaying_state_is_flushed_to_zero_instead_of_going_denormal(make):
+    """A moment of a parameter whose gradient stays 0 decays geometrically into float32's
+    denormals, where every x86 operation on it is ~100x slower: the CPU kernels store 0 instead.
+    Normal values and NaN are kept."""
+    model = nets.Linear(3, 1, bias=False)
+    opt = make(model)
+    smallest_normal = np.finfo(np.float32).tiny
+    for vector in opt.state.values():
+        vector[:] = [smallest_normal * 1.0005, 1.0, np.nan]  # one decay takes the first below
+    model.flat().grad[:] = 0
+    opt.step()
+    for name, vector in opt.state.items():
+        assert vector[0] == 0, name
+        assert vector[1] > smallest_normal and np.isnan(vector[2]), name
+
+
 def test_sum_of_squares_kernel(rng):
     x = rng.standard_normal(100_003).astype(np.float32)
     expected = float(np.sum(x.astype(np.float64) ** 2))
