@@ -166,7 +166,7 @@ class Conv2DPatches(_Conv2D):
         cols = workspace.take(xp, (n * self.positions, taps), self.dtype) if keep else None
 
         def work(spans):
-            scratch = cols if keep else self._scratch(taps, self.dtype)
+            scratch = None if keep else self._scratch(taps, self.dtype)
             for n0, n1, r0, r1 in spans:
                 patches = cols[r0:r1] if keep else scratch[:r1 - r0]
                 self._patches(x, patches, n0, n1)
