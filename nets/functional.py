@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
-from .kernels import softmax_gpu
+from .kernels import dense as dense_kernels, softmax_gpu
 from .tensor import Function, Tensor, unbroadcast
 
 _xp = backend.get_array_module
@@ -169,7 +169,8 @@ class Linear(Function):
             # threads); small layers keep the plain order, their products cost next to nothing
             gx = (self.w @ gy.T).T if gy.shape[0] < 256 and self.w.size >= 1 << 16 else gy @ self.w.T
             gx = gx.reshape(self.in_shape)
-        gw = self.x.T @ gy if self.inputs[1].requires_grad else None  # frozen weights: no product
+        # frozen weights: no product
+        gw = dense_kernels.weight_gradient(self.x, gy) if self.inputs[1].requires_grad else None
         if len(self.inputs) == 3:
             return gx, gw, gy.sum(axis=0) if self.inputs[2].requires_grad else None
         return gx, gw

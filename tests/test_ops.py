@@ -103,6 +103,19 @@ def test_linear(rng, x_shape, bias, activation, separate):
         F.linear(x, w, b, "gelu")
 
 
+def test_linear_weight_gradient_of_one_row_is_the_outer_product(rng):
+    """A batch of one takes the outer-product kernel (OpenBLAS is slow there): float32 values equal
+    to the product's, from a row that is a strided view too."""
+    from nets.kernels.dense import weight_gradient
+    x = rng.standard_normal((3, 300)).astype(np.float32)[1:2, ::2]  # (1, 150), not contiguous
+    gy = rng.standard_normal((1, 40)).astype(np.float32)
+    exact = (x.T.astype(np.float64) @ gy).astype(np.float32)  # each a product of two float32s, rounded once
+    np.testing.assert_array_equal(weight_gradient(x, gy), exact)
+    w = nets.Parameter(rng.standard_normal((150, 40)).astype(np.float32))
+    F.linear(nets.Tensor(np.ascontiguousarray(x)), w).backward(gy)
+    np.testing.assert_array_equal(w.grad, exact)
+
+
 # -- shape ops -----------------------------------------------------------------------------------
 def test_reshape_and_flatten(rng):
     x = t64(rng, 2, 3, 4)
