@@ -19,7 +19,8 @@ FAILURES = (TrainingError, NonFiniteError, OSError)  # at run time: exit 1
 
 def add_parser(subparsers):
     parser = subparsers.add_parser(
-        "recipe", help="supervised recipes: MNIST, char-RNN, CBOW embeddings, Caesar cipher",
+        "recipe", help="supervised recipes: MNIST MLP/CNN, char-RNN, embeddings, RBM/DBN, GAN, STN, "
+                       "ResNet, sentiment, seq2seq, memory networks",
         description="Train a supervised recipe into a run folder under --logdir (TensorBoard events, "
                     "checkpoints every epoch, config.json, summary.txt). Ctrl-C or SIGTERM stops "
                     "after the current step with a checkpoint; --resume RUN continues it, mid-epoch. "
