@@ -348,22 +348,23 @@ def workbench_ppo_minibatch():
     return step
 
 
-def workbench_dqn_step():
-    """DQN._gradient_step on a ready sample: the agent's networks, targets, loss op and step."""
+def workbench_dqn_step(device: str = "cpu"):
+    """DQN._gradient_step on a ready sample: the agent's networks, targets, loss op and step, the
+    networks on `device` and the sample in host memory, as the replay memory gives it."""
     from agents import make_agent
     from agents.dqn import dqn_targets
     from agents.losses import QLoss
 
     nets.seed(0)
     config = _dqn_config()
-    agent = make_agent("dqn", *_atari_spaces(), config)
+    agent = make_agent("dqn", *_atari_spaces(), config, device=device)
     s = _dqn_sample()
     weights = np.full(DQN_BATCH, 1 / DQN_BATCH, np.float32)  # uniform replay: a mean over the batch
 
     def step():
         q = agent.network(s["obs"])
         with nets.no_grad():
-            target_next = agent.target(s["next_obs"]).data
+            target_next = nets.backend.to_host(agent.target(s["next_obs"]).data)  # as the agent does
         targets = dqn_targets(s["returns"], s["discounts"], target_next)  # the preset: not double
         agent.network.zero_grad()
         QLoss(s["actions"], targets, config.huber_delta, weights)(q).backward()
@@ -420,18 +421,20 @@ def torch_ppo_minibatch():
     return step
 
 
-def torch_dqn_step():
+def torch_dqn_step(device: str = "cpu"):
     """CleanRL's dqn_atari.py gradient step with the agent's settings (its Huber loss, gradient
-    clipping and target refresh)."""
+    clipping and target refresh), the networks on `device` ("cuda": each sample copied there
+    from host memory, as CleanRL's replay buffer does)."""
     torch = torch_module()
     config = _dqn_config()
-    model, target = _torch_nature_net(NATURE_ACTIONS), _torch_nature_net(NATURE_ACTIONS)
+    model, target = (_torch_nature_net(NATURE_ACTIONS).to(device) for _ in range(2))
     target.load_state_dict(model.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
-    s = {key: torch.from_numpy(value) for key, value in _dqn_sample().items()}
+    host = {key: torch.from_numpy(value) for key, value in _dqn_sample().items()}
     steps = [0]
 
     def step():
+        s = {key: value.to(device) for key, value in host.items()}  # on the CPU the same tensors
         with torch.no_grad():
             targets = s["returns"] + s["discounts"] * target(s["next_obs"])[0].max(dim=1).values
         q = model(s["obs"])[0].gather(1, s["actions"][:, None])[:, 0]

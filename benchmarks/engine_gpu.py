@@ -4,7 +4,9 @@
 Cases: the A3C Atari net train step (engine.py's net and loss, RMSProp) at batch 20 and 128, the
 MNIST LeNet of `workbench recipe mnist-cnn` (dropout off on both sides) at batch 256 with SGD, the
 MLP 784-800-10 at batch 128 with SGD, and a char-level LSTM language-model step (one-hot
-vocabulary 65, hidden 512, batch 64, 100 steps, Adam; PyTorch runs cuDNN's LSTM). Every step ends
+vocabulary 65, hidden 512, batch 64, 100 steps, Adam; PyTorch runs cuDNN's LSTM), and DQN's
+gradient step on the Nature net (engine.py's: online and target nets, batch 32 copied from host
+memory as a replay memory gives it, Adam, clipping; issue 35's target 1.5 ms). Every step ends
 with a device synchronisation, so a step's wall time is its time on the GPU plus whatever launch
 overhead the GPU waited on; small nets are bound by that overhead.
 """
@@ -106,6 +108,11 @@ def workbench_char_lstm():
     return _classifier_step(model, nets.optim.Adam(model, lr=2e-3), x, y, _gpu_sync())
 
 
+def workbench_dqn():
+    from engine import workbench_dqn_step
+    return _synced(workbench_dqn_step("gpu"), _gpu_sync())
+
+
 # -- PyTorch CUDA ---------------------------------------------------------------------------------
 def torch_a3c(batch: int):
     def setup():
@@ -179,6 +186,11 @@ def torch_char_lstm():
     return _torch_classifier_step(torch, model, x, y, torch.optim.Adam(model.parameters(), lr=2e-3))
 
 
+def torch_dqn():
+    from engine import torch_dqn_step
+    return _synced(torch_dqn_step("cuda"), _torch_cuda().cuda.synchronize)
+
+
 def cases() -> list[Case]:
     """The GPU cases; the PyTorch side only where PyTorch sees a CUDA device."""
     peer = _torch_cuda() is not None
@@ -189,6 +201,8 @@ def cases() -> list[Case]:
         Case("mnist mlp train b=128", workbench_mlp, torch_mlp if peer else None, repeats=200),
         Case(f"char-lstm train h={HIDDEN} b={BATCH} t={TIME}", workbench_char_lstm,
              torch_char_lstm if peer else None, repeats=40),
+        Case("dqn step b=32 (nature, online+target)", workbench_dqn, torch_dqn if peer else None,
+             repeats=200),
     ]
 
 

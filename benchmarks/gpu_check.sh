@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU (about 8 minutes). From the repository root:
 #
-#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong] [peer] [dqn] [curve]   (no argument: the first four)
+#   benchmarks/gpu_check.sh [tests] [engine] [learner] [pong] [peer] [dqn] [curve] [learn] [recipes]
+#                                                             (no argument: the first four)
+# Device calls are 10 minutes at most: `tests engine` in one call (about 4 minutes), `learn` in
+# another. Without a GPU each GPU part says in one line what it skips.
 #
 # (a) tests:  python -m pytest -m gpu (every GPU kernel and layer against the CPU, the GPU learner)
 # (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA)
@@ -16,13 +19,22 @@
 #             starts (80k steps; one gradient step of 32 per 4 env steps holds the actors back)
 # curve:     benchmarks/scaling.py --curve 1 2 4 8 15: measured env steps/s of A3C with N actor
 #             processes, gradients on the actors and on a CPU learner (the 16-core scaling curve)
+# learn:     Pong learned: `workbench train --env ALE/Pong-v5 --agent $LEARN_AGENT (default a3c)
+#             --actors 15 --device gpu` for $LEARN_SECONDS (default 540) s, then its env frames/s
+#             and its last-10 mean return at each minute, and when it first reached 18
+# recipes:   `workbench recipe mnist-sequence --device gpu` on the MNIST IDX files in $MNIST_DIR
+#             (carried to the machine), its whole schedule or $RECIPE_SECONDS (default 540) s
 # Logs go to $OUT (default ./gpu-check). Python packages the machine lacks can be carried as wheels
 # in .whl/ (see the device notes); they are installed into /tmp/site first.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check}
-mkdir -p "$OUT"
 PARTS=${*:-tests engine learner pong}
+PART_NAMES=" tests engine learner pong peer dqn curve learn recipes "
+for part in $PARTS; do  # before anything runs: a typo should not cost a device call
+  [[ $PART_NAMES == *" $part "* ]] || { echo "unknown part $part: choose from$PART_NAMES"; exit 2; }
+done
+mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 if compgen -G ".whl/*.whl" > /dev/null; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -48,6 +60,10 @@ train_for() {
 # set-up errors start with "workbench train:")
 key_lines() { grep -E "^workbench train:|actor\(s\)|stopped by|Error|error" "$OUT/$1.log" | head -5 | tee -a "$summary"; }
 
+# needs_gpu PART WHAT: true on a machine with a GPU; elsewhere one line saying what PART skips
+gpu=$($PY -c "from nets import backend; print(backend.gpu_available())" 2>/dev/null)
+needs_gpu() { [ "$gpu" = True ] || { note "$1: skipped, no GPU here ($2)"; return 1; }; }
+
 nvidia-smi -L 2>&1 | tee -a "$summary"
 $PY -m workbench.cli doctor 2>&1 | tee "$OUT/doctor.log" | grep -E "^(python|numpy|numba|cupy|gpu) " | tee -a "$summary"
 { $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" 2>/dev/null \
@@ -62,28 +78,33 @@ for part in $PARTS; do
       grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -20 | tee -a "$summary"
       ;;
     engine)
+      needs_gpu engine "workbench on CuPy against PyTorch CUDA" || continue
       timeout 120 $PY benchmarks/engine.py --device gpu > "$OUT/engine.log" 2>&1
       note "(b) engine.py --device gpu: exit $? in $(( $(date +%s) - start )) s"
       grep -v "^  done:" "$OUT/engine.log" | tail -12 | tee -a "$summary"
       ;;
     learner)
+      needs_gpu learner "the GPU learner's ceiling on Pong rollouts" || continue
       timeout 90 $PY benchmarks/learner.py --device gpu > "$OUT/learner.log" 2>&1
       note "learner.py --device gpu: exit $? in $(( $(date +%s) - start )) s"
       tail -4 "$OUT/learner.log" | tee -a "$summary"
       ;;
     pong)
+      needs_gpu pong "2 minutes of Pong with the learner on the GPU" || continue
       train_for 140 pong --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu
       note "(c) Pong, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
       key_lines pong
       $PY benchmarks/gpu_check_rates.py "$OUT/pong.log" | tee -a "$summary"
       ;;
     peer)
+      needs_gpu peer "SB3 A2C with its network on the GPU" || continue
       timeout 400 $PY benchmarks/rl_atari.py --env ALE/Pong-v5 --peer-only --peer-device cuda --seconds 20 \
         --warmup 15 > "$OUT/peer.log" 2>&1
       note "peer: SB3 A2C on Pong, network on the GPU: exit $? in $(( $(date +%s) - start )) s"
       grep -E "^    " "$OUT/peer.log" | tee -a "$summary"
       ;;
     dqn)
+      needs_gpu dqn "DQN's Breakout learner on the GPU, then on the CPU" || continue
       for device in gpu cpu; do
         start=$(date +%s)
         train_for $([ $device = gpu ] && echo 110 || echo 80) dqn-$device --env ALE/Breakout-v5 \
@@ -98,7 +119,25 @@ for part in $PARTS; do
       note "curve (scaling.py --curve 1 2 4 8 15, $(nproc) cores): exit $? in $(( $(date +%s) - start )) s"
       grep -E "^\|" "$OUT/curve.log" | tee -a "$summary"
       ;;
-    *) echo "unknown part $part: choose from tests, engine, learner, pong, peer, dqn, curve"; exit 2 ;;
+    learn)
+      needs_gpu learn "${LEARN_AGENT:-a3c} on Pong for ${LEARN_SECONDS:-540} s with the learner on the GPU" || continue
+      train_for "${LEARN_SECONDS:-540}" learn --env ALE/Pong-v5 --agent "${LEARN_AGENT:-a3c}" --actors 15 --device gpu
+      note "(d) Pong learned by ${LEARN_AGENT:-a3c}, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
+      key_lines learn
+      $PY benchmarks/gpu_check_rates.py "$OUT/learn.log" | tee -a "$summary"
+      $PY benchmarks/gpu_check_rates.py "$OUT/learn.log" --curve | tee -a "$summary"
+      ;;
+    recipes)
+      needs_gpu recipes "mnist-sequence's schedule on the GPU" || continue
+      if ! compgen -G "${MNIST_DIR:-/nonexistent}/train-images-idx3-ubyte*" > /dev/null; then
+        note "recipes: skipped, MNIST_DIR names no folder with MNIST's IDX files (the machine cannot download them)"
+        continue
+      fi
+      timeout "${RECIPE_SECONDS:-540}" $PY -m workbench.cli recipe mnist-sequence --device gpu --data "$MNIST_DIR" \
+        --logdir /tmp/gpu-check-runs --name mnist-sequence --no-progress > "$OUT/recipes.log" 2>&1
+      note "recipes: mnist-sequence on the GPU: exit $? in $(( $(date +%s) - start )) s"
+      grep -iE "^(epoch|test|best|stopped|early)" "$OUT/recipes.log" | tail -4 | tee -a "$summary"
+      ;;
   esac
 done
 echo "---- summary ($summary)"

@@ -46,7 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nets
 from envs import make_env
-from harness import random_steps, sb3_settings, setting_name, training_steps_per_second, vec_env_options
+from harness import (UsageError, random_steps, sb3_settings, setting_name, torch_module,
+                     training_steps_per_second, vec_env_options)
 from workbench.rl import TrainConfig
 
 FRAMES_PER_STEP = 4
@@ -206,6 +207,11 @@ def main(argv=None) -> int:
                         help="where the peer's network runs (default cpu)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
+    if args.peer_device == "cuda" and not args.no_peer:  # SB3 would quietly run on the CPU instead
+        torch = torch_module()
+        if torch is None or not torch.cuda.is_available():
+            raise UsageError("rl_atari.py: --peer-device cuda needs PyTorch with CUDA and a GPU, and "
+                             "none was found here; use --peer-device cpu")
     logdir = tempfile.mkdtemp(prefix="rl-atari-benchmark-")
     cores = os.cpu_count()
     config = system_config(args.env, args.network, logdir, actors=args.actors, envs_per_actor=args.envs_per_actor,

@@ -249,3 +249,51 @@ def test_bad_input_to_a_benchmark_script_is_one_line_and_exit_2():
                             text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "--threads needs a positive integer, got '0'"
+
+
+def test_a_gpu_peer_without_cuda_is_refused_in_one_line(capsys):
+    """stable-baselines3 asked for "cuda" quietly runs on the CPU where there is none: the
+    benchmark says so instead of timing the CPU as the GPU."""
+    torch = harness.torch_module()
+    if torch is not None and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the peer would run on it")
+    import rl_atari
+    with pytest.raises(SystemExit) as stop:
+        rl_atari.main(["--peer-only", "--peer-device", "cuda"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == ("rl_atari.py: --peer-device cuda needs PyTorch with CUDA "
+                                               "and a GPU, and none was found here; use --peer-device cpu")
+
+
+def test_gpu_check_rates_curve_gives_the_mean_at_each_minute_and_when_it_reached_the_target(tmp_path, capsys):
+    import gpu_check_rates
+
+    progress = [(1_000, "- (no episode has ended yet)", "0:05"), (50_000, "-21.0 last 10, -21.0 last 20", "0:30"),
+                (120_000, "-15.0 last 10, -18.0 last 60", "1:10"), (200_000, "18.5 last 10,   2.0 last 100", "2:05"),
+                (260_000, "19.0 last 10,   9.0 last 100", "2:40")]
+    log = tmp_path / "learn.log"
+    log.write_text("".join(f"step {step:,}/50,000,000   0% |  9,000 steps/s | return {returns} | 9 episodes | "
+                           f"{clock} elapsed, ETA 2:00:00 | learner busy 50%\n" for step, returns, clock in progress))
+    assert gpu_check_rates.main([str(log), "--curve"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "last-10 mean at each minute of training: 1:00 -21.0 | 2:00 -15.0",
+        "last-10 mean >= 18: at 2:05 of training (step 200,000)"]
+    assert gpu_check_rates.main([str(log), "--curve", "--target", "20"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "last-10 mean >= 20: not reached in 2:40 (best 19.0)"
+
+
+def test_gpu_check_without_a_gpu_says_what_each_part_skips_and_refuses_unknown_parts(tmp_path):
+    from nets import backend
+    if backend.gpu_available():
+        pytest.skip("this machine has a GPU: the parts would run")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out")}
+    result = subprocess.run(["bash", str(script), "engine", "lern"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and result.stdout.startswith("unknown part lern: choose from tests")
+    assert not (tmp_path / "out" / "summary.txt").exists()  # nothing ran
+    result = subprocess.run(["bash", str(script), "engine", "learn", "recipes"], capture_output=True,
+                            text=True, env=env)
+    assert result.returncode == 0
+    summary = (tmp_path / "out" / "summary.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in summary if "skipped, no GPU here" in line] == [
+        "engine", "learn", "recipes"]
