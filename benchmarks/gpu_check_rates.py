@@ -14,6 +14,7 @@ whole minute of training and when it first reached --target.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -63,6 +64,8 @@ def main(argv=None) -> int:
     parser.add_argument("--curve", action="store_true", help="the last-10 mean return by minute instead")
     parser.add_argument("--target", type=float, default=18.0, help="with --curve: the mean to reach (default 18)")
     args = parser.parse_args(argv)
+    if not os.path.isfile(args.log):
+        parser.exit(2, f"gpu_check_rates.py: no log file at {args.log}\n")
     if args.curve:
         return curve(args.log, args.target)
     rates, busy = [], []

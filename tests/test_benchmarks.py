@@ -280,6 +280,10 @@ def test_gpu_check_rates_curve_gives_the_mean_at_each_minute_and_when_it_reached
         "last-10 mean >= 18: at 2:05 of training (step 200,000)"]
     assert gpu_check_rates.main([str(log), "--curve", "--target", "20"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "last-10 mean >= 20: not reached in 2:40 (best 19.0)"
+    with pytest.raises(SystemExit) as stop:  # a log that is not there: one line, not a traceback
+        gpu_check_rates.main([str(tmp_path / "missing.log"), "--curve"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == f"gpu_check_rates.py: no log file at {tmp_path / 'missing.log'}\n"
 
 
 def test_gpu_check_without_a_gpu_says_what_each_part_skips_and_refuses_unknown_parts(tmp_path):
