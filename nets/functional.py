@@ -146,7 +146,7 @@ class Linear(Function):
         self.in_shape = x.shape
         self.x = x.reshape(-1, x.shape[-1])
         self.w = w
-        y = self.x @ w
+        y = dense_kernels.matmul(self.x, w)
         if b is not None:
             y += b
         if self.activation == "relu":
@@ -167,10 +167,13 @@ class Linear(Function):
             # and this order took 0.55-0.7x the time on batches of 5 to 32 rows, 0.8-0.9x on 64
             # to 128, the same on 256 (five layer shapes from 256x256 to 3136x512, 1 and 2
             # threads); small layers keep the plain order, their products cost next to nothing
-            gx = (self.w @ gy.T).T if gy.shape[0] < 256 and self.w.size >= 1 << 16 else gy @ self.w.T
+            if gy.shape[0] < 256 and self.w.size >= 1 << 16:
+                gx = dense_kernels.matmul(self.w, gy.T).T
+            else:
+                gx = dense_kernels.matmul(gy, self.w.T)
             gx = gx.reshape(self.in_shape)
         # frozen weights: no product
-        gw = dense_kernels.weight_gradient(self.x, gy) if self.inputs[1].requires_grad else None
+        gw = dense_kernels.matmul(self.x.T, gy) if self.inputs[1].requires_grad else None
         if len(self.inputs) == 3:
             return gx, gw, gy.sum(axis=0) if self.inputs[2].requires_grad else None
         return gx, gw

@@ -103,17 +103,31 @@ def test_linear(rng, x_shape, bias, activation, separate):
         F.linear(x, w, b, "gelu")
 
 
-def test_linear_weight_gradient_of_one_row_is_the_outer_product(rng):
-    """A batch of one takes the outer-product kernel (OpenBLAS is slow there): float32 values equal
-    to the product's, from a row that is a strided view too."""
-    from nets.kernels.dense import weight_gradient
+def test_linear_products_with_an_inner_dimension_of_one_are_outer_products(rng):
+    """A batch of one's weight gradient, a one-output layer's input gradient and a one-input
+    layer's output take the outer-product kernel (OpenBLAS is slow there): float32 values equal to
+    the exact products rounded once, from strided views too."""
+    from nets.kernels.dense import matmul
+
+    def exact(a, b):  # each element one product of two float32s, rounded once
+        return (a.astype(np.float64) @ b).astype(np.float32)
+
     x = rng.standard_normal((3, 300)).astype(np.float32)[1:2, ::2]  # (1, 150), not contiguous
     gy = rng.standard_normal((1, 40)).astype(np.float32)
-    exact = (x.T.astype(np.float64) @ gy).astype(np.float32)  # each a product of two float32s, rounded once
-    np.testing.assert_array_equal(weight_gradient(x, gy), exact)
+    np.testing.assert_array_equal(matmul(x.T, gy), exact(x.T, gy))
     w = nets.Parameter(rng.standard_normal((150, 40)).astype(np.float32))
     F.linear(nets.Tensor(np.ascontiguousarray(x)), w).backward(gy)
-    np.testing.assert_array_equal(w.grad, exact)
+    np.testing.assert_array_equal(w.grad, exact(x.T, gy))
+
+    head = nets.Parameter(rng.standard_normal((40, 1)).astype(np.float32))  # a value head
+    h = nets.Tensor(rng.standard_normal((16, 40)).astype(np.float32), requires_grad=True)
+    g = rng.standard_normal((16, 1)).astype(np.float32)
+    F.linear(h, head).backward(g)
+    np.testing.assert_array_equal(h.grad, exact(g, head.data.T))
+
+    scalar_in = nets.Parameter(rng.standard_normal((1, 8)).astype(np.float32))
+    inputs = rng.standard_normal((16, 1)).astype(np.float32)
+    np.testing.assert_array_equal(F.linear(nets.Tensor(inputs), scalar_in).data, exact(inputs, scalar_in.data))
 
 
 # -- shape ops -----------------------------------------------------------------------------------
