@@ -117,6 +117,26 @@ def test_lstm_layer_matches_numpy_reference(rng):
             np.testing.assert_allclose(got.data, expected, atol=2e-6)
 
 
+@pytest.mark.parametrize("cell_class", [nets.LSTMCell, nets.GRUCell])
+def test_a_one_feature_series_projects_as_a_two_feature_one_with_a_zero_feature(rng, cell_class):
+    """A one-feature input's projection is an outer product (nets/kernels/dense.py), not BLAS:
+    the same float32 outputs and weight gradient as BLAS gives the series with a zero second
+    feature."""
+    one, two = cell_class(1, H), cell_class(2, H)
+    for p, q in zip(one.parameters(), two.parameters()):
+        q.data[...] = 0
+        q.data[:p.shape[0]] = p.data  # w_ih's second row stays 0
+    x = rng.standard_normal((B, T, 1)).astype(np.float32)
+    weights = rng.standard_normal((B, T, H)).astype(np.float32)
+    outs = []
+    for cell, inputs in ((one, x), (two, np.concatenate([x, np.zeros_like(x)], axis=2))):
+        out = cell.sequence(inputs)[0]
+        (out * weights).sum().backward()
+        outs.append(out.data)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    np.testing.assert_allclose(one.w_ih.grad, two.w_ih.grad[:1], rtol=1e-6, atol=1e-7)
+
+
 def test_gru_and_transitions_match_numpy_reference(rng):
     x = rng.standard_normal((B, T, I)).astype(np.float32)
     h0 = rng.standard_normal((B, H)).astype(np.float32)

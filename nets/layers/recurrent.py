@@ -27,6 +27,7 @@ import numpy as np
 from .. import backend, init
 from .. import functional as F
 from .. import rng as _rng
+from ..kernels import dense as dense_kernels
 from ..kernels import recurrent as K
 from ..kernels import workspace
 from ..module import Module, Parameter
@@ -151,7 +152,7 @@ class _Sequence(Function):
                 return
             first, last = (max(t - _CHUNK + 1, 0), t + 1) if self.reverse else (t, min(t + _CHUNK, time))
             rows = slice(first * batch, last * batch)
-            xp.matmul(self.xt[rows], w_ih, out=rows_out[rows])
+            dense_kernels.matmul(self.xt[rows], w_ih, out=rows_out[rows])  # a 1-feature series: outer
             if b is not None:
                 rows_out[rows] += b
         return project
@@ -191,7 +192,7 @@ class _Sequence(Function):
     def _matmul_t(self, a, b):
         """a.T @ b into a reused buffer (the weight gradients, added to .grad and dropped)."""
         xp = backend.get_array_module(a)
-        return xp.matmul(a.T, b, out=self._take(xp, (a.shape[1], b.shape[1]), b.dtype))
+        return dense_kernels.matmul(a.T, b, out=self._take(xp, (a.shape[1], b.shape[1]), b.dtype))
 
 
 class LSTMSequence(_Sequence):
