@@ -2,9 +2,10 @@
 
 A batch of one's weight gradient (x^T gy with one row), a one-output layer's input gradient
 (gy W^T with one column: a value head, a critic), a one-input layer's forward pass and a
-recurrent layer's input projection of a one-feature series are outer products. OpenBLAS (0.3.31) takes several times as long over them as over an inner dimension of
-two: 2592 x 256 from one row 0.77 ms against 0.15 ms from two, 256 x 256 from one column 76 us;
-written row by row here they take 0.08 ms and 7 us, the speed of writing the result.
+recurrent layer's input projection of a one-feature series are outer products. OpenBLAS (0.3.31)
+takes several times as long over them as over an inner dimension of two: 2592 x 256 from one row
+0.77 ms against 0.15 ms from two, 256 x 256 from one column 76 us; written row by row here they
+take 0.08 ms and 7 us, the speed of writing the result.
 """
 from __future__ import annotations
 
