@@ -32,26 +32,25 @@ def seconds(clock: str) -> int:
 
 
 def curve(path: str, target: float) -> int:
-    points = []  # (seconds of training, step, last-10 mean), in the log's order
+    points = []  # (seconds of training, the line's clock, step, last-10 mean), in the log's order
     with open(path) as f:
         for line in f:
             match = RETURNS.search(line.rstrip())
             if match:
-                points.append((seconds(match.group(3)), int(match.group(1).replace(",", "")),
-                               float(match.group(2))))
+                points.append((seconds(match.group(3)), match.group(3),
+                               int(match.group(1).replace(",", "")), float(match.group(2))))
     if not points:
         print(f"no progress lines with a last-10 mean in {path}")
         return 1
     marks = []
     for minute in range(1, points[-1][0] // 60 + 1):
-        mean = [m for t, _, m in points if t <= 60 * minute][-1:]
+        mean = [m for t, _, _, m in points if t <= 60 * minute][-1:]
         marks.append(f"{minute}:00 {mean[0]:.1f}" if mean else f"{minute}:00 -")
     print("last-10 mean at each minute of training: " + (" | ".join(marks) or "(under a minute)"))
-    reached = next(((t, step) for t, step, m in points if m >= target), None)
-    end, best = points[-1][0], max(m for _, _, m in points)
-    print(f"last-10 mean >= {target:g}: " + (f"at {reached[0] // 60}:{reached[0] % 60:02d} of training "
-                                          f"(step {reached[1]:,})" if reached else
-                                          f"not reached in {end // 60}:{end % 60:02d} (best {best:.1f})"))
+    reached = next((point for point in points if point[3] >= target), None)
+    best = max(point[3] for point in points)
+    print(f"last-10 mean >= {target:g}: " + (f"at {reached[1]} of training (step {reached[2]:,})" if reached
+                                          else f"not reached in {points[-1][1]} (best {best:.1f})"))
     return 0
 
 

@@ -152,7 +152,7 @@ def rmsprop(p, g, out, square_avg, grad_avg, lr, weight_decay, l1, alpha, eps, c
         if centered:
             mg = _normal(alpha * grad_avg[i] + keep * d)
             grad_avg[i] = mg
-            ms = max(ms - mg * mg, np.float32(0))  # rounding can push a zero variance below 0
+            ms = max(ms - mg * mg, _ZERO)  # rounding can push a zero variance below 0
         denom = np.sqrt(ms + eps) if eps_inside_sqrt else np.sqrt(ms) + eps
         _store(p, out, i, p[i] - lr * d / denom)
 
