@@ -172,11 +172,22 @@ class Linear(Function):
             else:
                 gx = dense_kernels.matmul(gy, self.w.T)
             gx = gx.reshape(self.in_shape)
-        # frozen weights: no product
-        gw = dense_kernels.matmul(self.x.T, gy) if self.inputs[1].requires_grad else None
+        gw = weight_gradient(self.inputs[1], self.x.T, gy)
         if len(self.inputs) == 3:
             return gx, gw, gy.sum(axis=0) if self.inputs[2].requires_grad else None
         return gx, gw
+
+
+def weight_gradient(w, a, b):
+    """a @ b as the gradient of `w`: added straight into a parameter's gradient (None is returned:
+    nothing is left to accumulate), returned otherwise; frozen weights get no product."""
+    if not w.requires_grad:
+        return None
+    buffer = w.gradient_buffer()
+    if buffer is None:
+        return dense_kernels.matmul(a, b)
+    dense_kernels.add_matmul(a, b, buffer)
+    return None
 
 
 def matmul(a, b): return MatMul()(a, b)

@@ -13,7 +13,7 @@ from typing import Iterator
 import numpy as np
 
 from . import backend
-from .tensor import Tensor, scope, _State
+from .tensor import Tensor, is_check_mode, scope, _State
 
 
 class Parameter(Tensor):
@@ -27,6 +27,11 @@ class Parameter(Tensor):
 
     def _accumulate(self, g) -> None:
         self.grad += g
+
+    def gradient_buffer(self):
+        """The gradient, for an op to add its part into in place (a product added by BLAS as it
+        is made, kernels/dense.add_matmul); None in check mode, where each part is checked."""
+        return None if is_check_mode() else self.grad
 
 
 @dataclass

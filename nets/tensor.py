@@ -129,6 +129,11 @@ class Tensor:
         return Tensor(self.data)
 
     # -- autodiff ------------------------------------------------------------------------
+    def gradient_buffer(self):
+        """An array an op may add this tensor's gradient into in place, or None: only a
+        Parameter's preallocated gradient is one (nets/module.py)."""
+        return None
+
     def _accumulate(self, g) -> None:
         # Out of place: `g` may be shared with another input's gradient (add returns the same array).
         self.grad = g if self.grad is None else self.grad + g

@@ -130,6 +130,38 @@ def test_linear_products_with_an_inner_dimension_of_one_are_outer_products(rng):
     np.testing.assert_array_equal(F.linear(nets.Tensor(inputs), scalar_in).data, exact(inputs, scalar_in.data))
 
 
+def test_a_weight_gradient_is_added_into_the_parameters_gradient_by_the_product(rng):
+    """Linear's weight gradient is added into the parameter's gradient by BLAS as it is made
+    (sgemm with beta = 1): what the gradient held is kept and each backward pass adds its
+    product, from every operand layout, as check mode's separate product and add give it."""
+    from nets.kernels import dense
+
+    assert dense._sgemm() is not None  # NumPy's wheels ship OpenBLAS: the fast path is taken here
+    x = rng.standard_normal((24, 300)).astype(np.float32)
+    gy = rng.standard_normal((24, 200)).astype(np.float32)
+    w = nets.Parameter(rng.standard_normal((300, 200)).astype(np.float32))
+    w.grad[...] = 1.5
+    for _ in range(2):
+        F.linear(nets.Tensor(x), w).backward(gy)
+    expected = 1.5 + 2 * (x.astype(np.float64).T @ gy)
+    np.testing.assert_allclose(w.grad, expected, rtol=1e-5, atol=1e-4)
+    checked = nets.Parameter(w.data.copy())
+    checked.grad[...] = 1.5
+    with nets.check_mode():
+        for _ in range(2):
+            F.linear(nets.Tensor(x), checked).backward(gy)
+    np.testing.assert_allclose(w.grad, checked.grad, rtol=1e-5, atol=1e-4)
+
+    start = rng.standard_normal((300, 200)).astype(np.float32)
+    wide = rng.standard_normal((24, 600)).astype(np.float32)
+    operands = {"rows": (np.ascontiguousarray(x.T), gy), "transposed": (x.T, np.ascontiguousarray(gy.T).T),
+                "strided": (wide[:, ::2].T, gy[::-1]), "one inner": (x.T[:, :1], gy[:1]),
+                "float64": (x.T.astype(np.float64), gy.astype(np.float64))}
+    for name, (a, b) in operands.items():
+        into = start.copy()
+        dense.add_matmul(a, b, into)
+        np.testing.assert_allclose(into, start + a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4, err_msg=name)
+
 # -- shape ops -----------------------------------------------------------------------------------
 def test_reshape_and_flatten(rng):
     x = t64(rng, 2, 3, 4)
