@@ -25,6 +25,7 @@ from numba import njit
 from .. import backend
 
 _SGEMM_FROM = 1 << 14  # a ctypes call costs ~5 us; below this many outputs NumPy's add is cheaper
+_ROW_MAJOR, _AS_IS, _TRANSPOSED = 101, 111, 112  # CBLAS's enums
 
 
 @njit(cache=True, nogil=True)
@@ -66,19 +67,19 @@ def add_matmul(a, b, into) -> None:
     else:
         transpose_a, a, lda = _operand(a)
         transpose_b, b, ldb = _operand(b)
-        _sgemm()(101, transpose_a, transpose_b, *into.shape, a.shape[1], 1.0, a.ctypes.data, lda,
+        _sgemm()(_ROW_MAJOR, transpose_a, transpose_b, *into.shape, a.shape[1], 1.0, a.ctypes.data, lda,
                  b.ctypes.data, ldb, 1.0, into.ctypes.data, into.strides[0] // 4)
 
 
 def _operand(x):
-    """How cblas reads `x` (row-major 101): (111 as it is or 112 transposed, x, leading dimension);
+    """How sgemm reads the float32 matrix `x`: (as it is or transposed, x, leading dimension);
     an array with no unit stride is copied first."""
     if x.strides[1] == 4 and x.strides[0] >= 4 * max(1, x.shape[1]):
-        return 111, x, x.strides[0] // 4
+        return _AS_IS, x, x.strides[0] // 4
     if x.strides[0] == 4 and x.strides[1] >= 4 * max(1, x.shape[0]):
-        return 112, x, x.strides[1] // 4
+        return _TRANSPOSED, x, x.strides[1] // 4
     x = np.ascontiguousarray(x)
-    return 111, x, max(1, x.shape[1])
+    return _AS_IS, x, max(1, x.shape[1])
 
 
 @functools.cache
@@ -108,5 +109,5 @@ def _reproduces_numpy(sgemm) -> bool:
     a = np.arange(6, dtype=np.float32).reshape(2, 3)
     b = np.arange(12, dtype=np.float32).reshape(3, 4)
     into = np.ones((2, 4), np.float32)
-    sgemm(101, 111, 111, 2, 4, 3, 1.0, a.ctypes.data, 3, b.ctypes.data, 4, 1.0, into.ctypes.data, 4)
+    sgemm(_ROW_MAJOR, _AS_IS, _AS_IS, 2, 4, 3, 1.0, a.ctypes.data, 3, b.ctypes.data, 4, 1.0, into.ctypes.data, 4)
     return bool(np.array_equal(into, a @ b + 1))
