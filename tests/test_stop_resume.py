@@ -242,3 +242,16 @@ def test_ctrl_c_while_the_run_starts_is_one_line_and_leaves_no_process(tmp_path,
             return
         time.sleep(0.2)
     pytest.fail("processes of the run are still alive 10 s after it stopped")
+
+
+def test_ctrl_c_inside_an_exec_while_the_commands_import_still_exits_130(tmp_path):
+    """A Ctrl-C that lands in an exec() (dataclasses and namedtuples are made so at import)
+    marks the interrupt unhandled in CPython even once caught, and `python -m` then died by
+    SIGINT after printing 'interrupted' (the boundary case of the test above, 1 run in 8)."""
+    (tmp_path / "interrupted_cli.py").write_text(
+        "import sys\nfrom workbench import cli\n"
+        "cli.build_parser = lambda: exec('raise KeyboardInterrupt')\n"
+        "sys.exit(cli.main([]))\n")
+    proc = subprocess.run([sys.executable, "-m", "interrupted_cli"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr

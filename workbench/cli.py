@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        # A Ctrl-C that lands inside an exec() (a namedtuple or dataclass made while the commands
+        # import) leaves CPython marking the interrupt unhandled, and `python -m` then ends by
+        # SIGINT instead of exiting 130, caught or not; an exec that ends normally clears the mark.
+        exec("")
         return 130
 
 
