@@ -84,12 +84,11 @@ def _operand(x):
 
 @functools.cache
 def _sgemm():
-    """NumPy's OpenBLAS cblas_sgemm, or None where NumPy uses another BLAS. The symbols of the
-    wheels' scipy-openblas builds (64-bit or 32-bit integers); a call that does not reproduce
-    NumPy's product on a small case is not used."""
-    for library in threadpoolctl.threadpool_info():
-        if library["internal_api"] != "openblas":
-            continue
+    """cblas_sgemm of an OpenBLAS loaded in this process (NumPy's first), or None where none is.
+    The symbols of the wheels' scipy-openblas builds (64-bit or 32-bit integers); a call that does
+    not reproduce NumPy's product on a small case is not used."""
+    libraries = [lib for lib in threadpoolctl.threadpool_info() if lib["internal_api"] == "openblas"]
+    for library in sorted(libraries, key=lambda lib: "numpy" not in lib["filepath"]):  # NumPy's first
         blas = ctypes.CDLL(library["filepath"])
         for name, integer in (("scipy_cblas_sgemm64_", ctypes.c_int64), ("cblas_sgemm64_", ctypes.c_int64),
                               ("scipy_cblas_sgemm", ctypes.c_int)):
