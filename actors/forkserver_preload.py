@@ -9,4 +9,5 @@ from actors.local import killed_with_parent
 
 for _signal in (signal.SIGINT, signal.SIGTERM):
     signal.signal(_signal, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})  # blocked until now: local.py
 killed_with_parent()

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 
 import multiprocess as mp
-from multiprocess import connection, forkserver
+from multiprocess import connection, forkserver, resource_tracker
 
 from agents import Gradient, Rollout, agent_class
 from nets import threads
@@ -89,20 +89,18 @@ def killed_with_parent() -> None:
 
 
 def _start_fork_server() -> None:
-    """Start the fork server (if it is not running) with SIGINT and SIGTERM ignored from its first
-    instruction: an ignored disposition survives the exec (a blocked mask does not), so a Ctrl-C
-    during its second of imports, before its preload ignores them, cannot kill it and the
-    learner's start with it. This process ignores them only for the fork and exec: the server's
-    start does not wait for its imports. Only the main thread can set handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        forkserver.ensure_running()
-        return
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    """Start the fork server (if it is not running) with SIGINT and SIGTERM blocked from its first
+    instruction: a blocked mask survives the fork and exec, so a Ctrl-C during its second of
+    imports, before its preload ignores them, cannot kill it and the learner's start with it.
+    This thread blocks them only for the spawn, and a Ctrl-C sent meanwhile reaches the learner
+    when it ends (ignoring them here instead lost it: the run went on). The resource tracker is
+    started first, as its own start unblocks them."""
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         forkserver.ensure_running()
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def describe_exit(code: int) -> str:

@@ -255,3 +255,28 @@ def test_ctrl_c_inside_an_exec_while_the_commands_import_still_exits_130(tmp_pat
     proc = subprocess.run([sys.executable, "-m", "interrupted_cli"], cwd=tmp_path, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr
+
+
+def test_ctrl_c_wrapped_in_another_error_while_the_commands_import_is_one_line(monkeypatch, capsys):
+    """Python 3.11 turns a KeyboardInterrupt inside a dataclass's making into a RuntimeError, and a
+    cut-short import can fail again while that is handled: both are 'interrupted', exit 130;
+    an error with no Ctrl-C behind it still shows its traceback."""
+    def dataclass_cut_short():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as error:
+            raise RuntimeError("Error calling __set_name__ on 'Field' instance") from error
+
+    def import_failing_while_interrupted():
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ModuleNotFoundError("No module named 'version'")
+
+    for build in (dataclass_cut_short, import_failing_while_interrupted):
+        monkeypatch.setattr(cli, "build_parser", build)
+        assert cli.main([]) == 130
+        assert capsys.readouterr().err.strip() == "interrupted"
+    monkeypatch.setattr(cli, "build_parser", lambda: int("not a number"))
+    with pytest.raises(ValueError):
+        cli.main([])

@@ -24,6 +24,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(error: BaseException | None) -> bool:
+    """Whether a Ctrl-C is behind `error`: Python 3.11 wraps a KeyboardInterrupt raised while a
+    dataclass is made (its fields' __set_name__) in a RuntimeError, and an import cut short by one
+    can fail again, with another error, while it is handled."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):  # progress lines reach a pipe or log file as they come
         sys.stdout.reconfigure(line_buffering=True)
@@ -34,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         return args.run(args) or 0
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as error:
+        if not _interrupted(error):
+            raise
         print("interrupted", file=sys.stderr)
         # A Ctrl-C that lands inside an exec() (a namedtuple or dataclass made while the commands
         # import) leaves CPython marking the interrupt unhandled, and `python -m` then ends by
