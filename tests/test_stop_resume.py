@@ -222,8 +222,9 @@ def test_stopped_mid_epoch_and_resumed_it_ends_as_an_uninterrupted_run(tmp_path,
 def test_ctrl_c_while_the_run_starts_is_one_line_and_leaves_no_process(tmp_path, delay):
     """Ctrl-C reaches the whole process group: while the commands import (the learner's first
     fraction of a second) it is 'interrupted' (exit 130, no run); while the fork server imports
-    (it starts with the signals ignored, so it survives) and the actors start, the run stops at
-    step 0 with its line (exit 0). Never a traceback, never a process left."""
+    (it starts with the signals blocked, so it survives) and the actors start, the run stops at
+    step 0 with its line (exit 0). Never a traceback, never a process left, never a Ctrl-C lost
+    (the run going on to its end)."""
     proc = subprocess.Popen([*WORKBENCH, "train", "--env", "CartPole-v1", "--actors", "2", "--steps", "300000",
                              "--logdir", str(tmp_path), "--name", "r"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
