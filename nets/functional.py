@@ -172,13 +172,13 @@ class Linear(Function):
             else:
                 gx = dense_kernels.matmul(gy, self.w.T)
             gx = gx.reshape(self.in_shape)
-        gw = weight_gradient(self.inputs[1], self.x.T, gy)
+        gw = _weight_gradient(self.inputs[1], self.x.T, gy)
         if len(self.inputs) == 3:
             return gx, gw, gy.sum(axis=0) if self.inputs[2].requires_grad else None
         return gx, gw
 
 
-def weight_gradient(w, a, b):
+def _weight_gradient(w, a, b):
     """a @ b as the gradient of `w`: added straight into a parameter's gradient (None is returned:
     nothing is left to accumulate), returned otherwise; frozen weights get no product."""
     if not w.requires_grad:
