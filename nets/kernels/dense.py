@@ -62,7 +62,8 @@ def add_matmul(a, b, into) -> None:
         into += xp.matmul(a, b)
     elif a.shape[1] == 1:
         _outer_add(a[:, 0], b[0], into)
-    elif into.size < _SGEMM_FROM or not a.shape[1] or into.strides[1] != 4 or _sgemm() is None:
+    elif (into.size < _SGEMM_FROM or not a.shape[1] or into.strides[1] != 4
+          or into.strides[0] < 4 * into.shape[1] or _sgemm() is None):
         into += a @ b
     else:
         transpose_a, a, lda = _operand(a)
