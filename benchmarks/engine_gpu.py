@@ -9,6 +9,11 @@ gradient step on the Nature net (engine.py's: online and target nets, batch 32 c
 memory as a replay memory gives it, Adam, clipping; issue 35's target 1.5 ms). Every step ends
 with a device synchronisation, so a step's wall time is its time on the GPU plus whatever launch
 overhead the GPU waited on; small nets are bound by that overhead.
+
+The cases marked "graph" are the same steps with the gradient computation (zeroing, forward,
+loss, backward) replayed as one CUDA graph (nets.CapturedGradients) and the optimizer step after
+it, against the same eager PyTorch step. A graph that could not be captured falls back to eager
+calls with a RuntimeWarning in the log, and its figure is then the eager one.
 """
 from __future__ import annotations
 
@@ -39,29 +44,34 @@ def _torch_cuda():
 
 
 # -- workbench on the GPU -----------------------------------------------------------------------
-def workbench_a3c(batch: int):
+def _train_step(model, optimizer, loss_fn, inputs, graph: bool):
+    """Gradients of loss_fn(*inputs), then the optimizer's step; the gradients replayed as one CUDA
+    graph with `graph`."""
+    gradients = nets.CapturedGradients(model, loss_fn, capture=graph)
+    while graph and not gradients.replaying and gradients.eager_reason is None:
+        gradients(*inputs)  # warm-up, capture and checks, none of them timed
+
+    def step():
+        gradients(*inputs)
+        optimizer.step()
+    return _synced(step, _gpu_sync())
+
+
+def workbench_a3c(batch: int, graph: bool = False):
     def setup():
         from engine import RMSPROP, AtariNet, _data, a3c_loss
         nets.seed(0)
         model = AtariNet().to("gpu")
-        optimizer = nets.optim.RMSProp(model, **RMSPROP)
-        frames, actions, returns = (backend.to_device(a, "gpu") for a in _data(batch))
 
-        def step():
-            optimizer.zero_grad()
-            logits, value = model(frames)
-            a3c_loss(logits, value, actions, returns).backward()
-            optimizer.step()
-        return _synced(step, _gpu_sync())
+        def loss(frames, actions, returns):
+            return a3c_loss(*model(frames), actions, returns)
+        data = [backend.to_device(a, "gpu") for a in _data(batch)]
+        return _train_step(model, nets.optim.RMSProp(model, **RMSPROP), loss, data, graph)
     return setup
 
 
-def _classifier_step(model, optimizer, x, y, sync):
-    def step():
-        optimizer.zero_grad()
-        F.softmax_cross_entropy(model(x), y).backward()
-        optimizer.step()
-    return _synced(step, sync)
+def _classifier_step(model, optimizer, x, y, graph):
+    return _train_step(model, optimizer, lambda x, y: F.softmax_cross_entropy(model(x), y), (x, y), graph)
 
 
 def _mnist_batch(batch: int, images: bool):
@@ -70,19 +80,19 @@ def _mnist_batch(batch: int, images: bool):
     return x, rng.integers(0, 10, batch)
 
 
-def workbench_cnn():
+def workbench_cnn(graph: bool = False):
     from workbench.recipes.mnist import LeNet
     nets.seed(0)
     model = LeNet(dropout=0.0).to("gpu")
     x, y = (backend.to_device(a, "gpu") for a in _mnist_batch(256, images=True))
-    return _classifier_step(model, nets.optim.SGD(model, lr=0.01), x, y, _gpu_sync())
+    return _classifier_step(model, nets.optim.SGD(model, lr=0.01), x, y, graph)
 
 
-def workbench_mlp():
+def workbench_mlp(graph: bool = False):
     nets.seed(0)
     model = nets.Sequential(nets.Linear(784, 800), F.relu, nets.Linear(800, 10)).to("gpu")
     x, y = (backend.to_device(a, "gpu") for a in _mnist_batch(128, images=False))
-    return _classifier_step(model, nets.optim.SGD(model, lr=0.01), x, y, _gpu_sync())
+    return _classifier_step(model, nets.optim.SGD(model, lr=0.01), x, y, graph)
 
 
 def _char_data():
@@ -101,11 +111,11 @@ class CharLSTM(nets.Module):
         return self.head(self.rnn(x)[0])
 
 
-def workbench_char_lstm():
+def workbench_char_lstm(graph: bool = False):
     nets.seed(0)
     model = CharLSTM().to("gpu")
     x, y = (backend.to_device(a, "gpu") for a in _char_data())
-    return _classifier_step(model, nets.optim.Adam(model, lr=2e-3), x, y, _gpu_sync())
+    return _classifier_step(model, nets.optim.Adam(model, lr=2e-3), x, y, graph)
 
 
 def workbench_dqn():
@@ -203,6 +213,16 @@ def cases() -> list[Case]:
              torch_char_lstm if peer else None, repeats=40),
         Case("dqn step b=32 (nature, online+target)", workbench_dqn, torch_dqn if peer else None,
              repeats=200),
+        Case("graph: a3c atari train b=20", workbench_a3c(20, graph=True), torch_a3c(20) if peer else None,
+             repeats=200),
+        Case("graph: a3c atari train b=128", workbench_a3c(128, graph=True), torch_a3c(128) if peer else None,
+             repeats=200),
+        Case("graph: mnist cnn train b=256", lambda: workbench_cnn(graph=True), torch_cnn if peer else None,
+             repeats=200),
+        Case("graph: mnist mlp train b=128", lambda: workbench_mlp(graph=True), torch_mlp if peer else None,
+             repeats=200),
+        Case(f"graph: char-lstm train h={HIDDEN} b={BATCH} t={TIME}", lambda: workbench_char_lstm(graph=True),
+             torch_char_lstm if peer else None, repeats=40),
     ]
 
 

@@ -14,6 +14,7 @@ from .layers import (NTM, ConvTranspose2D, DenseBlock, DenseNet, DenseTransition
                      DynamicMemoryNetwork, MemoryNetwork, ResidualBlock, ResNet, SpatialTransformer,
                      Upsample)
 from . import sampling
+from .capture import CapturedGradients
 from .module import FlatParameters, Module, Parameter, Sequential
 from .rng import seed
 from .tensor import (Function, NonFiniteError, Tensor, check_mode, is_check_mode, is_grad_enabled,
@@ -23,7 +24,7 @@ F = functional
 
 __all__ = [
     "F", "backend", "checkpoint", "functional", "init", "optim", "threads", "gpu_available",
-    "to_device",
+    "to_device", "CapturedGradients",
     "Dense", "Linear", "AvgPool2D", "BatchNorm", "Conv2D", "Dropout",
     "Embedding", "Flatten", "GlobalAvgPool", "MaxPool2D",
     "FlatParameters", "Module", "Parameter", "Sequential", "seed", "Function", "NonFiniteError",

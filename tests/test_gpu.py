@@ -223,6 +223,94 @@ def test_gpu_embedding_scatter_add_accumulates_repeats(rng):
 
 
 # -- the GPU learner ----------------------------------------------------------------------------
+class _CharLSTM(nets.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn = nets.LSTM(7, 16)
+        self.head = nets.Linear(16, 7)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0])
+
+
+def _images(rng):
+    return rng.random((8, 1, 12, 12), dtype=np.float32), rng.integers(0, 5, 8)
+
+
+# name -> (model factory, batch(rng) -> (inputs, labels) as host arrays)
+CAPTURED = {
+    "mlp": (lambda: nets.Sequential(nets.Linear(20, 32, activation="relu"), nets.Linear(32, 5)),
+            lambda rng: (rng.standard_normal((16, 20), dtype=np.float32), rng.integers(0, 5, 16))),
+    "cnn-batch-norm": (lambda: nets.Sequential(nets.Conv2D(1, 4, 3, activation="relu"), nets.BatchNorm(4),
+                                               nets.MaxPool2D(2), nets.Flatten(), nets.Linear(100, 5)),
+                       _images),
+    "lstm": (_CharLSTM, lambda rng: (np.eye(7, dtype=np.float32)[rng.integers(0, 7, (4, 6))],
+                                     rng.integers(0, 7, (4, 6)))),
+}
+
+
+def _cross_entropy(model, x, y):
+    return F.softmax_cross_entropy(model(x), y)
+
+
+def _classifier_gradients(name, capture, loss_fn=_cross_entropy, device="gpu"):
+    nets.seed(0)
+    model = CAPTURED[name][0]().to(device)
+    return model, nets.CapturedGradients(model, lambda x, y: loss_fn(model, x, y), capture=capture)
+
+
+def _compare_captured(name, device):
+    """Five calls on new batches, an SGD step after each: the captured gradients (replayed from
+    the fourth call on, on a GPU) are the eager ones, and nothing fell back (a fall-back warns)."""
+    import warnings
+
+    (model, captured), (reference, eager) = (_classifier_gradients(name, capture, device=device)
+                                             for capture in (True, False))
+    optimizers = [nets.optim.SGD(m, lr=0.1) for m in (model, reference)]
+    rng = np.random.default_rng(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in range(5):
+            x, y = CAPTURED[name][1](rng)
+            got, want = captured(x, y)[0], eager(x, y)[0]
+            np.testing.assert_allclose(backend.to_host(got), backend.to_host(want), **TOLERANCE)
+            np.testing.assert_allclose(backend.to_host(model.flat().grad), backend.to_host(reference.flat().grad),
+                                       **TOLERANCE, err_msg=f"call {call}")
+            for optimizer in optimizers:
+                optimizer.step()
+    return captured
+
+
+@pytest.mark.parametrize("name", CAPTURED)
+def test_captured_gradients_harness_runs_on_the_cpu(name):
+    assert _compare_captured(name, "cpu").eager_reason == "no GPU"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", CAPTURED)
+def test_captured_gradients_on_the_gpu_are_the_eager_ones_call_after_call(name):
+    captured = _compare_captured(name, "gpu")
+    assert captured.replaying and captured.eager_reason is None
+
+
+@pytest.mark.gpu
+def test_a_host_read_inside_the_loss_falls_back_to_eager_calls_on_the_gpu():
+    def loss_with_a_host_read(model, x, y):
+        loss = F.softmax_cross_entropy(model(x), y)
+        assert float(loss.data) > 0  # a device-to-host copy: stream capture refuses it
+        return loss
+
+    model, captured = _classifier_gradients("mlp", True, loss_with_a_host_read)
+    reference, eager = _classifier_gradients("mlp", False)
+    rng = np.random.default_rng(1)
+    with pytest.warns(RuntimeWarning, match="capture failed"):
+        for _ in range(3):
+            x, y = CAPTURED["mlp"][1](rng)
+            np.testing.assert_allclose(backend.to_host(captured(x, y)[0]), backend.to_host(eager(x, y)[0]),
+                                       **TOLERANCE)
+    assert captured.eager_reason.startswith("capture failed") and not captured.replaying
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("agent", ["a3c", "a3c-lstm", "nstep-q", "reinforce"])
 def test_gpu_learner_update_matches_cpu(agent):

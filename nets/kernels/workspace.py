@@ -7,6 +7,7 @@ op saved for backward) refers to it, so reuse can never overwrite live data.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections import OrderedDict
@@ -16,6 +17,7 @@ MAX_PER_KEY = 4  # buffers kept per kind; beyond that, buffers are plain allocat
 
 _pool: "OrderedDict[tuple, list]" = OrderedDict()
 _lock = threading.Lock()
+_unpooled = 0  # > 0 inside `unpooled()`
 
 
 def _refcount_when_free() -> int:
@@ -32,6 +34,8 @@ _FREE_REFCOUNT = _refcount_when_free()
 
 def take(xp, shape, dtype):
     """An uninitialised array of `shape` and `dtype` on xp's device that nobody else uses."""
+    if _unpooled:
+        return xp.empty(shape, dtype=dtype)
     key = (tuple(shape), xp.dtype(dtype).str, xp.__name__)
     with _lock:
         buffers = _pool.get(key)
@@ -54,3 +58,18 @@ def clear() -> None:
     """Drop every pooled buffer (memory is returned once no op holds them)."""
     with _lock:
         _pool.clear()
+
+
+@contextlib.contextmanager
+def unpooled():
+    """Inside, `take` hands out plain new arrays and keeps none: a CUDA graph captured here keeps
+    its scratch to itself, where a pooled buffer would be written by every replay while an eager
+    op might hold it (nets/capture.py)."""
+    global _unpooled
+    with _lock:
+        _unpooled += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _unpooled -= 1
