@@ -146,28 +146,20 @@ class Linear(Function):
         self.in_shape = x.shape
         self.x = x.reshape(-1, x.shape[-1])
         self.w = w
-        y = dense_kernels.matmul(self.x, w)
-        if b is not None:
-            y += b
-        if self.activation == "relu":
-            self.y = _xp(y).maximum(y, 0, out=y)
-        elif self.activation == "tanh":
-            self.y = _xp(y).tanh(y, out=y)
+        y = dense_kernels.bias_activation(dense_kernels.matmul(self.x, w), b, self.activation)
+        self.y = y if self.activation else None
         return y.reshape(*x.shape[:-1], w.shape[1])
 
     def backward(self, gy):
-        gy = gy.reshape(-1, gy.shape[-1])
-        if self.activation == "relu":
-            gy = gy * (self.y > 0)
-        elif self.activation == "tanh":
-            gy = gy * (1 - self.y * self.y)
+        gy = dense_kernels.activation_gradient(gy.reshape(-1, gy.shape[-1]), self.y, self.activation)
         gx = None
         if self.inputs[0].requires_grad:
             # (W gy^T)^T, not gy W^T: OpenBLAS multiplies by a transposed right operand slowly,
             # and this order took 0.55-0.7x the time on batches of 5 to 32 rows, 0.8-0.9x on 64
             # to 128, the same on 256 (five layer shapes from 256x256 to 3136x512, 1 and 2
-            # threads); small layers keep the plain order, their products cost next to nothing
-            if gy.shape[0] < 256 and self.w.size >= 1 << 16:
+            # threads); small layers keep the plain order, their products cost next to nothing,
+            # and so does the GPU, where reshaping the transposed result would copy it
+            if gy.shape[0] < 256 and self.w.size >= 1 << 16 and _xp(gy) is np:
                 gx = dense_kernels.matmul(self.w, gy.T).T
             else:
                 gx = dense_kernels.matmul(gy, self.w.T)

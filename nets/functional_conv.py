@@ -24,6 +24,7 @@ import numpy as np
 from . import backend
 from .kernels import conv as patches_kernels
 from .kernels import conv_blocks as blocks_kernels
+from .kernels import dense as dense_kernels
 from .kernels import parallel, workspace
 from .tensor import Function, Tensor, is_grad_enabled
 
@@ -171,11 +172,8 @@ class Conv2DPatches(_Conv2D):
                 patches = cols[r0:r1] if keep else scratch[:r1 - r0]
                 self._patches(x, patches, n0, n1)
                 rows = out_rows[r0:r1]
-                xp.matmul(patches, self.wmat.T, out=rows)
-                if b is not None:
-                    rows += b
-                if self.relu:
-                    xp.maximum(rows, 0, out=rows)
+                dense_kernels.matmul(patches, self.wmat.T, out=rows)
+                dense_kernels.bias_activation(rows, b, "relu" if self.relu else None)
 
         self._map(work)
         self.cols = cols
@@ -183,10 +181,10 @@ class Conv2DPatches(_Conv2D):
     def _backward(self, gy, need_x, need_w, need_b):
         xp, o = _xp(gy), self.w_shape[0]
         if self.relu:
-            gy = gy * (self.y > 0)
+            gy = dense_kernels.activation_gradient(gy, self.y, "relu")
         gy_rows = gy.transpose(0, 2, 3, 1).reshape(-1, o)  # a view for channels-last gy
         rebuild = need_w and self.cols is None
-        gw_mat = gy_rows.T @ self.cols if need_w and not rebuild else None
+        gw_mat = dense_kernels.matmul(gy_rows.T, self.cols) if need_w and not rebuild else None
         gx = empty_images(xp, self.x.shape, gy.dtype, self.channels_last) if need_x else None
 
         def work(spans):  # this group's share of the weight gradient when it is rebuilt
@@ -198,7 +196,7 @@ class Conv2DPatches(_Conv2D):
                     part = gy_rows[r0:r1].T @ rows
                     gw_part = part if gw_part is None else xp.add(gw_part, part, out=gw_part)
                 if need_x:  # patch gradients, summed back onto the pixels they came from
-                    xp.matmul(gy_rows[r0:r1], self.wmat, out=rows)
+                    dense_kernels.matmul(gy_rows[r0:r1], self.wmat, out=rows)
                     patches_kernels.col2im(rows, gx[n0:n1], self.kernel, self.stride, self.padding,
                                            self.channels_last)
             return gw_part

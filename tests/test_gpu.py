@@ -187,6 +187,106 @@ def test_gpu_optimizer_kernel_matches_cpu(rule, out_of_place):
         np.testing.assert_allclose(gpu_state[name], vector, rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def _column_major(x, rows, cols, ld):
+    """The (rows, cols) column-major matrix with leading dimension ld that cuBLAS reads at x's
+    first element."""
+    return np.lib.stride_tricks.as_strided(x, shape=(rows, cols), strides=(4, 4 * ld))
+
+
+def _sgemm_as_cublas_would(a, b, out, add):
+    """out (+)= a @ b as sgemm computes it from blas_gpu.gemm_arguments, on host memory."""
+    from nets.kernels import blas_gpu
+    op_b, op_a, n, m, k, ldb, lda, ldo = blas_gpu.gemm_arguments(a, b, out)
+    b_op = _column_major(b, k, n, ldb).T if op_b else _column_major(b, n, k, ldb)  # (n, k)
+    a_op = _column_major(a, m, k, lda).T if op_a else _column_major(a, k, m, lda)  # (k, m)
+    c = _column_major(out, n, m, ldo)
+    c[...] = b_op @ a_op + (c if add else 0)
+
+
+def _same(x):
+    return x
+
+
+def _transposed(x):
+    return x.T
+
+
+# name -> (a's base shape, a = view(base), b's base shape, b = view(base)): a (6, 4) or (6, 1)
+PRODUCT_OPERANDS = {
+    "row-major": ((6, 4), _same, (4, 5), _same),
+    "a transposed": ((4, 6), _transposed, (4, 5), _same),
+    "b transposed": ((6, 4), _same, (5, 4), _transposed),
+    "both transposed, rows apart": ((4, 6), _transposed, (6, 9), lambda x: x[:4, :5]),
+    "a's rows apart": ((6, 9), lambda x: x[:, 2:6], (4, 5), _same),
+    "one row": ((1, 4), _same, (4, 5), _same),
+    "inner dimension 1": ((1, 6), _transposed, (1, 5), _same),
+}
+
+
+def _product_cases(rng, xp):
+    """(name, add, a, b, out) for every PRODUCT_OPERANDS entry, writing and adding, into a
+    row-major output with and without rows apart; the same values on either array module."""
+    def floats(*shape):
+        return xp.asarray(rng.standard_normal(shape).astype(np.float32))
+
+    for name, (a_shape, a_view, b_shape, b_view) in PRODUCT_OPERANDS.items():
+        for add, apart in ((False, False), (True, False), (False, True), (True, True)):
+            a, b = a_view(floats(*a_shape)), b_view(floats(*b_shape))
+            out = floats(a.shape[0], b.shape[1] + 3 * apart)[:, :b.shape[1]]
+            yield f"{name}, add={add}, out rows apart={apart}", add, a, b, out
+
+
+def test_gemm_arguments_describe_each_operand_as_cublas_reads_it(rng):
+    """The GPU product's arguments, checked on the CPU by reading host memory the way sgemm
+    reads device memory: row-major operands, transposed views (a weight gradient's x^T), rows
+    further apart than their length, and a row-major output, written or added into."""
+    from nets.kernels import blas_gpu
+
+    for name, add, a, b, out in _product_cases(rng, np):
+        want = a @ b + (out if add else 0)
+        _sgemm_as_cublas_would(a, b, out, add)
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5, err_msg=name)
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
+    out = np.empty((3, 2), np.float32)
+    assert blas_gpu.gemm_arguments(np.broadcast_to(a[:1], (3, 4)), b, out) is None
+    assert blas_gpu.gemm_arguments(a, b, out.T.copy().T) is None  # cuBLAS writes a row-major output here
+    assert blas_gpu.gemm_arguments(a.astype(np.float64), b, out) is None
+    assert blas_gpu.gemm_arguments(np.ones((3, 8), np.float32)[:, ::2], b, out) is None
+
+
+@pytest.mark.gpu
+def test_gpu_products_match_numpy(rng):
+    """blas_gpu.matmul, writing and adding, on every operand layout of the CPU check above, and
+    a broadcast operand (which goes to cupy.matmul)."""
+    from nets.kernels import blas_gpu
+
+    cp = backend.cupy_module()
+    for name, add, a, b, out in _product_cases(rng, cp):
+        want = backend.to_host(a) @ backend.to_host(b) + (backend.to_host(out) if add else 0)
+        blas_gpu.matmul(a, b, out, add=add)
+        np.testing.assert_allclose(backend.to_host(out), want, **TOLERANCE, err_msg=name)
+    a, b = cp.broadcast_to(cp.arange(4, dtype=cp.float32), (3, 4)), cp.ones((4, 2), cp.float32)
+    out = cp.zeros((3, 2), cp.float32)
+    blas_gpu.matmul(a, b, out, add=True)
+    np.testing.assert_allclose(backend.to_host(out), np.full((3, 2), 6, np.float32))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_gpu_bias_activation_and_its_gradient_match_the_cpu(rng, activation):
+    from nets.kernels import dense as dense_kernels
+
+    y, b, gy = (rng.standard_normal(shape).astype(np.float32) for shape in ((5, 7), (7,), (5, 7)))
+    for bias in (b, None):
+        want = dense_kernels.bias_activation(y.copy(), bias, activation)
+        got = dense_kernels.bias_activation(backend.to_device(y, "gpu"), backend.to_device(bias, "gpu")
+                                            if bias is not None else None, activation)
+        np.testing.assert_allclose(backend.to_host(got), want, **TOLERANCE)
+        grad = dense_kernels.activation_gradient(backend.to_device(gy, "gpu"), got, activation)
+        np.testing.assert_allclose(backend.to_host(grad), dense_kernels.activation_gradient(gy, want, activation),
+                                   **TOLERANCE)
+
+
 @pytest.mark.gpu
 def test_gpu_sum_of_squares_and_clipping_match_cpu(rng):
     x = rng.standard_normal(100_003).astype(np.float32)

@@ -1,9 +1,11 @@
-"""One cuBLAS product called directly, for the per-step products of the recurrent loops.
+"""One cuBLAS product called directly: the recurrent loops' per-step products and the dense
+layers' (kernels/dense.py).
 
 CuPy's matmul spends about 20 us of Python and argument checks per call: a char-level LSTM step
 makes two products, each under 10 us of GPU work, so that overhead was most of a step. Here a
-product of row-major 2-D float32 arrays with contiguous rows is one sgemm on CuPy's handle and
-current stream; anything else goes to cupy.matmul.
+product of 2-D float32 matrices, each with contiguous rows or columns (a transposed view), into a
+row-major output is one sgemm on CuPy's handle and current stream, writing or adding (a weight
+gradient goes straight into the parameter's); anything else goes to cupy.matmul.
 """
 from __future__ import annotations
 
@@ -24,27 +26,54 @@ def _cublas():
     return cublas
 
 
-def _rows(x) -> int | None:
-    """The leading dimension of a row-major float32 matrix with contiguous rows, else None."""
-    if x.ndim != 2 or x.dtype != np.float32 or x.strides[1] != 4 or x.strides[0] % 4:
+def _operand(x) -> tuple[bool, int] | None:
+    """(transposed, leading dimension) of a float32 matrix whose rows are contiguous and apart
+    (row-major) or whose columns are (a transposed view of a row-major one), else None: a
+    broadcast operand's rows overlap, which no leading dimension describes."""
+    if x.ndim != 2 or x.dtype != np.float32 or x.strides[0] % 4 or x.strides[1] % 4:
         return None
-    return max(x.strides[0] // 4, x.shape[1], 1)
+    (rows, cols), (row_step, col_step) = x.shape, (x.strides[0] // 4, x.strides[1] // 4)
+    if col_step == 1 and (rows == 1 or row_step >= cols):
+        return False, max(row_step if rows > 1 else cols, 1)
+    if row_step == 1 and (cols == 1 or col_step >= rows):
+        return True, max(col_step if cols > 1 else rows, 1)
+    return None
 
 
-def matmul(a, b, out) -> None:
-    """out = a @ b on the GPU."""
-    lda, ldb, ldo = _rows(a), _rows(b), _rows(out)
-    if None in (lda, ldb, ldo):
-        backend.cupy_module().matmul(a, b, out=out)
-        return
+def gemm_arguments(a, b, out) -> tuple | None:
+    """sgemm's (op on b, op on a, n, m, k, ldb, lda, ldo) for out = a @ b, or None where an
+    operand has neither contiguous rows nor contiguous columns, or `out` is not row-major.
+
+    cuBLAS is column-major, and a row-major matrix is its transpose there: row-major out = a @ b
+    is column-major out^T = b^T a^T, so b comes first. A row-major operand is already that
+    transpose (no op); a transposed view is the matrix itself, column-major (op T)."""
+    la, lb, lo = _operand(a), _operand(b), _operand(out)
+    if None in (la, lb, lo) or lo[0]:
+        return None
     (m, k), n = a.shape, b.shape[1]
-    if not (m and n and k):
-        out[...] = 0
+    return lb[0], la[0], n, m, k, lb[1], la[1], lo[1]
+
+
+def matmul(a, b, out, add: bool = False) -> None:
+    """out = a @ b on the GPU, or out += a @ b with `add` (cuBLAS's beta = 1: no second pass)."""
+    arguments = gemm_arguments(a, b, out)
+    cp = backend.cupy_module()
+    if arguments is None:
+        if add:
+            out += cp.matmul(a, b)
+        else:
+            cp.matmul(a, b, out=out)
         return
-    cp, cublas = backend.cupy_module(), _cublas()
+    op_b, op_a, n, m, k, ldb, lda, ldo = arguments
+    if not (m and n and k):
+        if not add:
+            out[...] = 0
+        return
+    cublas = _cublas()
     handle = cp.cuda.device.get_cublas_handle()
     cublas.setStream(handle, cp.cuda.get_current_stream().ptr)
     cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
-    # row-major out = a @ b is column-major out^T = b^T @ a^T: the operands swap places
-    cublas.sgemm(handle, cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_N, n, m, k, _ONE_ADDRESS,
-                 b.data.ptr, ldb, a.data.ptr, lda, _ZERO_ADDRESS, out.data.ptr, ldo)
+    transpose = {False: cublas.CUBLAS_OP_N, True: cublas.CUBLAS_OP_T}
+    cublas.sgemm(handle, transpose[op_b], transpose[op_a], n, m, k, _ONE_ADDRESS,
+                 b.data.ptr, ldb, a.data.ptr, lda, _ONE_ADDRESS if add else _ZERO_ADDRESS,
+                 out.data.ptr, ldo)
