@@ -97,12 +97,13 @@ class DQNConfig(Settings):
     hidden: tuple[int, ...] = setting((256, 256), ">= 1")
 
 
-def dqn_targets(returns: np.ndarray, discounts: np.ndarray, target_next: np.ndarray,
-                online_next: np.ndarray | None = None) -> np.ndarray:
+def dqn_targets(returns, discounts, target_next, online_next=None):
     """y = G + gamma^m Q_target(s', a'): a' = argmax_a Q_target(s', a), or, given the online
-    net's Q in s' (double DQN), argmax_a Q_online(s', a). `discounts` is 0 after a terminal step."""
+    net's Q in s' (double DQN), argmax_a Q_online(s', a). `discounts` is 0 after a terminal step.
+    Arrays on either device (all on one)."""
+    xp = backend.get_array_module(target_next)
     choice = (target_next if online_next is None else online_next).argmax(axis=1)
-    return (returns + discounts * target_next[np.arange(len(choice)), choice]).astype(np.float32)
+    return (returns + discounts * target_next[xp.arange(len(choice)), choice]).astype(np.float32)
 
 
 def apex_epsilons(first: int, count: int, total: int, base: float = 0.4, exponent: float = 7.0) -> np.ndarray:
@@ -186,6 +187,7 @@ class DQN(Agent):
         self.observation_space = observation_space
         self._memory = None
         self.replay_ratio = ReplayRatio(config.gradient_steps, config.train_frequency)
+        self._sample_gradients = nets.CapturedGradients(self.network, self._sample_loss)
 
     def memory_settings(self) -> dict:
         """ReplayMemory's arguments for this agent (its rng aside)."""
@@ -224,13 +226,18 @@ class DQN(Agent):
             self.sync_target()
 
     def sync_target(self) -> None:
-        """The target becomes the online weights, or moves `tau` of the way to them, in a new
-        vector as every target network does (agents/base.py: `has_target`). The online weights
-        are read after the step that called this, wherever it put them (`Optimizer.step(into)`)."""
+        """The target becomes the online weights, or moves `tau` of the way to them, in place:
+        only the learner's loss reads DQN's target (actors only act), and on the GPU that loss
+        is a CUDA graph that reads the target where it was captured (nets.CapturedGradients).
+        The online weights are read after the step that called this, wherever it put them
+        (`Optimizer.step(into)`)."""
         online, target = self.network.flat().data, self.target.flat().data
         tau = self.config.tau
-        refreshed = online.copy() if tau >= 1 else np.float32(1 - tau) * target + np.float32(tau) * online
-        self.target.flat().rebind(data=refreshed)
+        if tau >= 1:
+            target[...] = online
+        else:
+            target *= np.float32(1 - tau)
+            target += np.float32(tau) * online
 
     def policy(self, actor_index, rng):
         return DQNPolicy(self.network, rng, self.config, actor_index)
@@ -265,24 +272,36 @@ class DQN(Agent):
     def _gradient_step(self, progress: float, into) -> dict[str, float]:
         c = self.config
         beta = c.priority_beta + (1.0 - c.priority_beta) * progress
-        s = self.memory.sample(c.batch_size, beta)
-        B = c.batch_size
-        if c.double:  # the online net's Q in the next states, from the same forward pass
-            q = self.network(np.concatenate([s["obs"], s["next_obs"]]))
-            online_next = backend.to_host(q.data[B:])
-        else:
-            q, online_next = self.network(s["obs"]), None
-        with nets.no_grad():
-            target_next = backend.to_host(self.target(s["next_obs"]).data)
-        targets = dqn_targets(s["returns"], s["discounts"], target_next, online_next)
-        op = QLoss(s["actions"], targets, c.huber_delta, s["weights"] / np.float32(B))
-        self.network.zero_grad()
-        loss = op(q)
-        stats, errors = dict(op.stats), op.error  # the backward pass releases the op's state
-        loss.backward()
+        return self.learn_from(self.memory.sample(c.batch_size, beta), progress, into)
+
+    def learn_from(self, sample: dict, progress: float, into=None) -> dict[str, float]:
+        """One gradient step on a replay sample (`ReplayMemory.sample`'s dict) and the new
+        priorities of its steps."""
+        weights = sample["weights"] / np.float32(len(sample["weights"]))
+        _, errors, q_loss, q_values = self._sample_gradients(
+            sample["obs"], sample["next_obs"], sample["actions"], sample["returns"], sample["discounts"], weights)
+        stats = {"q_loss": float(q_loss), "q_values": float(q_values)}
+        prioritized = self.config.prioritized or self.config.apex  # as the memory is
+        if prioritized:  # before the next call overwrites them (a replayed graph's)
+            errors = backend.to_host(errors)
         # Until a step has moved the weights into `into` (a NaN gradient is skipped), the
         # published ones stay as they are; after it, `into` is no actor's and steps in place.
         stats.update(self.step(progress, None if self.network.flat().data is into else into))
-        if self.memory.prioritized:
-            self.memory.update_priorities(s["indices"], backend.to_host(errors))
+        if prioritized:
+            self.memory.update_priorities(sample["indices"], errors)
         return stats
+
+    def _sample_loss(self, obs, next_obs, actions, returns, discounts, weights):
+        """The Q loss of a sample (arrays on the network's device), its TD errors and statistics:
+        no host reads, so that on the GPU it is one CUDA graph (`_sample_gradients`)."""
+        xp = backend.get_array_module(obs)
+        if self.config.double:  # the online net's Q in the next states, from the same forward pass
+            q = self.network(xp.concatenate([obs, next_obs]))
+            online_next = q.data[len(obs):]
+        else:
+            q, online_next = self.network(obs), None
+        with nets.no_grad():
+            target_next = self.target(next_obs).data
+        op = QLoss(actions, dqn_targets(returns, discounts, target_next, online_next), self.config.huber_delta,
+                   weights)
+        return op(q), op.error, op.stats["q_loss"], op.stats["q_values"]

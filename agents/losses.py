@@ -88,8 +88,9 @@ class QLoss(Function):
     `weights` w_i default to 1 (a replay agent passes importance weights over the batch size).
 
     Input: q (M, actions) for M >= N rows, of which the first N are the steps. After forward,
-    `stats` holds the per-step mean loss (unweighted) and mean Q(s, a), and `error` the errors
-    Q(s_i, a_i) - y_i.
+    `stats` holds the per-step mean loss (unweighted) and mean Q(s, a) as 0-d arrays on q's
+    device (read with float(): a CUDA graph of DQN's loss reads nothing on the host), and `error`
+    the errors Q(s_i, a_i) - y_i.
     """
 
     def __init__(self, actions: np.ndarray, targets: np.ndarray, delta: float | None = None,
@@ -111,7 +112,7 @@ class QLoss(Function):
             small = xp.abs(error) <= self.delta
             loss = xp.where(small, 0.5 * error * error, self.delta * (xp.abs(error) - 0.5 * self.delta))
             self.g = xp.clip(error, -self.delta, self.delta)
-        self.stats = {"q_loss": float(loss.sum()) / n, "q_values": float(chosen.mean())}
+        self.stats = {"q_loss": loss.sum() / n, "q_values": chosen.mean()}
         self.error = error
         if self.weights is not None:
             weights = xp.asarray(self.weights, dtype=q.dtype)
@@ -126,10 +127,10 @@ class QLoss(Function):
 
 
 def q_loss(q, actions, targets, delta: float | None = None):
-    """(loss tensor, stats) of QLoss."""
+    """(loss tensor, stats as floats) of QLoss."""
     op = QLoss(actions, targets, delta)
     loss = op(q)
-    return loss, op.stats
+    return loss, {name: float(value) for name, value in op.stats.items()}
 
 
 LOG_2PI = float(np.log(2 * np.pi))

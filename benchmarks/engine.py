@@ -349,26 +349,18 @@ def workbench_ppo_minibatch():
 
 
 def workbench_dqn_step(device: str = "cpu"):
-    """DQN._gradient_step on a ready sample: the agent's networks, targets, loss op and step, the
-    networks on `device` and the sample in host memory, as the replay memory gives it."""
+    """DQN's gradient step (`learn_from`) on a ready sample: the agent's networks, targets, loss
+    op and step, the networks on `device` (the loss one CUDA graph there) and the sample in host
+    memory, as the replay memory gives it."""
     from agents import make_agent
-    from agents.dqn import dqn_targets
-    from agents.losses import QLoss
 
     nets.seed(0)
-    config = _dqn_config()
-    agent = make_agent("dqn", *_atari_spaces(), config, device=device)
-    s = _dqn_sample()
-    weights = np.full(DQN_BATCH, 1 / DQN_BATCH, np.float32)  # uniform replay: a mean over the batch
+    agent = make_agent("dqn", *_atari_spaces(), _dqn_config(), device=device)
+    sample = _dqn_sample()
+    sample["weights"] = np.ones(DQN_BATCH, np.float32)  # uniform replay
 
     def step():
-        q = agent.network(s["obs"])
-        with nets.no_grad():
-            target_next = nets.backend.to_host(agent.target(s["next_obs"]).data)  # as the agent does
-        targets = dqn_targets(s["returns"], s["discounts"], target_next)  # the preset: not double
-        agent.network.zero_grad()
-        QLoss(s["actions"], targets, config.huber_delta, weights)(q).backward()
-        agent.step(0.0)  # gradient norm clipping, Adam, the target's refresh when due
+        agent.learn_from(sample, 0.0)  # gradient norm clipping, Adam, the target's refresh when due
     return step
 
 

@@ -120,7 +120,10 @@ def workbench_char_lstm(graph: bool = False):
 
 def workbench_dqn():
     from engine import workbench_dqn_step
-    return _synced(workbench_dqn_step("gpu"), _gpu_sync())
+    step = workbench_dqn_step("gpu")
+    for _ in range(1 + 1 + nets.capture.CHECKED_REPLAYS):  # its loss's warm-up, capture and checks
+        step()
+    return _synced(step, _gpu_sync())
 
 
 # -- PyTorch CUDA ---------------------------------------------------------------------------------

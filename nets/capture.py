@@ -9,18 +9,23 @@ between them.
     loss, = gradients(x, y)      # model.flat().grad now holds d loss / d parameters
     optimizer.step()
 
-A call zeroes the model's gradient, runs `loss_fn(*inputs)` and backpropagates its loss (a Tensor,
-or the first of a tuple whose other items are returned too, e.g. TD errors). On the CPU, and on
-the GPU where capture fails, that is all it does. On the GPU, for each input signature (shapes and
-dtypes): the first call runs eagerly (kernels compile, cuBLAS and the pools warm up), the second is
-captured and the two after it are each replayed and checked against an eager run of the same
-inputs, whose results are the ones returned; after that every call copies its inputs into the
-graph's own input arrays (on the model's device) and replays it. What a replay cannot see changes: numbers read on the
-host inside `loss_fn` are fixed at capture (pass anything that changes between calls as an input
-array; constants are fine), and so is random state. A capture that fails (a host read inside
-`loss_fn`, an op CUDA graphs refuse) or a check that differs falls back to eager calls, with one
-warning that says why. Outside the graph stay what reads the host: clipping by the gradient's
-norm and the optimizer step (Adam's step size changes every step).
+A call zeroes the model's gradient, runs `loss_fn(*inputs)` on the inputs moved to the model's
+device and backpropagates its loss (a Tensor, or the first of a tuple whose other items, Tensors
+or arrays, are returned too as arrays, e.g. TD errors). On the CPU, and on the GPU where capture
+fails, that is all it does. On the GPU, for each input signature (shapes and dtypes): the first
+call runs eagerly (kernels compile, cuBLAS and the pools warm up), the second is captured and the
+two after it are each replayed and checked against an eager run of the same inputs, whose results
+are the ones returned; after that every call copies its inputs into the graph's own input arrays
+and replays it.
+
+What a replay cannot see changes: numbers read on the host inside `loss_fn` are fixed at capture
+(pass anything that changes between calls as an input array; constants are fine), and so is
+random state; and it reads every array where it was at capture: another network the loss reads (a
+target network) must be updated in place, not moved to new arrays (the model's own parameters may
+move: that is a new capture). A capture that fails (a host read inside `loss_fn`, an op CUDA graphs
+refuse) or a check that differs falls back to eager calls, with one warning that says why. Outside
+the graph stay what reads the host: clipping by the gradient's norm and the optimizer step (Adam's
+step size changes every step).
 
 A replay returns the same output arrays each time, overwritten by the next call: copy what you
 keep. Temporaries made during capture come from a memory pool of the graph's own, so no array
@@ -47,21 +52,22 @@ class CapturedGradients:
 
     def __init__(self, model, loss_fn, capture: bool = True):
         self.model, self.loss_fn = model, loss_fn
-        self.flat = model.flat()
-        self.device = backend.device_of(self.flat.data)
+        self.device = backend.device_of(model.flat().data)
         self._graphs = _CudaGraphs() if capture and self.device == "gpu" else None  # tests pass their own
         self._plans: dict[tuple, _Plan] = {}  # never dropped: a graph's memory must outlive its arrays
-        self.eager_reason: str | None = None if self._graphs else "no GPU"
+        self.eager_reason = None if self._graphs else "capture=False" if not capture else "no GPU"
 
     @property
     def replaying(self) -> bool:
-        """True once some input signature replays a checked graph."""
-        return any(plan.checks_left == 0 for plan in self._plans.values())
+        """True while some input signature replays a checked graph."""
+        return self.eager_reason is None and any(plan.checks_left == 0 for plan in self._plans.values())
 
     def __call__(self, *inputs):
+        signature = _signature(inputs)  # checked in every mode: what runs on the CPU runs on a GPU
         if self.eager_reason is not None:
             return self._run(inputs)
-        key = _signature(inputs) + (_address(self.flat.data), _address(self.flat.grad))
+        flat = self.model.flat()
+        key = signature + (_address(flat.data), _address(flat.grad))
         plan = self._plans.get(key)
         if plan is None:  # first sight (or the parameters moved: the graph's addresses are stale)
             if len(self._plans) >= MAX_GRAPHS:
@@ -82,6 +88,7 @@ class CapturedGradients:
         return self._checked_replay(plan)
 
     def _run(self, inputs):
+        inputs = [backend.to_device(x, self.device) for x in inputs]  # the graph's own are there
         self.model.zero_grad()
         result = self.loss_fn(*inputs)
         loss, extras = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
@@ -92,12 +99,13 @@ class CapturedGradients:
         buffers = [b for _, b in self.model.named_buffers()]  # e.g. running statistics: update once
         before = [b.copy() for b in buffers]
         plan.graph.launch()
-        replayed = [x.copy() for x in (*plan.graph.outputs, self.flat.grad)]
+        grad = self.model.flat().grad
+        replayed = [x.copy() for x in (*plan.graph.outputs, grad)]
         for b, value in zip(buffers, before):
             b[...] = value
         eager = self._run(plan.inputs)
         for name, got, want in zip(["the loss", *(f"output {i}" for i in range(1, len(eager))),
-                                    "the gradient"], replayed, (*eager, self.flat.grad)):
+                                    "the gradient"], replayed, (*eager, grad)):
             if not _close(got, want):
                 return self._fall_back(f"a replay's {name} differs from an eager run's (a host "
                                        f"number or random state inside loss_fn?)", plan, eager)

@@ -190,12 +190,12 @@ def test_a_checked_replay_updates_running_statistics_once_per_call():
         np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=name)
 
 
-def test_inputs_must_be_arrays():
+def test_inputs_must_be_arrays_on_either_device():
     model = _mlp()
-    gradients = _captured(model)
     x, y = _batch(0)
-    with pytest.raises(TypeError, match="takes arrays, not float: pass a number that changes"):
-        gradients(x, 0.5)
+    for gradients in (_captured(model), nets.CapturedGradients(model, _classifier_loss(model))):
+        with pytest.raises(TypeError, match="takes arrays, not float: pass a number that changes"):
+            gradients(x, 0.5)
 
 
 def test_unpooled_scratch_is_neither_taken_from_nor_kept_by_the_pool():
