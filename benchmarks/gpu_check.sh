@@ -7,7 +7,8 @@
 # another. Without a GPU each GPU part says in one line what it skips.
 #
 # (a) tests:  python -m pytest -m gpu (every GPU kernel and layer against the CPU, the GPU learner)
-# (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA)
+# (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA, eager and
+#             with the gradients replayed as one CUDA graph: the "graph" cases and DQN's step)
 # learner:    benchmarks/learner.py --device gpu (the GPU learner's ceiling on Pong rollouts)
 # (c) pong:   2 minutes of `workbench train --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu`;
 #             env frames/s (4 per agent step) and the share of time the learner is busy
@@ -24,8 +25,9 @@
 #             and its last-10 mean return at each minute, and when it first reached 18
 # recipes:   `workbench recipe mnist-sequence --device gpu` on the MNIST IDX files in $MNIST_DIR
 #             (carried to the machine), its whole schedule or $RECIPE_SECONDS (default 540) s
-# Logs go to $OUT (default ./gpu-check). Python packages the machine lacks can be carried as wheels
-# in .whl/ (see the device notes); they are installed into /tmp/site first.
+# Logs go to $OUT (default ./gpu-check). Python packages the machine lacks are carried as wheels in
+# .whl/ (benchmarks/gpu_wheels.sh fetches them, 4 MB; name .whl in the call's carry); they are
+# installed into /tmp/site first.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check}
@@ -81,7 +83,8 @@ for part in $PARTS; do
       needs_gpu engine "workbench on CuPy against PyTorch CUDA" || continue
       timeout 200 $PY benchmarks/engine.py --device gpu > "$OUT/engine.log" 2>&1
       note "(b) engine.py --device gpu: exit $? in $(( $(date +%s) - start )) s"
-      grep -v "^  done:" "$OUT/engine.log" | grep -v "^ *warnings.warn" | tail -20 | tee -a "$summary"
+      grep -v "^  done:" "$OUT/engine.log" | grep -v "CapturedGradients\|warnings.warn" | tail -20 | tee -a "$summary"
+      grep -m 3 -o "CapturedGradients: .*" "$OUT/engine.log" | tee -a "$summary"  # a graph that fell back
       ;;
     learner)
       needs_gpu learner "the GPU learner's ceiling on Pong rollouts" || continue
