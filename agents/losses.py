@@ -3,7 +3,9 @@ either device: the rollout's actions and returns are moved to where the network'
 
 Composed from nets ops these would be ~15 graph nodes per update, whose Python overhead dominates
 a small network's update; tests hold both against hand-computed values and finite differences.
-Losses are sums over steps, like A3C's gradients accumulated over t_max steps.
+Losses are sums over steps, like A3C's gradients accumulated over t_max steps. An op's `stats` are
+0-d arrays on its inputs' device, read with float() by whoever reports them (`floats`): nothing in
+the op reads the host, so that on a GPU it can be part of a CUDA graph (nets.CapturedGradients).
 """
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ from nets import Function, backend
 def _log_softmax(xp, logits):
     shifted = logits - logits.max(axis=1, keepdims=True)
     return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def floats(stats: dict) -> dict[str, float]:
+    """A loss op's statistics as Python floats."""
+    return {name: float(value) for name, value in stats.items()}
 
 
 def action_log_probs(logits, actions: np.ndarray) -> np.ndarray:
@@ -57,8 +64,7 @@ class ActorCriticLoss(Function):
         value_loss = dtype.type(0.5) * (advantage * advantage).sum()
         self.logp, self.p, self.advantage, self.entropy = logp, p, advantage, entropy
         self.pg_advantage = pg_advantage
-        self.stats = {"policy_loss": float(policy_loss) / n, "value_loss": float(value_loss) / n,
-                      "entropy": float(entropy.sum()) / n}
+        self.stats = {"policy_loss": policy_loss / n, "value_loss": value_loss / n, "entropy": entropy.sum() / n}
         return xp.asarray(policy_loss - self.beta * entropy.sum() + self.value_coef * value_loss,
                           dtype=dtype)
 
@@ -77,10 +83,10 @@ class ActorCriticLoss(Function):
 
 def actor_critic_loss(logits, values, actions, returns, entropy_beta: float, value_coef: float = 1.0,
                       advantages=None):
-    """(loss tensor, stats) of ActorCriticLoss."""
+    """(loss tensor, stats as floats) of ActorCriticLoss."""
     op = ActorCriticLoss(actions, returns, entropy_beta, value_coef, advantages)
     loss = op(logits, values)
-    return loss, op.stats
+    return loss, floats(op.stats)
 
 
 class QLoss(Function):
@@ -88,9 +94,8 @@ class QLoss(Function):
     `weights` w_i default to 1 (a replay agent passes importance weights over the batch size).
 
     Input: q (M, actions) for M >= N rows, of which the first N are the steps. After forward,
-    `stats` holds the per-step mean loss (unweighted) and mean Q(s, a) as 0-d arrays on q's
-    device (read with float(): a CUDA graph of DQN's loss reads nothing on the host), and `error`
-    the errors Q(s_i, a_i) - y_i.
+    `stats` holds the per-step mean loss (unweighted) and mean Q(s, a), and `error` the errors
+    Q(s_i, a_i) - y_i.
     """
 
     def __init__(self, actions: np.ndarray, targets: np.ndarray, delta: float | None = None,
@@ -130,7 +135,7 @@ def q_loss(q, actions, targets, delta: float | None = None):
     """(loss tensor, stats as floats) of QLoss."""
     op = QLoss(actions, targets, delta)
     loss = op(q)
-    return loss, {name: float(value) for name, value in op.stats.items()}
+    return loss, floats(op.stats)
 
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -170,9 +175,8 @@ class GaussianActorCriticLoss(Function):
         value_loss = dtype.type(0.5) * (advantage * advantage).sum()
         self.z, self.inv_std, self.advantage, self.pg_advantage = z, inv_std, advantage, pg_advantage
         self.beta, self.value_coef = dtype.type(self.beta), dtype.type(self.value_coef)
-        self.stats = {"policy_loss": float(policy_loss) / n, "value_loss": float(value_loss) / n,
-                      "entropy": float(entropy.sum()) / n,
-                      "action_std": float(xp.exp(log_std_n).mean())}
+        self.stats = {"policy_loss": policy_loss / n, "value_loss": value_loss / n, "entropy": entropy.sum() / n,
+                      "action_std": xp.exp(log_std_n).mean()}
         return xp.asarray(policy_loss - self.beta * entropy.sum() + self.value_coef * value_loss,
                           dtype=dtype)
 
@@ -196,10 +200,10 @@ class GaussianActorCriticLoss(Function):
 
 def gaussian_actor_critic_loss(mean, log_std, values, actions, returns, entropy_beta: float,
                                value_coef: float = 1.0, advantages=None):
-    """(loss tensor, stats) of GaussianActorCriticLoss."""
+    """(loss tensor, stats as floats) of GaussianActorCriticLoss."""
     op = GaussianActorCriticLoss(actions, returns, entropy_beta, value_coef, advantages)
     loss = op(mean, log_std, values)
-    return loss, op.stats
+    return loss, floats(op.stats)
 
 
 def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from nets import Function, backend, optim
 from nets.settings import Settings, setting
 
 from .a3c import A3C
-from .losses import LOG_2PI, _log_softmax, action_log_probs, gaussian_log_prob
+from .losses import LOG_2PI, _log_softmax, action_log_probs, floats, gaussian_log_prob
 from .networks import TRUNK_RULE
 from .returns import lambda_returns, next_state_values, vtrace
 
@@ -138,10 +138,9 @@ class ClippedSurrogateLoss(Function):
         self.g_values = self.g_values * dtype.type(self.value_coef / n)
         policy_loss = -xp.minimum(unclipped, clipped).mean()
         value_loss = dtype.type(0.5) * squared.mean()
-        self.stats = {"policy_loss": float(policy_loss), "value_loss": float(value_loss),
-                      "entropy": float(entropy.mean()),
-                      "approx_kl": float(((ratio - 1) - log_ratio).mean()),
-                      "clipfrac": float((xp.abs(ratio - 1) > eps).mean())}
+        self.stats = {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy.mean(),
+                      "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                      "clipfrac": (xp.abs(ratio - 1) > eps).mean()}
         return xp.asarray(policy_loss - dtype.type(self.beta) * entropy.mean()
                           + dtype.type(self.value_coef) * value_loss, dtype=dtype)
 
@@ -231,7 +230,7 @@ class PPO(A3C):
                 self.network.zero_grad()
                 policy, values = self.network(obs[rows])
                 loss = op(*(policy if isinstance(policy, tuple) else (policy,)), values)
-                stats = dict(op.stats)
+                stats = floats(op.stats)
                 loss.backward()
                 # the first step writes the new weights into `into` (Agent.step); the rest step them there
                 stats.update(self.step(progress, None if self.network.flat().data is into else into))
