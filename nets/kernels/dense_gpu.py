@@ -18,9 +18,9 @@ ACTIVATIONS = {None: 0, "relu": 1, "tanh": 2}
 @functools.cache
 def _kernels():
     cp = backend.cupy_module()
-    bias_activation = cp.ElementwiseKernel(
-        "raw T b, int64 columns, bool has_bias, int32 activation", "T y", """
-        T v = has_bias ? y + b[i % columns] : y;
+    bias_activation = cp.ElementwiseKernel(  # called with x and y the same array: in place
+        "T x, raw T b, int64 columns, bool has_bias, int32 activation", "T y", """
+        T v = has_bias ? x + b[i % columns] : x;
         if (activation == 1) v = v > (T)0 ? v : (T)0;
         else if (activation == 2) v = tanh(v);
         y = v;
@@ -38,7 +38,7 @@ def bias_activation(y, b, activation) -> None:
     if has_bias and b.dtype != y.dtype:
         b = b.astype(y.dtype)
     bias = b if has_bias else y[:0]  # never read
-    _kernels()[0](bias, y.shape[-1], has_bias, ACTIVATIONS[activation], y)
+    _kernels()[0](y, bias, y.shape[-1], has_bias, ACTIVATIONS[activation], y)
 
 
 def activation_gradient(gy, y, activation):
