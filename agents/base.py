@@ -25,6 +25,7 @@ import numpy as np
 import nets
 from nets import optim
 
+from .losses import floats
 from .replay import ReplayMemory
 
 # The families of envs that presets and envs per actor are keyed by (envs/make.py tells an env's):
@@ -175,18 +176,18 @@ class Agent:
         """Learner only, before each `update`: the rollouts that arrived, each from its actor
         (an agent with a replay memory stores them)."""
 
-    def loss(self, batch) -> tuple[nets.Tensor, dict[str, float]]:
+    def loss(self, batch) -> tuple[nets.Tensor, dict]:
         """The loss of a Batch (a sum over its steps, as A3C accumulates gradients over t_max
-        steps) and its statistics."""
+        steps) and its statistics (0-d arrays on the network's device, or floats)."""
         raise NotImplementedError
 
     def gradients(self, batch) -> dict[str, float]:
         """Backpropagate the loss of `batch` into `network.flat().grad` (zeroed first); returns
-        the loss's statistics."""
+        the loss's statistics, read after the backward pass."""
         self.network.zero_grad()
         loss, stats = self.loss(batch)
         loss.backward()
-        return stats
+        return floats(stats)
 
     def step(self, progress: float, into=None, moments: dict | None = None) -> dict[str, float]:
         """One optimizer step from the gradient in `network.flat().grad`: clip its norm, anneal

@@ -4,8 +4,9 @@ either device: the rollout's actions and returns are moved to where the network'
 Composed from nets ops these would be ~15 graph nodes per update, whose Python overhead dominates
 a small network's update; tests hold both against hand-computed values and finite differences.
 Losses are sums over steps, like A3C's gradients accumulated over t_max steps. An op's `stats` are
-0-d arrays on its inputs' device, read with float() by whoever reports them (`floats`): nothing in
-the op reads the host, so that on a GPU it can be part of a CUDA graph (nets.CapturedGradients).
+0-d arrays on its inputs' device, read with float() once the backward pass is queued (`floats`):
+nothing in the op reads the host, so a GPU's queue never drains in the middle of an update, and
+the op can be part of a CUDA graph (nets.CapturedGradients).
 """
 from __future__ import annotations
 
@@ -83,10 +84,10 @@ class ActorCriticLoss(Function):
 
 def actor_critic_loss(logits, values, actions, returns, entropy_beta: float, value_coef: float = 1.0,
                       advantages=None):
-    """(loss tensor, stats as floats) of ActorCriticLoss."""
+    """(loss tensor, stats) of ActorCriticLoss."""
     op = ActorCriticLoss(actions, returns, entropy_beta, value_coef, advantages)
     loss = op(logits, values)
-    return loss, floats(op.stats)
+    return loss, op.stats
 
 
 class QLoss(Function):
@@ -132,10 +133,10 @@ class QLoss(Function):
 
 
 def q_loss(q, actions, targets, delta: float | None = None):
-    """(loss tensor, stats as floats) of QLoss."""
+    """(loss tensor, stats) of QLoss."""
     op = QLoss(actions, targets, delta)
     loss = op(q)
-    return loss, floats(op.stats)
+    return loss, op.stats
 
 
 LOG_2PI = float(np.log(2 * np.pi))
@@ -200,10 +201,10 @@ class GaussianActorCriticLoss(Function):
 
 def gaussian_actor_critic_loss(mean, log_std, values, actions, returns, entropy_beta: float,
                                value_coef: float = 1.0, advantages=None):
-    """(loss tensor, stats as floats) of GaussianActorCriticLoss."""
+    """(loss tensor, stats) of GaussianActorCriticLoss."""
     op = GaussianActorCriticLoss(actions, returns, entropy_beta, value_coef, advantages)
     loss = op(mean, log_std, values)
-    return loss, floats(op.stats)
+    return loss, op.stats
 
 
 def gaussian_log_prob(mean: np.ndarray, log_std: np.ndarray, actions: np.ndarray) -> np.ndarray:
