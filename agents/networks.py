@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 import nets
-from nets import init
+from nets import backend, init
 
 from .pixels import CONV_LAYERS, conv_trunk
 
@@ -35,7 +35,7 @@ class MLPTrunk(nets.Module):
         self.in_features, self.out_features = sizes[0], sizes[-1]
 
     def forward(self, obs):
-        x = obs if isinstance(obs, nets.Tensor) else np.asarray(obs, dtype=np.float32)
+        x = obs if isinstance(obs, nets.Tensor) else backend.get_array_module(obs).asarray(obs, dtype=np.float32)
         return self.layers(x.reshape(x.shape[0], self.in_features))
 
 
