@@ -230,8 +230,9 @@ class PPO(A3C):
                 self.network.zero_grad()
                 policy, values = self.network(obs[rows])
                 loss = op(*(policy if isinstance(policy, tuple) else (policy,)), values)
-                stats = floats(op.stats)
+                stats = op.stats  # kept: the backward pass releases the op
                 loss.backward()
+                stats = floats(stats)
                 # the first step writes the new weights into `into` (Agent.step); the rest step them there
                 stats.update(self.step(progress, None if self.network.flat().data is into else into))
                 for key, value in stats.items():
