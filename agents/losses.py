@@ -1,5 +1,6 @@
 """The agents' losses, each one fused op (forward and analytic backward in array code that runs on
-either device: the rollout's actions and returns are moved to where the network's outputs are).
+either device: the rollout's actions and returns are moved to where the network's outputs are;
+on a GPU the actor-critic loss is a kernel per pass instead, losses_gpu.py).
 
 Composed from nets ops these would be ~15 graph nodes per update, whose Python overhead dominates
 a small network's update; tests hold both against hand-computed values and finite differences.
@@ -13,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from nets import Function, backend
+
+from . import losses_gpu
 
 
 def _log_softmax(xp, logits):
@@ -54,6 +57,12 @@ class ActorCriticLoss(Function):
         self.returns = xp.asarray(self.returns, dtype=dtype)
         self.actions = xp.asarray(self.actions)
         self.beta, self.value_coef = dtype.type(self.beta), dtype.type(self.value_coef)
+        self.fused = xp is not np and dtype == np.float32  # a GPU's: one kernel (losses_gpu.py)
+        if self.fused:
+            advantages = None if self.advantages is None else xp.asarray(self.advantages, dtype=dtype)
+            loss, self.stats, self.saved = losses_gpu.forward(logits, values, self.returns, self.actions,
+                                                              advantages, self.beta, self.value_coef)
+            return loss
         logp = _log_softmax(xp, logits[:n])
         p = xp.exp(logp)
         v = values[:n].reshape(n)
@@ -70,6 +79,8 @@ class ActorCriticLoss(Function):
                           dtype=dtype)
 
     def backward(self, gy):
+        if self.fused:
+            return losses_gpu.backward(self.saved, gy, *self.shapes, self.beta, self.value_coef)
         xp = backend.get_array_module(gy)
         n, p, advantage, pg = len(self.returns), self.p, self.advantage, self.pg_advantage
         # d(-A log p_a)/dz = -A (onehot_a - p);  d(-beta H)/dz = beta p (log p + H)

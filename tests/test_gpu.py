@@ -412,6 +412,33 @@ def test_a_host_read_inside_the_loss_falls_back_to_eager_calls_on_the_gpu():
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("given_advantages", [False, True], ids=["R-V", "V-trace's"])
+def test_gpu_actor_critic_loss_kernels_match_the_cpu(rng, given_advantages):
+    """The fused loss (agents/losses_gpu.py): loss, statistics and gradients of 6 steps of 4
+    actions, with 2 bootstrap rows after them that get no gradient."""
+    from agents.losses import ActorCriticLoss, floats
+
+    logits, values = rng.standard_normal((8, 4)).astype(np.float32), rng.standard_normal((8, 1)).astype(np.float32)
+    actions, returns = rng.integers(0, 4, 6), rng.standard_normal(6).astype(np.float32)
+    advantages = rng.standard_normal(6).astype(np.float32) if given_advantages else None
+    results = []
+    for device in ("cpu", "gpu"):
+        tensors = [nets.Tensor(backend.to_device(a, device), requires_grad=True) for a in (logits, values)]
+        op = ActorCriticLoss(actions, returns, 0.01, 0.5, advantages)
+        loss = op(*tensors)
+        assert op.fused == (device == "gpu")
+        stats = dict(op.stats)
+        (loss * 3.0).backward()
+        results.append((float(loss.data), floats(stats), *(backend.to_host(t.grad) for t in tensors)))
+    (cpu_loss, cpu_stats, *cpu_grads), (gpu_loss, gpu_stats, *gpu_grads) = results
+    assert gpu_loss == pytest.approx(cpu_loss, rel=1e-5)
+    assert gpu_stats == pytest.approx(cpu_stats, rel=1e-5)
+    for name, got, want in zip(("logits", "values"), gpu_grads, cpu_grads):
+        np.testing.assert_allclose(got, want, **TOLERANCE, err_msg=name)
+        assert not got[6:].any(), f"{name}: a bootstrap row got a gradient"
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("agent", ["a3c", "a3c-lstm", "nstep-q", "reinforce"])
 def test_gpu_learner_update_matches_cpu(agent):
     """One update from the same batch on each device: the same statistics and weights."""

@@ -22,7 +22,7 @@ from nets import backend
 
 MODULES = ["nets.kernels.conv_gpu", "nets.kernels.pool_gpu", "nets.kernels.recurrent_gpu",
            "nets.kernels.optim_gpu", "nets.kernels.softmax_gpu", "nets.kernels.embedding",
-           "nets.kernels.dense_gpu"]
+           "nets.kernels.dense_gpu", "agents.losses_gpu"]
 C_TYPES = {"float32": "float", "float64": "double", "int64": "long long", "int32": "int",
            "uint8": "unsigned char", "bool": "bool"}
 
