@@ -26,8 +26,8 @@
 # recipes:   `workbench recipe mnist-sequence --device gpu` on the MNIST IDX files in $MNIST_DIR
 #             (carried to the machine), its whole schedule or $RECIPE_SECONDS (default 540) s
 # Logs go to $OUT (default ./gpu-check). Python packages the machine lacks are carried as wheels in
-# .whl/ (benchmarks/gpu_wheels.sh fetches them, 4 MB; name .whl in the call's carry); they are
-# installed into /tmp/site first.
+# .whl/ (benchmarks/gpu_wheels.sh fetches them, 4 MB; name .whl in the call's carry); on a machine
+# with a GPU they are installed into /tmp/site first.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu-check}
@@ -38,12 +38,12 @@ for part in $PARTS; do  # before anything runs: a typo should not cost a device 
 done
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-if compgen -G ".whl/*.whl" > /dev/null; then
+export PYTHONPATH=$PWD
+gpu=$($PY -c "from nets import backend; print(backend.gpu_available())" 2>/dev/null)
+if [ "$gpu" = True ] && compgen -G ".whl/*.whl" > /dev/null; then  # for a lent machine's image only
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "installing the carried wheels failed"; exit 1; }
   export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/numba-cache}
 summary=$OUT/summary.txt
@@ -63,7 +63,6 @@ train_for() {
 key_lines() { grep -E "^workbench train:|actor\(s\)|stopped by|Error|error" "$OUT/$1.log" | head -5 | tee -a "$summary"; }
 
 # needs_gpu PART WHAT: true on a machine with a GPU; elsewhere one line saying what PART skips
-gpu=$($PY -c "from nets import backend; print(backend.gpu_available())" 2>/dev/null)
 needs_gpu() { [ "$gpu" = True ] || { note "$1: skipped, no GPU here ($2)"; return 1; }; }
 
 nvidia-smi -L 2>&1 | tee -a "$summary"
