@@ -280,11 +280,11 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
                     break
                 optimizer.zero_grad()
                 loss = task.loss(batch)
-                value = loss.item()
+                loss.backward()
+                value = loss.item()  # read once the backward pass is queued: a GPU's queue stays full
                 if not math.isfinite(value):
                     raise TrainingError(f"the training loss became {value} at step {step + 1} "
                                         f"(epoch {epoch + 1}); lower --lr or set --clip")
-                loss.backward()
                 if config.clip:
                     nets.optim.clip_grad_norm(optimizer, config.clip)
                 measure = step % config.log_every == 0
