@@ -166,7 +166,7 @@ class Linear(Function):
             gx = gx.reshape(self.in_shape)
         gw = _weight_gradient(self.inputs[1], self.x.T, gy)
         if len(self.inputs) == 3:
-            return gx, gw, gy.sum(axis=0) if self.inputs[2].requires_grad else None
+            return gx, gw, bias_gradient(self.inputs[2], gy)
         return gx, gw
 
 
@@ -179,6 +179,18 @@ def _weight_gradient(w, a, b):
     if buffer is None:
         return dense_kernels.matmul(a, b)
     dense_kernels.add_matmul(a, b, buffer)
+    return None
+
+
+def bias_gradient(b, rows):
+    """The sum of `rows` as the gradient of bias `b`, like `_weight_gradient`: added straight into
+    a parameter's gradient (one product on the GPU), returned otherwise; a frozen bias gets none."""
+    if not b.requires_grad:
+        return None
+    buffer = b.gradient_buffer()
+    if buffer is None:
+        return rows.sum(axis=0)
+    dense_kernels.add_column_sums(rows, buffer)
     return None
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .functional import bias_gradient
 from .kernels import conv as patches_kernels
 from .kernels import conv_blocks as blocks_kernels
 from .kernels import dense as dense_kernels
@@ -206,7 +207,7 @@ class Conv2DPatches(_Conv2D):
             if rebuild:
                 gw_mat = sum_into_first(parts)
         gw = self._weight_from_matrix(gw_mat) if need_w else None
-        return gx, gw, (gy_rows.sum(axis=0) if need_b else None)
+        return gx, gw, (bias_gradient(self.inputs[2], gy_rows) if need_b else None)
 
     def _patches(self, x, cols, n0, n1):
         patches_kernels.im2col(x, cols, n0, n1, self.kernel, self.stride, self.padding,

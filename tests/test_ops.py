@@ -162,6 +162,34 @@ def test_a_weight_gradient_is_added_into_the_parameters_gradient_by_the_product(
         dense.add_matmul(a, b, into)
         np.testing.assert_allclose(into, start + a.astype(np.float64) @ b, rtol=1e-5, atol=1e-4, err_msg=name)
 
+
+@pytest.mark.parametrize("layer", ["linear", "conv"])
+def test_a_bias_gradient_is_added_into_the_parameters_gradient(rng, layer):
+    """A bias's gradient, the sum of the output gradient's rows, is added into the parameter's
+    gradient by the op (nets.functional.bias_gradient; one cuBLAS product on a GPU): what it held
+    is kept and each backward pass adds its sum, as check mode's returned sum gives it."""
+    if layer == "linear":
+        x, shape = rng.standard_normal((6, 5)).astype(np.float32), (6, 4)
+        weight = rng.standard_normal((5, 4)).astype(np.float32)
+        forward = lambda b: F.linear(nets.Tensor(x), nets.Tensor(weight), b)  # noqa: E731
+        sums = (0,)
+    else:
+        x, shape = rng.standard_normal((2, 3, 5, 5)).astype(np.float32), (2, 4, 3, 3)
+        weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+        forward = lambda b: F.conv2d(nets.Tensor(x), nets.Tensor(weight), b)  # noqa: E731
+        sums = (0, 2, 3)
+    gy = rng.standard_normal(shape).astype(np.float32)
+    grads = []
+    for check in (False, True):
+        b = nets.Parameter(np.zeros(4, np.float32))
+        b.grad[...] = 1.5
+        with nets.check_mode(check):
+            for _ in range(2):
+                forward(b).backward(gy)
+        grads.append(b.grad)
+    np.testing.assert_allclose(grads[0], 1.5 + 2 * gy.sum(axis=sums), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-6, atol=1e-6)
+
 # -- shape ops -----------------------------------------------------------------------------------
 def test_reshape_and_flatten(rng):
     x = t64(rng, 2, 3, 4)

@@ -17,6 +17,7 @@ from .. import backend
 
 _ONE, _ZERO = np.ones(1, np.float32), np.zeros(1, np.float32)  # host scalars for alpha and beta
 _ONE_ADDRESS, _ZERO_ADDRESS = _ONE.ctypes.data, _ZERO.ctypes.data  # (.ctypes costs us per access)
+_ones_rows: dict[tuple[int, int], object] = {}  # (length, device) -> a row of ones, kept for reuse
 
 
 @functools.cache
@@ -77,3 +78,14 @@ def matmul(a, b, out, add: bool = False) -> None:
     cublas.sgemm(handle, transpose[op_b], transpose[op_a], n, m, k, _ONE_ADDRESS,
                  b.data.ptr, ldb, a.data.ptr, lda, _ONE_ADDRESS if add else _ZERO_ADDRESS,
                  out.data.ptr, ldo)
+
+
+def add_column_sums(x, into) -> None:
+    """into += x.sum(axis=0) for x (rows, columns) and into (columns,): one product of a row of
+    ones with x, added by cuBLAS (a sum then an add are two launches)."""
+    cp = backend.cupy_module()
+    key = (x.shape[0], cp.cuda.Device().id)
+    ones = _ones_rows.get(key)
+    if ones is None:
+        ones = _ones_rows[key] = cp.ones((1, x.shape[0]), np.float32)
+    matmul(ones, x, into.reshape(1, -1), add=True)

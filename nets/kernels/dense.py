@@ -83,6 +83,14 @@ def activation_gradient(gy, y, activation):
     return gy * (y > 0) if activation == "relu" else gy * (1 - y * y)
 
 
+def add_column_sums(x, into) -> None:
+    """into += x.sum(axis=0): on the GPU one cuBLAS product with a row of ones."""
+    if backend.get_array_module(into) is np:
+        into += x.sum(axis=0)
+    else:
+        blas_gpu.add_column_sums(x, into)
+
+
 def add_matmul(a, b, into) -> None:
     """into += a @ b for a (m, k), b (k, n) and a row-contiguous float32 `into` (m, n): the product
     is added by BLAS as it is made (on the CPU, when k is 1, by an outer-product kernel)."""
