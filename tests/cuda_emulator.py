@@ -13,8 +13,10 @@ them at once: a kernel whose threads race is not caught here.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -30,7 +32,8 @@ _HEADER = """#include <cmath>
 using namespace std;
 template <typename A> A atomicAdd(A* address, A value) { A old = *address; *address += value; return old; }
 """
-_BUILD = Path(tempfile.mkdtemp(prefix="cuda-emulator-"))
+_BUILD = Path(tempfile.mkdtemp(prefix="cuda-emulator-"))  # the compiled kernels, gone at exit
+atexit.register(shutil.rmtree, _BUILD, ignore_errors=True)
 
 
 def _parameters(text: str):
