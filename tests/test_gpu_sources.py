@@ -15,6 +15,7 @@ import glob
 import importlib
 import site
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -133,6 +134,14 @@ def _kernel_sources(module_name: str, monkeypatch) -> list[tuple[str, str]]:
             builder.__wrapped__()  # past the cache: this process may have built them for real
     assert recorder.kernels, f"{module_name} built no kernel"
     return recorder.kernels
+
+
+def test_the_check_covers_every_module_that_builds_gpu_kernels():
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for p in [*root.glob("nets/kernels/*.py"), *root.glob("agents/*.py")]
+               if "ElementwiseKernel(" in p.read_text() or "ReductionKernel(" in p.read_text()]
+    names = {".".join(p.relative_to(root).with_suffix("").parts) for p in sources}
+    assert names == set(MODULES)
 
 
 @pytest.mark.parametrize("module_name", MODULES)
