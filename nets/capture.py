@@ -1,9 +1,9 @@
 """A model's gradient computation replayed as one CUDA graph.
 
 A small network's training step on the GPU is bound by launches, not arithmetic: each CuPy call
-costs ~20 us of host time against a few microseconds of GPU work (README, On a GPU). Captured once
-into a CUDA graph, the step's hundred-odd launches become one (`cudaGraphLaunch`), with no Python
-between them.
+costs ~20 us of host time (measured on an H200: ~19 us an elementwise call, 21-24 us a product)
+against a few microseconds of GPU work. Captured once into a CUDA graph, the step's hundred-odd
+launches become one (`cudaGraphLaunch`), with no Python between them.
 
     gradients = nets.CapturedGradients(model, lambda x, y: F.softmax_cross_entropy(model(x), y))
     loss, = gradients(x, y)      # model.flat().grad now holds d loss / d parameters
