@@ -139,7 +139,7 @@ def test_polyak_refresh_reads_the_newest_weights_into_the_target_in_place():
 def test_gpu_dqn_gradient_steps_match_cpu(settings):
     """`--agent dqn --device gpu`: ten gradient steps from the same replay memory on each device
     give the same statistics, online and target weights, and refreshed priorities; on the GPU
-    the last six replay the loss's CUDA graph (a fall-back to eager calls would warn)."""
+    the last seven replay the loss's CUDA graph (a fall-back to eager calls would warn)."""
     import warnings
 
     from nets import backend
