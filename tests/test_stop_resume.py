@@ -258,6 +258,27 @@ def test_ctrl_c_inside_an_exec_while_the_commands_import_still_exits_130(tmp_pat
     assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr
 
 
+def test_ctrl_c_turned_into_an_import_error_by_a_c_extension_is_still_one_line(tmp_path):
+    """Numba's C module init catches a KeyboardInterrupt raised while it imports and raises
+    ImportError('numba._devicearray failed to import') with no trace of it (CI, Ctrl-C at 0.2 s):
+    the Ctrl-C itself is noted while the commands import, so it is still 'interrupted', 130; a
+    real SIGINT is sent, as a terminal would."""
+    (tmp_path / "extension_cli.py").write_text(
+        "import os, signal, sys, time\nfrom workbench import cli\n"
+        "def build():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "        time.sleep(5)\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+        "    raise ImportError('numba._devicearray failed to import')\n"
+        "cli.build_parser = build\n"
+        "sys.exit(cli.main([]))\n")
+    proc = subprocess.run([sys.executable, "-m", "extension_cli"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr
+
+
 def test_ctrl_c_wrapped_in_another_error_while_the_commands_import_is_one_line(monkeypatch, capsys):
     """Python 3.11 turns a KeyboardInterrupt inside a dataclass's making into a RuntimeError, and a
     cut-short import can fail again while that is handled: both are 'interrupted', exit 130;

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from workbench.commands import HelpFormatter
 
@@ -37,18 +39,37 @@ def _interrupted(error: BaseException | None) -> bool:
     return False
 
 
+def _build_parser_noting_ctrl_c(noted: list) -> argparse.ArgumentParser:
+    """build_parser, with a Ctrl-C while the commands import noted in `noted`: a C extension's
+    module init (Numba's) turns the KeyboardInterrupt into an ImportError that keeps no trace
+    of it. The handler raises KeyboardInterrupt as Python's own does, and is put back after."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return build_parser()  # Ctrl-C ignored, or handled by someone else: theirs to keep
+
+    def note(signum, frame):
+        noted.append(signum)
+        signal.default_int_handler(signum, frame)
+    signal.signal(signal.SIGINT, note)
+    try:
+        return build_parser()
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     if hasattr(sys.stdout, "reconfigure"):  # progress lines reach a pipe or log file as they come
         sys.stdout.reconfigure(line_buffering=True)
+    ctrl_c = []
     try:  # a Ctrl-C while the commands import (the first second) is one line too
-        parser = build_parser()
+        parser = _build_parser_noting_ctrl_c(ctrl_c)
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
             parser.print_help()
             return 2
         return args.run(args) or 0
     except (KeyboardInterrupt, Exception) as error:
-        if not _interrupted(error):
+        if not (ctrl_c or _interrupted(error)):
             raise
         print("interrupted", file=sys.stderr)
         # A Ctrl-C that lands inside an exec() (a namedtuple or dataclass made while the commands
