@@ -36,7 +36,7 @@ _BUILD = Path(tempfile.mkdtemp(prefix="cuda-emulator-"))  # the compiled kernels
 atexit.register(shutil.rmtree, _BUILD, ignore_errors=True)
 
 
-def _parameters(text: str):
+def parameters(text: str):
     """(raw, type name, name) per parameter: a NumPy dtype name or a one-letter placeholder."""
     for item in filter(None, (part.strip() for part in text.split(","))):
         words = item.split()
@@ -49,6 +49,54 @@ def _dtype(kind: str, bound: dict) -> np.dtype:
 
 def _c_type(kind: str, bound: dict) -> str:
     return C_TYPES[_dtype(kind, bound).name]
+
+
+def _prologue(bound: dict, device: bool) -> str:
+    """The placeholders' typedefs, after the host's headers (NVRTC brings its own math)."""
+    types = "".join(f"typedef {C_TYPES[dtype]} {kind};\n" for kind, dtype in bound.items())
+    return types if device else _HEADER + types
+
+
+def elementwise_source(inputs, outputs, body: str, name: str, preamble: str, bound: dict,
+                       by_value=frozenset(), device: bool = False) -> str:
+    """An elementwise kernel's C++: `inputs` and `outputs` are (raw, type, name) lists, `bound`
+    the placeholders' dtypes, `by_value` the scalars passed by value. A raw array is a pointer, a
+    non-raw one is bound to its element i; the loop runs over i on the host, or, with `device`, as
+    a CUDA kernel's grid-stride loop (for NVRTC: tests/test_gpu_sources.py)."""
+    arguments, bindings = [], []
+    for output, params in ((False, inputs), (True, outputs)):
+        for raw, kind, param in params:
+            c_type = _c_type(kind, bound)
+            if param in by_value:
+                arguments.append(f"const {c_type} {param}")
+            elif raw:
+                arguments.append(f"{c_type}* {param}")
+            else:
+                arguments.append(f"{c_type}* _p_{param}")
+                bindings.append(f"{c_type} &{param} = _p_{param}[i];" if output
+                                else f"const {c_type} {param} = _p_{param}[i];")
+    signature = f'extern "C" {"__global__ " if device else ""}void {name}({", ".join([*arguments, "long long _size"])}) {{'
+    loop = ("  for (ptrdiff_t i = (ptrdiff_t)blockIdx.x * blockDim.x + threadIdx.x; i < _size;"
+            " i += (ptrdiff_t)blockDim.x * gridDim.x) {" if device else "  for (ptrdiff_t i = 0; i < _size; ++i) {")
+    return "\n".join([_prologue(bound, device) + preamble, signature, loop, *bindings, body, "  }", "}"])
+
+
+def reduction_source(x, out, map_expr: str, reduce_expr: str, post_map: str, identity: str, name: str,
+                     bound: dict, device: bool = False) -> str:
+    """A reduction's C++ as one thread runs it: map each element of input `x`, fold with
+    reduce_expr over a and b, then post_map into `out` (each (raw, type, name); the fold's type is
+    the output's, as CuPy's default)."""
+    (_, in_kind, x_name), (_, out_kind, out_name) = x, out
+    in_type, out_type = _c_type(in_kind, bound), _c_type(out_kind, bound)
+    return "\n".join([
+        _prologue(bound, device),
+        f'extern "C" {"__global__ " if device else ""}void {name}(const {in_type}* _p_{x_name}, '
+        f'{out_type}* _p_{out_name}, long long _size) {{',
+        f"  typedef {out_type} type_reduce;", f"  type_reduce a = ({identity});",
+        "  for (ptrdiff_t i = 0; i < _size; ++i) {",
+        f"    const {in_type} {x_name} = _p_{x_name}[i];", f"    type_reduce b = ({map_expr});",
+        f"    a = ({reduce_expr});", "  }",
+        f"  {out_type} &{out_name} = _p_{out_name}[0];", f"  {post_map};", "}"])
 
 
 def _compile(source: str, symbol: str):
@@ -67,7 +115,7 @@ def _compile(source: str, symbol: str):
 
 class _Elementwise:
     def __init__(self, inputs, outputs, body, name, preamble=""):
-        self.inputs, self.outputs = list(_parameters(inputs)), list(_parameters(outputs))
+        self.inputs, self.outputs = list(parameters(inputs)), list(parameters(outputs))
         self.body, self.name, self.preamble = body, name, preamble
 
     def __call__(self, *args, size=None):
@@ -85,7 +133,9 @@ class _Elementwise:
             if output and value is None:  # CuPy allocates a missing output in the loop's shape
                 args[i] = np.empty(shape, _dtype(kind, bound))
         scalar = [not raw and not isinstance(v, np.ndarray) for (raw, _, _, _), v in zip(params, args)]
-        function = _compile(self._source(params, scalar, bound), self.name)
+        by_value = {name for (_, _, name, _), is_scalar in zip(params, scalar) if is_scalar}
+        source = elementwise_source(self.inputs, self.outputs, self.body, self.name, self.preamble, bound, by_value)
+        function = _compile(source, self.name)
         call, kept, write_back = [], [], []
         for (raw, kind, _, output), value, by_value in zip(params, args, scalar):
             if by_value:
@@ -103,44 +153,18 @@ class _Elementwise:
         outputs = [v for (_, _, _, output), v in zip(params, args) if output]
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
-    def _source(self, params, scalar, bound) -> str:
-        arguments, bindings = [], []
-        for (raw, kind, name, output), by_value in zip(params, scalar):
-            c_type = _c_type(kind, bound)
-            if by_value:
-                arguments.append(f"const {c_type} {name}")
-            elif raw:
-                arguments.append(f"{c_type}* {name}")
-            else:
-                arguments.append(f"{c_type}* _p_{name}")
-                bindings.append(f"{c_type} &{name} = _p_{name}[i];" if output
-                                else f"const {c_type} {name} = _p_{name}[i];")
-        types = "".join(f"typedef {C_TYPES[dtype]} {kind};\n" for kind, dtype in bound.items())
-        return "\n".join([_HEADER + types + self.preamble,
-                          f'extern "C" void {self.name}({", ".join([*arguments, "long long _size"])}) {{',
-                          "  for (ptrdiff_t i = 0; i < _size; ++i) {", *bindings, self.body, "  }", "}"])
-
-
 class _Reduction:
     def __init__(self, inputs, outputs, map_expr, reduce_expr, post_map, identity, name):
-        (_, self.in_kind, self.x), = _parameters(inputs)
-        (_, self.out_kind, self.out), = _parameters(outputs)
+        (_, self.in_kind, self.x), = parameters(inputs)
+        (_, self.out_kind, self.out), = parameters(outputs)
         self.map_expr, self.reduce_expr, self.post_map, self.identity = map_expr, reduce_expr, post_map, identity
         self.name = name
 
     def __call__(self, x):
         x = np.ascontiguousarray(x)
         bound = {self.in_kind: x.dtype.name} if len(self.in_kind) == 1 else {}
-        in_type, out_type = _c_type(self.in_kind, bound), _c_type(self.out_kind, bound)
-        types = "".join(f"typedef {C_TYPES[dtype]} {kind};\n" for kind, dtype in bound.items())
-        source = "\n".join([
-            _HEADER + types,
-            f'extern "C" void {self.name}(const {in_type}* _p_{self.x}, {out_type}* _p_{self.out}, long long _size) {{',
-            f"  typedef {out_type} type_reduce;", f"  type_reduce a = ({self.identity});",
-            "  for (ptrdiff_t i = 0; i < _size; ++i) {",
-            f"    const {in_type} {self.x} = _p_{self.x}[i];", f"    type_reduce b = ({self.map_expr});",
-            f"    a = ({self.reduce_expr});", "  }",
-            f"  {out_type} &{self.out} = _p_{self.out}[0];", f"  {self.post_map};", "}"])
+        source = reduction_source((False, self.in_kind, self.x), (False, self.out_kind, self.out), self.map_expr,
+                                  self.reduce_expr, self.post_map, self.identity, self.name, bound)
         out = np.empty((), _dtype(self.out_kind, bound))
         _compile(source, self.name)(x.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p),
                                     ctypes.c_longlong(x.size))

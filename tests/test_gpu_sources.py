@@ -1,7 +1,8 @@
 """Every CuPy kernel's CUDA C compiles, checked without a GPU where NVRTC (CUDA's runtime compiler
 library) is found: each GPU kernel module builds its kernels against a stand-in for CuPy that
 records them, and each is compiled inside a loop like the one CuPy wraps an elementwise body in
-(non-raw arguments bound element by element, raw ones as pointers, scalars by value).
+(non-raw arguments bound element by element, raw ones as pointers; the source is the emulator's,
+tests/cuda_emulator.py, as a CUDA kernel).
 
 A typo, an undeclared name or a type error in a kernel otherwise shows up only on a machine with a
 GPU, where device time is scarce. This checks that the code compiles, not what it computes
@@ -19,13 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from cuda_emulator import elementwise_source, parameters, reduction_source
 from nets import backend
 
 MODULES = ["nets.kernels.conv_gpu", "nets.kernels.pool_gpu", "nets.kernels.recurrent_gpu",
            "nets.kernels.optim_gpu", "nets.kernels.softmax_gpu", "nets.kernels.embedding",
            "nets.kernels.dense_gpu", "agents.losses_gpu"]
-C_TYPES = {"float32": "float", "float64": "double", "int64": "long long", "int32": "int",
-           "uint8": "unsigned char", "bool": "bool"}
 
 
 def _nvrtc():
@@ -58,55 +58,10 @@ def _compile(nvrtc, source: str, name: str) -> str:
     return "" if result == 0 else log.value.decode(errors="replace")
 
 
-def _parameters(text: str):
-    """(raw, C type, name) of a CuPy parameter list: a one-letter type placeholder is float for
-    T and an integer for the others (labels, indices and masks index arrays or compare)."""
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        words = item.split()
-        raw = words[0] == "raw"
-        kind, name = words[-2], words[-1]
-        c_type = C_TYPES.get(kind) or ("float" if kind == "T" else "long long")
-        yield raw, c_type, name
-
-
-def _elementwise_source(inputs: str, outputs: str, body: str, name: str, preamble: str = "") -> str:
-    """The body in a grid-stride loop over i; a non-raw argument (an array, or a scalar CuPy
-    passes by value: the same to the body) is bound to its element i."""
-    arguments, bindings = [], []
-    for is_output, text in ((False, inputs), (True, outputs)):
-        for raw, c_type, param in _parameters(text):
-            if raw:
-                arguments.append(f"{c_type}* {param}")
-            else:
-                arguments.append(f"{c_type}* _p_{param}")
-                bindings.append(f"{c_type} &{param} = _p_{param}[i];" if is_output
-                                else f"const {c_type} {param} = _p_{param}[i];")
-    return "\n".join([
-        "typedef float T;", preamble,
-        f'extern "C" __global__ void {name}({", ".join([*arguments, "long long _size"])}) {{',
-        "  for (ptrdiff_t i = (ptrdiff_t)blockIdx.x * blockDim.x + threadIdx.x; i < _size;"
-        " i += (ptrdiff_t)blockDim.x * gridDim.x) {",
-        *(f"    {b}" for b in bindings), body, "  }", "}"])
-
-
-def _reduction_source(inputs: str, outputs: str, map_expr: str, reduce_expr: str, post_map: str,
-                      identity: str, name: str) -> str:
-    """A reduction as one thread would run it: map each element, fold with reduce_expr over
-    a and b, then post_map into the output (its type is the reduction's, as CuPy's default)."""
-    (_, in_type, x), = _parameters(inputs)
-    (_, out_type, out), = _parameters(outputs)
-    return "\n".join([
-        "typedef float T;",
-        f'extern "C" __global__ void {name}(const {in_type}* _p_{x}, {out_type}* _p_{out}, long long _size) {{',
-        f"  typedef {out_type} type_reduce;",
-        f"  type_reduce a = ({identity});",
-        "  for (ptrdiff_t i = 0; i < _size; ++i) {",
-        f"    const {in_type} {x} = _p_{x}[i];",
-        f"    type_reduce b = ({map_expr});",
-        f"    a = ({reduce_expr});",
-        "  }",
-        f"  {out_type} &{out} = _p_{out}[0];",
-        f"  {post_map};", "}"])
+def _placeholders(*params) -> dict:
+    """A one-letter type is float32 for T and int64 for the others (labels, indices and masks
+    index arrays or compare)."""
+    return {kind: "float32" if kind == "T" else "int64" for _, kind, _ in params if len(kind) == 1}
 
 
 class _RecordingCuPy:
@@ -116,12 +71,15 @@ class _RecordingCuPy:
         self.kernels: list[tuple[str, str]] = []  # (name, CUDA C source)
 
     def ElementwiseKernel(self, inputs, outputs, body, name, preamble="", **_):  # noqa: N802 - CuPy's name
-        self.kernels.append((name, _elementwise_source(inputs, outputs, body, name, preamble)))
+        inputs, outputs = list(parameters(inputs)), list(parameters(outputs))
+        bound = _placeholders(*inputs, *outputs)
+        self.kernels.append((name, elementwise_source(inputs, outputs, body, name, preamble, bound, device=True)))
         return name
 
     def ReductionKernel(self, inputs, outputs, map_expr, reduce_expr, post_map, identity, name, **_):  # noqa: N802
-        self.kernels.append((name, _reduction_source(inputs, outputs, map_expr, reduce_expr, post_map,
-                                                     identity, name)))
+        (x,), (out,) = parameters(inputs), parameters(outputs)
+        self.kernels.append((name, reduction_source(x, out, map_expr, reduce_expr, post_map, identity, name,
+                                                    _placeholders(x, out), device=True)))
         return name
 
 
@@ -159,7 +117,8 @@ def test_the_stand_in_compiler_rejects_a_kernel_with_an_error(monkeypatch):
     nvrtc = _nvrtc()
     if nvrtc is None:
         pytest.skip("needs NVRTC, CUDA's runtime compiler library (pip install nvidia-cuda-nvrtc-cu12)")
-    good = _elementwise_source("T x, raw T b, int64 n", "T y", "y = x + b[i % n];", "good")
-    bad = _elementwise_source("T x, raw T b, int64 n", "T y", "y = x + c[i % n];", "bad")
+    inputs, outputs = list(parameters("T x, raw T b, int64 n")), list(parameters("T y"))
+    good, bad = (elementwise_source(inputs, outputs, body, name, "", {"T": "float32"}, device=True)
+                 for body, name in (("y = x + b[i % n];", "good"), ("y = x + c[i % n];", "bad")))
     assert _compile(nvrtc, good, "good") == ""
     assert "identifier \"c\" is undefined" in _compile(nvrtc, bad, "bad")
