@@ -245,16 +245,20 @@ def test_ctrl_c_while_the_run_starts_is_one_line_and_leaves_no_process(tmp_path,
     pytest.fail("processes of the run are still alive 10 s after it stopped")
 
 
+def _cli_run_as_a_module(tmp_path, defines_build: str) -> subprocess.CompletedProcess:
+    """`python -m` a module whose code `defines_build` (a `build` function) stands in for the
+    commands' imports (cli.build_parser), then runs the CLI: as the console script runs it."""
+    (tmp_path / "stand_in_cli.py").write_text(f"import sys\nfrom workbench import cli\n{defines_build}"
+                                              "cli.build_parser = build\nsys.exit(cli.main([]))\n")
+    return subprocess.run([sys.executable, "-m", "stand_in_cli"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
 def test_ctrl_c_inside_an_exec_while_the_commands_import_still_exits_130(tmp_path):
     """A Ctrl-C that lands in an exec() (dataclasses and namedtuples are made so at import)
     marks the interrupt unhandled in CPython even once caught, and `python -m` then died by
     SIGINT after printing 'interrupted' (the boundary case of the test above, 1 run in 8)."""
-    (tmp_path / "interrupted_cli.py").write_text(
-        "import sys\nfrom workbench import cli\n"
-        "cli.build_parser = lambda: exec('raise KeyboardInterrupt')\n"
-        "sys.exit(cli.main([]))\n")
-    proc = subprocess.run([sys.executable, "-m", "interrupted_cli"], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = _cli_run_as_a_module(tmp_path, "build = lambda: exec('raise KeyboardInterrupt')\n")
     assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr
 
 
@@ -263,19 +267,14 @@ def test_ctrl_c_turned_into_an_import_error_by_a_c_extension_is_still_one_line(t
     ImportError('numba._devicearray failed to import') with no trace of it (CI, Ctrl-C at 0.2 s):
     the Ctrl-C itself is noted while the commands import, so it is still 'interrupted', 130; a
     real SIGINT is sent, as a terminal would."""
-    (tmp_path / "extension_cli.py").write_text(
-        "import os, signal, sys, time\nfrom workbench import cli\n"
-        "def build():\n"
-        "    try:\n"
-        "        os.kill(os.getpid(), signal.SIGINT)\n"
-        "        time.sleep(5)\n"
-        "    except KeyboardInterrupt:\n"
-        "        pass\n"
-        "    raise ImportError('numba._devicearray failed to import')\n"
-        "cli.build_parser = build\n"
-        "sys.exit(cli.main([]))\n")
-    proc = subprocess.run([sys.executable, "-m", "extension_cli"], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = _cli_run_as_a_module(tmp_path, "import os, signal, time\n"
+                                          "def build():\n"
+                                          "    try:\n"
+                                          "        os.kill(os.getpid(), signal.SIGINT)\n"
+                                          "        time.sleep(5)\n"
+                                          "    except KeyboardInterrupt:\n"
+                                          "        pass\n"
+                                          "    raise ImportError('numba._devicearray failed to import')\n")
     assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr
 
 
