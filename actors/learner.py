@@ -25,7 +25,9 @@ RECENT_EPISODES = 100  # CartPole's "solved" is judged on the last 100 episodes
 CHART_STATS = ("grad_norm", "learning_rate", "clip_range", "q_values", "action_std")  # update statistics that are not losses
 NONFINITE_IN_A_ROW = 3  # updates with a NaN/Inf loss or gradient (each skipped) before the run stops
 SQUARED_LOSSES = ("value_loss", "q_loss")  # never negative, so their growth measures divergence
-NO_EPISODE_STEPS = 50_000  # env steps without a finished episode before the run says so
+# Steps of each env without a finished episode before the run says so: past any time limit
+# Gymnasium's envs have but Atari's (27,000), whose first episodes end within ~1,000 (Pong's at -21).
+NO_EPISODE_STEPS_PER_ENV = 10_000
 EXPLODED = 1e4  # a squared loss this many times its first value means the run diverges (CartPole's
                 # grow up to ~600 times as the returns grow)
 
@@ -87,7 +89,7 @@ class Learner:
         self.loss_start: dict[str, float] = {}  # each squared loss in the first update (>= 1)
         self.exploded: set[str] = set()  # squared losses already warned about
         self.warnings: list[str] = []
-        self.no_episode_steps = NO_EPISODE_STEPS
+        self.no_episode_steps = NO_EPISODE_STEPS_PER_ENV * transport.n_actors * transport.spec.envs_per_actor
         self.busy_seconds = 0.0  # updating and publishing, this session
         self._busy_logged = 0.0  # busy_seconds at the last progress line
 

@@ -300,3 +300,19 @@ def test_an_env_whose_episodes_never_end_gets_a_one_line_warning(here):
     assert warnings == ["warning: no episode has ended in the first 200 env steps: if the env has no time "
                         "limit, give it one with --env-option max_episode_steps=N"]
     assert learner.warnings == [warnings[0].removeprefix("warning: ")]
+
+
+def test_the_no_episode_warning_waits_the_same_steps_in_each_env():
+    """Pong's first episodes last ~800 steps in each env: with 15 actors x 8 envs, 50k steps in all
+    (the old threshold) was 420 in each, and every such run was told its env had no time limit."""
+    from actors import ActorSpec, InlineActors, Learner
+    from actors.learner import NO_EPISODE_STEPS_PER_ENV
+    from agents import make_agent, make_config
+
+    info = probe("CartPole-v1")
+    agent = make_agent("a3c", info.observation_space, info.action_space, make_config("a3c"))
+    few, many = (Learner(agent, InlineActors(ActorSpec("CartPole-v1", "a3c", make_config("a3c"),
+                                                       envs_per_actor=envs), actors), 400)
+                 for actors, envs in [(1, 1), (3, 4)])
+    assert few.no_episode_steps == NO_EPISODE_STEPS_PER_ENV >= 1_000
+    assert many.no_episode_steps == 12 * NO_EPISODE_STEPS_PER_ENV
