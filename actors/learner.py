@@ -1,10 +1,10 @@
 """The learner loop: take rollouts (or gradients), update, publish, supervise actors, log,
 checkpoint.
 
-Everything arriving together is learned from in one update (A3C's accumulated gradients from
-several actors, applied at once): when the learner is the bottleneck its batches grow instead of
-the queue and the policy lag. Where actors compute gradients, an update only sums them, clips and
-steps the optimizer: no forward or backward pass in the learner.
+Everything arriving together is learned from in one update and one publish: when the learner is
+the bottleneck its batches grow instead of the queue and the policy lag. Where actors compute
+gradients, an update clips and steps the optimizer with each in turn, as each of the A3C paper's
+threads steps the shared weights with its own: no forward or backward pass in the learner.
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from typing import Callable
 import numpy as np
 
 from agents import Agent, Gradient, Rollout, join
-from agents.normalize import merge_all
 from logs import EventWriter, Window, format_duration, progress_line
 from nets import backend, optim
 
@@ -170,17 +169,20 @@ class Learner:
             agent.remember(arrived)
             batch = join(arrived)
             return agent.update(batch, progress, into), batch.steps
-        grad = arrived[0].grad  # summed where the first one lies, and stepped from there: no copy
-        for gradient in arrived[1:]:
-            grad += gradient.grad
-        if on_host:
-            flat.rebind(grad=grad)
-        else:  # one host-to-device copy of the sum
-            backend.copy_from_host(flat.grad, grad)
+        # One step per gradient, as each of the A3C paper's threads steps the shared weights with
+        # its own: a sum of k in one step would be clipped as one and move them as one.
         steps = sum(g.steps for g in arrived)
         stats = {name: sum(g.stats[name] * g.steps for g in arrived) / steps for name in arrived[0].stats}
-        moments = merge_all([g.moments for g in arrived])
-        return {**stats, **agent.step(progress, into, moments)}, steps
+        step_stats = {}
+        for gradient in arrived:
+            if on_host:  # stepped from where it lies: no copy
+                flat.rebind(grad=gradient.grad)
+            else:  # one host-to-device copy
+                backend.copy_from_host(flat.grad, gradient.grad)
+            # the first step writes the new weights into `into`; the rest step them there
+            for name, value in agent.step(progress, None if flat.data is into else into, gradient.moments).items():
+                step_stats[name] = step_stats.get(name, 0.0) + value / len(arrived)
+        return {**stats, **step_stats}, steps
 
     def _publish(self) -> int:
         # An actor reads the target network only in the loss: those that compute none never get it.

@@ -113,7 +113,7 @@ def add_parser(subparsers):
                           "machine or a cluster (pip install -e \".[cluster]\")")
     run.add_argument("--gradients-on", choices=("learner", "actors"),
                      help="actors: each actor computes its rollout's gradient with the weights it "
-                          "acted with and the learner only sums, clips and steps (the A3C paper's "
+                          "acted with and the learner only clips and steps with each (the A3C paper's "
                           "way; measured faster on 2 cores and projected faster on more: README, "
                           "Scaling out). learner: actors send rollouts and the learner computes "
                           "every gradient (IMPALA's central learner). Default: the agent's, "
@@ -172,8 +172,11 @@ def add_parser(subparsers):
     logging.add_argument("--actor-timeout", type=float, metavar="SECONDS",
                          help="an actor silent this long is killed and replaced (default 60)")
     logging.add_argument("--max-in-flight", type=int, metavar="N",
-                         help="rollouts an actor may send ahead of the learner (default 1: the least "
-                              "policy lag)")
+                         help="rollouts an actor may send ahead of the learner: with 1 it waits "
+                              "from each send until the learner has learned from it (the least "
+                              "policy lag), with 2 it collects the next meanwhile (default 2 where "
+                              "every actor has a core besides the learner's and the agent allows "
+                              "it, else 1)")
     logging.add_argument("--check", action="store_true",
                          help="engine check mode in the learner: stop at the first NaN/Inf and name "
                               "the op and layer, or the parameter, where it appeared (slower)")
