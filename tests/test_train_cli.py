@@ -152,9 +152,9 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_from_it(tmp_path, runni
     assert run.finish() == 0
     step = int(stopped.group(1).replace(",", ""))
     folder = tmp_path / "stop"
-    header, _ = checkpoint.read(folder / "checkpoints" / "latest.npz")
+    header, arrays = checkpoint.read(folder / "checkpoints" / "latest.npz")
     assert header["meta"]["step"] == step and header["optimizer"]["type"] == "RMSProp"
-    saved_updates = header["meta"]["updates"]
+    saved_updates, saved_steps = header["meta"]["updates"], int(arrays["optimizer/steps"])
 
     result = workbench("train", "--resume", str(folder), "--steps", str(step + 3000))
     assert result.returncode == 0, result.stderr
@@ -163,7 +163,8 @@ def test_sigterm_saves_a_checkpoint_and_resume_continues_from_it(tmp_path, runni
     assert step + 3000 <= done < step + 3000 + 1000
     header, arrays = checkpoint.read(folder / "checkpoints" / "latest.npz")
     assert header["meta"]["updates"] > saved_updates
-    assert int(arrays["optimizer/steps"]) == header["meta"]["updates"]  # optimizer state carried on
+    # optimizer state carried on: an update steps once per gradient that arrived in it
+    assert int(arrays["optimizer/steps"]) >= saved_steps + header["meta"]["updates"] - saved_updates
     assert json.loads((folder / "config.json").read_text())["steps"] == step + 3000
     assert_events_written(folder)
 
