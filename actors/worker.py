@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import threading
 import time
 
 import numpy as np
@@ -61,38 +60,6 @@ def act_with_newest(agent, shared: SharedState, slot: int, known_version: int) -
     return version
 
 
-class Sender:
-    """Sends an actor's messages one at a time from a thread, so that the actor acts on while the
-    learner has yet to read the last one: a pipe holds 64 KB, and the send of a larger rollout
-    (Atari's, 8 envs x 5 steps of 4 frames, is 1.35 MB) returns only once the learner has read all
-    but that much, which a learner in mid-update does not. The thread is a daemon: one blocked on
-    a learner that stopped reading does not hold the actor's exit."""
-
-    def __init__(self, conn):
-        self.conn, self.thread, self.error = conn, None, None
-
-    def send(self, message: bytes) -> None:
-        """Send `message` once the previous one is sent; raises what that send met."""
-        self.wait()
-        self.thread = threading.Thread(target=self._send, args=(message,), name="sender", daemon=True)
-        self.thread.start()
-
-    def _send(self, message: bytes) -> None:
-        try:
-            self.conn.send_bytes(message)
-        except Exception as error:  # noqa: BLE001 - a closed pipe, or our end closed at exit:
-            self.error = error      # the actor's next send raises it, or no one asks
-
-    def wait(self) -> None:
-        """Until the last message is sent; raises what its send met."""
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-
 def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout, conn,
               max_in_flight: int) -> None:
     """`block`: the shared memory holding a SharedState. An error ends the actor with exit code 1
@@ -103,7 +70,6 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
     # LocalProcesses (whose children start with one-thread variables): a multiprocess Pool, say.
     threads.limit(1)
     np.seterr(over="ignore", invalid="ignore", divide="ignore")  # the learner reports divergence
-    sender = Sender(conn)
     try:
         if spec.working_dir:  # the fork server's may be another's (it outlives the runs it served)
             os.chdir(spec.working_dir)
@@ -130,14 +96,13 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
             if spec.compute_gradients:  # the pipe carries where the vector lies
                 item.grad, item.slot = None, index
             shared.beat(slot)
-            sender.send(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
             in_flight += 1
             sent += 1
     except (BrokenPipeError, ConnectionResetError, EOFError):
         pass  # the learner is gone or closed our pipe: nothing left to do
     except Exception as error:  # noqa: BLE001 - whatever it is, the learner reports it
         try:
-            sender.wait()  # a rollout still being sent goes first, whole
             conn.send_bytes(pickle.dumps(f"{type(error).__name__}: {error}".splitlines()[0]))
         except OSError:
             pass

@@ -439,46 +439,6 @@ def test_gradients_are_on_the_actors_by_default_but_for_a_central_learners_agent
     assert TrainConfig(agent="onestep-q").to_dict()["gradients_on"] == "actors"  # a resume keeps it
 
 
-def test_an_actor_acts_on_while_the_learner_has_yet_to_read_its_large_rollout():
-    """A rollout larger than the pipe holds (Atari's is 1.35 MB, the pipe 64 KB) is sent from a
-    thread: `send` returns before the learner reads it, the learner then reads it whole, and the
-    next send waits for it rather than interleaving."""
-    from multiprocess import Pipe
-
-    from actors.worker import Sender
-
-    learner_end, actor_end = Pipe(duplex=True)
-    sender, rollouts = Sender(actor_end), [bytes([k]) * 1_400_000 for k in (1, 2)]
-    sent = [threading.Event(), threading.Event()]
-
-    def act():
-        for rollout, done in zip(rollouts, sent):
-            sender.send(rollout)
-            done.set()
-
-    threading.Thread(target=act, daemon=True).start()
-    try:
-        assert sent[0].wait(2.0)  # returned though no one has read the first rollout
-        assert not sent[1].wait(0.2)  # the second waits for the first to be read
-    finally:
-        assert learner_end.recv_bytes() == rollouts[0]
-    assert sent[1].wait(5.0)
-    assert learner_end.recv_bytes() == rollouts[1]
-
-
-def test_a_send_that_met_a_closed_pipe_raises_at_the_actors_next_send():
-    from multiprocess import Pipe
-
-    from actors.worker import Sender
-
-    learner_end, actor_end = Pipe(duplex=True)
-    sender = Sender(actor_end)
-    threading.Timer(0.2, learner_end.close).start()  # the learner is gone mid-message
-    sender.send(b"x" * 1_400_000)
-    with pytest.raises((BrokenPipeError, ConnectionResetError)):
-        sender.send(b"y")
-
-
 def test_gradients_that_arrive_together_are_stepped_one_by_one():
     """As each of the A3C paper's threads steps the shared weights with its own gradient: two that
     arrive in one update make two clipped steps, not one step of their sum."""
