@@ -175,8 +175,8 @@ def add_parser(subparsers):
                          help="rollouts an actor may send ahead of the learner: with 1 it waits "
                               "from each send until the learner has learned from it (the least "
                               "policy lag), with 2 it collects the next meanwhile (default 2 where "
-                              "every actor has a core besides the learner's and the agent allows "
-                              "it, else 1)")
+                              "the learner computes the gradients, every actor has a core besides "
+                              "the learner's and the agent allows it, else 1)")
     logging.add_argument("--check", action="store_true",
                          help="engine check mode in the learner: stop at the first NaN/Inf and name "
                               "the op and layer, or the parameter, where it appeared (slower)")
