@@ -167,12 +167,6 @@ class Agent:
         epsilon-greedy with EVAL_EPSILON)."""
         raise NotImplementedError
 
-    @classmethod
-    def acts_ahead(cls, config) -> bool:
-        """Whether an actor may act on while the learner learns from its last rollout (one more
-        update of policy lag): yes, unless learning needs every rollout from one set of weights."""
-        return True
-
     def ready(self, rollouts: list, n_actors: int) -> bool:
         """Learner only: whether to learn from the rollouts it holds now, or to wait for more
         (the actors wait with it, for the weights that learn from theirs). At once by default."""

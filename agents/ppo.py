@@ -189,10 +189,6 @@ class PPO(A3C):
     def make_optimizer(self):
         return optim.Adam(self.network, lr=self.config.lr, eps=self.config.adam_eps)
 
-    @classmethod
-    def acts_ahead(cls, config):
-        return config.asynchronous
-
     def ready(self, rollouts, n_actors):
         """Synchronous PPO learns once every actor has sent its rollout, all acted with the same
         weights (each actor waits for the weights that learned from its last rollout)."""

@@ -218,7 +218,7 @@ def main(argv=None) -> int:
                            max_in_flight=args.max_in_flight, gradients_on=args.gradients_on)
     print(f"{args.env} on {cores} cores: a3c, {args.network} net, {config.resolved_actors} actors x "
           f"{config.resolved_envs_per_actor} envs, gradients on the {config.resolved_gradients_on}, "
-          f"{config.resolved_max_in_flight} in flight; run folders in {logdir}; load average "
+          f"{config.max_in_flight} in flight; run folders in {logdir}; load average "
           f"{os.getloadavg()[0]:.1f}", flush=True)
     results = {"env": args.env, "config": config.to_dict()}
     system_mean = None

@@ -164,28 +164,3 @@ def test_the_learner_gets_the_cores_its_actors_leave(monkeypatch):
     assert TrainConfig(actors=4, backend="inline").learner_threads == 12
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert TrainConfig(actors=2).learner_threads == 1
-
-
-def test_actors_act_ahead_of_the_learner_where_each_has_a_core_of_its_own(monkeypatch):
-    from workbench.rl import TrainConfig
-
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
-    pong = TrainConfig(env="ALE/Pong-v5", device="gpu")  # 15 actors and the learner: a core each
-    assert (pong.resolved_actors, pong.resolved_max_in_flight) == (15, 2)
-    assert pong.to_dict()["max_in_flight"] == 2  # config.json: what ran
-    assert TrainConfig(env="ALE/Pong-v5", actors=16, device="gpu").resolved_max_in_flight == 1
-    # a learner that only steps with the actors' gradients keeps them waiting little
-    assert TrainConfig(env="ALE/Pong-v5").resolved_max_in_flight == 1
-    assert TrainConfig(env="ALE/Pong-v5", gradients_on="learner").resolved_max_in_flight == 2
-    assert TrainConfig(env="ALE/Pong-v5", device="gpu", backend="inline").resolved_max_in_flight == 1
-    assert TrainConfig(env="ALE/Pong-v5", max_in_flight=3).resolved_max_in_flight == 3
-    # synchronous PPO learns from rollouts that all acted with one set of weights
-    assert TrainConfig(env="ALE/Pong-v5", agent="ppo").resolved_max_in_flight == 1
-    assert TrainConfig(env="ALE/Pong-v5", agent="ppo",
-                       agent_config={"asynchronous": True}).resolved_max_in_flight == 2
-    assert TrainConfig(env="CartPole-v1").resolved_max_in_flight == 1  # a3c: gradients on the actors
-    assert TrainConfig(env="CartPole-v1", agent="dqn").resolved_max_in_flight == 2
-    monkeypatch.setattr("os.cpu_count", lambda: 2)  # 2 actors and the learner share 2 cores
-    assert TrainConfig(env="ALE/Pong-v5", device="gpu").resolved_max_in_flight == 1
-    assert TrainConfig(env="CartPole-v1", agent="dqn").resolved_max_in_flight == 1
-    assert TrainConfig(env="ALE/Pong-v5", actors=1, gradients_on="learner").resolved_max_in_flight == 2

@@ -65,8 +65,7 @@ class TrainConfig(Settings):
     histogram_every: int = setting(0, ">= 0")  # updates; 0: none, so TensorBoard opens on the curves
     log_every: float = setting(1.0, "> 0")  # seconds between console lines
     actor_timeout: float = setting(60.0, "> 0")  # seconds without a rollout before an actor counts as hung
-    max_in_flight: int | None = setting(None, ">= 1")  # rollouts an actor may have sent that the learner
-                                                        # has not learned from; None: resolved_max_in_flight
+    max_in_flight: int = setting(1, ">= 1")  # rollouts an actor may have sent that the learner has not taken
     eval_every: int = setting(0, ">= 0")  # env steps between evaluations in a separate process; 0: none
     eval_episodes: int = setting(3, ">= 1")  # whole episodes per evaluation
 
@@ -138,28 +137,12 @@ class TrainConfig(Settings):
             return self.gradients_on
         return "learner" if self.device == "gpu" and "learner" in allowed else allowed[0]
 
-    @property
-    def resolved_max_in_flight(self) -> int:
-        """--max-in-flight, else 2 where the learner computes the gradients and every local actor
-        has a core the learner leaves it (and the agent lets actors act ahead), else 1. With one in
-        flight an actor waits from each send until the learner has learned from it and published;
-        with two it collects the next rollout meanwhile (one Pong actor: 1.75x the env steps/s).
-        On fewer cores a waiting actor gives its core to the learner instead, and a learner that
-        only steps with the actors' gradients keeps them waiting little (Breakout on 2 cores: two
-        did not help); there the least policy lag, which the defaults were chosen with, stays."""
-        if self.max_in_flight:
-            return self.max_in_flight
-        own_cores = self.backend == "processes" and (os.cpu_count() or 1) > self.resolved_actors
-        ahead = self.resolved_gradients_on == "learner" and agent_class(self.agent).acts_ahead(self.agent_settings())
-        return 2 if own_cores and ahead else 1
-
     def to_dict(self) -> dict:
         """The saved form: defaults filled in, the agent's full hyperparameters included."""
         values = {f: getattr(self, f) for f in self.__dataclass_fields__}
         values["actors"] = self.resolved_actors
         values["envs_per_actor"] = self.resolved_envs_per_actor
         values["gradients_on"] = self.resolved_gradients_on
-        values["max_in_flight"] = self.resolved_max_in_flight
         values["agent_config"] = config_dict(self.agent_settings())
         return values
 
@@ -299,10 +282,10 @@ def _train_run(config: TrainConfig, run: RunDir, agent: Agent, progress: Progres
     elif config.backend == "ray":
         from actors.ray_backend import RayActors  # ray is imported only for this backend
 
-        transport = RayActors(spec, n_actors, config.address, max_in_flight=config.resolved_max_in_flight,
+        transport = RayActors(spec, n_actors, config.address, max_in_flight=config.max_in_flight,
                               actor_timeout=config.actor_timeout)
     else:
-        transport = LocalProcesses(spec, n_actors, n_params, max_in_flight=config.resolved_max_in_flight,
+        transport = LocalProcesses(spec, n_actors, n_params, max_in_flight=config.max_in_flight,
                                    actor_timeout=config.actor_timeout)
     events = EventWriter(str(run.path))
     if progress.step == 0:
@@ -318,8 +301,7 @@ def _train_run(config: TrainConfig, run: RunDir, agent: Agent, progress: Progres
 
     console(f"{config.agent} on {config.env}: {n_actors} actor(s) x {envs_per_actor} env(s), "
             f"{config.steps:,} steps, {n_params:,} parameters, backend {config.backend}, "
-            f"gradients on the {config.resolved_gradients_on}, "
-            f"{config.resolved_max_in_flight} rollout(s) in flight per actor"
+            f"gradients on the {config.resolved_gradients_on}"
             + (", learner on the GPU" if config.device == "gpu" else ""))
     for note in env.notes:
         console(f"note: {note}")

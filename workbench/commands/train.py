@@ -172,11 +172,8 @@ def add_parser(subparsers):
     logging.add_argument("--actor-timeout", type=float, metavar="SECONDS",
                          help="an actor silent this long is killed and replaced (default 60)")
     logging.add_argument("--max-in-flight", type=int, metavar="N",
-                         help="rollouts an actor may send ahead of the learner: with 1 it waits "
-                              "from each send until the learner has learned from it (the least "
-                              "policy lag), with 2 it collects the next meanwhile (default 2 where "
-                              "the learner computes the gradients, every actor has a core besides "
-                              "the learner's and the agent allows it, else 1)")
+                         help="rollouts an actor may send ahead of the learner (default 1: the least "
+                              "policy lag)")
     logging.add_argument("--check", action="store_true",
                          help="engine check mode in the learner: stop at the first NaN/Inf and name "
                               "the op and layer, or the parameter, where it appeared (slower)")
