@@ -25,7 +25,7 @@ from nets import Function, backend, optim
 from nets.settings import Settings, setting
 
 from .a3c import A3C
-from .losses import LOG_2PI, _log_softmax, action_log_probs, floats, gaussian_log_prob
+from .losses import LOG_2PI, _log_softmax, action_log_probs, gaussian_log_prob
 from .networks import TRUNK_RULE
 from .returns import lambda_returns, next_state_values, vtrace
 
@@ -90,6 +90,9 @@ PRESETS = {
 }
 
 
+MINIBATCH_STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")  # ClippedSurrogateLoss's
+
+
 class ClippedSurrogateLoss(Function):
     """PPO's loss on a minibatch of N steps, a mean over them:
 
@@ -102,7 +105,7 @@ class ClippedSurrogateLoss(Function):
     (r - 1) - log r) and the fraction of clipped ratios.
     """
 
-    def __init__(self, actions, old_log_probs, advantages, returns, old_values, clip_range: float,
+    def __init__(self, actions, old_log_probs, advantages, returns, old_values, clip_range,
                  value_clip: float | None, entropy_beta: float, value_coef: float):
         self.actions, self.old_log_probs, self.advantages = actions, old_log_probs, advantages
         self.returns, self.old_values = returns, old_values
@@ -119,7 +122,7 @@ class ClippedSurrogateLoss(Function):
         advantages = cast(self.advantages)
         log_ratio = log_probs - cast(self.old_log_probs)
         ratio = xp.exp(log_ratio)
-        eps = dtype.type(self.clip_range)
+        eps = cast(self.clip_range)  # a number, or an array: it anneals, and a CUDA graph reads arrays
         unclipped, clipped = ratio * advantages, xp.clip(ratio, 1 - eps, 1 + eps) * advantages
         # d/dr of -min(r A, clip(r) A): -A where the unclipped term is the smaller, else 0
         self.g_log_probs = -advantages * ratio * (unclipped <= clipped) / n
@@ -186,6 +189,11 @@ class PPO(A3C):
     presets = PRESETS
     envs_per_actor = {"vector": 2, "pixels": 4, "box": 2}  # see PPOConfig
 
+    def __init__(self, observation_space, action_space, config: PPOConfig, learner: bool = True,
+                 device: str = "cpu"):
+        super().__init__(observation_space, action_space, config, learner, device)
+        self._minibatch_gradients = nets.CapturedGradients(self.network, self._minibatch_loss)
+
     def make_optimizer(self):
         return optim.Adam(self.network, lr=self.config.lr, eps=self.config.adam_eps)
 
@@ -218,6 +226,7 @@ class PPO(A3C):
         anneal = max(0.0, 1.0 - progress)
         clip_range = c.clip_range * (anneal if c.clip_anneal else 1.0)
         rng = nets.rng.generator()
+        obs = backend.to_device(obs, self.device)  # once: each minibatch is then gathered there
         totals, count = {}, 0
         for _ in range(c.epochs):
             for rows in np.array_split(rng.permutation(n), min(c.minibatches, n)):  # each step once
@@ -225,16 +234,10 @@ class PPO(A3C):
                 if c.normalize_advantage and len(rows) > 1:
                     minibatch_advantages = (minibatch_advantages - minibatch_advantages.mean()) / (
                         minibatch_advantages.std() + 1e-8)
-                op = ClippedSurrogateLoss(actions[rows], behaviour[rows], minibatch_advantages, returns[rows],
-                                          old_values[rows], clip_range, c.value_clip, c.entropy_beta, c.value_coef)
-                self.network.zero_grad()
-                policy, values = self.network(obs[rows])
-                loss = op(*(policy if isinstance(policy, tuple) else (policy,)), values)
-                stats = op.stats  # kept: the backward pass releases the op
-                loss.backward()
-                stats = floats(stats)
-                # the first step writes the new weights into `into` (Agent.step); the rest step them there
-                stats.update(self.step(progress, None if self.network.flat().data is into else into))
+                minibatch = {"obs": obs[backend.to_device(rows, self.device)], "actions": actions[rows],
+                             "old_log_probs": behaviour[rows], "advantages": minibatch_advantages,
+                             "returns": returns[rows], "old_values": old_values[rows]}
+                stats = self.learn_from(minibatch, clip_range, progress, into)
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + value
                 count += 1
@@ -247,6 +250,28 @@ class PPO(A3C):
         means["explained_variance"] = float("nan") if variance == 0 else 1.0 - float(np.var(returns - old_values)) / variance
         means["clip_range"] = clip_range
         return means
+
+    def learn_from(self, minibatch: dict, clip_range: float, progress: float, into=None) -> dict[str, float]:
+        """One gradient step on a minibatch (`update`'s dict of arrays, advantages normalised)."""
+        _, *values = self._minibatch_gradients(
+            minibatch["obs"], minibatch["actions"], minibatch["old_log_probs"], minibatch["advantages"],
+            minibatch["returns"], minibatch["old_values"], np.array([clip_range], np.float32))
+        stats = dict(zip(MINIBATCH_STATS, map(float, values)))
+        # the first step writes the new weights into `into` (Agent.step); the rest step them there
+        stats.update(self.step(progress, None if self.network.flat().data is into else into))
+        return stats
+
+    def _minibatch_loss(self, obs, actions, old_log_probs, advantages, returns, old_values, clip_range):
+        """The clipped loss of a minibatch (arrays on the network's device) and its statistics
+        (MINIBATCH_STATS): no host reads, so that on the GPU it is one CUDA graph
+        (`_minibatch_gradients`)."""
+        c = self.config
+        op = ClippedSurrogateLoss(actions, old_log_probs, advantages, returns, old_values, clip_range,
+                                  c.value_clip, c.entropy_beta, c.value_coef)
+        policy, values = self.network(obs)
+        loss = op(*(policy if isinstance(policy, tuple) else (policy,)), values)
+        xp = backend.get_array_module(values.data)
+        return (loss, *(xp.asarray(op.stats[name]) for name in MINIBATCH_STATS))
 
     def log_probs(self, policy, actions, n):
         """log pi(a|s) on the host of the batch's first n rows under the learner's `policy`."""

@@ -39,7 +39,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import nets  # noqa: E402
-from nets import F  # noqa: E402
+from nets import F, backend  # noqa: E402
 from harness import (RATIO_LEGEND, Case, Measure, add_thread_options, format_table,  # noqa: E402
                      machine_line, run_case, run_case_in_processes, run_cases, torch_installed,
                      torch_module, torch_thread_counts)
@@ -328,23 +328,20 @@ def _dqn_sample(seed: int = 0) -> dict:
             "discounts": np.where(rng.random(DQN_BATCH) < 0.05, 0, 0.99).astype(np.float32)}
 
 
-def workbench_ppo_minibatch():
-    """One pass of PPO.update's minibatch loop: the agent's network, loss op and step."""
+def workbench_ppo_minibatch(device: str = "cpu"):
+    """One pass of PPO.update's minibatch loop (`learn_from`): the agent's network, loss op and
+    step, on `device` (the loss one CUDA graph there), the frames already there, as `update`
+    gathers them, the rest in host memory."""
     from agents import make_agent
-    from agents.ppo import ClippedSurrogateLoss
 
     nets.seed(0)
     config = _ppo_config()
-    agent = make_agent("ppo", *_atari_spaces(), config)
+    agent = make_agent("ppo", *_atari_spaces(), config, device=device)
     m = _ppo_minibatch()
+    m["obs"] = backend.to_device(m["obs"], device)
 
     def step():
-        op = ClippedSurrogateLoss(m["actions"], m["old_log_probs"], m["advantages"], m["returns"],
-                                  m["old_values"], config.clip_range, config.value_clip,
-                                  config.entropy_beta, config.value_coef)
-        agent.network.zero_grad()
-        op(*agent.network(m["obs"])).backward()
-        agent.step(0.0)  # gradient norm clipping, Adam
+        agent.learn_from(m, config.clip_range, 0.0)  # gradient norm clipping, Adam
     return step
 
 
@@ -386,13 +383,14 @@ def _torch_nature_net(*head_sizes: int):
     return TorchNatureNet()
 
 
-def torch_ppo_minibatch():
-    """CleanRL's ppo_atari.py minibatch step with the same settings."""
+def torch_ppo_minibatch(device: str = "cpu"):
+    """CleanRL's ppo_atari.py minibatch step with the same settings, on `device` (its minibatch
+    there, as CleanRL keeps its rollout)."""
     torch = torch_module()
     config = _ppo_config()
-    model = _torch_nature_net(NATURE_ACTIONS, 1)
+    model = _torch_nature_net(NATURE_ACTIONS, 1).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, eps=config.adam_eps)
-    m = {key: torch.from_numpy(value) for key, value in _ppo_minibatch().items()}
+    m = {key: torch.from_numpy(value).to(device) for key, value in _ppo_minibatch().items()}
     clip, value_clip = config.clip_range, config.value_clip
 
     def step():

@@ -6,7 +6,9 @@ MNIST LeNet of `workbench recipe mnist-cnn` (dropout off on both sides) at batch
 MLP 784-800-10 at batch 128 with SGD, and a char-level LSTM language-model step (one-hot
 vocabulary 65, hidden 512, batch 64, 100 steps, Adam; PyTorch runs cuDNN's LSTM), and DQN's
 gradient step on the Nature net (engine.py's: online and target nets, batch 32 copied from host
-memory as a replay memory gives it, Adam, clipping; issue 35's target 1.5 ms). Every step ends
+memory as a replay memory gives it, Adam, clipping; issue 35's target 1.5 ms), and PPO's minibatch
+step on it (engine.py's: batch 256, the frames on the GPU, as PPO.update gathers them there; its
+loss replayed as one CUDA graph, as DQN's). Every step ends
 with a device synchronisation, so a step's wall time is its time on the GPU plus whatever launch
 overhead the GPU waited on; small nets are bound by that overhead.
 
@@ -126,6 +128,14 @@ def workbench_dqn():
     return _synced(step, _gpu_sync())
 
 
+def workbench_ppo():
+    from engine import workbench_ppo_minibatch
+    step = workbench_ppo_minibatch("gpu")
+    for _ in range(1 + 1 + nets.capture.CHECKED_REPLAYS):  # its loss's warm-up, capture and checks
+        step()
+    return _synced(step, _gpu_sync())
+
+
 # -- PyTorch CUDA ---------------------------------------------------------------------------------
 def torch_a3c(batch: int):
     def setup():
@@ -199,6 +209,11 @@ def torch_char_lstm():
     return _torch_classifier_step(torch, model, x, y, torch.optim.Adam(model.parameters(), lr=2e-3))
 
 
+def torch_ppo():
+    from engine import torch_ppo_minibatch
+    return _synced(torch_ppo_minibatch("cuda"), _torch_cuda().cuda.synchronize)
+
+
 def torch_dqn():
     from engine import torch_dqn_step
     return _synced(torch_dqn_step("cuda"), _torch_cuda().cuda.synchronize)
@@ -216,6 +231,7 @@ def cases() -> list[Case]:
              torch_char_lstm if peer else None, repeats=40),
         Case("dqn step b=32 (nature, online+target)", workbench_dqn, torch_dqn if peer else None,
              repeats=200),
+        Case("ppo atari minibatch b=256 (nature)", workbench_ppo, torch_ppo if peer else None, repeats=100),
         Case("graph: a3c atari train b=20", workbench_a3c(20, graph=True), torch_a3c(20) if peer else None,
              repeats=200),
         Case("graph: a3c atari train b=128", workbench_a3c(128, graph=True), torch_a3c(128) if peer else None,

@@ -127,6 +127,32 @@ def test_an_update_takes_every_step_once_per_epoch_with_advantages_normalised(mo
         assert np.isfinite(stats[name]), name
 
 
+def test_updates_replayed_from_a_captured_graph_are_the_eager_ones():
+    """On a GPU each minibatch's loss and backward pass is one CUDA graph (nets.CapturedGradients,
+    held here with tests/test_capture.py's stand-in graph): two updates at different clip ranges,
+    the second replaying, give the eager updates' statistics and weights, with no fall-back."""
+    import warnings
+
+    from test_capture import Graphs
+
+    results = []
+    for captured in (False, True):
+        nets.seed(0)
+        agent = ppo_agent(epochs=2, minibatches=4, clip_anneal=True)
+        if captured:
+            agent._minibatch_gradients._graphs = Graphs(agent.network)
+            agent._minibatch_gradients.eager_reason = None
+        batch = cartpole_batch(agent)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="CapturedGradients")  # a fall-back warns
+            stats = [agent.update(batch, progress) for progress in (0.0, 0.5)]
+        assert agent._minibatch_gradients.replaying == captured
+        results.append((stats, agent.network.flat().data.copy()))
+    (eager_stats, eager_weights), (replayed_stats, replayed_weights) = results
+    assert replayed_stats == eager_stats and eager_stats[1]["clip_range"] == pytest.approx(0.1)
+    np.testing.assert_array_equal(replayed_weights, eager_weights)
+
+
 def test_target_kl_stops_the_epochs_of_an_update():
     nets.seed(0)
     agent = ppo_agent(epochs=4, minibatches=2, target_kl=1e-12, lr=1e-2)
@@ -220,6 +246,8 @@ def test_gradients_on_actors_is_refused_in_one_line(tmp_path):
 def test_gpu_ppo_update_matches_cpu(env_id):
     """`--agent ppo --device gpu`: one update (3 epochs of 4 minibatches) of the same batch from
     the same seed gives the same statistics and weights on each device."""
+    import warnings
+
     from actors.collector import Collector
     from nets import backend
 
@@ -236,8 +264,11 @@ def test_gpu_ppo_update_matches_cpu(env_id):
             batch = Collector(envs, actor.policy(0, np.random.default_rng(0)),
                               tracker=actor.moment_tracker(2)).collect(32, 0)
         nets.seed(1)  # the same minibatches on each device
-        stats = agent.update(batch, 0.25)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="CapturedGradients")  # a fall-back warns
+            stats = agent.update(batch, 0.25)
         assert agent.optimizer.steps == 12
+        assert agent._minibatch_gradients.replaying == (device == "gpu")  # the last eight replay its graph
         results.append((stats, backend.to_host(agent.network.flat().data)))
     (cpu_stats, cpu_weights), (gpu_stats, gpu_weights) = results
     for key, value in cpu_stats.items():
