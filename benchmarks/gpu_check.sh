@@ -10,8 +10,9 @@
 # (b) engine: benchmarks/engine.py --device gpu (workbench on CuPy against PyTorch CUDA, eager and
 #             with the gradients replayed as one CUDA graph: the "graph" cases and DQN's step)
 # learner:    benchmarks/learner.py --device gpu (the GPU learner's ceiling on Pong rollouts)
-# (c) pong:   2 minutes of `workbench train --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu`;
-#             env frames/s (4 per agent step) and the share of time the learner is busy
+# (c) pong:   2 minutes of `workbench train --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu
+#             $PONG_ARGS` (e.g. PONG_ARGS="--max-in-flight 2"); env frames/s (4 per agent step) and
+#             the share of time the learner is busy
 # peer:      stable-baselines3's A2C on Pong with its network on the GPU (rl_atari.py --peer-only
 #             --peer-device cuda: RL Zoo's Atari settings, 16 envs, in one process and in subprocesses,
 #             PyTorch on 1 and on 16 threads, the fastest kept), run after `pong` for the ratio
@@ -21,7 +22,7 @@
 # curve:     benchmarks/scaling.py --curve 1 2 4 8 15: measured env steps/s of A3C with N actor
 #             processes, gradients on the actors and on a CPU learner (the 16-core scaling curve)
 # learn:     Pong learned: `workbench train --env ALE/Pong-v5 --agent $LEARN_AGENT (default a3c)
-#             --actors 15 --device gpu` for $LEARN_SECONDS (default 540) s, then its env frames/s
+#             --actors 15 --device gpu $LEARN_ARGS` for $LEARN_SECONDS (default 540) s, then its env frames/s
 #             and its last-10 mean return at each minute, and when it first reached 18
 # recipes:   `workbench recipe mnist-sequence --device gpu` on the MNIST IDX files in $MNIST_DIR
 #             (carried to the machine), its whole schedule or $RECIPE_SECONDS (default 540) s
@@ -93,8 +94,9 @@ for part in $PARTS; do
       ;;
     pong)
       needs_gpu pong "2 minutes of Pong with the learner on the GPU" || continue
-      train_for 140 pong --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu
-      note "(c) Pong, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
+      # shellcheck disable=SC2086 # PONG_ARGS: more flags, split on spaces
+      train_for 140 pong --env ALE/Pong-v5 --agent a3c --actors 15 --device gpu ${PONG_ARGS:-}
+      note "(c) Pong, 15 actors ${PONG_ARGS:-}, GPU learner: exit $? in $(( $(date +%s) - start )) s"
       key_lines pong
       $PY benchmarks/gpu_check_rates.py "$OUT/pong.log" | tee -a "$summary"
       ;;
@@ -123,8 +125,9 @@ for part in $PARTS; do
       ;;
     learn)
       needs_gpu learn "${LEARN_AGENT:-a3c} on Pong for ${LEARN_SECONDS:-540} s with the learner on the GPU" || continue
-      train_for "${LEARN_SECONDS:-540}" learn --env ALE/Pong-v5 --agent "${LEARN_AGENT:-a3c}" --actors 15 --device gpu
-      note "(d) Pong learned by ${LEARN_AGENT:-a3c}, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
+      # shellcheck disable=SC2086 # LEARN_ARGS: more flags, split on spaces
+      train_for "${LEARN_SECONDS:-540}" learn --env ALE/Pong-v5 --agent "${LEARN_AGENT:-a3c}" --actors 15 --device gpu ${LEARN_ARGS:-}
+      note "(d) Pong learned by ${LEARN_AGENT:-a3c} ${LEARN_ARGS:-}, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
       key_lines learn
       $PY benchmarks/gpu_check_rates.py "$OUT/learn.log" | tee -a "$summary"
       $PY benchmarks/gpu_check_rates.py "$OUT/learn.log" --curve | tee -a "$summary"
