@@ -177,32 +177,81 @@ class A3C(Agent):
     def play_policy(self, greedy, rng):
         return (GaussianPolicy if self.continuous else SoftmaxPolicy)(self.network, rng, greedy)
 
+    # A batch's loss is one forward pass over fixed-length rollouts: on a GPU, `gradients` replays
+    # it as a CUDA graph. False where the loss reads the host midway or each batch has a shape of
+    # its own (whole episodes).
+    graphs_its_loss = True
+
+    def gradients(self, batch):
+        """The batch's gradient and the loss's statistics (`Agent.gradients`). On a GPU, where
+        `_batch_gradients` captures, the loss and backward pass replay one CUDA graph for each
+        batch shape (a batch joins the rollouts that arrived, one per actor at most); a graph
+        cannot wait for the host to compute the returns, so they come first, from a forward
+        pass of their own. Elsewhere one forward pass gives both (`loss`)."""
+        if not self.graphs_its_loss or self._batch_gradients.eager_reason is not None:
+            return super().gradients(batch)
+        T, E = batch.rewards.shape
+        n = T * E
+        states = backend.to_device(self._states(batch), self.device)  # copied once, used twice
+        with nets.no_grad():
+            policy, values = self.network(states)
+        v = backend.to_host(values.data).reshape(-1)
+        returns, advantages = self._targets(batch, policy, v[:n].reshape(T, E), v[n:])
+        given = () if advantages is None else (advantages,)
+        _, *stats = self._batch_gradients(states[:n], self._actions(batch), returns, *given)
+        return dict(zip(self._stat_names, map(float, stats)))
+
+    @functools.cached_property
+    def _batch_gradients(self) -> nets.CapturedGradients:
+        return nets.CapturedGradients(self.network, self._batch_loss, max_graphs=16)  # 15 actors + 1
+
+    def _batch_loss(self, obs, actions, returns, advantages=None):
+        """The actor-critic loss of a batch's steps (arrays on the network's device) with their
+        returns given, and its statistics: no host reads, so that on a GPU it is one CUDA graph."""
+        policy, values = self.network(obs)
+        loss, stats = self._actor_critic_loss(policy, values, actions, returns, advantages)
+        self._stat_names = tuple(stats)  # read when a replay returns the values alone
+        xp = backend.get_array_module(values.data)
+        return (loss, *(xp.asarray(value) for value in stats.values()))
+
     def loss(self, batch):
         T, E = batch.rewards.shape
         n = T * E
-        # One forward pass over the rollout's states and the truncation states it bootstraps from.
-        obs = np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs])
-        policy, values = self.network(obs)
+        policy, values = self.network(self._states(batch))
         v = backend.to_host(values.data).reshape(-1)  # the returns are computed on the host
         return self._loss(batch, policy, values, v[:n].reshape(T, E), v[n:])
+
+    def _states(self, batch) -> np.ndarray:
+        """The rollout's states and the truncation states it bootstraps from, for one forward pass."""
+        return np.concatenate([batch.obs.reshape(batch.steps, *self.observation_shape), batch.final_obs])
+
+    def _actions(self, batch) -> np.ndarray:
+        return batch.actions.reshape(batch.steps, -1) if self.continuous else batch.actions.reshape(-1)
 
     def _loss(self, batch, policy, values, rollout_values, final_values):
         """Returns bootstrapped from the values (`rollout_values` (T, E) and the values of the
         cut states), then the actor-critic loss. `policy` is the logits, or a Gaussian's
-        (mean, log_std). Rewards are scaled, and observations were normalised in the forward
-        pass, with the statistics published with the weights: an actor computing this loss
-        reads the same ones as the learner (`Agent.step` merges new ones)."""
+        (mean, log_std)."""
+        returns, advantages = self._targets(batch, policy, rollout_values, final_values)
+        return self._actor_critic_loss(policy, values, self._actions(batch), returns, advantages)
+
+    def _targets(self, batch, policy, rollout_values, final_values):
+        """(returns, advantages or None), one per step, from the values of the batch's states
+        (`rollout_values` (T, E)) and of its cut states. Rewards are scaled, and observations
+        were normalised in the forward pass, with the statistics published with the weights: an
+        actor computing this loss reads the same ones as the learner (`Agent.step` merges new
+        ones)."""
         rewards = batch.rewards if self.normalizer is None else self.normalizer.scale_rewards(batch.rewards)
         following = next_state_values(rollout_values, batch.final_index, final_values)
         returns, advantages = self.targets(batch, rewards, policy, rollout_values, following)
-        c, returns = self.config, returns.reshape(-1)
-        advantages = None if advantages is None else advantages.reshape(-1)
+        return returns.reshape(-1), None if advantages is None else advantages.reshape(-1)
+
+    def _actor_critic_loss(self, policy, values, actions, returns, advantages):
+        c = self.config
         if self.continuous:
-            actions = batch.actions.reshape(len(returns), -1)
             return gaussian_actor_critic_loss(*policy, values, actions, returns, c.entropy_beta,
                                               c.value_coef, advantages)
-        return actor_critic_loss(policy, values, batch.actions.reshape(-1), returns, c.entropy_beta,
-                                 c.value_coef, advantages)
+        return actor_critic_loss(policy, values, actions, returns, c.entropy_beta, c.value_coef, advantages)
 
     def targets(self, batch, rewards, policy, rollout_values, following):
         """(value targets (T, E), policy-gradient advantages (T, E) or None for the targets

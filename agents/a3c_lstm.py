@@ -119,6 +119,7 @@ class A3CLSTM(A3C):
     Config = A3CLSTMConfig
     presets = {**PRESETS, "vector": {**PRESETS["vector"], "lr_anneal": True},
                "pixels": {**PRESETS["pixels"], "lstm_size": 256}}
+    graphs_its_loss = False  # the cut states' values come from LSTM states read on the host
 
     def build_network(self):
         c = self.config

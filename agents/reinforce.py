@@ -51,6 +51,7 @@ class Reinforce(A3C):
     summary = "REINFORCE with a learned baseline, from whole episodes of one env per actor"
     Config = ReinforceConfig
     whole_episodes = True
+    graphs_its_loss = False  # a batch shape for each episode length
     presets = {"pixels": {"lr": 1e-4}, "box": {"lr": 1e-3, "log_std_init": -0.5},
                "Pendulum-v1": PRESETS["Pendulum-v1"]}
 

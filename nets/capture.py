@@ -43,15 +43,15 @@ from .kernels import workspace
 from .tensor import Tensor
 
 CHECKED_REPLAYS = 2  # replays compared with an eager run before a graph is trusted
-MAX_GRAPHS = 4  # input signatures captured; each graph holds its own memory, further ones run eagerly
+MAX_GRAPHS = 4  # input signatures captured by default; each graph holds its own memory, further ones run eagerly
 _TOLERANCE = 1e-4  # relative to an array's largest magnitude: the same kernels in the same order
 
 
 class CapturedGradients:
     """`gradients(*inputs)` -> `(loss, *extras)` arrays, `model.flat().grad` filled (see module)."""
 
-    def __init__(self, model, loss_fn, capture: bool = True):
-        self.model, self.loss_fn = model, loss_fn
+    def __init__(self, model, loss_fn, capture: bool = True, max_graphs: int = MAX_GRAPHS):
+        self.model, self.loss_fn, self.max_graphs = model, loss_fn, max_graphs
         self.device = backend.device_of(model.flat().data)
         self._graphs = _CudaGraphs() if capture and self.device == "gpu" else None  # tests pass their own
         self._plans: dict[tuple, _Plan] = {}  # never dropped: a graph's memory must outlive its arrays
@@ -70,7 +70,7 @@ class CapturedGradients:
         key = signature + (_address(flat.data), _address(flat.grad))
         plan = self._plans.get(key)
         if plan is None:  # first sight (or the parameters moved: the graph's addresses are stale)
-            if len(self._plans) >= MAX_GRAPHS:
+            if len(self._plans) >= self.max_graphs:
                 return self._run(inputs)
             plan = self._plans[key] = _Plan(inputs, self.device)
         plan.load(inputs)

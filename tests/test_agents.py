@@ -127,6 +127,41 @@ def test_impala_on_its_own_policy_learns_as_a3c():
     np.testing.assert_allclose(impala.network.flat().grad, a3c.network.flat().grad, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name,env_id", [("a3c", "CartPole-v1"), ("a3c", "Pendulum-v1"), ("impala", "CartPole-v1")])
+def test_batch_gradients_replayed_from_a_captured_graph_are_the_one_pass_ones(name, env_id):
+    """On a GPU an actor-critic's batch gradient replays one CUDA graph per batch shape, the
+    returns from a forward pass of their own first (held here with tests/test_capture.py's
+    stand-in graph): batches of two shapes (one rollout, and a join of two, with time-limit cuts
+    inside), five times each with the weights moved between, give the gradients and statistics
+    of one forward pass over each batch (the CPU's), and nothing falls back."""
+    import warnings
+
+    from test_capture import Graphs
+
+    nets.seed(0)
+    env = make_env(env_id)
+    graphed, one_pass = (make_agent(name, env.observation_space, env.action_space, make_config(name)) for _ in range(2))
+    one_pass.network.flat().data[...] = graphed.network.flat().data
+    graphed._batch_gradients._graphs = Graphs(graphed.network)  # as on a GPU
+    graphed._batch_gradients.eager_reason = None
+    collectors = [Collector([make_env(env_id, seed=s, max_episode_steps=7) for s in seeds],
+                            one_pass.policy(0, np.random.default_rng(0))) for seeds in ((1, 2), (3, 4))]
+    optimizer = nets.optim.SGD(graphed.network, lr=1e-4)  # new weights for each call, the same for both
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="CapturedGradients")  # a fall-back warns
+        for call in range(5):
+            for batch in (collectors[0].collect(5, 0),
+                          join([collectors[0].collect(5, 0), collectors[1].collect(5, 0)])):
+                got, want = graphed.gradients(batch), one_pass.gradients(batch)
+                assert one_pass._batch_gradients.eager_reason == "no GPU"
+                assert got.keys() == want.keys() and got == pytest.approx(want, rel=1e-5, abs=1e-6)
+                np.testing.assert_allclose(graphed.network.flat().grad, one_pass.network.flat().grad,
+                                           rtol=1e-5, atol=1e-5, err_msg=f"call {call}")
+                optimizer.step()
+                one_pass.network.flat().data[...] = graphed.network.flat().data
+    assert graphed._batch_gradients.replaying and graphed._batch_gradients._graphs.captures == 2
+
+
 # -- joining rollouts -------------------------------------------------------------------------
 def rollout(T, E, terminated=(), cuts=(), actor=0):
     """Observations count up from 100 * actor; the state each cut (t, e) bootstraps from is

@@ -86,8 +86,8 @@ class Graphs:
         return self.graph(run, self.model)
 
 
-def _captured(model, loss_fn=None, **graphs):
-    gradients = nets.CapturedGradients(model, loss_fn or _classifier_loss(model))
+def _captured(model, loss_fn=None, max_graphs=capture.MAX_GRAPHS, **graphs):
+    gradients = nets.CapturedGradients(model, loss_fn or _classifier_loss(model), max_graphs=max_graphs)
     gradients._graphs = Graphs(model, **graphs)  # as on a GPU, with a stand-in graph
     gradients.eager_reason = None
     return gradients
@@ -173,6 +173,16 @@ def test_moved_parameters_and_new_shapes_get_their_own_graphs_up_to_a_limit():
             x, y = _batch(call, n)
             np.testing.assert_allclose(gradients(x, y)[0], _eager(model, x, y)[0], rtol=1e-6)
     assert graphs.captures == capture.MAX_GRAPHS  # signatures beyond the limit run eagerly
+
+
+def test_a_caller_may_allow_more_graphs():
+    model = _mlp()
+    gradients = _captured(model, max_graphs=capture.MAX_GRAPHS + 2)
+    for n in range(2, 2 + capture.MAX_GRAPHS + 3):
+        for call in range(2):
+            x, y = _batch(call, n)
+            np.testing.assert_allclose(gradients(x, y)[0], _eager(model, x, y)[0], rtol=1e-6)
+    assert gradients._graphs.captures == capture.MAX_GRAPHS + 2
 
 
 def test_a_checked_replay_updates_running_statistics_once_per_call():

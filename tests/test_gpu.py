@@ -517,6 +517,36 @@ def test_a_gpu_learner_steps_on_gradients_from_actors_as_a_cpu_one(agent):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("agent", ["a3c", "impala"])
+def test_gpu_actor_critic_learner_replays_its_batch_graph_and_ends_where_a_cpu_one_does(agent):
+    """--gradients-on learner --device gpu: eight updates, a rollout each; from the fourth on the
+    batch's loss and backward pass replay one CUDA graph (A3C.gradients; a fall-back to eager
+    calls would warn), and the weights end where a CPU learner's do."""
+    import warnings
+
+    from actors import InlineActors, Learner
+    from actors.transport import ActorSpec
+    from agents import make_config, make_agent
+    from envs import make_env
+
+    finals = []
+    for device in ("cpu", "gpu"):
+        nets.seed(0)
+        env = make_env("CartPole-v1")
+        config = make_config(agent, {})
+        learner_agent = make_agent(agent, env.observation_space, env.action_space, config, device=device)
+        spec = ActorSpec("CartPole-v1", agent, config, envs_per_actor=2, seed=3)
+        learner = Learner(learner_agent, InlineActors(spec, 2), 80, console=lambda line: None)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="CapturedGradients")
+            learner.run()
+        assert learner.progress.updates == 8
+        assert learner_agent._batch_gradients.replaying == (device == "gpu")
+        finals.append(backend.to_host(learner_agent.network.flat().data))
+    np.testing.assert_allclose(finals[1], finals[0], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.gpu
 @pytest.mark.slow
 def test_train_with_a_gpu_learner_runs_to_done(tmp_path):
     done = subprocess.run(
