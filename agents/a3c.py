@@ -203,7 +203,8 @@ class A3C(Agent):
 
     @functools.cached_property
     def _batch_gradients(self) -> nets.CapturedGradients:
-        return nets.CapturedGradients(self.network, self._batch_loss, max_graphs=16)  # 15 actors + 1
+        # a batch joins at most one rollout from each actor: a shape for each count up to 16
+        return nets.CapturedGradients(self.network, self._batch_loss, max_graphs=16)
 
     def _batch_loss(self, obs, actions, returns, advantages=None):
         """The actor-critic loss of a batch's steps (arrays on the network's device) with their
