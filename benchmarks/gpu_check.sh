@@ -21,8 +21,9 @@
 #             starts (80k steps; one gradient step of 32 per 4 env steps holds the actors back)
 # curve:     benchmarks/scaling.py --curve 1 2 4 8 15: measured env steps/s of A3C with N actor
 #             processes, gradients on the actors and on a CPU learner (the 16-core scaling curve)
-# learn:     Pong learned: `workbench train --env ALE/Pong-v5 --agent $LEARN_AGENT (default a3c)
-#             --actors 15 --device gpu $LEARN_ARGS` for $LEARN_SECONDS (default 540) s, then its env frames/s
+# learn:     Pong learned: `workbench train --env ALE/Pong-v5 --agent $LEARN_AGENT (default ppo)
+#             --actors 15 --device gpu $LEARN_ARGS` (default for ppo: --set minibatches=30) for
+#             $LEARN_SECONDS (default 540) s, then its env frames/s
 #             and its last-10 mean return at each minute, and when it first reached 18
 # recipes:   `workbench recipe mnist-sequence --device gpu` on the MNIST IDX files in $MNIST_DIR
 #             (carried to the machine), its whole schedule or $RECIPE_SECONDS (default 540) s
@@ -124,10 +125,15 @@ for part in $PARTS; do
       grep -E "^\|" "$OUT/curve.log" | tee -a "$summary"
       ;;
     learn)
-      needs_gpu learn "${LEARN_AGENT:-a3c} on Pong for ${LEARN_SECONDS:-540} s with the learner on the GPU" || continue
-      # shellcheck disable=SC2086 # LEARN_ARGS: more flags, split on spaces
-      train_for "${LEARN_SECONDS:-540}" learn --env ALE/Pong-v5 --agent "${LEARN_AGENT:-a3c}" --actors 15 --device gpu ${LEARN_ARGS:-}
-      note "(d) Pong learned by ${LEARN_AGENT:-a3c} ${LEARN_ARGS:-}, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
+      agent=${LEARN_AGENT:-ppo}
+      # PPO: 15 actors x 4 envs x 128 steps in 30 minibatches of 256, CleanRL's size (its 4 of 1,920
+      # would take an eighth of the gradient steps per env step)
+      [ "$agent" = ppo ] && default_args="--set minibatches=30" || default_args=""
+      args=${LEARN_ARGS-$default_args}
+      needs_gpu learn "$agent on Pong for ${LEARN_SECONDS:-540} s with the learner on the GPU" || continue
+      # shellcheck disable=SC2086 # args: flags, split on spaces
+      train_for "${LEARN_SECONDS:-540}" learn --env ALE/Pong-v5 --agent "$agent" --actors 15 --device gpu $args
+      note "(d) Pong learned by $agent $args, 15 actors, GPU learner: exit $? in $(( $(date +%s) - start )) s"
       key_lines learn
       $PY benchmarks/gpu_check_rates.py "$OUT/learn.log" | tee -a "$summary"
       $PY benchmarks/gpu_check_rates.py "$OUT/learn.log" --curve | tee -a "$summary"
