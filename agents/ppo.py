@@ -206,11 +206,15 @@ class PPO(A3C):
         c = self.config
         T, E = batch.rewards.shape
         n = T * E
-        obs = batch.obs.reshape(n, *self.observation_shape)
+        # the states and the cut states they bootstrap from, copied to the network's device once:
+        # each minibatch is then gathered there
+        states = backend.to_device(np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs]),
+                                   self.device)
+        obs = states[:n]
         actions = batch.actions.reshape(n, *batch.actions.shape[2:])
         behaviour = batch.log_probs.reshape(n)
         with nets.no_grad():
-            policy, values = self.network(np.concatenate([obs, batch.final_obs]))
+            policy, values = self.network(states)
         v = backend.to_host(values.data).reshape(-1)
         rollout_values, following = v[:n].reshape(T, E), next_state_values(v[:n].reshape(T, E), batch.final_index, v[n:])
         rewards = batch.rewards if self.normalizer is None else self.normalizer.scale_rewards(batch.rewards)
@@ -226,7 +230,6 @@ class PPO(A3C):
         anneal = max(0.0, 1.0 - progress)
         clip_range = c.clip_range * (anneal if c.clip_anneal else 1.0)
         rng = nets.rng.generator()
-        obs = backend.to_device(obs, self.device)  # once: each minibatch is then gathered there
         totals, count = {}, 0
         for _ in range(c.epochs):
             for rows in np.array_split(rng.permutation(n), min(c.minibatches, n)):  # each step once
