@@ -93,9 +93,6 @@ PRESETS = {
 }
 
 
-MINIBATCH_STATS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac")  # ClippedSurrogateLoss's
-
-
 class ClippedSurrogateLoss(Function):
     """PPO's loss on a minibatch of N steps, a mean over them:
 
@@ -262,22 +259,22 @@ class PPO(A3C):
         _, *values = self._minibatch_gradients(
             minibatch["obs"], minibatch["actions"], minibatch["old_log_probs"], minibatch["advantages"],
             minibatch["returns"], minibatch["old_values"], np.array([clip_range], np.float32))
-        stats = dict(zip(MINIBATCH_STATS, map(float, values)))
+        stats = dict(zip(self._stat_names, map(float, values)))
         # the first step writes the new weights into `into` (Agent.step); the rest step them there
         stats.update(self.step(progress, None if self.network.flat().data is into else into))
         return stats
 
     def _minibatch_loss(self, obs, actions, old_log_probs, advantages, returns, old_values, clip_range):
-        """The clipped loss of a minibatch (arrays on the network's device) and its statistics
-        (MINIBATCH_STATS): no host reads, so that on the GPU it is one CUDA graph
-        (`_minibatch_gradients`)."""
+        """The clipped loss of a minibatch (arrays on the network's device) and its statistics:
+        no host reads, so that on the GPU it is one CUDA graph (`_minibatch_gradients`)."""
         c = self.config
         op = ClippedSurrogateLoss(actions, old_log_probs, advantages, returns, old_values, clip_range,
                                   c.value_clip, c.entropy_beta, c.value_coef)
         policy, values = self.network(obs)
         loss = op(*(policy if isinstance(policy, tuple) else (policy,)), values)
+        self._stat_names = tuple(op.stats)  # read when a replay returns the values alone
         xp = backend.get_array_module(values.data)
-        return (loss, *(xp.asarray(op.stats[name]) for name in MINIBATCH_STATS))
+        return (loss, *(xp.asarray(value) for value in op.stats.values()))
 
     def log_probs(self, policy, actions, n):
         """log pi(a|s) on the host of the batch's first n rows under the learner's `policy`."""
