@@ -49,9 +49,8 @@ class PPOConfig(Settings):
     rollouts of 128 steps in 8 envs (2 actors x 4), 4 epochs of 4 minibatches, clip range 0.1
     annealed and the value clipped by as much, entropy bonus 0.01, the A3C paper's conv net
     shared by policy and value. More actors make an update's batch, and with `minibatches` fixed
-    its minibatches, larger: with 15 actors x 4 envs, `minibatches=30` keeps CleanRL's 256, and
-    `t_max=32, minibatches=8` learned Pong faster per env step still (docs/performance.md, PPO on
-    Pong by env step). With Box actions: normalised observations and rewards, a
+    its minibatches, larger: with 15 actors x 4 envs, `minibatches=30` keeps CleanRL's 256
+    (docs/performance.md, PPO on Pong by env step). With Box actions: normalised observations and rewards, a
     state-independent log std starting at 0; two envs per actor, as for vectors, batch the actors'
     forward passes (Pendulum-v1 to -250 in 8.1-8.6 s, from 9.4-10.2 s with 1 env x 1024). On
     MuJoCo the learning rate is annealed to 0 over the run, as CleanRL's ppo_continuous_action.py

@@ -22,7 +22,7 @@
 # curve:     benchmarks/scaling.py --curve 1 2 4 8 15: measured env steps/s of A3C with N actor
 #             processes, gradients on the actors and on a CPU learner (the 16-core scaling curve)
 # learn:     Pong learned: `workbench train --env ALE/Pong-v5 --agent $LEARN_AGENT (default ppo)
-#             --actors 15 --device gpu $LEARN_ARGS` (for ppo: --t-max 32 --set minibatches=8) for
+#             --actors 15 --device gpu $LEARN_ARGS` (for ppo: --set minibatches=30) for
 #             $LEARN_SECONDS (default 540) s, then its env frames/s
 #             and its last-10 mean return at each minute, and when it first reached 18
 # recipes:   `workbench recipe mnist-sequence --device gpu` on the MNIST IDX files in $MNIST_DIR
@@ -126,10 +126,9 @@ for part in $PARTS; do
       ;;
     learn)
       agent=${LEARN_AGENT:-ppo}
-      # PPO: 15 actors x 4 envs x 32 steps in 8 minibatches of 240, about CleanRL's 256 (4 would take
-      # an eighth of the gradient steps per env step); 32 steps per env learned Pong faster per env
-      # step than 128 (docs/performance.md#ppo-pong)
-      [ "$agent" = ppo ] && default_args="--t-max 32 --set minibatches=8" || default_args=""
+      # PPO: 15 actors x 4 envs x 128 steps in 30 minibatches of 256, CleanRL's size (its 4 would be
+      # 1,920 each: an eighth of the gradient steps per env step; docs/performance.md#ppo-pong)
+      [ "$agent" = ppo ] && default_args="--set minibatches=30" || default_args=""
       args=${LEARN_ARGS-$default_args}
       needs_gpu learn "$agent on Pong for ${LEARN_SECONDS:-540} s with the learner on the GPU" || continue
       # shellcheck disable=SC2086 # args: flags, split on spaces
