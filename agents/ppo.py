@@ -207,10 +207,8 @@ class PPO(A3C):
         n = T * E
         # the states and the cut states they bootstrap from, copied to the network's device once:
         # each minibatch is then gathered there
-        states = backend.to_device(np.concatenate([batch.obs.reshape(n, *self.observation_shape), batch.final_obs]),
-                                   self.device)
-        obs = states[:n]
-        actions = batch.actions.reshape(n, *batch.actions.shape[2:])
+        states = backend.to_device(self._states(batch), self.device)
+        obs, actions = states[:n], self._actions(batch)
         behaviour = batch.log_probs.reshape(n)
         with nets.no_grad():
             policy, values = self.network(states)
