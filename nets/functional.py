@@ -539,7 +539,9 @@ class SoftmaxCrossEntropy(Function):
             self.scale = xp.full(n, 1.0 / n, dtype=logits.dtype)
         else:
             self.scale = (self.weights / xp.maximum(self.weights.sum(), 1e-12)).astype(logits.dtype)
-        return xp.asarray(nll @ self.scale, dtype=logits.dtype)
+        # on the GPU through blas_gpu: CuPy's own product (its cuBLAS wrapper) refuses a CUDA graph capture
+        loss = nll @ self.scale if xp is np else dense_kernels.matmul(nll[None], self.scale[:, None])
+        return xp.asarray(loss, dtype=logits.dtype).reshape(())
 
     def backward(self, gy):
         xp = _xp(gy)

@@ -194,7 +194,7 @@ class Conv2DPatches(_Conv2D):
                 rows = scratch[:r1 - r0]
                 if rebuild:
                     self._patches(self.x, rows, n0, n1)
-                    part = gy_rows[r0:r1].T @ rows
+                    part = dense_kernels.matmul(gy_rows[r0:r1].T, rows)
                     gw_part = part if gw_part is None else xp.add(gw_part, part, out=gw_part)
                 if need_x:  # patch gradients, summed back onto the pixels they came from
                     dense_kernels.matmul(gy_rows[r0:r1], self.wmat, out=rows)

@@ -254,10 +254,27 @@ def test_gemm_arguments_describe_each_operand_as_cublas_reads_it(rng):
     assert blas_gpu.gemm_arguments(np.ones((3, 8), np.float32)[:, ::2], b, out) is None
 
 
+def test_the_cublas_library_is_the_one_libcublas_file_mapped():
+    """blas_gpu calls sgemm through ctypes on the libcublas this process has loaded (CuPy's):
+    found in /proc/self/maps, cuBLASLt told apart, and none chosen where two files are mapped."""
+    from nets.kernels import blas_gpu
+
+    def mapped(*paths):
+        return "".join(f"7f00-7f10 r-xp 00000000 fd:01 {i} {path}\n" for i, path in enumerate(paths))
+
+    cublas = "/opt/cuda/lib64/libcublas.so.12.8.4.1"
+    lt = "/opt/cuda/lib64/libcublasLt.so.12.8.4.1"
+    assert blas_gpu.cublas_path(mapped(lt, cublas, cublas, "/usr/lib/libc.so.6")) == cublas
+    from_pip = "/site/nvidia/cublas/lib/libcublas.so.13"
+    assert blas_gpu.cublas_path(mapped(from_pip)) == from_pip
+    assert blas_gpu.cublas_path(mapped(lt)) is None
+    assert blas_gpu.cublas_path(mapped(cublas, "/site/torch/lib/libcublas.so.12")) is None
+
+
 @pytest.mark.gpu
 def test_gpu_products_match_numpy(rng):
-    """blas_gpu.matmul, writing and adding, on every operand layout of the CPU check above, and
-    a broadcast operand (which goes to cupy.matmul)."""
+    """blas_gpu.matmul, writing and adding, on every operand layout of the CPU check above, a
+    broadcast operand and a column-major output (both through a copy)."""
     from nets.kernels import blas_gpu
 
     cp = backend.cupy_module()
@@ -266,9 +283,34 @@ def test_gpu_products_match_numpy(rng):
         blas_gpu.matmul(a, b, out, add=add)
         np.testing.assert_allclose(backend.to_host(out), want, **TOLERANCE, err_msg=name)
     a, b = cp.broadcast_to(cp.arange(4, dtype=cp.float32), (3, 4)), cp.ones((4, 2), cp.float32)
-    out = cp.zeros((3, 2), cp.float32)
+    out = cp.ones((2, 3), cp.float32).T
     blas_gpu.matmul(a, b, out, add=True)
-    np.testing.assert_allclose(backend.to_host(out), np.full((3, 2), 6, np.float32))
+    np.testing.assert_allclose(backend.to_host(out), np.full((3, 2), 7, np.float32))
+
+
+@pytest.mark.gpu
+def test_gpu_products_are_recorded_into_a_cuda_graph(rng):
+    """CuPy refuses its own cuBLAS calls while a stream is captured; blas_gpu's sgemm (ctypes on
+    CuPy's libcublas) is recorded: a graph of two products replays on new operand values."""
+    from nets.kernels import blas_gpu
+
+    cp = backend.cupy_module()
+    a, b = (cp.asarray(rng.standard_normal(shape).astype(np.float32)) for shape in ((6, 4), (4, 5)))
+    out, total = cp.empty((6, 5), cp.float32), cp.zeros((4, 4), cp.float32)
+    blas_gpu.matmul(a, b, out)  # the handle and the library, before the capture
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        blas_gpu.matmul(a, b, out)
+        blas_gpu.matmul(a.T, a, total, add=True)
+        graph = stream.end_capture()
+    for _ in range(2):
+        a[...] = cp.asarray(rng.standard_normal((6, 4)).astype(np.float32))
+        want_total = backend.to_host(total) + backend.to_host(a).T @ backend.to_host(a)
+        graph.launch()
+        cp.cuda.Device().synchronize()
+        np.testing.assert_allclose(backend.to_host(out), backend.to_host(a) @ backend.to_host(b), **TOLERANCE)
+        np.testing.assert_allclose(backend.to_host(total), want_total, **TOLERANCE)
 
 
 @pytest.mark.gpu

@@ -3,13 +3,24 @@ layers' (kernels/dense.py).
 
 CuPy's matmul spends about 20 us of Python and argument checks per call: a char-level LSTM step
 makes two products, each under 10 us of GPU work, so that overhead was most of a step. Here a
-product of 2-D float32 matrices, each with contiguous rows or columns (a transposed view), into a
-row-major output is one sgemm on CuPy's handle and current stream, writing or adding (a weight
-gradient goes straight into the parameter's); anything else goes to cupy.matmul.
+product of 2-D float32 matrices into a row-major output is one sgemm on CuPy's handle and current
+stream, writing or adding (a weight gradient goes straight into the parameter's); an operand with
+neither contiguous rows nor contiguous columns is copied first, and other dtypes go to cupy.matmul.
+
+sgemm is called through ctypes on the libcublas CuPy has loaded, not through CuPy's wrappers:
+those refuse every cuBLAS call while a stream is being captured (CuPy 13 to 15: "calling cuBLAS
+API during stream capture is currently unsupported"), and a product recorded into a CUDA graph is
+what nets/capture.py needs. cuBLAS itself records sgemm into a graph; its workspace is a buffer of
+ours (set after each cublasSetStream, which resets it), so a graph holds no allocation of
+cuBLAS's own (memory nodes, which cuBLAS's notes on graphs advise against). Where that library
+cannot be told apart (two mapped), CuPy's wrappers are used and a capture falls back to eager
+calls with their message.
 """
 from __future__ import annotations
 
+import ctypes
 import functools
+import re
 
 import numpy as np
 
@@ -17,14 +28,61 @@ from .. import backend
 
 _ONE, _ZERO = np.ones(1, np.float32), np.zeros(1, np.float32)  # host scalars for alpha and beta
 _ONE_ADDRESS, _ZERO_ADDRESS = _ONE.ctypes.data, _ZERO.ctypes.data  # (.ctypes costs us per access)
+_OP_N, _OP_T, _POINTER_MODE_HOST = 0, 1, 0  # cublasOperation_t, cublasPointerMode_t
+WORKSPACE_BYTES = 32 << 20  # cuBLAS's own default on Hopper
 _ones_rows: dict[tuple[int, int], object] = {}  # (length, device) -> a row of ones, kept for reuse
 
 
-@functools.cache
-def _cublas():
+def cublas_path(memory_map: str) -> str | None:
+    """The one libcublas file in a /proc/<pid>/maps text (cuBLASLt is another library), else None."""
+    paths = set(re.findall(r"\s(/\S*/libcublas\.so[.\d]*)$", memory_map, re.MULTILINE))
+    return paths.pop() if len(paths) == 1 else None
+
+
+def _through_cupy(handle, stream, *arguments):
     from cupy.cuda import cublas  # noqa: PLC0415 - CuPy is imported only through nets.backend's check
-    backend.cupy_module()
-    return cublas
+    cublas.setStream(handle, stream)
+    cublas.setPointerMode(handle, _POINTER_MODE_HOST)
+    cublas.sgemm(handle, *arguments)
+
+
+@functools.cache
+def _sgemm():
+    """sgemm(handle, stream, op_b, op_a, n, m, k, alpha, b, ldb, a, lda, beta, out, ldo) on CuPy's
+    libcublas through ctypes, or through CuPy's wrappers where that library is not found."""
+    cp = backend.cupy_module()
+    cp.cuda.device.get_cublas_handle()  # creates the handle, so CuPy's libcublas is loaded
+    with open("/proc/self/maps") as maps:
+        path = cublas_path(maps.read())
+    if path is None:
+        return _through_cupy
+    library = ctypes.CDLL(path)  # already loaded: the same instance, so CuPy's handle is valid here
+    pointer, integer = ctypes.c_void_p, ctypes.c_int
+    functions = {"cublasSetStream_v2": [pointer, pointer],
+                 "cublasSetWorkspace_v2": [pointer, pointer, ctypes.c_size_t],
+                 "cublasSetPointerMode_v2": [pointer, integer],
+                 "cublasSgemm_v2": [pointer, integer, integer, integer, integer, integer, pointer,
+                                    pointer, integer, pointer, integer, pointer, pointer, integer]}
+    try:  # the _v2 names: a name without it is the legacy API's, which takes no handle
+        for name, argtypes in functions.items():
+            function = getattr(library, name)
+            function.argtypes, function.restype = argtypes, integer
+    except AttributeError:
+        return _through_cupy
+
+    workspace = cp.cuda.memory.Memory(WORKSPACE_BYTES)  # its own cudaMalloc, outside any pool,
+    # kept for the process: graphs hold its address
+
+    def check(name, status):
+        if status:
+            raise RuntimeError(f"{name} failed: cuBLAS status {status}")
+
+    def through_ctypes(handle, stream, *arguments):
+        check("cublasSetStream_v2", library.cublasSetStream_v2(handle, stream))
+        check("cublasSetWorkspace_v2", library.cublasSetWorkspace_v2(handle, workspace.ptr, WORKSPACE_BYTES))
+        check("cublasSetPointerMode_v2", library.cublasSetPointerMode_v2(handle, _POINTER_MODE_HOST))
+        check("cublasSgemm_v2", library.cublasSgemm_v2(handle, *arguments))
+    return through_ctypes
 
 
 def _operand(x) -> tuple[bool, int] | None:
@@ -57,27 +115,32 @@ def gemm_arguments(a, b, out) -> tuple | None:
 
 def matmul(a, b, out, add: bool = False) -> None:
     """out = a @ b on the GPU, or out += a @ b with `add` (cuBLAS's beta = 1: no second pass)."""
-    arguments = gemm_arguments(a, b, out)
     cp = backend.cupy_module()
-    if arguments is None:
+    if not a.dtype == b.dtype == out.dtype == np.float32 or not a.ndim == b.ndim == out.ndim == 2:
         if add:
             out += cp.matmul(a, b)
         else:
             cp.matmul(a, b, out=out)
         return
-    op_b, op_a, n, m, k, ldb, lda, ldo = arguments
+    layout = _operand(out)
+    if layout is None or layout[0]:  # cuBLAS writes a row-major output
+        product = cp.empty(out.shape, np.float32)
+        matmul(a, b, product)
+        if add:
+            out += product
+        else:
+            out[...] = product
+        return
+    a, b = (x if _operand(x) else cp.ascontiguousarray(x) for x in (a, b))
+    op_b, op_a, n, m, k, ldb, lda, ldo = gemm_arguments(a, b, out)
     if not (m and n and k):
         if not add:
             out[...] = 0
         return
-    cublas = _cublas()
-    handle = cp.cuda.device.get_cublas_handle()
-    cublas.setStream(handle, cp.cuda.get_current_stream().ptr)
-    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
-    transpose = {False: cublas.CUBLAS_OP_N, True: cublas.CUBLAS_OP_T}
-    cublas.sgemm(handle, transpose[op_b], transpose[op_a], n, m, k, _ONE_ADDRESS,
-                 b.data.ptr, ldb, a.data.ptr, lda, _ONE_ADDRESS if add else _ZERO_ADDRESS,
-                 out.data.ptr, ldo)
+    _sgemm()(cp.cuda.device.get_cublas_handle(), cp.cuda.get_current_stream().ptr,
+             _OP_T if op_b else _OP_N, _OP_T if op_a else _OP_N, n, m, k, _ONE_ADDRESS,
+             b.data.ptr, ldb, a.data.ptr, lda, _ONE_ADDRESS if add else _ZERO_ADDRESS,
+             out.data.ptr, ldo)
 
 
 def add_column_sums(x, into) -> None:

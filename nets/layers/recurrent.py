@@ -185,7 +185,7 @@ class _Sequence(Function):
         if self.inputs[0].requires_grad:
             batch, time, features = self.x_shape
             dx = self._take(xp, (time, batch, features), dA2.dtype)
-            xp.matmul(dA2, w_ih.T, out=dx.reshape(time * batch, features))
+            dense_kernels.matmul(dA2, w_ih.T, out=dx.reshape(time * batch, features))
             dx = dx.transpose(1, 0, 2)
         return dx, self._matmul_t(self.xt, dA2) if weights else None
 
