@@ -61,7 +61,7 @@ def satisfies(value, rule: str) -> bool:
 
 def check(name: str, value, rule: str) -> None:
     """A one-line ValueError unless `value` keeps `rule` (an infinite number keeps no range)."""
-    if isinstance(value, float) and math.isinf(value) and not rule.startswith("one of "):
+    if isinstance(value, float) and not math.isfinite(value) and not rule.startswith("one of "):
         raise ValueError(f"{name} must be a finite number {rule}, got {value}")
     if not satisfies(value, rule):
         what = f"{name} entries" if isinstance(value, (tuple, list)) else name

@@ -136,6 +136,38 @@ def test_resume_of_a_folder_that_is_not_a_run_is_an_error(tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
 
 
+def test_a_resume_that_cannot_continue_the_run_leaves_its_config_as_it_was(tmp_path, capsys):
+    """Another recipe's --resume is refused by name; flags its checkpoint does not fit (another
+    --hidden) fail, and neither changes config.json or leaves an event file behind: a later
+    plain --resume continues the run as it was (same shift, same size)."""
+    run_dir = run_recipe(tmp_path, "caesar", "--epochs", "1", "--samples", "52", "--shift", "3",
+                         "--hidden", "20")
+    config = (run_dir / "config.json").read_text()
+    events = sorted(run_dir.glob("events.out.tfevents.*"))
+    resume = ["recipe", "caesar", "--resume", str(run_dir), "--epochs", "2", *FAST]
+    assert cli.main(["recipe", "mnist-mlp", *resume[2:]]) == 2
+    says = f"a caesar run; continue it with workbench recipe caesar --resume {run_dir}"
+    assert says in capsys.readouterr().err
+    assert cli.main([*resume, "--hidden", "30"]) == 2
+    assert "shape mismatch" in capsys.readouterr().err
+    assert (run_dir / "config.json").read_text() == config
+    assert sorted(run_dir.glob("events.out.tfevents.*")) == events
+    assert cli.main(resume) == 0
+    saved = RunDir(run_dir).read_config()
+    assert (saved["recipe"], saved["args"]["shift"], saved["args"]["hidden"]) == ("caesar", 3, 20)
+
+
+def test_a_data_path_is_saved_absolute_so_a_resume_finds_it_from_any_folder(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "input.txt").write_text(TEXT)
+    monkeypatch.chdir(tmp_path / "data")
+    run_dir = run_recipe(tmp_path, "char-rnn", "--text", "input.txt", "--epochs", "1", *CHAR)
+    saved = RunDir(run_dir).read_config()["args"]
+    assert saved["text"] == str(tmp_path / "data" / "input.txt")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["recipe", "char-rnn", "--resume", str(run_dir), "--epochs", "2", *FAST]) == 0
+
+
 CHAR = ["--hidden", "24", "--layers", "1", "--embed", "8", "--seq-len", "16", "--batch-size", "8",
         "--sample-length", "20", "--lr", "0.01"]
 
@@ -204,12 +236,30 @@ def test_resolve_prefers_given_flags_then_the_saved_config_then_defaults():
     assert (args.epochs, args.lr, args.seed) == (7, 0.5, 0)
 
 
-def test_every_recipe_flag_default_keeps_its_rule():
+def test_every_numeric_recipe_flag_has_a_rule_its_default_keeps():
+    # without one a bad number reaches the model's code (a traceback, or a run that means nothing);
     # a misspelt rule or a default outside its range would otherwise surface only in a user's run
     parser = cli.build_parser()
     for name in recipes():
-        for action in common.ruled_flags(parser.parse_args(["recipe", name])):
-            assert settings.satisfies(action.workbench_default, action.workbench_rule), (name, action.dest)
+        for action in common.recipe_flags(parser.parse_args(["recipe", name])):
+            where = (name, action.dest)
+            if action.type in (int, float) and action.dest != "seed" and where != ("caesar", "shift"):
+                assert action.workbench_rule, where
+            if action.workbench_rule:
+                assert settings.satisfies(action.workbench_default, action.workbench_rule), where
+
+
+@pytest.mark.parametrize("name, flags, says", [
+    ("caesar", ["--hidden", "0"], "--hidden must be >= 1, got 0"),
+    ("cbow", ["--window", "0"], "--window must be >= 1, got 0"),
+    ("mnist-mlp", ["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),
+    ("mnist-stn", ["--rotation", "-5"], "--rotation must be in [0, 180], got -5.0"),
+    ("caesar", ["--lr", "nan"], "--lr must be a finite number >= 0, got nan"),
+])
+def test_a_number_out_of_range_is_one_line_and_exit_2(tmp_path, capsys, name, flags, says):
+    assert cli.main(["recipe", name, "--logdir", str(tmp_path), *flags, *FAST]) == 2
+    assert capsys.readouterr().err == f"workbench recipe {name}: error: {says}\n"
+    assert not any(tmp_path.iterdir())
 
 
 def test_every_recipe_is_registered_once():

@@ -11,7 +11,7 @@ import nets
 from nets import F
 from workbench import training
 from workbench.recipes.common import ClassificationTask
-from workbench.runs import RunDir, removed_if_failed
+from workbench.runs import RunDir, undone_if_failed
 
 
 class RecordingWriter:
@@ -217,19 +217,19 @@ def test_a_loss_that_climbs_while_finite_gets_one_warning(tmp_path):
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path):
     with pytest.raises(RuntimeError):
-        with removed_if_failed():
+        with undone_if_failed():
             failed = RunDir.create(tmp_path, "failed")
             failed.write_config({})
             raise RuntimeError("actors never started")
     assert not failed.path.exists()
 
     with pytest.raises(KeyboardInterrupt):
-        with removed_if_failed():
+        with undone_if_failed():
             kept = RunDir.create(tmp_path, "kept")
             (kept.path / "checkpoints" / "stage").mkdir(parents=True)
             (kept.path / "checkpoints" / "stage" / "latest.npz").write_bytes(b"")
             raise KeyboardInterrupt
-    with removed_if_failed():
+    with undone_if_failed():
         finished = RunDir.create(tmp_path, "finished")
     assert kept.path.is_dir() and finished.path.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["finished", "kept"]

@@ -57,7 +57,7 @@ def train(env=None, agent: str | None = None, steps: int | None = None,
     from nets import threads
     from workbench.rl import TrainConfig
     from workbench.rl import train as run_training
-    from workbench.runs import RunDir, removed_if_failed, stop_signals
+    from workbench.runs import RunDir, undone_if_failed, stop_signals
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     run = None if resume is None else RunDir.resumed(resume)
@@ -71,7 +71,7 @@ def train(env=None, agent: str | None = None, steps: int | None = None,
     config = TrainConfig.from_dict(values)
     config.validate()
     # Ctrl-C (a notebook's interrupt too) or SIGTERM ends the run with a checkpoint
-    with threads.limited(config.learner_threads), stop_signals() as received, removed_if_failed():
+    with threads.limited(config.learner_threads), stop_signals() as received, undone_if_failed():
         result = run_training(config, name=name, resume=run, should_stop=lambda progress: bool(received),
                               console=print if verbose else lambda line: None)
     if verbose and result.outcome == "stopped":

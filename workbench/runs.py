@@ -21,6 +21,7 @@ Stopping and resuming are the same for `workbench train` and `workbench recipe`:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -34,29 +35,49 @@ from contextvars import ContextVar
 from pathlib import Path
 
 CONFIG, SUMMARY, CHECKPOINTS, LATEST, OWNER = "config.json", "summary.txt", "checkpoints", "latest.npz", ".owner"
+EVENTS = "events.out.tfevents.*"
 
 
 class RunError(ValueError):
     """A run folder that is missing, already taken, or incomplete."""
 
 
-_created_runs: ContextVar[list | None] = ContextVar("created_runs", default=None)
+_opened_runs: ContextVar[list | None] = ContextVar("opened_runs", default=None)  # inside `undone_if_failed`
 
 
 @contextlib.contextmanager
-def removed_if_failed():
-    """Run folders created inside the block are removed if it raises before they hold a
-    checkpoint, so that `tensorboard --logdir runs` lists only runs that got somewhere."""
-    token = _created_runs.set([])
+def undone_if_failed():
+    """Run folders written inside the block are put back if it raises before they hold a new
+    checkpoint: one it created is removed, so that `tensorboard --logdir runs` lists only runs
+    that got somewhere; one it resumed gets its config.json back and loses the event files it
+    gained, so that flags which could not continue it (another recipe's, a size its checkpoint
+    does not fit) are not what the next --resume reads."""
+    token = _opened_runs.set([])
     try:
         yield
     except BaseException:
-        for run in _created_runs.get():
-            if not any((run.path / CHECKPOINTS).rglob("*.npz")):
+        for run, before in _opened_runs.get():
+            if before is None and not any((run.path / CHECKPOINTS).rglob("*.npz")):
                 shutil.rmtree(run.path, ignore_errors=True)
+            elif before is not None and before.latest == _modified(run.latest_checkpoint()):
+                write_atomically(run.config_path, before.config)
+                for path in set(run.path.glob(EVENTS)) - before.events:
+                    path.unlink(missing_ok=True)
         raise
     finally:
-        _created_runs.reset(token)
+        _opened_runs.reset(token)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Before:
+    """A resumed run folder as `undone_if_failed` found it."""
+    config: str
+    latest: int | None
+    events: frozenset
+
+
+def _modified(path: Path | None) -> int | None:
+    return None if path is None else path.stat().st_mtime_ns
 
 
 @contextlib.contextmanager
@@ -158,8 +179,8 @@ class RunDir:
                 raise RunError(f"cannot create the run folder {path}: {error.strerror}; "
                                f"--logdir must be a writable directory") from None
         run = cls(path)
-        if _created_runs.get() is not None:
-            _created_runs.get().append(run)
+        if _opened_runs.get() is not None:
+            _opened_runs.get().append((run, None))
         return run
 
     @classmethod
@@ -211,6 +232,10 @@ class RunDir:
         return self.path / CONFIG
 
     def write_config(self, config: dict) -> None:
+        opened = _opened_runs.get()
+        if opened is not None and self.config_path.is_file() and all(run.path != self.path for run, _ in opened):
+            opened.append((self, _Before(self.config_path.read_text(encoding="utf-8"),
+                                         _modified(self.latest_checkpoint()), frozenset(self.path.glob(EVENTS)))))
         write_atomically(self.config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def read_config(self) -> dict:

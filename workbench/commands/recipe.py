@@ -10,7 +10,7 @@ from nets.checkpoint import CheckpointError
 from workbench.commands import HelpFormatter
 from workbench.datasets import DatasetError
 from workbench.recipes import common, recipes
-from workbench.runs import RunError, removed_if_failed, stop_signals
+from workbench.runs import RunError, undone_if_failed, stop_signals
 from workbench.training import Stopped, TrainingError
 
 BAD_INPUT = (common.RecipeError, DatasetError, CheckpointError, RunError)  # exit 2
@@ -52,7 +52,7 @@ def run(args) -> int:
     try:
         # training reports a NaN/Inf itself, naming the step (and in check mode the op): NumPy's
         # warnings would only say that one appeared somewhere
-        with stop_signals() as received, removed_if_failed(), \
+        with stop_signals() as received, undone_if_failed(), \
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             args.should_stop = lambda step: bool(received)
             return args.recipe.run(args)

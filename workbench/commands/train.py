@@ -231,7 +231,7 @@ def run(args) -> int:
     import nets
     from actors import ActorFailure
     from workbench.rl import RunFailed, TrainConfig, train
-    from workbench.runs import removed_if_failed, stop_signals
+    from workbench.runs import undone_if_failed, stop_signals
 
     try:
         config = TrainConfig.from_dict(values)
@@ -243,7 +243,7 @@ def run(args) -> int:
     nets.set_check_mode(args.check)
 
     try:
-        with stop_signals() as received, removed_if_failed():
+        with stop_signals() as received, undone_if_failed():
             result = train(config, name=args.name, resume=resume,
                            should_stop=lambda progress: bool(received),
                            console=lambda line: print(line, flush=True))

@@ -54,8 +54,9 @@ def encrypt(model: nets.Module, text: str) -> str:
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("caesar")
     common.flag(group, "--shift", default=1, type=int, help="the cipher's shift")
-    common.flag(group, "--hidden", default=100, type=int, help="hidden sigmoid units")
-    common.flag(group, "--samples", default=2600, type=int, help="random training letters per epoch set")
+    common.flag(group, "--hidden", default=100, type=int, rule=">= 1", help="hidden sigmoid units")
+    common.flag(group, "--samples", default=2600, type=int, rule=">= 1",
+                help="random training letters per epoch set")
     common.flag(group, "--message", default="the quick brown fox jumps over the lazy dog",
                 help="text to encrypt with the trained network at the end")
     common.add_training_flags(parser, epochs=10, batch_size=10, optimizer="sgd", lr=0.5, patience=3)

@@ -122,18 +122,18 @@ class CBOWTask(common.ClassificationTask):
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("data and model")
-    common.flag(group, "--text", default="tiny-shakespeare", metavar="FILE",
+    common.flag(group, "--text", default="tiny-shakespeare", metavar="FILE", path=True,
                 help=f"a plain UTF-8 text file (a Project Gutenberg book works), or tiny-shakespeare: "
                      f"Karpathy's corpus, downloaded once into {downloads.where('tiny-shakespeare')}")
-    common.flag(group, "--dim", default=64, type=int, help="embedding size")
-    common.flag(group, "--window", default=2, type=int, help="context words on each side")
-    common.flag(group, "--min-count", default=3, type=int,
+    common.flag(group, "--dim", default=64, type=int, rule=">= 1", help="embedding size")
+    common.flag(group, "--window", default=2, type=int, rule=">= 1", help="context words on each side")
+    common.flag(group, "--min-count", default=3, type=int, rule=">= 1",
                 help="words seen fewer times become <unk>")
     common.flag(group, "--val-fraction", default=0.1, type=float, rule="in (0, 1)",
                 help="examples held out for validation")
     common.flag(group, "--probe", default="king,queen,lord,love,night,death,father,three", metavar="W,W,...",
                 help="words whose nearest neighbours are printed")
-    common.flag(group, "--analogies", default=None, metavar="FILE",
+    common.flag(group, "--analogies", default=None, metavar="FILE", path=True,
                 help="more analogy questions (word2vec questions-words.txt format) besides the "
                      "built-in ones")
     common.add_training_flags(parser, epochs=10, batch_size=128, optimizer="adam", lr=0.003,

@@ -143,30 +143,32 @@ def split_text(ids: np.ndarray, val_fraction: float, test_fraction: float) -> di
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("data and model")
-    common.flag(group, "--text", default="tiny-shakespeare", metavar="FILE",
+    common.flag(group, "--text", default="tiny-shakespeare", metavar="FILE", path=True,
                 help=f"a plain UTF-8 text file, or tiny-shakespeare: Karpathy's corpus, downloaded "
                      f"once into {downloads.where('tiny-shakespeare')}")
     common.flag(group, "--cell", default="lstm", choices=tuple(CELLS), help="recurrent cell")
     common.flag(group, "--hidden", default=256, type=int, rule=">= 1", help="units per recurrent layer")
     common.flag(group, "--layers", default=2, type=int, rule=">= 1", help="stacked recurrent layers")
     common.flag(group, "--embed", default=64, type=int, rule=">= 1", help="character embedding size")
-    common.flag(group, "--dropout", default=0.1, type=float,
+    common.flag(group, "--dropout", default=0.1, type=float, rule="in [0, 1)",
                 help="dropout between layers and before the softmax")
     common.flag(group, "--seq-len", default=100, type=int, rule=">= 1",
                 help="time steps per truncated-BPTT window")
-    common.flag(group, "--val-fraction", default=0.05, type=float, help="share of the text for validation")
-    common.flag(group, "--test-fraction", default=0.05, type=float, help="share of the text for testing")
+    common.flag(group, "--val-fraction", default=0.05, type=float, rule="in [0, 1)",
+                help="share of the text for validation")
+    common.flag(group, "--test-fraction", default=0.05, type=float, rule="in [0, 1)",
+                help="share of the text for testing")
     gen = parser.add_argument_group("generation")
-    common.flag(gen, "--generate", default=0, type=int, metavar="N",
+    common.flag(gen, "--generate", default=0, type=int, rule=">= 0", metavar="N",
                 help="print N generated characters (after training, or from --from without training)")
-    common.flag(gen, "--from", default=None, metavar="RUN_OR_CHECKPOINT", dest="source",
+    common.flag(gen, "--from", default=None, metavar="RUN_OR_CHECKPOINT", path=True, dest="source",
                 help="generate from this trained run folder or checkpoint file instead of training")
     common.flag(gen, "--temperature", default=0.8, type=float, rule=">= 0",
                 help="sampling temperature: lower is safer, higher more varied, 0 the most likely")
     common.flag(gen, "--top-k", default=None, type=int, rule=">= 1",
                 help="draw only among the k most likely characters (default: all)")
     common.flag(gen, "--seed-text", default="\n", help="text the generation continues")
-    common.flag(gen, "--sample-length", default=200, type=int,
+    common.flag(gen, "--sample-length", default=200, type=int, rule=">= 0",
                 help="characters sampled after each epoch (0: none)")
     common.add_training_flags(parser, epochs=20, batch_size=32, optimizer="adam", lr=0.002,
                               clip=5.0, schedule="plateau", plateau_patience=0, lr_floor=1e-4,

@@ -25,18 +25,20 @@ _INTERNAL = ("command", "run", "recipe", "recipe_command", "recipe_parser", "fla
 
 
 # -- flags ------------------------------------------------------------------------------------------
-def flag(parser, *names: str, default, help: str, rule: str | None = None, **options) -> None:
+def flag(parser, *names: str, default, help: str, rule: str | None = None, path: bool = False,
+         **options) -> None:
     """Add a flag (to a parser or an argument group) whose default is applied after parsing (see
     `resolve`), so that a resumed run knows which flags were given again. `rule` is its range in
-    nets.settings' terms (">= 1", "in [0, 1)"), checked by `setup`. --help shows the default
-    unless it is None, empty or a switch's False (then `help` says what leaving the flag out
-    means, if anything)."""
+    nets.settings' terms (">= 1", "in [0, 1)"), checked by `setup`; a `path` (a file or folder,
+    or a dataset's name) is saved absolute where it names one. --help shows the default unless it
+    is None, empty or a switch's False (then `help` says what leaving the flag out means, if
+    anything)."""
     if default is not None and default != "" and not isinstance(default, bool) and "(default" not in help:
         shown = repr(default) if isinstance(default, str) and default != default.strip() else default
         help = f"{help} (default: {shown})"
     action = parser.add_argument(*names, default=None, help=help, **options)
     action.workbench_default = default
-    action.workbench_rule = rule
+    action.workbench_rule, action.workbench_path = rule, path
 
 
 def defaults_of(parser: argparse.ArgumentParser) -> dict:
@@ -44,11 +46,11 @@ def defaults_of(parser: argparse.ArgumentParser) -> dict:
     return {a.dest: a.workbench_default for a in parser._actions if hasattr(a, "workbench_default")}
 
 
-def ruled_flags(args: argparse.Namespace) -> list[argparse.Action]:
-    """The `flag`s with a rule of the recipe being run. Its parser is the `workbench recipe`
-    subcommand of that name: the namespace holds only the parent parser (`recipe_parser`)."""
+def recipe_flags(args: argparse.Namespace) -> list[argparse.Action]:
+    """The `flag`s of the recipe being run. Its parser is the `workbench recipe` subcommand of
+    that name: the namespace holds only the parent parser (`recipe_parser`)."""
     names = next(a for a in args.recipe_parser._actions if isinstance(a, argparse._SubParsersAction))
-    return [a for a in names.choices[args.recipe_command]._actions if getattr(a, "workbench_rule", None)]
+    return [a for a in names.choices[args.recipe_command]._actions if hasattr(a, "workbench_default")]
 
 
 def resolve(args: argparse.Namespace, saved: dict | None = None) -> argparse.Namespace:
@@ -61,8 +63,14 @@ def resolve(args: argparse.Namespace, saved: dict | None = None) -> argparse.Nam
 
 
 def config_of(args: argparse.Namespace) -> dict:
-    """The flags of a run, as saved in its config.json."""
-    return {k: v for k, v in vars(args).items() if k not in _INTERNAL}
+    """The flags of a run, as saved in its config.json: a path relative to this folder saved
+    absolute, so that --resume finds the data from any folder."""
+    config = {k: v for k, v in vars(args).items() if k not in _INTERNAL}
+    for action in recipe_flags(args):
+        value = config.get(action.dest)
+        if action.workbench_path and isinstance(value, str) and value and Path(value).exists():
+            config[action.dest] = str(Path(value).resolve())
+    return config
 
 
 def add_training_flags(parser, *, epochs: int, batch_size: int, optimizer: str, lr: float,
@@ -161,8 +169,8 @@ class RunFinished(Exception):
     """The run to --resume has nothing left to train; the message says so, and how to go on."""
 
 
-def saved_config(run: str | Path) -> dict:
-    """The flags saved in a run folder's config.json (for --resume)."""
+def saved_config(run: str | Path, recipe: str) -> dict:
+    """The flags saved in a `recipe` run folder's config.json (for --resume)."""
     folder = RunDir.resumed(run)
     config = folder.read_config()
     if "agent" in config:
@@ -170,6 +178,9 @@ def saved_config(run: str | Path) -> dict:
                           f"--resume {folder.path}")
     if "recipe" not in config or "args" not in config:
         raise RecipeError(f"--resume {run}: its config.json was not written by `workbench recipe`")
+    if config["recipe"] != recipe:
+        raise RecipeError(f"--resume {run}: a {config['recipe']} run; continue it with workbench recipe "
+                          f"{config['recipe']} --resume {folder.path}")
     return config["args"]
 
 
@@ -178,10 +189,11 @@ def setup(args) -> argparse.Namespace:
     run's saved values are checked too), check every flag's rule and the device, set the thread
     count and check mode, and seed the engine. Call before loading data and building the model:
     a resumed run with nothing left to train raises RunFinished here, before either."""
-    resolve(args, saved_config(args.resume) if args.resume else None)
+    resolve(args, saved_config(args.resume, args.recipe_command) if args.resume else None)
     try:
-        for action in ruled_flags(args):
-            settings.check(action.option_strings[0], getattr(args, action.dest), action.workbench_rule)
+        for action in recipe_flags(args):
+            if action.workbench_rule:
+                settings.check(action.option_strings[0], getattr(args, action.dest), action.workbench_rule)
         nets.backend.check_device(args.device)
     except ValueError as error:
         raise RecipeError(str(error)) from None

@@ -156,9 +156,9 @@ class QuestionTask(common.ClassificationTask):
 # -- the recipe -----------------------------------------------------------------------------------
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("data")
-    common.flag(group, "--train", default=None, metavar="FILE",
+    common.flag(group, "--train", default=None, metavar="FILE", path=True,
                 help="bAbI-format training stories (required unless --synthetic)")
-    common.flag(group, "--test", default=None, metavar="FILE", help="bAbI-format test stories")
+    common.flag(group, "--test", default=None, metavar="FILE", path=True, help="bAbI-format test stories")
     common.flag(group, "--synthetic", default=0, type=int, metavar="N", rule=">= 0",
                 help="train on N generated questions (and test on N/5) instead of files")
     common.flag(group, "--val-fraction", default=0.1, type=float, rule="in (0, 1)",

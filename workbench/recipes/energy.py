@@ -86,13 +86,13 @@ def _method_flags(group, k: int) -> None:
 def add_rbm_arguments(parser) -> None:
     vision.add_data_flags(parser)
     group = parser.add_argument_group("model")
-    common.flag(group, "--hidden", default=500, type=int, help="hidden units")
+    common.flag(group, "--hidden", default=500, type=int, rule=">= 1", help="hidden units")
     common.flag(group, "--method", default="pcd", choices=("cd", "pcd"),
                 help="cd: chains start at the data; pcd: persistent chains")
     _method_flags(group, 1)
-    common.flag(group, "--chains", default=None, type=int,
+    common.flag(group, "--chains", default=None, type=int, rule=">= 1",
                 help="persistent chains for pcd (default: --batch-size)")
-    common.flag(group, "--sample-steps", default=200, type=int,
+    common.flag(group, "--sample-steps", default=200, type=int, rule=">= 0",
                 help="Gibbs steps behind each sample image (0: no samples)")
     common.add_training_flags(parser, epochs=15, batch_size=20, optimizer="sgd", lr=0.1)
 
@@ -101,8 +101,6 @@ def run_rbm(args) -> int:
     common.setup(args)
     splits = vision.load(args, images=False)
     chains = args.chains if args.chains is not None else args.batch_size
-    if args.method == "pcd" and chains < 1:
-        raise common.RecipeError(f"--chains must be >= 1 for pcd, got {chains}")
     visible = splits["train"][0].shape[1]
     rbm = RBM(visible, args.hidden, chains if args.method == "pcd" else 0)
     rbm.match_visible_bias(splits["train"][0])
@@ -130,10 +128,12 @@ def add_dbn_arguments(parser) -> None:
     group = parser.add_argument_group("pre-training")
     common.flag(group, "--pretrain-epochs", default=5, type=int, rule=">= 0",
                 help="epochs per RBM (0: no pre-training)")
-    common.flag(group, "--pretrain-lr", default=0.05, type=float, help="learning rate of pre-training")
+    common.flag(group, "--pretrain-lr", default=0.05, type=float, rule=">= 0",
+                help="learning rate of pre-training")
     common.flag(group, "--pretrain-batch-size", default=20, type=int, rule=">= 1",
                 help="minibatch of pre-training")
-    common.flag(group, "--pretrain-momentum", default=0.5, type=float, help="momentum of pre-training")
+    common.flag(group, "--pretrain-momentum", default=0.5, type=float, rule="in [0, 1)",
+                help="momentum of pre-training")
     _method_flags(group, 1)
     common.add_training_flags(parser, epochs=10, batch_size=20, optimizer="sgd", lr=0.1)
 

@@ -89,13 +89,14 @@ def add_arguments(parser) -> None:
                 help="channels of the discriminator's first conv (the generator's last hidden "
                      "map has 2x, its first 4x); for mlp, hidden layers of 8x and 16x units")
     common.flag(group, "--noise", default=100, type=int, rule=">= 1", help="size of the noise vector z")
-    common.flag(group, "--smoothing", default=0.1, type=float,
+    common.flag(group, "--smoothing", default=0.1, type=float, rule="in [0, 1)",
                 help="one-sided label smoothing: real images' target is 1 - this")
     common.flag(group, "--feature-matching", default=False, action="store_true",
                 help="generator loss: match the discriminator's mean features instead of -log D(G(z))")
-    common.flag(group, "--d-lr", default=None, type=float,
+    common.flag(group, "--d-lr", default=None, type=float, rule=">= 0",
                 help="discriminator learning rate (default: --lr)")
-    common.flag(group, "--beta1", default=0.5, type=float, help="Adam's first-moment decay (DCGAN: 0.5)")
+    common.flag(group, "--beta1", default=0.5, type=float, rule="in [0, 1)",
+                help="Adam's first-moment decay (DCGAN: 0.5)")
     common.add_training_flags(parser, epochs=5, batch_size=64, optimizer="adam", lr=2e-4)
 
 

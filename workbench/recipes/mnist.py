@@ -91,10 +91,10 @@ def load(folder, validation: int, seed: int, images: bool) -> dict:
 
 def _data_flags(parser) -> None:
     group = parser.add_argument_group("data")
-    common.flag(group, "--data", default=None, metavar="FOLDER",
+    common.flag(group, "--data", default=None, metavar="FOLDER", path=True,
                 help=f"folder with the MNIST IDX files (train-images-idx3-ubyte[.gz], ...); "
                      f"default: MNIST, downloaded once into {downloads.where('mnist')}")
-    common.flag(group, "--validation", default=5000, type=int,
+    common.flag(group, "--validation", default=5000, type=int, rule=">= 1",
                 help="training images held out for validation")
 
 
@@ -102,12 +102,15 @@ def add_mlp_arguments(parser) -> None:
     _data_flags(parser)
     group = parser.add_argument_group("model")
     common.flag(group, "--preset", default="default", choices=("default", "book"),
-                help="default: 784-800-10 ReLU; book: 784-500-10 tanh (sets --hidden and --activation)")
+                help="default: 784-800-10 ReLU; book: 784-500-10 tanh (the --hidden and --activation "
+                     "not given)")
     common.flag(group, "--hidden", default="800", metavar="N[,N...]", help="hidden layer sizes")
     common.flag(group, "--activation", default="relu", choices=tuple(ACTIVATIONS), help="hidden units")
-    common.flag(group, "--dropout", default=0.5, type=float, help="dropout after each hidden layer")
-    common.flag(group, "--input-dropout", default=0.2, type=float, help="dropout on the pixels")
-    common.flag(group, "--pca", default=0, type=int,
+    common.flag(group, "--dropout", default=0.5, type=float, rule="in [0, 1)",
+                help="dropout after each hidden layer")
+    common.flag(group, "--input-dropout", default=0.2, type=float, rule="in [0, 1)",
+                help="dropout on the pixels")
+    common.flag(group, "--pca", default=0, type=int, rule=">= 0",
                 help="PCA-whiten the pixels onto this many components first (0: off)")
     common.add_training_flags(parser, epochs=30, batch_size=128, optimizer="momentum", lr=0.05,
                               schedule="linear", lr_floor=0.001, patience=10)
@@ -117,9 +120,10 @@ def add_cnn_arguments(parser) -> None:
     _data_flags(parser)
     group = parser.add_argument_group("model")
     common.flag(group, "--filters", default="20,50", metavar="N,N", help="channels of the two convolutions")
-    common.flag(group, "--hidden", default=500, type=int, help="units of the dense layer")
+    common.flag(group, "--hidden", default=500, type=int, rule=">= 1", help="units of the dense layer")
     common.flag(group, "--activation", default="relu", choices=("relu", "tanh"), help="hidden units")
-    common.flag(group, "--dropout", default=0.5, type=float, help="dropout before the output layer")
+    common.flag(group, "--dropout", default=0.5, type=float, rule="in [0, 1)",
+                help="dropout before the output layer")
     common.add_training_flags(parser, epochs=15, batch_size=64, optimizer="momentum", lr=0.02,
                               schedule="linear", lr_floor=0.0005, patience=8)
 
@@ -135,10 +139,14 @@ def _sizes(text: str) -> list[int]:
 
 
 def run_mlp(args) -> int:
+    given = {"hidden": args.hidden, "activation": args.activation}  # None where not given
     common.setup(args)
     if args.preset == "book":
-        args.hidden, args.activation = "500", "tanh"
+        args.hidden, args.activation = given["hidden"] or "500", given["activation"] or "tanh"
     splits = load(args.data, args.validation, args.seed, images=False)
+    pixels = splits["train"][0].shape[1]
+    if args.pca > pixels:
+        raise common.RecipeError(f"--pca must be at most the {pixels} pixels (0: off), got {args.pca}")
     if args.pca:
         pca = PCAWhitening(args.pca).fit(splits["train"][0])
         splits = {k: (pca.transform(x), y) for k, (x, y) in splits.items()}

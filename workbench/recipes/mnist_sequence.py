@@ -152,7 +152,8 @@ def add_arguments(parser) -> None:
     common.flag(group, "--dense", default=400, type=int, rule=">= 1",
                 help="units of the classifier's dense layer")
     common.flag(group, "--crop", default=33, type=int, rule=">= 1", help="side of each digit's crop, pixels")
-    common.flag(group, "--dropout", default=0.0, type=float, help="dropout in the classifier")
+    common.flag(group, "--dropout", default=0.0, type=float, rule="in [0, 1)",
+                help="dropout in the classifier")
     common.add_training_flags(parser, epochs=300, batch_size=100, optimizer="adam", lr=0.001,
                               clip=5.0, patience=50)
 

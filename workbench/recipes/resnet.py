@@ -88,22 +88,23 @@ class AugmentedTask(common.ClassificationTask):
 def add_arguments(parser) -> None:
     vision.add_data_flags(parser)
     group = parser.add_argument_group("image folders")
-    common.flag(group, "--images", default=None, metavar="FOLDER",
+    common.flag(group, "--images", default=None, metavar="FOLDER", path=True,
                 help="read FOLDER/train/CLASS/* (and FOLDER/test/CLASS/*) image files instead of --data")
-    common.flag(group, "--channels", default=1, type=int, choices=(1, 3),
+    common.flag(group, "--channels", default=1, type=int, rule="one of 1, 3", choices=(1, 3),
                 help="--images: 1 reads greyscale, 3 reads RGB")
     group = parser.add_argument_group("model")
     common.flag(group, "--arch", default="resnet", choices=("resnet", "densenet"), help="network family")
-    common.flag(group, "--depth", default=8, type=int, help="ResNet depth 6n + 2 (8, 14, 20, 32, ...)")
-    common.flag(group, "--width", default=16, type=int, help="ResNet: maps of the first stage")
+    common.flag(group, "--depth", default=8, type=int, rule=">= 1",
+                help="ResNet depth 6n + 2 (8, 14, 20, 32, ...)")
+    common.flag(group, "--width", default=16, type=int, rule=">= 1", help="ResNet: maps of the first stage")
     common.flag(group, "--preactivation", default=False, action="store_true",
                 help="ResNet: BN-ReLU-conv blocks (He et al. 2016)")
     common.flag(group, "--shortcut", default="auto", choices=SHORTCUTS,
                 help="ResNet: auto = identity where shapes agree, else a 1x1 projection; "
                      "identity = subsample and zero-pad the new channels (option A)")
-    common.flag(group, "--survival", default=1.0, type=float,
+    common.flag(group, "--survival", default=1.0, type=float, rule="in (0, 1]",
                 help="ResNet: stochastic depth, the last block's survival probability (1: off)")
-    common.flag(group, "--growth", default=12, type=int, help="DenseNet: growth rate")
+    common.flag(group, "--growth", default=12, type=int, rule=">= 1", help="DenseNet: growth rate")
     common.flag(group, "--dense-blocks", default="4,4,4", metavar="N,N,...",
                 help="DenseNet: layers per dense block")
     common.flag(group, "--augment", default=False, action="store_true",

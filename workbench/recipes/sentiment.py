@@ -192,11 +192,12 @@ def predict(model: SentimentLSTM, vocab: Vocabulary, length: int, message: str) 
 # -- the recipe -----------------------------------------------------------------------------------
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("data")
-    common.flag(group, "--train", default=None, metavar="FILE",
+    common.flag(group, "--train", default=None, metavar="FILE", path=True,
                 help="training messages (required unless --synthetic); see the layouts above")
-    common.flag(group, "--dev", default=None, metavar="FILE",
+    common.flag(group, "--dev", default=None, metavar="FILE", path=True,
                 help="validation messages (required with --train): early stopping, best epoch")
-    common.flag(group, "--test", default=None, metavar="FILE", help="test messages, scored at the end")
+    common.flag(group, "--test", default=None, metavar="FILE", path=True,
+                help="test messages, scored at the end")
     common.flag(group, "--synthetic", default=0, type=int, metavar="N", rule=">= 0",
                 help="train on N generated messages (and N/6 each for validation and test) instead "
                      "of files")
@@ -208,7 +209,7 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("prediction")
     common.flag(group, "--predict", default=None, metavar="TEXT",
                 help="print the polarity of TEXT (after training, or from --from without training)")
-    common.flag(group, "--from", default=None, metavar="RUN_OR_CHECKPOINT", dest="source",
+    common.flag(group, "--from", default=None, metavar="RUN_OR_CHECKPOINT", path=True, dest="source",
                 help="predict with this trained run folder or checkpoint file instead of training")
     common.add_training_flags(parser, epochs=30, batch_size=10, optimizer="rmsprop", lr=0.001)
 

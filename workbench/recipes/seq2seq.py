@@ -273,7 +273,7 @@ def add_arguments(parser) -> None:
     for name, what in (("--src", "source sentences for training"), ("--tgt", "their translations"),
                        ("--val-src", "source sentences for validation"),
                        ("--val-tgt", "their translations")):
-        common.flag(group, name, default=None, metavar="FILE",
+        common.flag(group, name, default=None, metavar="FILE", path=True,
                     help=f"{what}, one a line (required unless --synthetic)")
     common.flag(group, "--synthetic", default=0, type=int, metavar="N", rule=">= 0",
                 help="train on N generated dates (and N/10 held-out ones) instead of files")
@@ -296,7 +296,7 @@ def add_arguments(parser) -> None:
                 help="beam width of the final validation decoding and --translate (1: greedy)")
     common.flag(group, "--translate", default=None, metavar="TEXT",
                 help="translate TEXT (after training, or from --from without training)")
-    common.flag(group, "--from", default=None, metavar="RUN_OR_CHECKPOINT", dest="source",
+    common.flag(group, "--from", default=None, metavar="RUN_OR_CHECKPOINT", path=True, dest="source",
                 help="translate with this trained run folder or checkpoint file instead of training")
     common.add_training_flags(parser, epochs=20, batch_size=64, optimizer="adam", lr=0.002, clip=5.0,
                               patience=4, schedule="plateau", plateau_patience=1, lr_floor=1e-4)

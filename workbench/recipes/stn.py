@@ -97,17 +97,21 @@ class STNTask(common.ClassificationTask):
 def add_arguments(parser) -> None:
     vision.add_data_flags(parser)
     group = parser.add_argument_group("distortion")
-    common.flag(group, "--canvas", default=42, type=int, help="side of the canvas the digits are put on")
-    common.flag(group, "--rotation", default=45.0, type=float, help="largest rotation, degrees")
-    common.flag(group, "--shift", default=None, type=float,
+    common.flag(group, "--canvas", default=42, type=int, rule=">= 1",
+                help="side of the canvas the digits are put on")
+    common.flag(group, "--rotation", default=45.0, type=float, rule="in [0, 180]",
+                help="largest rotation, degrees")
+    common.flag(group, "--shift", default=None, type=float, rule=">= 0",
                 help="largest move on each axis, pixels (default: (canvas - 28) / 2, the digit "
                      "stays on the canvas unrotated)")
     group = parser.add_argument_group("model")
     common.flag(group, "--no-transformer", default=False, action="store_true",
                 help="classify the raw canvas (the baseline)")
     common.flag(group, "--filters", default="10,20", metavar="N,N", help="channels of the classifier's convs")
-    common.flag(group, "--hidden", default=50, type=int, help="units of the classifier's dense layer")
-    common.flag(group, "--dropout", default=0.5, type=float, help="dropout before the output layer")
+    common.flag(group, "--hidden", default=50, type=int, rule=">= 1",
+                help="units of the classifier's dense layer")
+    common.flag(group, "--dropout", default=0.5, type=float, rule="in [0, 1)",
+                help="dropout before the output layer")
     common.add_training_flags(parser, epochs=10, batch_size=64, optimizer="adam", lr=1e-3, patience=5)
 
 

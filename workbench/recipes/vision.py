@@ -16,11 +16,11 @@ from workbench.recipes import common, mnist
 
 def add_data_flags(parser, validation: int = 5000) -> None:
     group = parser.add_argument_group("data")
-    common.flag(group, "--data", default=None, metavar="FOLDER",
+    common.flag(group, "--data", default=None, metavar="FOLDER", path=True,
                 help="folder with IDX files named like MNIST's (train-images-idx3-ubyte[.gz], "
                      f"train-labels-idx1-ubyte[.gz], t10k-...); default: MNIST, downloaded once "
                      f"into {downloads.where('mnist')}")
-    common.flag(group, "--validation", default=validation, type=int,
+    common.flag(group, "--validation", default=validation, type=int, rule=">= 1",
                 help="training images held out for validation")
     common.flag(group, "--limit", default=0, type=int, rule=">= 0",
                 help="train on only this many of the remaining training images (0: all)")
