@@ -160,6 +160,18 @@ def test_beam_search_finds_the_likelier_sentence_that_greedy_misses():
         model.beam_decode(src, 3, 0, 4, beam=0)
 
 
+def test_banned_tokens_are_never_decoded(rng):
+    """seq2seq bans <pad> and <s>: an untrained model would otherwise say them."""
+    nets.seed(2)
+    model = Seq2Seq(11, 12, embed=8, hidden=8, layers=1)
+    src, mask, _, _, _ = _reversal_batch(rng, 6)
+    banned = tuple(range(10))  # all but 10 and 11
+    assert set(np.unique(model.greedy_decode(src, START, 7, mask))) - {10, 11}  # says others unbanned
+    assert set(np.unique(model.greedy_decode(src, START, 7, mask, banned=banned))) <= {10, 11}
+    beam = model.beam_decode(src, START, 11, 7, beam=3, src_mask=mask, banned=banned)
+    assert set(np.unique(beam)) <= {10, 11}
+
+
 def test_beam_of_one_is_greedy_until_the_end_token(rng):
     nets.seed(2)
     model = Seq2Seq(11, 12, embed=8, hidden=8, layers=2)

@@ -89,7 +89,17 @@ def test_a_checksum_mismatch_keeps_nothing_and_says_so(monkeypatch, server, onli
     with pytest.raises(downloads.DownloadError, match=r"sha256 of the download is [0-9a-f]{64}, expected 0+.*"
                                                       r"nothing was kept.*put input.txt into"):
         downloads.text_file("tiny-shakespeare")
-    assert leftovers(online / "tiny-shakespeare") == []
+    assert not online.exists()  # nor the folders made for it
+
+
+def test_a_kept_file_that_is_not_the_published_one_is_refused(monkeypatch, server, online):
+    serve(monkeypatch, server, "tiny-shakespeare", {"input.txt": BODY})
+    (online / "tiny-shakespeare").mkdir(parents=True)
+    (online / "tiny-shakespeare" / "input.txt").write_bytes(BODY[:1000])  # cut short by hand
+    with pytest.raises(downloads.DownloadError, match=r"input.txt is not the published input.txt \(1,000 bytes, "
+                                                      r"sha256 [0-9a-f]{64}; expected 86,000 bytes, .*\): delete it"):
+        downloads.text_file("tiny-shakespeare")
+    assert server.requests == []
 
 
 def test_a_truncated_download_keeps_nothing_and_the_next_mirror_serves(monkeypatch, server, online):

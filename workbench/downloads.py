@@ -82,8 +82,12 @@ def present(folder: Path, remote: Remote) -> bool:
 
 
 def fetch(dataset: str) -> Path:
-    """The folder holding every file of `dataset`, downloading the ones missing."""
+    """The folder holding every file of `dataset`, downloading the ones missing; one kept under
+    its own name is checked against its checksum (a file unpacked by hand cannot be)."""
     folder = data_root() / dataset
+    for remote in DATASETS[dataset]:
+        if (folder / remote.name).is_file():
+            _check(folder / remote.name, remote)
     missing = [r for r in DATASETS[dataset] if not present(folder, r)]
     if missing and offline():
         raise DownloadError(f"{dataset} is not in {folder} and WORKBENCH_OFFLINE is set; "
@@ -102,6 +106,7 @@ def download(remote: Remote, folder: Path, dataset: str) -> Path:
     """Fetch `remote` into `folder` from the first mirror that delivers it whole and with the
     right checksum, through a temporary file that becomes the file only then: an interrupted,
     truncated or corrupt download leaves nothing behind."""
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -124,8 +129,26 @@ def download(remote: Remote, folder: Path, dataset: str) -> Path:
             continue
         os.replace(partial, target)
         return target
+    for path in created:  # the folders made for it, while empty
+        try:
+            path.rmdir()
+        except OSError:
+            break
     raise DownloadError(f"cannot download {dataset}'s {remote.name} ({'; '.join(failures)}); "
                         f"nothing was kept. To work offline, {manual_route(dataset, folder)}")
+
+
+def _check(path: Path, remote: Remote) -> None:
+    """A DownloadError unless the file at `path` has `remote`'s checksum."""
+    algorithm, expected = remote.checksum.split(":")
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            hasher.update(chunk)
+    if hasher.hexdigest() != expected:
+        raise DownloadError(f"{path} is not the published {remote.name} ({path.stat().st_size:,} bytes, "
+                            f"{algorithm} {hasher.hexdigest()}; expected {remote.size:,} bytes, {expected}): "
+                            f"delete it to download it again")
 
 
 def _copy(url: str, partial: Path, remote: Remote) -> str:

@@ -211,9 +211,11 @@ class Seq2Seq(Module):
             logits.append(step_logits)
         return F.stack(logits, axis=1)
 
-    def greedy_decode(self, src, start: int, steps: int, src_mask=None, attention: bool = False):
-        """Token ids (batch, steps) chosen greedily, starting from the `start` token; with
-        `attention`, also the attention weights of every step (batch, steps, source time)."""
+    def greedy_decode(self, src, start: int, steps: int, src_mask=None, attention: bool = False,
+                      banned: tuple[int, ...] = ()):
+        """Token ids (batch, steps) chosen greedily, starting from the `start` token, never one of
+        `banned` (padding, the start token); with `attention`, also the attention weights of
+        every step (batch, steps, source time)."""
         with no_grad():
             keys, projected, state, context = self.encode(src, src_mask)
             xp = backend.get_array_module(keys.data)
@@ -222,18 +224,19 @@ class Seq2Seq(Module):
             for _ in range(steps):
                 logits, state, context, weights = self.decode_step(token, state, context, keys,
                                                                    projected, src_mask)
-                token = logits.data.argmax(axis=1)
+                token = _without(logits.data, banned).argmax(axis=1)
                 out.append(backend.to_host(token))
                 maps.append(backend.to_host(weights.data))
         tokens = np.stack(out, axis=1)
         return (tokens, np.stack(maps, axis=1)) if attention else tokens
 
     def beam_decode(self, src, start: int, end: int, steps: int, beam: int = 5,
-                    src_mask=None) -> np.ndarray:
+                    src_mask=None, banned: tuple[int, ...] = ()) -> np.ndarray:
         """Token ids (batch, steps) by beam search: each step extends the `beam` most likely
-        hypotheses of every source by every token and keeps the `beam` most likely of those; a
-        hypothesis that produced `end` is finished (it extends only by `end`, at no cost). The
-        answer is the hypothesis with the best log-probability per token up to its `end`."""
+        hypotheses of every source by every token but the `banned` and keeps the `beam` most
+        likely of those; a hypothesis that produced `end` is finished (it extends only by `end`,
+        at no cost). The answer is the hypothesis with the best log-probability per token up to
+        its `end`."""
         if beam < 1:
             raise ValueError(f"beam must be >= 1, got {beam}")
         batch = src.shape[0]
@@ -253,7 +256,7 @@ class Seq2Seq(Module):
             for _ in range(steps):
                 logits, state, context, _ = self.decode_step(token, state, context, keys, projected,
                                                              src_mask)
-                z = backend.to_host(logits.data).astype(np.float64)
+                z = _without(backend.to_host(logits.data).astype(np.float64), banned)
                 z -= z.max(axis=1, keepdims=True)
                 log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
                 log_probs[finished] = -np.inf
@@ -277,3 +280,12 @@ class Seq2Seq(Module):
         tokens = np.full((batch, steps), end, dtype=np.int64)
         tokens[:, :history.shape[1]] = history.reshape(batch, beam, -1)[np.arange(batch), best]
         return tokens
+
+
+def _without(logits, banned: tuple[int, ...]):
+    """`logits` with the `banned` tokens' made -inf (a copy where there are any)."""
+    if not banned:
+        return logits
+    logits = logits.copy()
+    logits[:, list(banned)] = -np.inf
+    return logits

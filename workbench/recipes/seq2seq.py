@@ -39,6 +39,7 @@ from workbench.recipes import Recipe, common, register, trained, vision
 
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 PAD, UNK, START, END = range(4)
+NEVER_SAID = (PAD, START)  # tokens a decoder never outputs (it may say <unk>: targets hold it)
 ARCHITECTURE = ("embed", "hidden", "layers", "attention")
 _WORDS = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 
@@ -198,8 +199,8 @@ def until_end(ids) -> list[int]:
 
 def decode(model: nets.Seq2Seq, src, src_mask, steps: int, beam: int) -> np.ndarray:
     if beam > 1:
-        return model.beam_decode(src, START, END, steps, beam, src_mask)
-    return model.greedy_decode(src, START, steps, src_mask)
+        return model.beam_decode(src, START, END, steps, beam, src_mask, banned=NEVER_SAID)
+    return model.greedy_decode(src, START, steps, src_mask, banned=NEVER_SAID)
 
 
 class TranslationTask:
@@ -251,7 +252,8 @@ class TranslationTask:
     def end_of_epoch(self, events, epoch: int, step: int) -> None:
         pairs = self.splits["val"][:6]
         src, mask, _, tgt_out, _ = pad_batch(pairs)
-        predicted, weights = self.model.greedy_decode(src, START, tgt_out.shape[1], mask, attention=True)
+        predicted, weights = self.model.greedy_decode(src, START, tgt_out.shape[1], mask, attention=True,
+                                                      banned=NEVER_SAID)
         maps, lines = [], []
         for (s, t), row, attention in zip(pairs, predicted, weights):
             words = until_end(row)
