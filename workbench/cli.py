@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from workbench.commands import HelpFormatter
+from workbench.commands import CommandParser, HelpFormatter
 
 # Each module defines `add_parser(subparsers)` (registering its flags) and `run(args) -> int`.
 COMMANDS = ["doctor", "train", "agents", "play", "plot", "recipe"]
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="workbench",
         description="Parallel reinforcement learning and supervised recipes on a NumPy/Numba/CuPy engine.",
         formatter_class=HelpFormatter)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         module = importlib.import_module(f"workbench.commands.{name.replace('-', '_')}")
         sub = module.add_parser(subparsers)

@@ -26,3 +26,15 @@ class HelpFormatter(argparse.HelpFormatter):
                 prose.append(line.strip())
         end_paragraph()
         return "\n".join(lines)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser (and its own subcommands'): an argument it does not know is its
+    error, under its own usage line. argparse leaves it to the top parser, whose usage names no
+    subcommand and whose message does not say which one's flags to look at."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
