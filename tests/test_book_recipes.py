@@ -162,7 +162,7 @@ def test_seq2seq_learns_dates_shows_attention_and_translates_from_the_run(tmp_pa
                          "--translate", "the first of may two thousand")
     assert_learns(run_dir)
     out = capsys.readouterr().out
-    assert "kept 400 of 400 pairs" in out and "val with beam 2: exact match" in out
+    assert "kept 400 of 400 pairs" in out and "val with beam 2: exact_match " in out
     assert "the first of may two thousand -> " in out
     assert (run_dir / "images" / "val-attention.png").read_bytes().startswith(b"\x89PNG")
     assert "val/attention" in tags(run_dir, "images")

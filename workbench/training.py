@@ -345,9 +345,9 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
             if config.histograms:
                 events.histograms(model, step)
             save_latest(_rng_state(data_rng))  # the next epoch's start
-            shown = "  ".join(f"val {k} {v:.4f}" for k, v in val.items())
-            say(f"epoch {epoch}/{config.epochs}  train loss {train_loss:.4f}  {shown}  "
-                f"lr {record['lr']:.3g}  {seconds:.1f} s"
+            shown = [f"train loss {train_loss:.4f}", *(f"val {k} {v:.4f}" for k, v in val.items()),
+                     f"lr {record['lr']:.3g}", f"{seconds:.1f} s"]
+            say(f"epoch {epoch}/{config.epochs}  " + "  ".join(shown)
                 + ("  (best)" if stopping.best_epoch == epoch else ""))
             if stopping.stopped:
                 say(f"early stopping: no improvement of val {monitor} for "

@@ -178,9 +178,9 @@ def run(args) -> int:
         else:
             lines.append(f"nearest to {word}: (not in the vocabulary)")
     correct, asked = analogy_score(vectors, vocab, questions)
-    lines.append(f"analogies: {correct}/{asked} correct"
+    lines.append(f"analogies: {correct} of {asked} correct"
                  + (f" ({100 * correct / asked:.1f}%)" if asked else "")
-                 + f" of the {len(questions)} questions, those with every word in the vocabulary")
+                 + f", the {asked} of {len(questions)} questions with every word in the vocabulary")
     common.report(run_folder, result, lines)
     return 0
 

@@ -162,7 +162,8 @@ def add_arguments(parser) -> None:
     common.flag(gen, "--generate", default=0, type=int, rule=">= 0", metavar="N",
                 help="print N generated characters (after training, or from --from without training)")
     common.flag(gen, "--from", default=None, metavar="RUN_OR_CHECKPOINT", path=True, dest="source",
-                help="generate from this trained run folder or checkpoint file instead of training")
+                help="generate from this trained run folder or checkpoint file instead of training: "
+                     "--generate characters, else --sample-length")
     common.flag(gen, "--temperature", default=0.8, type=float, rule=">= 0",
                 help="sampling temperature: lower is safer, higher more varied, 0 the most likely")
     common.flag(gen, "--top-k", default=None, type=int, rule=">= 1",

@@ -384,8 +384,8 @@ def run(args) -> int:
             with nets.no_grad():
                 beam = task.evaluate("val", args.beam)
             events.scalars({f"val_beam/{k}": v for k, v in beam.items() if k != "loss"}, result.steps)
-            lines.append(f"val with beam {args.beam}: exact match {100 * beam['exact_match']:.2f}%, "
-                         f"BLEU {100 * beam['bleu']:.2f}")
+            lines.append(f"val with beam {args.beam}: exact_match {beam['exact_match']:.4f}  "
+                         f"bleu {beam['bleu']:.4f}")  # as the epochs' val lines: fractions
     if args.translate is not None:
         with nets.no_grad():
             lines.append(translate_text(model, meta, args.translate, args.beam))
