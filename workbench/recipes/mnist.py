@@ -14,13 +14,11 @@ The last --validation images of a seeded shuffle of the training set are held ou
 """
 from __future__ import annotations
 
-import numpy as np
-
 import nets
 from nets import F
-from workbench import downloads, training
-from workbench.datasets import PCAWhitening, load_mnist, split_indices
-from workbench.recipes import Recipe, common, register
+from workbench import training
+from workbench.datasets import PCAWhitening
+from workbench.recipes import Recipe, common, register, vision
 
 ACTIVATIONS = {"relu": F.relu, "tanh": F.tanh, "sigmoid": F.sigmoid}
 
@@ -68,38 +66,8 @@ class LeNet(nets.Module):
         return self.fc2(h)
 
 
-def load(folder, validation: int, seed: int, images: bool) -> dict:
-    """Train/val/test splits as float32 in [0, 1]: (n, 784) rows, or (n, 1, 28, 28) images."""
-    if folder is None:
-        folder = downloads.fetch("mnist")
-    x_train, y_train = load_mnist(folder, "train")
-    x_test, y_test = load_mnist(folder, "test")
-    if not 0 < validation < len(x_train):
-        raise common.RecipeError(f"--validation must be between 1 and {len(x_train) - 1}, "
-                                 f"got {validation}")
-    share = validation / len(x_train)
-    train_idx, val_idx = split_indices(len(x_train), (1 - share, share), seed)
-    shape = (-1, 1, *x_train.shape[1:]) if images else (-1, int(np.prod(x_train.shape[1:])))
-
-    def prepare(x):
-        return (x.astype(np.float32) / np.float32(255)).reshape(shape)
-
-    return {"train": (prepare(x_train[train_idx]), y_train[train_idx]),
-            "val": (prepare(x_train[val_idx]), y_train[val_idx]),
-            "test": (prepare(x_test), y_test)}
-
-
-def _data_flags(parser) -> None:
-    group = parser.add_argument_group("data")
-    common.flag(group, "--data", default=None, metavar="FOLDER", path=True,
-                help=f"folder with the MNIST IDX files (train-images-idx3-ubyte[.gz], ...); "
-                     f"default: MNIST, downloaded once into {downloads.where('mnist')}")
-    common.flag(group, "--validation", default=5000, type=int, rule=">= 1",
-                help="training images held out for validation")
-
-
 def add_mlp_arguments(parser) -> None:
-    _data_flags(parser)
+    vision.add_data_flags(parser)
     group = parser.add_argument_group("model")
     common.flag(group, "--preset", default="default", choices=("default", "book"),
                 help="default: 784-800-10 ReLU; book: 784-500-10 tanh (the --hidden and --activation "
@@ -117,7 +85,7 @@ def add_mlp_arguments(parser) -> None:
 
 
 def add_cnn_arguments(parser) -> None:
-    _data_flags(parser)
+    vision.add_data_flags(parser)
     group = parser.add_argument_group("model")
     common.flag(group, "--filters", default="20,50", metavar="N,N", help="channels of the two convolutions")
     common.flag(group, "--hidden", default=500, type=int, rule=">= 1", help="units of the dense layer")
@@ -143,7 +111,7 @@ def run_mlp(args) -> int:
     common.setup(args)
     if args.preset == "book":
         args.hidden, args.activation = given["hidden"] or "500", given["activation"] or "tanh"
-    splits = load(args.data, args.validation, args.seed, images=False)
+    splits = vision.load(args, images=False)
     pixels = splits["train"][0].shape[1]
     if args.pca > pixels:
         raise common.RecipeError(f"--pca must be at most the {pixels} pixels (0: off), got {args.pca}")
@@ -160,7 +128,7 @@ def run_cnn(args) -> int:
     filters = _sizes(args.filters)
     if len(filters) != 2:
         raise common.RecipeError(f"--filters takes two channel counts, got {args.filters!r}")
-    splits = load(args.data, args.validation, args.seed, images=True)
+    splits = vision.load(args, images=True)
     if splits["train"][0].shape[2:] != (28, 28):
         raise common.RecipeError(f"mnist-cnn expects 28x28 images, got {splits['train'][0].shape[2:]}")
     model = LeNet(tuple(filters), args.hidden, args.activation, args.dropout)

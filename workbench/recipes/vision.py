@@ -1,6 +1,7 @@
-"""What the image recipes of issue 7 share (mnist-rbm, mnist-dbn, mnist-gan, mnist-stn, resnet):
-IDX data flags and loading, a training subset for quick runs, image logging, and run stages
-(several training phases in one run folder, each with its own checkpoints and events)."""
+"""What the image recipes share (mnist-mlp, mnist-cnn, mnist-rbm, mnist-dbn, mnist-gan,
+mnist-stn, resnet, mnist-sequence): IDX data flags and loading, a training subset for quick runs,
+image logging, and run stages (several training phases in one run folder, each with its own
+checkpoints and events)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,8 @@ from logs import EventWriter
 from nets import backend
 from logs.images import add_image, png, tile
 from workbench import downloads
-from workbench.recipes import common, mnist
+from workbench.datasets import load_mnist, split_indices
+from workbench.recipes import common
 
 
 def add_data_flags(parser, validation: int = 5000) -> None:
@@ -28,11 +30,32 @@ def add_data_flags(parser, validation: int = 5000) -> None:
 
 def load(args, images: bool) -> dict:
     """Train/val/test splits with pixels in [0, 1]: (n, pixels) rows or (n, 1, h, w) images."""
-    splits = mnist.load(args.data, args.validation, args.seed, images=images)
+    splits = _mnist_splits(args.data, args.validation, args.seed, images=images)
     if args.limit:
         x, y = splits["train"]
         splits["train"] = (x[:args.limit], y[:args.limit])
     return splits
+
+
+def _mnist_splits(folder, validation: int, seed: int, images: bool) -> dict:
+    """Train/val/test splits as float32 in [0, 1]: (n, 784) rows, or (n, 1, 28, 28) images."""
+    if folder is None:
+        folder = downloads.fetch("mnist")
+    x_train, y_train = load_mnist(folder, "train")
+    x_test, y_test = load_mnist(folder, "test")
+    if not 0 < validation < len(x_train):
+        raise common.RecipeError(f"--validation must be between 1 and {len(x_train) - 1}, "
+                                 f"got {validation}")
+    share = validation / len(x_train)
+    train_idx, val_idx = split_indices(len(x_train), (1 - share, share), seed)
+    shape = (-1, 1, *x_train.shape[1:]) if images else (-1, int(np.prod(x_train.shape[1:])))
+
+    def prepare(x):
+        return (x.astype(np.float32) / np.float32(255)).reshape(shape)
+
+    return {"train": (prepare(x_train[train_idx]), y_train[train_idx]),
+            "val": (prepare(x_train[val_idx]), y_train[val_idx]),
+            "test": (prepare(x_test), y_test)}
 
 
 def sizes(text: str, flag: str) -> list[int]:
