@@ -31,7 +31,7 @@ def test_examples_in_help_stay_one_per_line(monkeypatch, capsys):
     assert "\n  workbench train --env CartPole-v1 --actors 8 --backend ray --address auto\n" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command, unknown", [("recipe mnist-cnn", "--limit 9"), ("train", "--bogus"),
+@pytest.mark.parametrize("command, unknown", [("recipe mnist-cnn", "--limt 9"), ("train", "--bogus"),
                                               ("doctor", "--bogus")])
 def test_an_unknown_flag_is_named_under_its_command_s_usage(command, unknown, capsys):
     with pytest.raises(SystemExit) as exit:

@@ -291,7 +291,7 @@ def test_q_agents_refuse_box_actions_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     takers = ", ".join(sorted(name for name, cls in AGENTS.items() if cls.continuous_actions))
     assert takers.startswith("a3c, a3c-lstm, impala, ppo, reinforce")
-    assert err == (f"workbench train: agent nstep-q needs a discrete action space; for continuous "
+    assert err == (f"workbench train: error: agent nstep-q needs a discrete action space; for continuous "
                    f"(Box) actions use {takers}")
     assert not list(tmp_path.iterdir())  # refused before a run folder was made
 
@@ -307,7 +307,7 @@ def test_a_missing_extra_is_one_line_naming_it(tmp_path, env_id, extra, module):
             f"sys.exit(main(['train', '--env', {env_id!r}, '--logdir', {str(tmp_path)!r}]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"workbench train: environment {env_id!r} needs the {extra} extra: "
+    assert done.stderr.strip() == (f"workbench train: error: environment {env_id!r} needs the {extra} extra: "
                                    f"pip install -e \".[{extra}]\"")
 
 

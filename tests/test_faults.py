@@ -123,7 +123,7 @@ def test_a_run_that_diverges_exits_1_and_keeps_the_finite_checkpoint(tmp_path):
     result = workbench("train", "--resume", str(folder), "--steps", "800",
                        "--lr", "1e38")  # inf itself is refused up front: it cannot work
     message = one_line_error(result, 1)
-    assert re.fullmatch(r"workbench train: training diverged at step [\d,]+ \(update \d+\): .*(NaN|nan).*; "
+    assert re.fullmatch(r"workbench train: error: training diverged at step [\d,]+ \(update \d+\): .*(NaN|nan).*; "
                         r"lower --lr \(it was [\d.e+]+\); the last "
                         rf"checkpoint, {re.escape(str(latest))}, is kept", message)
     assert latest.read_bytes() == before
@@ -206,7 +206,7 @@ def test_train_check_names_where_the_nan_appeared(tmp_path):
     result = workbench("train", *INLINE, "--steps", "400", "--lr", "1e38", "--check",
                        "--logdir", str(tmp_path))
     message = one_line_error(result, 1)
-    assert re.fullmatch(r"workbench train: check mode stopped the run in update 1 \(step 0\): (NaN|Inf) "
+    assert re.fullmatch(r"workbench train: error: check mode stopped the run in update 1 \(step 0\): (NaN|Inf) "
                         r"first appeared in parameter (value_)?trunk\.layers\.0\.(weight|bias), after RMSProp step 1 "
                         r"\(lr 1e\+38\); no checkpoint was written", message)
 
@@ -261,7 +261,7 @@ def test_a_logdir_that_cannot_hold_a_run_folder_is_one_line(tmp_path, logdir, re
     (tmp_path / "FILE").write_text("")
     logdir = logdir.replace("FILE", str(tmp_path / "FILE"))
     message = one_line_error(workbench("train", "--logdir", logdir, "--steps", "100"), 2)
-    assert re.fullmatch(rf"workbench train: cannot create the run folder {re.escape(logdir)}/CartPole-v1-"
+    assert re.fullmatch(rf"workbench train: error: cannot create the run folder {re.escape(logdir)}/CartPole-v1-"
                         rf"a3c-\S+: {reason}; --logdir must be a writable directory", message)
 
 
@@ -296,7 +296,7 @@ def test_runs_started_in_the_same_second_get_a_folder_each_even_when_both_looked
     (["--set", "n_step=x", "--agent", "nstep-q"], "n_step must be an integer or null, got 'x'"),
     (["--set", "trunk=bogus"], "trunk must be one of auto, mlp, relu-mlp, small, nature, got 'bogus'"),
     (["--lr", "-1"], "lr must be >= 0, got -1.0"),
-    (["--lr", "nan"], "lr must be >= 0, got nan"),
+    (["--lr", "nan"], "lr must be a finite number >= 0, got nan"),
     (["--keep-checkpoints", "-1"], "keep-checkpoints must be >= 0, got -1"),
     (["--env-option", "no_such_option=1"], "--env-option: CartPoleEnv.__init__() got an unexpected "
                                            "keyword argument 'no_such_option'"),
@@ -313,7 +313,7 @@ def test_runs_started_in_the_same_second_get_a_folder_each_even_when_both_looked
 ])
 def test_a_mistyped_value_is_one_line_before_anything_starts(tmp_path, args, message):
     result = workbench("train", "--logdir", str(tmp_path / "runs"), *args)
-    assert one_line_error(result, 2).startswith(f"workbench train: {message}")
+    assert one_line_error(result, 2).startswith(f"workbench train: error: {message}")
     assert not (tmp_path / "runs").exists()
 
 
@@ -326,7 +326,7 @@ def test_a_mistyped_value_in_a_config_file_is_one_line(tmp_path, values, message
     config = tmp_path / "c.json"
     config.write_text(json.dumps(values))
     result = workbench("train", "--config", str(config), "--logdir", str(tmp_path / "runs"))
-    assert one_line_error(result, 2) == f"workbench train: {message}"
+    assert one_line_error(result, 2) == f"workbench train: error: {message}"
     assert not (tmp_path / "runs").exists()
 
 
@@ -351,7 +351,7 @@ def recipe(tmp_path, capsys):
     (["caesar", "--lr", "inf"], 2, "caesar: error: --lr must be a finite number >= 0, got inf"),
     (["char-rnn", "--text", "DIR/empty.txt"], 2, "char-rnn: error: DIR/empty.txt is empty; expected a "
                                                  "UTF-8 text"),
-    (["caesar", "--lr", "nan"], 2, "caesar: error: --lr must be >= 0, got nan"),
+    (["caesar", "--lr", "nan"], 2, "caesar: error: --lr must be a finite number >= 0, got nan"),
     (["caesar", "--lr", "-1"], 2, "caesar: error: --lr must be >= 0, got -1.0"),
     (["caesar", "--epochs", "0"], 2, "caesar: error: --epochs must be >= 1, got 0"),
     (["caesar", "--batch-size", "0"], 2, "caesar: error: --batch-size must be >= 1, got 0"),
@@ -413,7 +413,7 @@ def test_resuming_into_another_env_names_both_sides(tmp_path):
                      "--name", "r").returncode == 0
     result = workbench("train", "--resume", str(tmp_path / "r"), "--env", "Acrobot-v1")
     assert one_line_error(result, 2) == (
-        f"workbench train: {tmp_path / 'r' / 'checkpoints' / 'latest.npz'} was trained on CartPole-v1 "
+        f"workbench train: error: {tmp_path / 'r' / 'checkpoints' / 'latest.npz'} was trained on CartPole-v1 "
         f"(a3c, mlp 64,64), but this run is for Acrobot-v1 (a3c, mlp 64,64); resume with the run's "
         f"own settings or start a new run")
 
@@ -433,13 +433,13 @@ def test_a_corrupt_or_non_finite_latest_checkpoint_names_the_periodic_one_to_res
         json.dumps(header).encode(), np.uint8)})
     resume = ("train", "--resume", str(tmp_path / "r"), "--steps", "400")
     assert one_line_error(workbench(*resume), 2) == (
-        f"workbench train: {latest} holds non-finite weights (NaN or Inf), so training cannot continue from "
+        f"workbench train: error: {latest} holds non-finite weights (NaN or Inf), so training cannot continue from "
         f"it{hint}")
     played = workbench("play", str(tmp_path / "r"))
     assert "holds non-finite weights (NaN or Inf): play an earlier checkpoint" in one_line_error(played, 2, "play")
     latest.write_bytes(b"not a checkpoint")
     message = one_line_error(workbench(*resume), 2)
-    assert message.startswith(f"workbench train: {latest}") and message.endswith(hint)
+    assert message.startswith(f"workbench train: error: {latest}") and message.endswith(hint)
 
 
 def test_a_run_folder_has_one_writer_and_a_killed_owner_leaves_no_stale_lock(tmp_path):
@@ -450,7 +450,7 @@ def test_a_run_folder_has_one_writer_and_a_killed_owner_leaves_no_stale_lock(tmp
     folder = tmp_path / "r"
     owner = RunDir.existing(folder).claim()  # this test process is the writer now
     resumed = workbench("train", "--resume", str(folder), "--steps", "800")
-    assert one_line_error(resumed, 2) == (f"workbench train: run folder {folder} is being written by process "
+    assert one_line_error(resumed, 2) == (f"workbench train: error: run folder {folder} is being written by process "
                                           f"{os.getpid()}; wait for it to end (or stop it) before resuming, "
                                           f"or start a new run")
     owner.release()
@@ -485,7 +485,7 @@ def test_a_network_that_cannot_fit_in_memory_is_one_line_before_any_actor_starts
     result = workbench("train", "--agent", "dqn", *INLINE, "--steps", "400", "--logdir", str(tmp_path),
                        "--hidden", "200000,200000")
     message = one_line_error(result, 2)
-    assert re.fullmatch(r"workbench train: dqn's network and memory do not fit in this machine's memory "
+    assert re.fullmatch(r"workbench train: error: dqn's network and memory do not fit in this machine's memory "
                         r"\(Unable to allocate [\d.]+ [GT]iB .*\); lower the sizes \(--hidden, --set "
                         r"buffer_size=\.\.\.\)", message), message
     assert not list(tmp_path.iterdir())

@@ -225,7 +225,7 @@ def test_what_cannot_train_is_one_line_and_exit_2(folder, env, message):
 def test_a_module_that_is_nowhere_names_the_folder_it_looked_in(folder):
     result = workbench_cli(folder, "train", "--env", "nowhere_envs:Corridor-v0")
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"workbench train: environment 'nowhere_envs:Corridor-v0': no module "
+    assert result.stderr.strip() == (f"workbench train: error: environment 'nowhere_envs:Corridor-v0': no module "
                                      f"'nowhere_envs' in {folder} or among the installed packages; run from "
                                      f"the folder that holds nowhere_envs.py, or pip install it")
 

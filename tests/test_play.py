@@ -95,7 +95,7 @@ def test_cartpole_runs_play_too(runs, capsys):
 def one_line_error(code, err):
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("workbench play: ")
+    assert len(lines) == 1 and lines[0].startswith("workbench play: error: ")
     return lines[0]
 
 
@@ -155,7 +155,7 @@ def test_a_recipe_run_or_a_checkpoint_without_metadata_is_one_line(runs, capsys,
     (recipe / "config.json").write_text(json.dumps({"recipe": "mnist-mlp", "args": {}}))
     (recipe / "checkpoints" / "latest.npz").write_bytes((runs[1] / "checkpoints" / "latest.npz").read_bytes())
     assert one_line_error(*play(capsys, recipe)[::2]) == (
-        f"workbench play: {recipe} is a run of `workbench recipe mnist-mlp`; play and load take runs of "
+        f"workbench play: error: {recipe} is a run of `workbench recipe mnist-mlp`; play and load take runs of "
         f"`workbench train`")
     from nets import checkpoint
 

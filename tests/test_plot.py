@@ -79,9 +79,9 @@ def test_bad_plot_flags_are_one_line(tmp_path, args, message):
     run = fake_run(tmp_path / "r", "CartPole-v1", "a3c", [1.0])
     result = subprocess.run([sys.executable, "-m", "workbench.cli", "plot", str(run), *args],
                             capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 2 and result.stderr.strip() == f"workbench plot: {message}"
+    assert result.returncode == 2 and result.stderr.strip() == f"workbench plot: error: {message}"
 
 
 def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "workbench.cli", "plot", str(tmp_path)], capture_output=True, text=True)
-    assert result.returncode == 2 and result.stderr.startswith("workbench plot: ") and "no config.json" in result.stderr
+    assert result.returncode == 2 and result.stderr.startswith("workbench plot: error: ") and "no config.json" in result.stderr

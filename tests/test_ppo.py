@@ -238,7 +238,7 @@ def test_resume_continues_the_schedules(tmp_path):
 def test_gradients_on_actors_is_refused_in_one_line(tmp_path):
     result = workbench("train", "--agent", "ppo", "--gradients-on", "actors", "--logdir", str(tmp_path))
     assert result.returncode == 2 and result.stderr.strip() == (
-        "workbench train: ppo computes its gradients on the learner: leave out --gradients-on actors")
+        "workbench train: error: ppo computes its gradients on the learner: leave out --gradients-on actors")
 
 
 @pytest.mark.gpu

@@ -151,7 +151,7 @@ def test_ray_settings_fail_with_one_line(tmp_path, args, message):
     if "ray" in args:
         pytest.importorskip("ray")
     result = workbench("train", "--logdir", str(tmp_path), "--steps", "100", *args)
-    assert result.returncode != 0 and result.stderr.startswith("workbench train: ")
+    assert result.returncode != 0 and result.stderr.startswith("workbench train: error: ")
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 

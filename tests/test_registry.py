@@ -147,4 +147,4 @@ def test_agents_command_lists_one_agent_and_refuses_an_unknown_one():
     assert out.returncode == 0 and out.stdout.startswith("dqn: ") and "gradients on: learner only" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "workbench.cli", "agents", "ppo2"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        f"workbench agents: unknown agent 'ppo2'; choose one of {', '.join(AGENTS)}"]
+        f"workbench agents: error: unknown agent 'ppo2'; choose one of {', '.join(AGENTS)}"]

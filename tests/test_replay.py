@@ -242,6 +242,6 @@ def test_a_replay_memory_bigger_than_the_machine_is_refused_before_anything_star
     assert cli.main(["train", "--agent", "dqn", "--env", "CartPole-v1", "--set", "buffer_size=10000000000",
                      "--logdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert re.fullmatch(r"workbench train: dqn's replay memory of 10,000,000,000 steps needs [0-9,.]+ GiB; "
+    assert re.fullmatch(r"workbench train: error: dqn's replay memory of 10,000,000,000 steps needs [0-9,.]+ GiB; "
                         r"this machine has [0-9,.]+ GiB available: lower --set buffer_size\n", err), err
     assert list(tmp_path.iterdir()) == []

@@ -135,7 +135,7 @@ def test_resume_restores_networks_targets_temperature_and_optimizers(tmp_path):
 def test_discrete_actions_and_gradients_on_actors_are_refused_in_one_line(tmp_path):
     result = workbench("train", "--agent", "sac", "--logdir", str(tmp_path))
     assert result.returncode == 2 and result.stderr.startswith(
-        "workbench train: agent sac needs continuous (Box) actions; for discrete actions use a3c")
+        "workbench train: error: agent sac needs continuous (Box) actions; for discrete actions use a3c")
     result = workbench("train", "--env", "Pendulum-v1", "--agent", "sac", "--gradients-on", "actors",
                        "--logdir", str(tmp_path))
     assert result.returncode == 2 and "sac computes its gradients on the learner" in result.stderr

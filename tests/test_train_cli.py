@@ -110,7 +110,7 @@ def test_help_explains_every_flag():
 def test_bad_settings_fail_with_one_line(tmp_path, args, message):
     result = workbench("train", "--logdir", str(tmp_path), *args)
     assert result.returncode == 2
-    assert result.stderr.startswith("workbench train: ") and message in result.stderr
+    assert result.stderr.startswith("workbench train: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing was started
 

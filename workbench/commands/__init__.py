@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 
 
@@ -38,3 +39,10 @@ class CommandParser(argparse.ArgumentParser):
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
+
+
+def failed(command: str, error, code: int = 2) -> int:
+    """Say `error` on one line, as argparse does ("workbench train: error: ..."); return `code`
+    (2: bad input, 1: a failure at run time)."""
+    print(f"workbench {command}: error: {error}", file=sys.stderr)
+    return code

@@ -6,10 +6,9 @@ the two the same).
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 from agents import AGENTS, FAMILIES, agent_class
-from workbench.commands import HelpFormatter
+from workbench.commands import HelpFormatter, failed
 
 FAMILY_COLUMNS = {"pixels": "Atari, images", "box": "Box actions"}  # the `vector` family: the default
 
@@ -88,6 +87,5 @@ def run(args) -> int:
     try:
         print(table(args.names, args.markdown), end="")
     except ValueError as error:
-        print(f"workbench agents: {error}", file=sys.stderr)
-        return 2
+        return failed("agents", error)
     return 0

@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from workbench.commands import HelpFormatter
+from workbench.commands import HelpFormatter, failed
 from workbench.runs import describe
 
 RECORD_FORMATS = (".gif", ".mp4")
@@ -134,6 +134,5 @@ def run(args) -> int:
     try:
         play(args)
     except ValueError as error:  # every one-line error (CheckpointError too): flags, run, env
-        print(f"workbench play: {error}", file=sys.stderr)
-        return 2
+        return failed("play", error)
     return 0

@@ -2,10 +2,9 @@
 group (their seeds) with a 95% bootstrap band, over env steps or wall-clock time."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from workbench.commands import HelpFormatter
+from workbench.commands import HelpFormatter, failed
 
 X_AXES = {"steps": "env steps", "time": "seconds of training"}
 
@@ -60,8 +59,7 @@ def run(args) -> int:
             label = args.label[i] if args.label else f"{envs[-1]} {config.get('agent', '')}".strip()
             groups.setdefault(label, []).append(curve)
     except ValueError as error:  # RunError too: not a run folder
-        print(f"workbench plot: {error}", file=sys.stderr)
-        return 2
+        return failed("plot", error)
     x = "steps" if args.x == "steps" else "seconds"
     bands = {f"{label} ({len(curves)} run{'s' if len(curves) > 1 else ''})":
              band(curves, x, window=args.window) for label, curves in groups.items()}

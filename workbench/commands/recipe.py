@@ -1,13 +1,12 @@
 """`workbench recipe`: list the supervised recipes, or run one with its own flags."""
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
 from nets import NonFiniteError
 from nets.checkpoint import CheckpointError
-from workbench.commands import HelpFormatter
+from workbench.commands import HelpFormatter, failed
 from workbench.datasets import DatasetError
 from workbench.recipes import common, recipes
 from workbench.runs import RunError, undone_if_failed, stop_signals
@@ -69,8 +68,6 @@ def run(args) -> int:
               f"Continue with: {resume}", flush=True)
         return 0
     except BAD_INPUT as error:
-        print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
-        return 2
+        return failed(f"recipe {args.recipe_command}", error)
     except FAILURES as error:
-        print(f"workbench recipe {args.recipe_command}: error: {error}", file=sys.stderr)
-        return 1
+        return failed(f"recipe {args.recipe_command}", error, 1)

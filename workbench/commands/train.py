@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agents import AGENTS, DEFAULT_AGENT
 from agents.networks import TRUNKS
-from workbench.commands import HelpFormatter
+from workbench.commands import HelpFormatter, failed
 
 if TYPE_CHECKING:
     from workbench.runs import RunDir
@@ -226,8 +225,7 @@ def run(args) -> int:
     try:
         values, resume = _settings(args)
     except ValueError as error:
-        print(f"workbench train: {error}", file=sys.stderr)
-        return 2
+        return failed("train", error)
     import nets
     from actors import ActorFailure
     from workbench.rl import RunFailed, TrainConfig, train
@@ -237,8 +235,7 @@ def run(args) -> int:
         config = TrainConfig.from_dict(values)
         config.validate()
     except ValueError as error:
-        print(f"workbench train: {error}", file=sys.stderr)
-        return 2
+        return failed("train", error)
     nets.threads.limit(config.learner_threads)
     nets.set_check_mode(args.check)
 
@@ -249,11 +246,9 @@ def run(args) -> int:
                            console=lambda line: print(line, flush=True))
     # ActorFailure here: the Ray cluster is unreachable; OSError: e.g. no room for config.json
     except (RunFailed, ActorFailure, OSError) as error:
-        print(f"workbench train: {error}", file=sys.stderr)
-        return 1
+        return failed("train", error, 1)
     except ValueError as error:  # found while setting up: env options, the checkpoint to resume...
-        print(f"workbench train: {error}", file=sys.stderr)
-        return 2
+        return failed("train", error)
     step = result.progress.step
     if result.outcome == "stopped":  # a requested stop is no failure: the checkpoint resumes it
         print(f"stopped by {received[0]} at step {step:,}; checkpoint saved. "
