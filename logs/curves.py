@@ -6,6 +6,7 @@ protobuf classes come with tensorboardX, which writes them.
 """
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     span = max(high - low, 1e-12)
     step = 10 ** np.floor(np.log10(span / count))
     step *= next(m for m in (1, 2, 2.5, 5, 10) if span / (step * m) <= count)
-    return list(np.arange(np.ceil(low / step) * step, high + step / 2, step))
+    return [k * step for k in range(math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9) + 1)]
 
 
 def _label(value: float) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from logs import EventWriter
-from logs.curves import PALETTE, band, bootstrap_interval, read_scalars, smooth
+from logs.curves import PALETTE, _ticks, band, bootstrap_interval, read_scalars, smooth
 
 
 def fake_run(folder, env, agent, returns, every=100):
@@ -52,6 +52,13 @@ def test_a_band_is_the_mean_of_the_seeds_with_their_interval(tmp_path):
     np.testing.assert_allclose(high, 3.0)
 
 
+@pytest.mark.parametrize("low, high", [(0, 2.2), (-1.3, 2.25), (0, 1000), (17.5, 18.0)])
+def test_ticks_fall_inside_the_axis(low, high):
+    ticks = _ticks(low, high)
+    slack = 1e-9 * (high - low)  # a tick is a multiple of its step, which binary fractions miss
+    assert 2 <= len(ticks) <= 6 and low - slack <= min(ticks) and max(ticks) <= high + slack, ticks
+
+
 def test_plot_writes_a_png_with_one_curve_per_group(tmp_path):
     for seed in range(2):
         fake_run(tmp_path / f"a3c-{seed}", "CartPole-v1", "a3c", list(np.linspace(10, 400 + seed, 50)))
@@ -74,6 +81,7 @@ def test_plot_writes_a_png_with_one_curve_per_group(tmp_path):
     (["--window", "0"], "--window must be >= 1, got 0"),
     (["--out", "x.jpg"], "--out must be a .png file, not 'x.jpg'"),
     (["--label", "a", "--label", "b"], "--label takes one label per run: 1 runs, 2 labels"),
+    (["./r"], "./r is given twice: one run would count as two seeds"),
 ])
 def test_bad_plot_flags_are_one_line(tmp_path, args, message):
     run = fake_run(tmp_path / "r", "CartPole-v1", "a3c", [1.0])

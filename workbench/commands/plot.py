@@ -6,7 +6,7 @@ from pathlib import Path
 
 from workbench.commands import HelpFormatter, failed
 
-X_AXES = {"steps": "env steps", "time": "seconds of training"}
+X_AXES = {"steps": "env steps", "time": "seconds of training"}  # a recipe's steps are its updates
 
 
 def add_parser(subparsers):
@@ -17,11 +17,12 @@ def add_parser(subparsers):
                     "of the same env and agent are one curve: their mean, with the 95% bootstrap "
                     "interval of that mean across the runs as a band.",
         epilog="examples:\n"
-               "  workbench plot runs/cartpole-* --out cartpole.png\n"
-               "  workbench plot runs/a3c-* runs/ppo-* --x time --out race.png\n"
+               "  workbench plot runs/CartPole-v1-* --out cartpole.png\n"
+               "  workbench plot runs/CartPole-v1-a3c-* runs/CartPole-v1-ppo-* --x time --out race.png\n"
                "  workbench plot runs/s0 runs/s1 --label lr=0.01 --label lr=0.01 --out lr.png",
         formatter_class=HelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders (written by workbench train)")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folders (written by workbench train, or by workbench recipe with --tag)")
     p.add_argument("--out", type=Path, default=Path("curves.png"), help="the PNG to write (default curves.png)")
     p.add_argument("--x", choices=tuple(X_AXES), default="steps",
                    help="steps: env steps (default); time: seconds since the run's first episode")
@@ -48,14 +49,19 @@ def run(args) -> int:
                              f"{len(args.label)} labels")
         if args.out.suffix.lower() != ".png":
             raise ValueError(f"--out must be a .png file, not {args.out.name!r}")
+        paths = [Path(folder).resolve() for folder in args.runs]
+        twice = next((args.runs[i] for i, path in enumerate(paths) if path in paths[:i]), None)
+        if twice:
+            raise ValueError(f"{twice} is given twice: one run would count as two seeds")
         groups: dict[str, list] = {}
-        envs = []
+        envs, rl_runs = [], 0
         for i, folder in enumerate(args.runs):
             config = RunDir.existing(folder).read_config()
             curve = read_scalars(folder, args.tag)
             if len(curve.values) == 0:
                 raise ValueError(f"{folder} has no {args.tag!r} points yet")
             envs.append(str(config.get("env", config.get("recipe", "?"))))
+            rl_runs += "agent" in config
             label = args.label[i] if args.label else f"{envs[-1]} {config.get('agent', '')}".strip()
             groups.setdefault(label, []).append(curve)
     except ValueError as error:  # RunError too: not a run folder
@@ -65,6 +71,7 @@ def run(args) -> int:
              band(curves, x, window=args.window) for label, curves in groups.items()}
     title = args.title or ", ".join(dict.fromkeys(envs))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    draw(bands, X_AXES[args.x], f"{args.tag}, mean of the last {args.window}", title, args.out)
+    x_label = "steps" if args.x == "steps" and rl_runs < len(args.runs) else X_AXES[args.x]
+    draw(bands, x_label, f"{args.tag}, mean of the last {args.window}", title, args.out)
     print(f"wrote {args.out}: {len(groups)} curve(s) from {len(args.runs)} run(s)")
     return 0
