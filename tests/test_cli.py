@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+import workbench
 from workbench import cli
 from workbench.cli import build_parser
 
@@ -50,3 +51,14 @@ def test_doctor_names_the_data_folder_and_tensorboard(capsys, monkeypatch, tmp_p
     assert f"data folder   {tmp_path} (holds no dataset yet; mnist, tiny-shakespeare: not downloaded, " \
            "WORKBENCH_OFFLINE is set)" in out  # the tests run offline (conftest)
     assert "tensorboard --logdir runs" in out and "\ntensorboard   " in out
+    assert out.startswith(f"workbench     {workbench.__version__}\n")
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path / "mnist" / "file"))
+    (tmp_path / "mnist" / "file").write_text("")
+    assert cli.main(["doctor"]) == 0
+    assert f"data folder   {tmp_path}/mnist/file is not a folder: set WORKBENCH_DATA" in capsys.readouterr().out
+
+
+def test_version_is_the_package_s(capsys):
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["--version"])
+    assert exit.value.code == 0 and capsys.readouterr().out == f"workbench {workbench.__version__}\n"

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+import workbench
 from workbench.commands import CommandParser, HelpFormatter
 
 # Each module defines `add_parser(subparsers)` (registering its flags) and `run(args) -> int`.
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="workbench",
         description="Parallel reinforcement learning and supervised recipes on a NumPy/Numba/CuPy engine.",
         formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"workbench {workbench.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     for name in COMMANDS:
         module = importlib.import_module(f"workbench.commands.{name.replace('-', '_')}")

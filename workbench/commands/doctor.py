@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+import workbench
 from workbench.commands import HelpFormatter
 
 PACKAGES = ["numpy", "numba", "multiprocess", "tensorboardX", "tensorboard", "gymnasium", "ale-py", "ray",
@@ -90,6 +91,8 @@ def _data_status() -> str:
     from workbench import downloads
 
     root = downloads.data_root()
+    if root.exists() and not root.is_dir():
+        return f"{root} is not a folder: set WORKBENCH_DATA to a folder (datasets go in its subfolders)"
     held = [name for name, remotes in downloads.DATASETS.items()
             if all(downloads.present(root / name, r) for r in remotes)]
     missing = [name for name in downloads.DATASETS if name not in held]
@@ -101,6 +104,7 @@ def _data_status() -> str:
 
 
 def run(args) -> int:
+    print(f"workbench     {workbench.__version__}")
     print(f"python        {platform.python_version()} on {platform.platform()}")
     for name in PACKAGES:
         print(f"{name:<14}{_version(name)}")
