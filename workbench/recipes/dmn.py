@@ -55,6 +55,9 @@ def parse_babi(lines, source) -> list[tuple[list[list[str]], list[str], str]]:
                                f"ever restart at 1 for the next story?")
         previous = index
         if "\t" not in text:
+            if text.rstrip().endswith("?"):
+                raise DatasetError(f"{where}: a question without its tab-separated answer; expected "
+                                   f"'{QUESTION_LINE}'")
             story.append(words(text))
             statements.add(index)
             continue
