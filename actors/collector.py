@@ -70,6 +70,7 @@ class Collector:
         self.episodes += len(returns)
         shape = self.obs.shape[1:]
         obs, rewards, actions = np.stack(obs), np.asarray(rewards, dtype=np.float32), np.stack(actions)
+        _check_finite(obs, rewards, step)
         moments = self.tracker.moments(obs, rewards, np.stack(ended)) if self.tracker else {}
         rollout = Rollout(
             obs=obs, actions=actions if actions.dtype == np.float32 else actions.astype(np.int64),
@@ -81,3 +82,13 @@ class Collector:
             actor=self.actor, version=version, scalars=self.policy.scalars(step))
         self.policy.rollout_done(rollout)
         return rollout
+
+
+def _check_finite(obs: np.ndarray, rewards: np.ndarray, step: int) -> None:
+    """A one-line ValueError where the env gave a NaN or infinite observation or reward: the
+    losses would turn NaN and the run would seem to diverge, with advice about the learning rate."""
+    for what, values in (("observation", obs), ("reward", rewards)):
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            raise ValueError(f"the env gave a non-finite {what} (NaN or inf) in the rollout from env "
+                             f"step {step:,}; workbench learns from finite numbers: check the env, or "
+                             f"wrap it to replace them")

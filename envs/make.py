@@ -256,6 +256,11 @@ def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
             one_hot = " (Discrete parts one-hot)" if _has_discrete(space) else ""
             notes.append(f"observations {space} are flattened to vectors of {size}{one_hot}")
     env = gym.wrappers.RecordEpisodeStatistics(env)
+    actions = env.action_space
+    if isinstance(actions, spaces.Discrete) and actions.start != 0:  # agents number actions from 0
+        start = int(actions.start)
+        env = gym.wrappers.TransformAction(env, lambda action: action + start, spaces.Discrete(actions.n))
+        notes.append(f"actions {actions} are numbered from 0 (the env gets action + {start})")
     if isinstance(env.action_space, spaces.Box):
         # Gaussian policies sample unbounded actions; the rollout keeps the sample and the env
         # gets it clipped to its bounds (agents/gaussian.py says why clipping). The bounds stay

@@ -88,11 +88,34 @@ SOURCE = textwrap.dedent('''
             return self.observe(), 0.0, False, False, {}
 
 
+    class FromOne(Corridor):
+        """Actions numbered 1 (left) and 2 (right)."""
+
+        def __init__(self):
+            super().__init__()
+            self.action_space = spaces.Discrete(2, start=1)
+
+        def step(self, action):
+            assert action in (1, 2), f"invalid action {action}"
+            return super().step(action - 1)
+
+
+    class Broken(Corridor):
+        """A sensor that fails: NaN observations."""
+
+        def __init__(self):
+            super().__init__()
+            self.observation_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+        def observe(self):
+            return np.array([np.nan, self.position / self.length], np.float32)
+
+
     def make_corridor():
         return gym.wrappers.TimeLimit(Corridor(), 30)
 
 
-    for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers):
+    for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken):
         gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
     gym.register("Treadmill-v0", entry_point=Treadmill)
 ''')
@@ -152,6 +175,20 @@ def test_an_inline_run_learns_the_corridor_and_repeats_from_its_seed(here, tmp_p
     assert first.mean_return >= 0.95 > RANDOM_RETURN
     assert list(first.progress.recent_returns) == list(second.progress.recent_returns)
     assert first.progress.episodes == second.progress.episodes
+
+
+def test_actions_numbered_from_another_start_reach_the_env_with_it(here, tmp_path):
+    config = TrainConfig(env=f"{MODULE}:FromOne-v0", backend="inline", steps=3_000, seed=3, logdir=str(tmp_path))
+    notes = probe(config.env).notes
+    assert "actions Discrete(2, start=1) are numbered from 0 (the env gets action + 1)" in notes
+    assert train(config, name="a", console=lambda line: None).outcome == "finished"
+
+
+def test_an_env_s_nan_observation_is_named_not_taken_for_divergence(here, tmp_path):
+    config = TrainConfig(env=f"{MODULE}:Broken-v0", backend="inline", steps=3_000, logdir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"the env gave a non-finite observation \(NaN or inf\) in the "
+                                         r"rollout from env step 0; workbench learns from finite numbers"):
+        train(config, name="b", console=lambda line: None)
 
 
 @pytest.mark.slow

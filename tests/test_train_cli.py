@@ -202,3 +202,12 @@ def test_tensorboard_opens_on_the_curves_histograms_only_when_asked(tmp_path):
         events.Reload()
         assert "charts/episodic_return" in events.Tags()["scalars"]
         assert bool(events.Tags()["histograms"]) == (name == "asked"), events.Tags()["histograms"]
+
+
+@pytest.mark.parametrize("text, value", [("is_slippery=False", False), ("is-slippery=false", False),
+                                         ("map_name=8x8", "8x8"), ("max_episode_steps=200", 200),
+                                         ("goal=None", None), ("sizes=[1, 2]", [1, 2])])
+def test_a_key_value_reads_json_and_python_s_constants(text, value):
+    from workbench.commands.train import key_value
+
+    assert key_value(text) == (text.partition("=")[0].replace("-", "_"), value)

@@ -223,6 +223,7 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path)
             raise RuntimeError("actors never started")
     assert not failed.path.exists()
 
+
     with pytest.raises(KeyboardInterrupt):
         with undone_if_failed():
             kept = RunDir.create(tmp_path, "kept")
@@ -233,3 +234,14 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path)
         finished = RunDir.create(tmp_path, "finished")
     assert kept.path.is_dir() and finished.path.is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["finished", "kept"]
+
+
+def test_a_second_ctrl_c_keeps_the_run_as_it_is_and_says_so(tmp_path, capsys):
+    with pytest.raises(KeyboardInterrupt):
+        with undone_if_failed():
+            interrupted = RunDir.create(tmp_path, "interrupted")
+            interrupted.write_config({})
+            raise KeyboardInterrupt
+    assert (interrupted.path / "config.json").is_file()
+    assert capsys.readouterr().err == (f"{interrupted.path} is kept as it was interrupted, without a new "
+                                       f"checkpoint (its TensorBoard events show how far it got)\n")

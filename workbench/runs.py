@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -51,10 +52,17 @@ def undone_if_failed():
     checkpoint: one it created is removed, so that `tensorboard --logdir runs` lists only runs
     that got somewhere; one it resumed gets its config.json back and loses the event files it
     gained, so that flags which could not continue it (another recipe's, a size its checkpoint
-    does not fit) are not what the next --resume reads."""
+    does not fit) are not what the next --resume reads. A KeyboardInterrupt (a second Ctrl-C,
+    which stops at once) leaves them as they are, and says so: hours of curves are not a failure."""
     token = _opened_runs.set([])
     try:
         yield
+    except KeyboardInterrupt:  # a second Ctrl-C: the run's events are what is left of it, kept
+        for run, before in _opened_runs.get():
+            if (before.latest if before else None) == _modified(run.latest_checkpoint()):
+                print(f"{run.path} is kept as it was interrupted, without a new checkpoint (its "
+                      f"TensorBoard events show how far it got)", file=sys.stderr)
+        raise
     except BaseException:
         for run, before in _opened_runs.get():
             if before is None and not any((run.path / CHECKPOINTS).rglob("*.npz")):

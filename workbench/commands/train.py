@@ -29,11 +29,17 @@ RUN_FLAGS = ("env", "agent", "actors", "envs_per_actor", "steps", "seed", "backe
              "log_every", "actor_timeout", "max_in_flight", "eval_every", "eval_episodes")
 
 
+PYTHON_CONSTANTS = {"True": True, "False": False, "None": None}  # as gymnasium.make's kwargs are written
+
+
 def key_value(text: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE parsed as JSON when it is JSON (numbers, lists, true/null)."""
+    """KEY=VALUE with VALUE parsed as JSON when it is JSON (numbers, lists, true/null) or one of
+    Python's True, False and None (a string "False" would be true to an env); else a string."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if value in PYTHON_CONSTANTS:
+        return key.replace("-", "_"), PYTHON_CONSTANTS[value]
     try:
         return key.replace("-", "_"), json.loads(value)
     except json.JSONDecodeError:
