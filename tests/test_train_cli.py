@@ -211,3 +211,10 @@ def test_a_key_value_reads_json_and_python_s_constants(text, value):
     from workbench.commands.train import key_value
 
     assert key_value(text) == (text.partition("=")[0].replace("-", "_"), value)
+
+
+def test_steps_may_be_written_as_a_float_and_agents_in_capitals():
+    from workbench.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--steps", "1e5", "--agent", "PPO"])
+    assert (args.steps, args.agent) == (100_000, "ppo")

@@ -15,12 +15,12 @@ COMMANDS = ["doctor", "train", "agents", "play", "plot", "recipe"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="workbench",
         description="Parallel reinforcement learning and supervised recipes on a NumPy/Numba/CuPy engine.",
         formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"workbench {workbench.__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"workbench.commands.{name.replace('-', '_')}")
         sub = module.add_parser(subparsers)

@@ -30,15 +30,19 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class CommandParser(argparse.ArgumentParser):
-    """A subcommand's parser (and its own subcommands'): an argument it does not know is its
-    error, under its own usage line. argparse leaves it to the top parser, whose usage names no
-    subcommand and whose message does not say which one's flags to look at."""
+    """The parser of `workbench` and of each (sub)command: a bad argument is one line naming the
+    command whose flags to look at, e.g. `workbench recipe mnist-cnn: error: unrecognized
+    arguments: --limt 9 (see workbench recipe mnist-cnn --help)`. argparse would print the usage
+    block first, and leave an unknown argument to the top parser, which names no subcommand."""
 
     def parse_known_args(self, args=None, namespace=None):
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def failed(command: str, error, code: int = 2) -> int:

@@ -46,6 +46,17 @@ def key_value(text: str) -> tuple[str, object]:
         return key.replace("-", "_"), value
 
 
+def _count(text: str) -> int:
+    """An integer, also written as a float that is one (1e6, as SB3's total_timesteps often is)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    return int(value)
+
+
 def _hidden(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
@@ -95,7 +106,7 @@ def add_parser(subparsers):
                                     "MODULE:ID (the module registers ID when imported, as Gymnasium's "
                                     "docs show) or MODULE:FUNCTION (a function that makes the env); "
                                     "the module is found in this folder or among installed packages")
-    run.add_argument("--agent", choices=list(AGENTS), metavar="AGENT", help=_agents_help())
+    run.add_argument("--agent", type=str.lower, choices=list(AGENTS), metavar="AGENT", help=_agents_help())
     run.add_argument("--actors", type=int, metavar="N",
                      help="actor processes (default 2; with image observations (Atari) one per core "
                           "but the learner's, at least 2)")
@@ -103,7 +114,7 @@ def add_parser(subparsers):
                      help="environments each actor steps, batched in one forward pass (default: the "
                           "agent's for the env, see `workbench agents`; 1 for agents that learn from "
                           "whole episodes)")
-    run.add_argument("--steps", type=int, metavar="N",
+    run.add_argument("--steps", type=_count, metavar="N",
                      help="env steps to train for, all actors together (default 100000). The "
                           "learner counts whole updates, each of whole rollouts (envs-per-actor x "
                           "t-max steps from each actor whose rollout arrived), so a run ends at the "
