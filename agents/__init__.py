@@ -44,7 +44,7 @@ def agent_class(name: str) -> type[Agent]:
 def make_config(name: str, overrides: dict | None = None):
     """The agent's config dataclass: its defaults, then `overrides` (unknown keys, wrong types and
     values out of range fail in one line)."""
-    return settings.from_dict(agent_class(name).Config, overrides or {})
+    return settings.from_dict(agent_class(name).Config, overrides or {}, name)
 
 
 def make_agent(name: str, observation_space, action_space, config=None, learner: bool = True,

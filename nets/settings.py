@@ -16,6 +16,7 @@ alone: the recipes' command-line flags use it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import operator
 import re
@@ -88,15 +89,20 @@ def rules(settings_class) -> dict[str, str]:
     return {f.name: f.metadata["rule"] for f in dataclasses.fields(settings_class) if "rule" in f.metadata}
 
 
-def from_dict(settings_class, values: dict):
+def from_dict(settings_class, values: dict, what: str | None = None):
     """A settings dataclass from a dict of JSON values: unknown keys, values of the wrong type
-    and values out of range are one-line ValueErrors."""
-    fields = {f.name for f in dataclasses.fields(settings_class)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"unknown {settings_class.__name__} settings {unknown}; known: {sorted(fields)}")
-    hints = typing.get_type_hints(settings_class)
+    and values out of range are one-line ValueErrors; `what` names the settings' owner in them
+    (e.g. "a3c"; default: the class's name)."""
+    fields = sorted(f.name for f in dataclasses.fields(settings_class))
     label = getattr(settings_class, "label", Settings.label)
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        close = [match for key in unknown for match in difflib.get_close_matches(key, fields, n=1)]
+        hint = f" (did you mean {', '.join(map(label, close))}?)" if close else ""
+        plural = "s" if len(unknown) > 1 else ""
+        raise ValueError(f"{what or settings_class.__name__} has no setting{plural} {', '.join(map(label, unknown))}"
+                         f"{hint}; its settings: {', '.join(map(label, fields))}")
+    hints = typing.get_type_hints(settings_class)
     return settings_class(**{key: typed(label(key), value, hints[key]) for key, value in values.items()})
 
 

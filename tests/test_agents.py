@@ -314,7 +314,7 @@ def test_whole_episode_rollouts_end_with_the_episode():
 
 
 def test_unknown_hyperparameter_and_continuous_actions_for_q_agents_fail_clearly():
-    with pytest.raises(ValueError, match="unknown A3CConfig settings \\['learning_rate'\\]"):
+    with pytest.raises(ValueError, match="^a3c has no setting learning_rate; its settings: entropy_beta, "):
         make_config("a3c", {"learning_rate": 0.1})
     env = make_env("Pendulum-v1")
     with pytest.raises(ValueError, match="agent nstep-q needs a discrete action space; for "

@@ -136,8 +136,10 @@ def test_settings_are_checked_whenever_one_is_made():
         settings.from_dict(Example, {"sizes": [4, 0]})
     with pytest.raises(ValueError, match=r"^rate must be a number, got 'fast'$"):
         settings.from_dict(Example, {"rate": "fast"})
-    with pytest.raises(ValueError, match=r"^unknown Example settings \['speed'\]"):
+    with pytest.raises(ValueError, match=r"^Example has no setting speed; its settings: rate, sizes$"):
         settings.from_dict(Example, {"speed": 1})
+    with pytest.raises(ValueError, match=r"^the example has no settings rat, speed \(did you mean rate\?\); its "):
+        settings.from_dict(Example, {"speed": 1, "rat": 0.5}, "the example")
     with pytest.raises(ValueError, match="keep-checkpoints must be >= 0, got -1"):
         TrainConfig(keep_checkpoints=-1)  # command-line settings are named by their flag
 

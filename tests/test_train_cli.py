@@ -100,9 +100,10 @@ def test_help_explains_every_flag():
 @pytest.mark.parametrize("args,message", [
     (["--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'; close matches: CartPole-v1"),
     (["--actors", "0"], "actors must be >= 1, got 0"),
-    (["--set", "learning_rate=0.1"], "unknown A3CConfig settings ['learning_rate']"),
+    (["--set", "lrr=0.1"], "a3c has no setting lrr (did you mean lr?); its settings: entropy_beta"),
     (["--agent", "reinforce", "--envs-per-actor", "4"], "envs-per-actor must be 1"),
-    (["--entropy-beta", "0.1", "--agent", "nstep-q"], "unknown NStepQConfig settings ['entropy_beta']"),
+    (["--entropy-beta", "0.1", "--agent", "nstep-q"], "--entropy-beta does not apply to nstep-q, which has "
+                                                      "no entropy_beta setting"),
     (["--resume", "no-such-run"], "run folder not found: no-such-run"),
     (["--resume", "no-such-run", "--config", "c.json"], "--resume no-such-run continues that run with "
                                                          "its own config.json: leave out --config"),
@@ -218,3 +219,11 @@ def test_steps_may_be_written_as_a_float_and_agents_in_capitals():
 
     args = build_parser().parse_args(["train", "--steps", "1e5", "--agent", "PPO"])
     assert (args.steps, args.agent) == (100_000, "ppo")
+
+
+def test_an_agent_setting_in_a_run_config_is_told_where_it_belongs():
+    from workbench.rl import TrainConfig
+
+    with pytest.raises(ValueError, match=r'^lr: agent settings go under agent_config, e\.g\. '
+                                         r'\{"agent_config": \{"lr": 0\.1\}\}$'):
+        TrainConfig.from_dict({"env": "CartPole-v1", "lr": 0.1})

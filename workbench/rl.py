@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import math
 import os
 import platform
@@ -148,8 +149,14 @@ class TrainConfig(Settings):
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        """Unknown keys, values of the wrong type or out of range are one-line ValueErrors."""
-        return settings.from_dict(cls, values)
+        """Unknown keys, values of the wrong type or out of range are one-line ValueErrors; an
+        agent setting among the run's is told where it belongs."""
+        agent_fields = agent_class(values.get("agent", DEFAULT_AGENT)).Config.__dataclass_fields__
+        misplaced = sorted(set(values) - set(cls.__dataclass_fields__) & set(agent_fields))
+        if misplaced:
+            example = json.dumps({"agent_config": {misplaced[0]: values[misplaced[0]]}})
+            raise ValueError(f"{', '.join(misplaced)}: agent settings go under agent_config, e.g. {example}")
+        return settings.from_dict(cls, values, "a run's config")
 
 
 @dataclass

@@ -229,8 +229,12 @@ def _settings(args) -> tuple[dict, RunDir | None]:
     for flag in RUN_FLAGS:
         if getattr(args, flag) is not None:
             values[flag] = getattr(args, flag)
+    agent = values.get("agent", DEFAULT_AGENT)
     for flag, field_name in AGENT_FLAGS.items():
         if getattr(args, flag) is not None:
+            if agent in AGENTS and field_name not in AGENTS[agent].Config.__dataclass_fields__:
+                raise ValueError(f"--{flag.replace('_', '-')} does not apply to {agent}, which has no "
+                                 f"{field_name} setting (workbench agents {agent} lists them)")
             agent_config[field_name] = getattr(args, flag)
     agent_config.update(dict(args.agent_set or []))
     env_options.update(dict(args.env_option or []))
