@@ -37,6 +37,7 @@ from multiprocess import connection, forkserver, resource_tracker
 from agents import Gradient, Rollout, agent_class
 from nets import threads
 
+from .learner import ActorFailure
 from .shared import Layout, SharedState
 from .transport import ActorSpec, Transport
 from .worker import CREDIT, run_actor
@@ -103,7 +104,13 @@ def _start_fork_server() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+UNGUARDED_SCRIPT = 78  # exit code of an actor whose start re-ran a script with no __main__ guard
+
+
 def describe_exit(code: int) -> str:
+    if code == UNGUARDED_SCRIPT:
+        return ("exited because it re-ran the script that starts the run, which has no "
+                "`if __name__ == \"__main__\":` guard: put the training call under one")
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"
@@ -197,6 +204,8 @@ class LocalProcesses(Transport):
             if code is None and actor.closed:
                 actor.process.join(timeout=1.0)  # it closed its pipe: it is on its way out
                 code = actor.process.exitcode
+            if code == UNGUARDED_SCRIPT:  # every replacement would do the same
+                raise ActorFailure(f"actor {slot} {describe_exit(code)}")
             if code is not None:
                 dead[slot] = describe_exit(code) + (f" ({actor.error})" if actor.error else "")
             elif now - self.state.heartbeats[slot] > self.actor_timeout:

@@ -2,6 +2,7 @@
 and inline) and the Python API (a factory function), played and resumed in fresh processes; Dict,
 Discrete and image observations; one-line errors for what cannot work."""
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -319,6 +320,9 @@ def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path, call):
     assert ("workbench.train was called again while an actor process imported the script that calls "
             "it: put the call under `if __name__ == \"__main__\":`") in done.stderr
     assert "bootstrapping phase" not in done.stderr
+    assert "replaced it" not in done.stderr  # stopped at the first: a new actor would do the same
+    assert re.search(r"RunFailed: actor \d exited because it re-ran the script that starts the run, which "
+                     r"has no `if __name__ == \"__main__\":` guard: put the training call under one", done.stderr)
 
 
 def test_an_env_whose_episodes_never_end_gets_a_one_line_warning(here):

@@ -20,6 +20,7 @@ import numpy as np
 
 import nets
 from actors import ActorFailure, ActorSpec, Diverged, InlineActors, Learner, LocalProcesses, Progress
+from actors.local import UNGUARDED_SCRIPT
 from agents import DEFAULT_AGENT, Agent, agent_class, config_dict, make_agent, make_config
 from envs import EnvInfo, probe
 from logs import EventWriter, format_duration
@@ -214,8 +215,9 @@ def train(config: TrainConfig, *, name: str | None = None, resume: RunDir | None
         # an actor process starting up re-runs the caller's script (multiprocessing's spawn and
         # forkserver do): a script without the guard would start a run in every actor
         print("workbench.train was called again while an actor process imported the script that "
-              "calls it: put the call under `if __name__ == \"__main__\":`", file=sys.stderr)
-        raise SystemExit(1)  # the fork server's child would print the traceback of any other error
+              "calls it: put the call under `if __name__ == \"__main__\":`", file=sys.stderr, flush=True)
+        os._exit(UNGUARDED_SCRIPT)  # at once: the fork server's child would exit 1 on SystemExit, or
+        # print the traceback of an exception; the learner reads this code and stops the run
     config.validate()
     env = config.env_info
     run = None if resume is None else resume.claim()  # before touching it: another process may be writing it
