@@ -27,6 +27,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,7 +249,9 @@ def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
         if not space.is_np_flattenable or isinstance(space, spaces.Text):
             raise UnsupportedEnvError(f"the observation space {space} cannot be read as numbers; "
                                       f"workbench learns from {SUPPORTED_OBSERVATIONS}")
-        env = gym.wrappers.DtypeObservation(gym.wrappers.FlattenObservation(env), np.float32)
+        with warnings.catch_warnings():  # the flattened bounds are float64: float32 is meant
+            warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32")
+            env = gym.wrappers.DtypeObservation(gym.wrappers.FlattenObservation(env), np.float32)
         size = env.observation_space.shape[0]
         if isinstance(space, spaces.Discrete):
             notes.append(f"observations {space} become one-hot vectors of {size}")

@@ -43,3 +43,23 @@ def test_unknown_id_is_one_line_with_close_matches(typo, match):
 def test_unknown_id_without_any_match_points_to_the_registry():
     with pytest.raises(UnknownEnvError, match="pprint_registry"):
         make_env("Zzzzzz-v0")
+
+
+def test_a_dict_with_a_float32_box_is_flattened_without_warnings():
+    """Gymnasium warns that the flattened float64 bounds lose precision in float32: meant here,
+    and it printed in the learner and every actor."""
+    import warnings
+
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from envs.make import prepare
+
+    class Sensors(gym.Env):
+        observation_space = spaces.Dict({"a": spaces.Box(-1, 1, (2,), np.float32), "b": spaces.Discrete(3)})
+        action_space = spaces.Discrete(2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env, _ = prepare(Sensors())
+    assert env.observation_space.shape == (5,) and env.observation_space.dtype == np.float32
