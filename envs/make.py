@@ -24,8 +24,10 @@ from __future__ import annotations
 import difflib
 import functools
 import importlib
+import inspect
 import json
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -329,12 +331,16 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
     except (UnknownEnvError, MissingExtraError, UnsupportedEnvError):
         raise
     except TypeError as error:
-        if options:  # gymnasium.make passes --env-option keywords to the env's class
-            raise ValueError(f"--env-option: {error}") from None
+        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+        if options and unexpected:  # gymnasium.make passes --env-option keywords to the env's class
+            raise ValueError(f"--env-option {unexpected.group(1)}: {env_id} takes no such keyword; "
+                             f"{_keywords(spec, unexpected.group(1))}") from None
         raise UnsupportedEnvError(f"making environment {env_id!r} failed: TypeError: {error}") from None
     except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
         first = str(error).splitlines()[0] if str(error) else ""
-        raise UnsupportedEnvError(f"environment {env_id!r} failed: {type(error).__name__}: {first}") from None
+        given = f" with --env-option {', '.join(f'{k}={v!r}' for k, v in options.items())}" if options else ""
+        raise UnsupportedEnvError(f"environment {env_id!r}{given} failed: {type(error).__name__}: "
+                                  f"{first}") from None
     observations, actions = env.observation_space, env.action_space
     env.close()
     if isinstance(observations, spaces.Box) and len(observations.shape) == 3:
@@ -350,6 +356,25 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
     one_hot = "one-hot" if _all_discrete(raw_observations) else None
     tags = tuple(tag for tag in (family, one_hot, package, spec.id) if tag)
     return EnvInfo(env_id, observations, actions, family, tags, tuple(notes))
+
+
+MAKE_KEYWORDS = ("max_episode_steps", "render_mode", "disable_env_checker")  # gymnasium.make's own
+
+
+def _keywords(spec, unknown: str) -> str:
+    """The keywords an env takes, in words: its constructor's, gymnasium.make's, a close match."""
+    made_by = gym.envs.registration.load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) \
+        else spec.entry_point
+    try:
+        names = [name for name, parameter in inspect.signature(made_by).parameters.items()
+                 if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+                 and name not in MAKE_KEYWORDS]
+    except (TypeError, ValueError):  # a builtin or a C class: nothing to read
+        names = []
+    close = difflib.get_close_matches(unknown, [*names, *MAKE_KEYWORDS], n=1)
+    return ((f"did you mean {close[0]}? " if close else "")
+            + (f"its own: {', '.join(names)}; " if names else "")
+            + f"gymnasium.make's: {', '.join(MAKE_KEYWORDS)}")
 
 
 def check_actions(space: gym.Space, env_id: str) -> None:

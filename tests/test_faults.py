@@ -298,8 +298,12 @@ def test_runs_started_in_the_same_second_get_a_folder_each_even_when_both_looked
     (["--lr", "-1"], "lr must be >= 0, got -1.0"),
     (["--lr", "nan"], "lr must be a finite number >= 0, got nan"),
     (["--keep-checkpoints", "-1"], "keep-checkpoints must be >= 0, got -1"),
-    (["--env-option", "no_such_option=1"], "--env-option: CartPoleEnv.__init__() got an unexpected "
-                                           "keyword argument 'no_such_option'"),
+    (["--env-option", "no_such_option=1"],
+     "--env-option no_such_option: CartPole-v1 takes no such keyword; its own: sutton_barto_reward; "),
+    (["--env", "FrozenLake-v1", "--env-option", "slipery=False"],
+     "--env-option slipery: FrozenLake-v1 takes no such keyword; did you mean is_slippery? its own: desc, "),
+    (["--env-option", "max_episode_steps=-3"],
+     "environment 'CartPole-v1' with --env-option max_episode_steps=-3 failed: ValueError: "),
     # what cannot work is bounded up front (issue 29)
     (["--seed", "-1"], "seed must be >= 0, got -1"),
     (["--entropy-beta", "inf"], "entropy_beta must be a finite number >= 0, got inf"),
