@@ -221,6 +221,69 @@ def test_a_lambda_or_an_env_object_is_refused_in_one_line(here):
         workbench.train(env=gym.make("CartPole-v1"))
 
 
+@pytest.fixture(scope="module")
+def cartpole(tmp_path_factory):
+    """A CartPole A3C run of a few hundred steps through the Python API, actors in process."""
+    return workbench.train(env="CartPole-v1", steps=300, actors=1, backend="inline", verbose=False,
+                           logdir=str(tmp_path_factory.mktemp("runs")), name="cartpole").path
+
+
+def test_an_observation_that_does_not_fit_the_policy_is_one_line(cartpole):
+    policy = workbench.load(cartpole)
+    expected = ("obs must be one observation of shape (4,), as policy.make_env() gives them (CartPole-v1 "
+                "with workbench's preprocessing), got ")
+    for obs, given in [([0.0, 1.0], "shape (2,)"), (None, "None"), (np.zeros((1, 4)), "shape (1, 4)")]:
+        with pytest.raises(ValueError) as error:
+            policy.act(obs)
+        assert str(error.value) == expected + given
+    obs, _ = policy.make_env().reset(seed=0)
+    assert policy.act(obs) in (0, 1) and policy.act(obs.tolist()) in (0, 1)
+
+
+def test_evaluating_on_an_env_whose_observations_do_not_fit_names_both_envs(cartpole):
+    import gymnasium as gym
+
+    policy = workbench.load(cartpole)
+    for env in ("Acrobot-v1", gym.make("Acrobot-v1")):
+        with pytest.raises(ValueError) as error:
+            workbench.evaluate(policy, env=env)
+        assert str(error.value) == ("env Acrobot-v1 does not fit the policy: its observations have shape "
+                                    "(6,), but the policy was trained on CartPole-v1, whose observations "
+                                    "have shape (4,)")
+    another = gym.make("CartPole-v1", max_episode_steps=5)  # another env that fits
+    assert workbench.evaluate(policy, env=another, episodes=2).lengths == [5, 5]
+
+
+@pytest.mark.parametrize("keywords,message", [
+    ({"episodes": 0}, "episodes must be >= 1, got 0"),
+    ({"max_steps": 0}, "max_steps must be >= 1 (or None: the env's own time limit), got 0"),
+])
+def test_evaluate_refuses_what_workbench_play_refuses(cartpole, keywords, message):
+    policy = workbench.load(cartpole)
+    with pytest.raises(ValueError) as error:
+        workbench.evaluate(policy, **keywords)
+    assert str(error.value) == message
+    assert workbench.evaluate(policy, episodes=2, max_steps=3).lengths == [3, 3]
+
+
+def test_resuming_another_agent_or_a_recipe_run_is_one_line_in_the_api_as_in_the_cli(cartpole, tmp_path):
+    recipe = tmp_path / "recipe-run"
+    recipe.mkdir()
+    (recipe / "config.json").write_text(json.dumps({"recipe": "mnist-mlp", "args": {}}))
+    for run, agent, message in [
+        (cartpole, "ppo", f"{cartpole} was trained with a3c, so it resumes with a3c, not ppo: leave out the "
+                          f"agent, or start a new run for ppo"),
+        (recipe, None, f"{recipe} is a recipe run: continue it with workbench recipe mnist-mlp --resume "
+                       f"{recipe}"),
+    ]:
+        with pytest.raises(ValueError) as error:
+            workbench.train(resume=run, agent=agent, verbose=False)
+        assert str(error.value) == message
+        flags = ["--agent", agent] if agent else []
+        result = workbench_cli(tmp_path, "train", "--resume", str(run), *flags)
+        assert result.returncode == 2 and result.stderr.strip() == f"workbench train: error: {message}"
+
+
 def test_dict_observations_with_text_train_and_images_get_the_conv_net(here, tmp_path):
     info = probe(f"{MODULE}:DictCorridor-v0")
     assert info.observation_space.shape == (10,) and info.family == "vector"

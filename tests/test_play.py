@@ -4,6 +4,7 @@ run's TensorBoard events read back with TensorBoard's own reader."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -44,9 +45,10 @@ def play(capsys, *args):
     return code, out, err
 
 
-def gif_frames(path):
-    """(frames stored, total duration in ms): Pillow merges identical consecutive frames and adds
-    up their durations, so the duration counts every recorded frame."""
+def gif_frames(path, size=(160, 210)):
+    """(frames stored, total duration in ms): identical consecutive frames are merged, their
+    durations added, so the duration counts every recorded frame. `size`: Atari's real game
+    screen by default, not the 84x84 input."""
     from PIL import Image
 
     with Image.open(path) as image:
@@ -54,7 +56,7 @@ def gif_frames(path):
         for index in range(image.n_frames):
             image.seek(index)
             durations.append(image.info["duration"])
-            assert image.size == (160, 210)  # the real game screen, not the 84x84 input
+            assert image.size == size
     return len(durations), sum(durations)
 
 
@@ -70,6 +72,131 @@ def test_play_records_a_gif_of_every_step(runs, capsys, tmp_path):
     assert f"recorded {expected} frames" in out
     stored, duration = gif_frames(gif)
     assert duration == expected * 1000 // FPS and expected // 2 < stored <= expected
+
+
+def act_then(action, after: int, monkeypatch):
+    """Player.act does `action` once, at its `after`-th call, then acts as before."""
+    from workbench.episodes import Player
+
+    act, calls = Player.act, []
+
+    def counting_act(self, obs):
+        calls.append(obs)
+        if len(calls) == after:
+            action()
+        return act(self, obs)
+
+    monkeypatch.setattr(Player, "act", counting_act)
+
+
+def test_ctrl_c_while_recording_writes_what_was_played(runs, capsys, tmp_path, monkeypatch):
+    """As `workbench train` stops: the episode in progress ends at the next step, the recording is
+    written whole and valid, exit 0; the caller's SIGINT handler is back afterwards."""
+    breakout, _ = runs
+    before = signal.getsignal(signal.SIGINT)
+    act_then(lambda: os.kill(os.getpid(), signal.SIGINT), 30, monkeypatch)  # in episode 2's 10th step
+    gif = tmp_path / "stopped.gif"
+    code, out, err = play(capsys, breakout, "--episodes", 3, "--max-steps", 20, "--record", gif)
+    assert code == 0, err
+    recorded = 21 + 1 + 10  # episode 1, then episode 2's first frame and its 10 steps
+    assert out.splitlines()[-1] == f"stopped by SIGINT in episode 2 of 3; recorded {recorded} frames to {gif}"
+    assert "mean return" in out and "over 1 episode(s)" in out
+    assert gif_frames(gif)[1] == recorded * 1000 // FPS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.gif"]  # no temporary file left
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_play_that_fails_leaves_the_file_it_would_record_as_it_was(runs, capsys, tmp_path, monkeypatch):
+    from workbench.commands.play import PlayError
+
+    _, cartpole = runs
+    gif = tmp_path / "kept.gif"
+    gif.write_bytes(b"an earlier recording")
+
+    def fail():
+        raise PlayError("failed mid-play")
+
+    act_then(fail, 10, monkeypatch)
+    message = one_line_error(*play(capsys, cartpole, "--record", gif)[::2])
+    assert message == "workbench play: error: failed mid-play"
+    assert gif.read_bytes() == b"an earlier recording"
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.gif"]
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_a_recording_streams_its_frames_to_the_file(tmp_path, suffix):
+    """Memory holds what one frame's encoding needs, not the recording: 200 frames of 100 KB each
+    (Atari's size) while the peak of what was allocated stays under 20 of them."""
+    import tracemalloc
+
+    from workbench.commands.play import Recorder
+
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    frames = (colours[rng.integers(0, 16, (210, 160))] for _ in range(200))
+    frame_bytes = 210 * 160 * 3
+    path = tmp_path / f"clip{suffix}"
+    with Recorder(path, FPS) as recorder:
+        recorder(next(frames))  # opens the writer: its fixed costs are not the frames'
+        tracemalloc.start()
+        for frame in frames:
+            recorder(frame)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert recorder.frames == 200 and peak < 20 * frame_bytes, peak
+    if suffix == ".gif":
+        assert gif_frames(path, (160, 210)) == (200, 200 * 1000 // FPS)
+    else:
+        import imageio.v2 as imageio
+
+        with imageio.get_reader(path) as reader:
+            assert sum(1 for _ in reader) == 200
+
+
+def read_gif(path) -> list:
+    """Every recorded frame as RGB: a stored frame once per FPS interval of its duration."""
+    from PIL import Image, ImageSequence
+
+    with Image.open(path) as image:
+        return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)
+                for _ in range(frame.info["duration"] * FPS // 1000)]
+
+
+def test_a_gif_holds_up_to_256_colours_exactly_and_merges_repeated_frames(tmp_path):
+    from workbench.gif import GifWriter
+
+    rng = np.random.default_rng(1)
+    colours = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    frame = colours[rng.integers(0, 64, (50, 70))]
+    frames = [frame]
+    for step in range(30):  # new colours come in later frames; some frames repeat the one before
+        frame = frame.copy()
+        if step % 3:
+            frame[step:step + 5, 2 * step:2 * step + 9] = colours[64 + 6 * step:70 + 6 * step][step % 6]
+        frames.append(frame)
+    writer = GifWriter(tmp_path / "exact.gif", 50, 70, FPS)
+    for frame in frames:
+        writer.append_data(frame)
+    writer.close()
+    played = read_gif(tmp_path / "exact.gif")
+    assert len(played) == len(frames) and all(np.array_equal(a, b) for a, b in zip(played, frames))
+    assert gif_frames(tmp_path / "exact.gif", (70, 50))[0] == 1 + 20  # the changed frames only
+
+
+def test_a_gif_of_more_than_256_colours_keeps_them_spread_over_the_picture(tmp_path):
+    """A shaded scene's first frame of 4,096 colours: the palette is a median cut of the frame,
+    not its first 256 colours in any order, and each pixel takes its nearest."""
+    from workbench.gif import GifWriter
+
+    y, x = np.mgrid[0:64, 0:64]
+    frame = np.stack([x * 4, y * 4, (x + y) * 2], axis=2).astype(np.uint8)
+    writer = GifWriter(tmp_path / "shaded.gif", 64, 64, FPS)
+    writer.append_data(frame)
+    writer.append_data(frame[::-1].copy())  # colours seen already
+    writer.close()
+    first, second = read_gif(tmp_path / "shaded.gif")
+    assert np.abs(first.astype(int) - frame).mean() < 6
+    assert np.array_equal(second, first[::-1])
 
 
 def test_a_checkpoint_is_named_by_run_folder_file_or_latest(runs, capsys):

@@ -55,13 +55,12 @@ def train(env=None, agent: str | None = None, steps: int | None = None,
     left). Settings that cannot work raise a one-line ValueError before anything starts; a run
     that fails while training raises RunFailed."""
     from nets import threads
-    from workbench.rl import TrainConfig
+    from workbench.rl import TrainConfig, resumed_run
     from workbench.rl import train as run_training
-    from workbench.runs import RunDir, undone_if_failed, stop_signals
+    from workbench.runs import undone_if_failed, stop_signals
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    run = None if resume is None else RunDir.resumed(resume)
-    values = run.read_config() if run is not None else {}
+    run, values = (None, {}) if resume is None else resumed_run(resume, agent)
     # what is not given comes from the resumed run's config.json, else TrainConfig's defaults
     given = {"env": None if env is None else env_name(env), "agent": agent, "steps": steps, "actors": actors}
     values.update({key: value for key, value in given.items() if value is not None})
@@ -87,6 +86,7 @@ class TrainedPolicy:
 
     def __init__(self, restored, seed: int = 0):
         self.agent, self.config = restored.agent, restored.config
+        self.observation_space = restored.env.observation_space
         self.checkpoint, self.step = restored.checkpoint, restored.step
         self.env_id = self.config["env"]
         self._rng = np.random.default_rng(seed)
@@ -97,9 +97,15 @@ class TrainedPolicy:
         return f"TrainedPolicy({self.config['agent']} on {self.env_id}, {self.checkpoint}, step {self.step:,})"
 
     def act(self, obs, greedy: bool = True):
-        """The action for `obs`: the best (a Gaussian policy's mean), or sampled as in training."""
+        """The action for `obs`: the best (a Gaussian policy's mean), or sampled as in training. An
+        `obs` of another shape than the run's env gives is a one-line ValueError."""
         from workbench.episodes import Player
 
+        shape = self.observation_space.shape
+        if obs is None or np.shape(obs) != shape:
+            given = "None" if obs is None else f"shape {np.shape(obs)}"
+            raise ValueError(f"obs must be one observation of shape {shape}, as policy.make_env() gives "
+                             f"them ({self.env_id} with workbench's preprocessing), got {given}")
         if greedy not in self._players:
             self._players[greedy] = Player(self.agent, greedy, self._rng)
         return self._players[greedy].act(obs)
@@ -149,7 +155,8 @@ def evaluate(policy: TrainedPolicy, env=None, episodes: int = 10, greedy: bool =
              seed: int = 0, max_steps: int | None = None) -> Evaluation:
     """Play `episodes` whole episodes: on the run's own env (None), on another one named as
     `train` takes it, or on a Gymnasium env object (made with gymnasium.make: workbench's
-    preprocessing is applied to it here)."""
+    preprocessing is applied to it here). An env whose observations do not fit the policy is a
+    one-line ValueError."""
     import gymnasium as gym
 
     from envs import make_env, prepare
@@ -157,16 +164,26 @@ def evaluate(policy: TrainedPolicy, env=None, episodes: int = 10, greedy: bool =
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1 (or None: the env's own time limit), got {max_steps}")
+    own = not isinstance(env, gym.Env)  # made here, so closed here; the caller's env object stays open
     if env is None:
-        made = policy.make_env()
-    elif isinstance(env, gym.Env):
-        made = prepare(env)[0]
+        made, name = policy.make_env(), policy.env_id
+    elif own:
+        name = env_name(env)
+        made = make_env(name, training=False)
     else:
-        made = make_env(env_name(env), training=False)
+        made, name = prepare(env)[0], env.spec.id if env.spec else type(env.unwrapped).__name__
+    wanted, shape = policy.observation_space.shape, made.observation_space.shape
+    if shape != wanted:
+        if own:
+            made.close()
+        raise ValueError(f"env {name} does not fit the policy: its observations have shape {shape}, but "
+                         f"the policy was trained on {policy.env_id}, whose observations have shape {wanted}")
     made.reset(seed=seed)
     player = Player(policy.agent, greedy, np.random.default_rng(seed))
     results = play_episodes(made, player, episodes, max_steps)
-    if env is None or not isinstance(env, gym.Env):
+    if own:
         made.close()
     return Evaluation([r for r, _ in results], [n for _, n in results])
 

@@ -143,10 +143,12 @@ def restore(target, render: bool = False, seed: int | None = None) -> Restored:
 
 def play_episodes(env, player: Player, episodes: int, max_steps: int | None = None,
                   on_frame: Callable[[np.ndarray], None] | None = None,
-                  on_episode: Callable[[int, float, int], None] | None = None) -> list[tuple[float, int]]:
+                  on_episode: Callable[[int, float, int], None] | None = None,
+                  should_stop: Callable[[], bool] = lambda: False) -> list[tuple[float, int]]:
     """(return, length) of `episodes` episodes; an episode stops at `max_steps` steps if given.
     `on_frame` gets env.render() after the reset and after every step (an env made with
-    render_mode="rgb_array")."""
+    render_mode="rgb_array"). `should_stop` is asked before every step: when it answers True, the
+    episodes played to their end so far are returned."""
     results = []
     for episode in range(episodes):
         obs, _ = env.reset()
@@ -155,6 +157,8 @@ def play_episodes(env, player: Player, episodes: int, max_steps: int | None = No
             on_frame(env.render())
         total, steps, done = 0.0, 0, False
         while not done and (max_steps is None or steps < max_steps):
+            if should_stop():
+                return results
             obs, reward, terminated, truncated, info = env.step(player.act(obs))
             total += float(reward)
             steps += 1

@@ -160,6 +160,22 @@ class TrainConfig(Settings):
         return settings.from_dict(cls, values, "a run's config")
 
 
+def resumed_run(path, agent: str | None = None) -> tuple[RunDir, dict]:
+    """The run folder that `workbench train --resume` and `workbench.train(resume=...)` continue
+    (the folder, or its config.json) and its config.json. A recipe run, or `agent` other than the
+    run's (its checkpoint holds that agent's network and optimizer), is a one-line ValueError."""
+    run = RunDir.resumed(path)
+    values = run.read_config()
+    if "recipe" in values:
+        raise ValueError(f"{run.path} is a recipe run: continue it with workbench recipe "
+                         f"{values['recipe']} --resume {run.path}")
+    trained = values.get("agent", DEFAULT_AGENT)
+    if agent is not None and agent != trained:
+        raise ValueError(f"{run.path} was trained with {trained}, so it resumes with {trained}, not {agent}: "
+                         f"leave out the agent, or start a new run for {agent}")
+    return run, values
+
+
 @dataclass
 class RunResult:
     run: RunDir

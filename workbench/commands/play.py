@@ -3,6 +3,8 @@ config, loads a checkpoint, plays N episodes, prints each return and the mean, a
 the real game frames (not the network's 84x84 input) to a GIF or an MP4."""
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +24,8 @@ def add_parser(subparsers):
         "play", help="play episodes with a trained agent, optionally recording a GIF or MP4",
         description="Rebuild a run's environment and network from its config, load a checkpoint "
                     "and play whole episodes (whole games with the real score on Atari). Prints "
-                    "each episode's return and the mean.",
+                    "each episode's return and the mean. Ctrl-C or SIGTERM stops before the next "
+                    "step; a recording keeps what was played.",
         epilog="examples:\n"
                "  workbench play runs/breakout-a3c --episodes 5 --record breakout.gif\n"
                "  workbench play runs/breakout-a3c/checkpoints/latest --greedy --seed 3\n"
@@ -47,7 +50,9 @@ def add_parser(subparsers):
 
 
 class Recorder:
-    """Collects frames and writes a GIF (Pillow) or an MP4 (imageio-ffmpeg)."""
+    """Streams the frames, as they are played, to a GIF (GifWriter) or an MP4 (imageio-ffmpeg) in a
+    temporary file beside FILE that becomes FILE when closed: memory holds a frame or two however
+    long the recording, and a play that fails leaves no half-written FILE."""
 
     def __init__(self, path: Path, fps: int):
         suffix = path.suffix.lower()
@@ -55,7 +60,7 @@ class Recorder:
             raise PlayError(f"--record needs a .gif or .mp4 file name, not {path.name!r}")
         try:
             if suffix == ".mp4":
-                import imageio.v3  # noqa: F401
+                import imageio.v2  # noqa: F401
                 import imageio_ffmpeg  # noqa: F401
             else:
                 import PIL  # noqa: F401
@@ -63,49 +68,57 @@ class Recorder:
             raise PlayError(f"recording a {suffix} needs {error.name}: pip install -e \".[atari]\"") from None
         if fps < 1:
             raise PlayError(f"--fps must be >= 1, got {fps}")
-        folder = path.resolve().parent  # checked before the episodes are played; write() makes it
+        folder = path.resolve().parent  # checked before the episodes are played; the first frame makes it
         existing = next(p for p in (folder, *folder.parents) if p.exists())
         try:
             tempfile.TemporaryFile(dir=existing).close()
         except OSError as error:
             raise PlayError(f"--record {path}: cannot write into {existing} ({error.strerror})") from None
-        self.path, self.fps, self.frames = path, fps, []
+        self.path, self.fps, self.frames = path, fps, 0
+        # the same suffix: ffmpeg picks the container by it
+        self.temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+        self.writer = None
 
     def __call__(self, frame) -> None:
         if frame is None:
             raise PlayError("the env rendered no frame; it has no rgb_array render mode")
-        self.frames.append(frame)
+        if self.writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.suffix.lower() == ".gif":
+                from workbench.gif import GifWriter
 
-    def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.suffix.lower() == ".gif":
-            self._write_gif()
-        else:  # ffmpeg through imageio-ffmpeg; Atari's 160x210 frames need no resizing
-            import imageio.v3 as iio
-            import numpy as np
+                self.writer = GifWriter(self.temporary, *frame.shape[:2], self.fps)
+            else:  # ffmpeg through imageio-ffmpeg; Atari's 160x210 frames need no resizing
+                import imageio.v2 as imageio
 
-            iio.imwrite(self.path, np.stack(self.frames), plugin="FFMPEG", fps=self.fps,
-                        macro_block_size=1)
+                self.writer = imageio.get_writer(self.temporary, format="FFMPEG", fps=self.fps,
+                                                 macro_block_size=1)
+        self.writer.append_data(frame)
+        self.frames += 1
 
-    def _write_gif(self) -> None:
-        """One palette for the whole clip, taken from frames spread over it: a palette per frame
-        (what GIF writers do by default) costs about 30 times more, for games that use a few
-        dozen colours anyway. Pillow merges identical consecutive frames, adding their durations."""
-        import numpy as np
-        from PIL import Image
+    def __enter__(self) -> "Recorder":
+        return self
 
-        sample = np.concatenate(self.frames[::max(1, len(self.frames) // 16)], axis=0)
-        palette = Image.fromarray(sample).quantize(256, method=Image.Quantize.MEDIANCUT)
-        frames = [Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
-                  for frame in self.frames]
-        frames[0].save(self.path, save_all=True, append_images=frames[1:], loop=0,
-                       duration=round(1000 / self.fps), optimize=False)  # the palette is ready
+    def __exit__(self, error_type, error, traceback) -> None:
+        """Finishes FILE, or, where the play failed, removes what was written of it."""
+        if self.writer is None:
+            return
+        try:
+            if error_type is None:
+                self.writer.close()
+                os.replace(self.temporary, self.path)
+            else:
+                with contextlib.suppress(Exception):  # the play's error is the one to report
+                    self.writer.close()
+        finally:
+            self.temporary.unlink(missing_ok=True)
 
 
 def play(args) -> None:
     import numpy as np
 
     from workbench.episodes import Player, play_episodes, restore
+    from workbench.runs import stop_signals
 
     if args.episodes is None:
         args.episodes = 1 if args.record else 3
@@ -118,14 +131,25 @@ def play(args) -> None:
     print(f"playing {run.checkpoint} (step {run.step:,}): {describe(run.config)}, "
           f"{'greedy' if args.greedy else 'sampled'} actions, seed {args.seed}", flush=True)
     player = Player(run.agent, args.greedy, np.random.default_rng(args.seed))
-    results = play_episodes(
-        run.env, player, args.episodes, args.max_steps, on_frame=recorder,
-        on_episode=lambda i, ret, steps: print(f"episode {i + 1}: return {ret:g} ({steps} steps)", flush=True))
+
+    def report(index: int, total: float, steps: int) -> None:
+        print(f"episode {index + 1}: return {total:g} ({steps} steps)", flush=True)
+
+    # Ctrl-C or SIGTERM ends the play before the next step, as they end `workbench train`, and the
+    # recording keeps what was played; it is finished inside the block, where a Ctrl-C is only noted
+    with stop_signals() as received, recorder or contextlib.nullcontext():
+        results = play_episodes(run.env, player, args.episodes, args.max_steps, on_frame=recorder,
+                                on_episode=report, should_stop=lambda: bool(received))
     run.env.close()
-    print(f"mean return {np.mean([r for r, _ in results]):g} over {len(results)} episode(s)")
+    if results:
+        print(f"mean return {np.mean([r for r, _ in results]):g} over {len(results)} episode(s)")
+    ending = []
+    if len(results) < args.episodes:
+        ending.append(f"stopped by {received[0]} in episode {len(results) + 1} of {args.episodes}")
     if recorder:
-        recorder.write()
-        print(f"recorded {len(recorder.frames)} frames to {args.record}")
+        ending.append(f"recorded {recorder.frames} frames to {args.record}")
+    if ending:
+        print("; ".join(ending))
 
 
 def run(args) -> int:

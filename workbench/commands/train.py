@@ -207,25 +207,22 @@ def _settings(args) -> tuple[dict, RunDir | None]:
     """(TrainConfig fields, the run folder to resume) from the config file (or the resumed run's)
     and the flags."""
     from nets.settings import typed
-    from workbench.runs import RunDir, read_json
+    from workbench.rl import resumed_run
+    from workbench.runs import read_json
 
     resume = None
     if args.resume:
         if args.config or args.name:
             raise ValueError(f"--resume {args.resume} continues that run with its own config.json: "
                              f"leave out {'--config' if args.config else '--name'}")
-        resume = RunDir.resumed(args.resume)
-        values = resume.read_config()
-        if "recipe" in values:
-            raise ValueError(f"{resume.path} is a recipe run: continue it with workbench recipe "
-                             f"{values['recipe']} --resume {resume.path}")
+        resume, values = resumed_run(args.resume, args.agent)
     else:
         values = read_json(args.config) if args.config else {}
     # the flags merge into these two: they must be JSON objects before TrainConfig checks the rest
     agent_config = dict(typed("agent-config", values.get("agent_config", {}), dict))
     env_options = dict(typed("env-options", values.get("env_options", {}), dict))
     if args.agent is not None and args.agent != values.get("agent", args.agent):
-        agent_config = {}  # another agent's hyperparameters do not carry over
+        agent_config = {}  # a --config file's hyperparameters of another agent do not carry over
     for flag in RUN_FLAGS:
         if getattr(args, flag) is not None:
             values[flag] = getattr(args, flag)
