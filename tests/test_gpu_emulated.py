@@ -5,11 +5,14 @@ compared with the CPU code it stands for.
 Kernels that have run on a GPU (softmax cross-entropy, the optimizer rules, the embedding's
 scatter-add) hold the emulator to account; the ones a GPU has not run yet (the dense epilogues,
 the fused actor-critic loss) are held by it until one does (tests/test_gpu.py, gpu mark). The
-emulator runs a kernel's threads one after another: races are not caught here.
+emulator runs a kernel's threads one after another: races are not caught here. The products'
+ctypes calls into cuBLAS run against a stand-in library of the same four functions.
 """
 from __future__ import annotations
 
 import shutil
+import subprocess
+import types
 
 import numpy as np
 import pytest
@@ -109,3 +112,74 @@ def test_embedding_scatter_add_kernel_accumulates_repeats_as_the_cpu_does(emulat
     embedding._scatter_add_gpu()(rows, indices, table.shape[1], emulated_table)
     embedding.scatter_add(table, indices, rows)
     np.testing.assert_allclose(emulated_table, table, rtol=1e-5, atol=1e-5)
+
+
+# cuBLAS's four entry points that blas_gpu calls through ctypes, on host memory: sgemm as its
+# reference (column-major, op N or T, alpha and beta read through host pointers)
+FAKE_CUBLAS = r"""
+#include <cstddef>
+extern "C" {
+int cublasSetStream_v2(void*, void*) { return 0; }
+int cublasSetWorkspace_v2(void*, void* workspace, size_t bytes) { return workspace && bytes ? 0 : 7; }
+int cublasSetPointerMode_v2(void*, int mode) { return mode == 0 ? 0 : 7; }
+int cublasSgemm_v2(void*, int ta, int tb, int m, int n, int k, const float* alpha, const float* A, int lda,
+                   const float* B, int ldb, const float* beta, float* C, int ldc) {
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      float sum = 0;
+      for (int p = 0; p < k; ++p)
+        sum += (ta ? A[p + i * lda] : A[i + p * lda]) * (tb ? B[j + p * ldb] : B[p + j * ldb]);
+      C[i + j * ldc] = *alpha * sum + (*beta == 0 ? 0 : *beta * C[i + j * ldc]);
+    }
+  return 0;
+}
+}
+"""
+
+
+class _HostArray(np.ndarray):
+    """A NumPy array that answers `.data.ptr` as a CuPy array does (its address)."""
+
+    @property
+    def data(self):
+        return type("Pointer", (), {"ptr": self.ctypes.data})()
+
+
+def test_products_call_cublas_through_ctypes_with_its_arguments_in_order(monkeypatch, tmp_path, rng):
+    """blas_gpu's ctypes path end to end against a stand-in libcublas (sgemm's reference on host
+    memory): argument types and order, ops, leading dimensions, alpha/beta, the workspace; on
+    every operand layout test_gpu.py checks, a broadcast operand and a column-major output."""
+    if shutil.which("g++") is None:
+        pytest.skip("needs a C++ compiler (g++)")
+    from test_gpu import _product_cases
+
+    from nets.kernels import blas_gpu
+
+    source, library = tmp_path / "cublas.cpp", tmp_path / "libcublas.so.12"
+    source.write_text(FAKE_CUBLAS)
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+
+    def host(x):
+        return np.asarray(x, dtype=np.float32).view(_HostArray)
+
+    fake = types.SimpleNamespace(
+        asarray=host, empty=lambda shape, dtype: np.empty(shape, dtype).view(_HostArray),
+        ascontiguousarray=lambda x: np.ascontiguousarray(x).view(_HostArray),
+        cuda=types.SimpleNamespace(device=types.SimpleNamespace(get_cublas_handle=lambda: 1),
+                                   get_current_stream=lambda: types.SimpleNamespace(ptr=0),
+                                   memory=types.SimpleNamespace(Memory=lambda size: types.SimpleNamespace(
+                                       ptr=np.empty(size, np.uint8).ctypes.data))))
+    monkeypatch.setattr(backend, "cupy_module", lambda: fake)
+    monkeypatch.setattr(blas_gpu, "cublas_path", lambda maps: str(library))
+    blas_gpu._sgemm.cache_clear()
+    try:
+        for name, add, a, b, out in _product_cases(rng, fake):
+            want = np.asarray(a) @ np.asarray(b) + (np.asarray(out) if add else 0)
+            blas_gpu.matmul(a, b, out, add=add)
+            np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5, err_msg=name)
+        a = np.broadcast_to(np.arange(4, dtype=np.float32), (3, 4)).view(_HostArray)
+        out = host(np.ones((2, 3))).T
+        blas_gpu.matmul(a, host(np.ones((4, 2))), out, add=True)
+        np.testing.assert_array_equal(out, np.full((3, 2), 7, np.float32))
+    finally:
+        blas_gpu._sgemm.cache_clear()  # a GPU machine's next use finds the real library
