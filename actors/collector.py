@@ -84,11 +84,16 @@ class Collector:
         return rollout
 
 
+class NonFiniteEnvValue(ValueError):
+    """The env gave a NaN or infinite observation or reward: a new actor would meet it again."""
+
+
 def _check_finite(obs: np.ndarray, rewards: np.ndarray, step: int) -> None:
-    """A one-line ValueError where the env gave a NaN or infinite observation or reward: the
-    losses would turn NaN and the run would seem to diverge, with advice about the learning rate."""
+    """A one-line NonFiniteEnvValue where the env gave a NaN or infinite observation or reward:
+    the losses would turn NaN and the run would seem to diverge, with advice about the learning
+    rate."""
     for what, values in (("observation", obs), ("reward", rewards)):
         if values.dtype.kind == "f" and not np.isfinite(values).all():
-            raise ValueError(f"the env gave a non-finite {what} (NaN or inf) in the rollout from env "
+            raise NonFiniteEnvValue(f"the env gave a non-finite {what} (NaN or inf) in the rollout from env "
                              f"step {step:,}; workbench learns from finite numbers: check the env, or "
                              f"wrap it to replace them")

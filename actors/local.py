@@ -40,7 +40,7 @@ from nets import threads
 from .learner import ActorFailure
 from .shared import Layout, SharedState
 from .transport import ActorSpec, Transport
-from .worker import CREDIT, run_actor
+from .worker import CREDIT, STOPS_THE_RUN, UNGUARDED_SCRIPT, run_actor
 
 PRELOAD = ["numpy", "gymnasium", "nets", "nets.optim", "agents", "envs", "actors.worker",
            "actors.forkserver_preload"]
@@ -104,13 +104,12 @@ def _start_fork_server() -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-UNGUARDED_SCRIPT = 78  # exit code of an actor whose start re-ran a script with no __main__ guard
-
-
 def describe_exit(code: int) -> str:
     if code == UNGUARDED_SCRIPT:
         return ("exited because it re-ran the script that starts the run, which has no "
                 "`if __name__ == \"__main__\":` guard: put the training call under one")
+    if code == STOPS_THE_RUN:
+        return "stopped on an error that a new actor would meet again"
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"
@@ -204,8 +203,10 @@ class LocalProcesses(Transport):
             if code is None and actor.closed:
                 actor.process.join(timeout=1.0)  # it closed its pipe: it is on its way out
                 code = actor.process.exitcode
-            if code == UNGUARDED_SCRIPT:  # every replacement would do the same
-                raise ActorFailure(f"actor {slot} {describe_exit(code)}")
+            if code in (UNGUARDED_SCRIPT, STOPS_THE_RUN):  # every replacement would do the same
+                self.receive(0)  # its last words, if they are still in the pipe (the run ends here)
+                last_words = f" ({actor.error})" if actor.error else ""
+                raise ActorFailure(f"actor {slot} {describe_exit(code)}{last_words}")
             if code is not None:
                 dead[slot] = describe_exit(code) + (f" ({actor.error})" if actor.error else "")
             elif now - self.state.heartbeats[slot] > self.actor_timeout:

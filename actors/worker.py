@@ -21,7 +21,7 @@ from envs import make_env
 import nets
 from nets import threads
 
-from .collector import Collector
+from .collector import Collector, NonFiniteEnvValue
 from .shared import Layout, SharedState
 from .transport import ActorSpec, actor_seeds
 
@@ -60,10 +60,16 @@ def act_with_newest(agent, shared: SharedState, slot: int, known_version: int) -
     return version
 
 
+# Exit codes of an actor that a replacement would not mend: the learner stops the run on them.
+UNGUARDED_SCRIPT = 78  # its start re-ran the caller's script, which has no __main__ guard (rl.train)
+STOPS_THE_RUN = 79  # an error every new actor would meet (NonFiniteEnvValue)
+
+
 def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout, conn,
               max_in_flight: int) -> None:
     """`block`: the shared memory holding a SharedState. An error ends the actor with exit code 1
-    after sending its one-line description up the pipe (a str instead of a Rollout)."""
+    (STOPS_THE_RUN for one a new actor would meet again) after sending its one-line description
+    up the pipe (a str instead of a Rollout)."""
     for signum in (signal.SIGINT, signal.SIGTERM):  # sent to the whole group by Ctrl-C, timeout,
         signal.signal(signum, signal.SIG_IGN)        # systemd...: the learner stops us cleanly
     # One core's worth of threads, also where the fork server was started by someone other than
@@ -106,6 +112,6 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
             conn.send_bytes(pickle.dumps(f"{type(error).__name__}: {error}".splitlines()[0]))
         except OSError:
             pass
-        raise SystemExit(1) from None
+        raise SystemExit(STOPS_THE_RUN if isinstance(error, NonFiniteEnvValue) else 1) from None
     finally:
         conn.close()

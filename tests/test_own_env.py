@@ -186,10 +186,17 @@ def test_actions_numbered_from_another_start_reach_the_env_with_it(here, tmp_pat
 
 
 def test_an_env_s_nan_observation_is_named_not_taken_for_divergence(here, tmp_path):
-    config = TrainConfig(env=f"{MODULE}:Broken-v0", backend="inline", steps=3_000, logdir=str(tmp_path))
-    with pytest.raises(ValueError, match=r"the env gave a non-finite observation \(NaN or inf\) in the "
-                                         r"rollout from env step 0; workbench learns from finite numbers"):
-        train(config, name="b", console=lambda line: None)
+    """Inline, the error itself; with actor processes, the first actor that meets it stops the run
+    (a replacement would meet it again)."""
+    says = r"the env gave a non-finite observation \(NaN or inf\) in the rollout from env step \d+; workbench"
+    with pytest.raises(ValueError, match=says):
+        train(TrainConfig(env=f"{MODULE}:Broken-v0", backend="inline", steps=3_000, logdir=str(tmp_path)),
+              name="b", console=lambda line: None)
+    done = workbench_cli(here, "train", "--env", f"{MODULE}:Broken-v0", "--actors", "2", "--steps", "20000",
+                         "--logdir", str(tmp_path))
+    assert done.returncode == 1 and "replaced it" not in done.stdout
+    assert re.search(r"workbench train: error: actor \d stopped on an error that a new actor would meet again "
+                     r"\(NonFiniteEnvValue: " + says, done.stderr), done.stderr
 
 
 @pytest.mark.slow

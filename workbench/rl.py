@@ -20,7 +20,7 @@ import numpy as np
 
 import nets
 from actors import ActorFailure, ActorSpec, Diverged, InlineActors, Learner, LocalProcesses, Progress
-from actors.local import UNGUARDED_SCRIPT
+from actors.worker import UNGUARDED_SCRIPT
 from agents import DEFAULT_AGENT, Agent, agent_class, config_dict, make_agent, make_config
 from envs import EnvInfo, probe
 from logs import EventWriter, format_duration
