@@ -57,7 +57,7 @@ def train(env=None, agent: str | None = None, steps: int | None = None,
     from nets import threads
     from workbench.rl import TrainConfig, resumed_run
     from workbench.rl import train as run_training
-    from workbench.runs import undone_if_failed, stop_signals
+    from workbench.runs import stop_signals, undone_if_failed
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     run, values = (None, {}) if resume is None else resumed_run(resume, agent)

@@ -9,7 +9,7 @@ from nets.checkpoint import CheckpointError
 from workbench.commands import HelpFormatter, failed
 from workbench.datasets import DatasetError
 from workbench.recipes import common, recipes
-from workbench.runs import RunError, undone_if_failed, stop_signals
+from workbench.runs import RunError, stop_signals, undone_if_failed
 from workbench.training import Stopped, TrainingError
 
 BAD_INPUT = (common.RecipeError, DatasetError, CheckpointError, RunError)  # exit 2

@@ -247,7 +247,7 @@ def run(args) -> int:
     import nets
     from actors import ActorFailure
     from workbench.rl import RunFailed, TrainConfig, train
-    from workbench.runs import undone_if_failed, stop_signals
+    from workbench.runs import stop_signals, undone_if_failed
 
     try:
         config = TrainConfig.from_dict(values)
