@@ -70,13 +70,14 @@ class Collector:
         self.episodes += len(returns)
         shape = self.obs.shape[1:]
         obs, rewards, actions = np.stack(obs), np.asarray(rewards, dtype=np.float32), np.stack(actions)
-        _check_finite(obs, rewards, step)
+        final_obs = np.asarray(final_obs, dtype=self.obs.dtype).reshape(-1, *shape)
+        _check_finite(step, observation=obs, reward=rewards, bootstrap_observation=final_obs)
         moments = self.tracker.moments(obs, rewards, np.stack(ended)) if self.tracker else {}
         rollout = Rollout(
             obs=obs, actions=actions if actions.dtype == np.float32 else actions.astype(np.int64),
             log_probs=np.stack(log_probs).astype(np.float32), rewards=rewards, moments=moments,
             terminated=np.asarray(terminated, dtype=bool), truncated=np.asarray(truncated, dtype=bool),
-            final_obs=np.asarray(final_obs, dtype=self.obs.dtype).reshape(-1, *shape),
+            final_obs=final_obs,
             final_index=np.asarray(final_index, dtype=np.int64).reshape(-1, 2),
             initial_state=initial_state, episode_returns=returns, episode_lengths=lengths,
             actor=self.actor, version=version, scalars=self.policy.scalars(step))
@@ -88,12 +89,11 @@ class NonFiniteEnvValue(ValueError):
     """The env gave a NaN or infinite observation or reward: a new actor would meet it again."""
 
 
-def _check_finite(obs: np.ndarray, rewards: np.ndarray, step: int) -> None:
-    """A one-line NonFiniteEnvValue where the env gave a NaN or infinite observation or reward:
-    the losses would turn NaN and the run would seem to diverge, with advice about the learning
-    rate."""
-    for what, values in (("observation", obs), ("reward", rewards)):
+def _check_finite(step: int, **arrays: np.ndarray) -> None:
+    """A one-line NonFiniteEnvValue where the env gave a NaN or infinite value (as float32): the
+    losses would turn NaN and the run would seem to diverge, with advice about the learning rate."""
+    for what, values in arrays.items():
         if values.dtype.kind == "f" and not np.isfinite(values).all():
-            raise NonFiniteEnvValue(f"the env gave a non-finite {what} (NaN or inf) in the rollout from env "
-                             f"step {step:,}; workbench learns from finite numbers: check the env, or "
-                             f"wrap it to replace them")
+            raise NonFiniteEnvValue(f"the env gave a non-finite {what.replace('_', ' ')} (NaN or inf, as "
+                                    f"float32) in the rollout from env step {step:,}; workbench learns "
+                                    f"from finite numbers: check the env, or wrap it to replace them")

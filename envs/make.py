@@ -332,7 +332,7 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
         raise
     except TypeError as error:
         unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
-        if options and unexpected:  # gymnasium.make passes --env-option keywords to the env's class
+        if unexpected and unexpected.group(1) in options:  # gymnasium.make passes them to the env
             raise ValueError(f"--env-option {unexpected.group(1)}: {env_id} takes no such keyword; "
                              f"{_keywords(spec, unexpected.group(1))}") from None
         raise UnsupportedEnvError(f"making environment {env_id!r} failed: TypeError: {error}") from None

@@ -26,21 +26,26 @@ class Curve:
     values: np.ndarray
 
 
-def read_scalars(folder, tag: str) -> Curve:
-    """Every point of `tag` in the event files of a run folder, in step order."""
+def events(path):
+    """The events of one TensorBoard event file, in the order written."""
     from tensorboardX.proto.event_pb2 import Event
 
+    data = Path(path).read_bytes()
+    offset = 0
+    while offset + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, offset)
+        end = offset + 12 + length
+        if end + 4 > len(data):  # a record cut short by a killed writer
+            break
+        yield Event.FromString(data[offset + 12:end])
+        offset = end + 4
+
+
+def read_scalars(folder, tag: str) -> Curve:
+    """Every point of `tag` in the event files of a run folder, in step order."""
     points = []
     for path in sorted(Path(folder).glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        offset = 0
-        while offset + 12 <= len(data):
-            (length,) = struct.unpack_from("<Q", data, offset)
-            end = offset + 12 + length
-            if end + 4 > len(data):  # a record cut short by a killed writer
-                break
-            event = Event.FromString(data[offset + 12:end])
-            offset = end + 4
+        for event in events(path):
             for value in event.summary.value:
                 if value.tag == tag:
                     points.append((event.step, event.wall_time, value.simple_value))

@@ -99,9 +99,9 @@ def from_dict(settings_class, values: dict, what: str | None = None):
     if unknown:
         close = [match for key in unknown for match in difflib.get_close_matches(key, fields, n=1)]
         hint = f" (did you mean {', '.join(map(label, close))}?)" if close else ""
-        plural = "s" if len(unknown) > 1 else ""
-        raise ValueError(f"{what or settings_class.__name__} has no setting{plural} {', '.join(map(label, unknown))}"
-                         f"{hint}; its settings: {', '.join(map(label, fields))}")
+        owner, plural = what or settings_class.__name__, "s" if len(unknown) > 1 else ""
+        raise ValueError(f"{owner} has no setting{plural} {', '.join(map(label, unknown))}{hint}; its "
+                         f"settings: {', '.join(map(label, fields))}")
     hints = typing.get_type_hints(settings_class)
     return settings_class(**{key: typed(label(key), value, hints[key]) for key, value in values.items()})
 

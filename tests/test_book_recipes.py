@@ -257,7 +257,8 @@ def test_babi_questions_see_only_the_statements_before_them_in_their_story():
 
 @pytest.mark.parametrize("lines, message", [
     (["1 Mary moved to the bathroom.", "2 Where is Mary?\t\t1"], "qa.txt line 2: a question without an answer"),
-    (["1 Mary moved to the bathroom.", "2 Where is Mary?"], "qa.txt line 2: a question without its tab-separated answer"),
+    (["1 Mary moved to the bathroom.", "2 Where is Mary?"],
+     "qa.txt line 2: a question without its tab-separated answer"),
     (["1 Mary moved to the bathroom.", "3 Where is Mary?\tbathroom\t1"],
      "qa.txt line 2: numbered 3 after 1; a story's lines count up from 1"),
     (["1 Mary moved to the bathroom.", "2 Where is Mary?\tbathroom\t7"],

@@ -115,15 +115,21 @@ def test_embedding_scatter_add_kernel_accumulates_repeats_as_the_cpu_does(emulat
 
 
 # cuBLAS's four entry points that blas_gpu calls through ctypes, on host memory: sgemm as its
-# reference (column-major, op N or T, alpha and beta read through host pointers)
+# reference (column-major, op N or T, alpha and beta read through host pointers). As in cuBLAS,
+# setting the stream drops the workspace: a product without one set after it fails here.
 FAKE_CUBLAS = r"""
 #include <cstddef>
+static bool workspace_set = false;
 extern "C" {
-int cublasSetStream_v2(void*, void*) { return 0; }
-int cublasSetWorkspace_v2(void*, void* workspace, size_t bytes) { return workspace && bytes ? 0 : 7; }
+int cublasSetStream_v2(void*, void*) { workspace_set = false; return 0; }
+int cublasSetWorkspace_v2(void*, void* workspace, size_t bytes) {
+  workspace_set = workspace && bytes;
+  return workspace_set ? 0 : 7;
+}
 int cublasSetPointerMode_v2(void*, int mode) { return mode == 0 ? 0 : 7; }
 int cublasSgemm_v2(void*, int ta, int tb, int m, int n, int k, const float* alpha, const float* A, int lda,
                    const float* B, int ldb, const float* beta, float* C, int ldc) {
+  if (!workspace_set) return 7;
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < m; ++i) {
       float sum = 0;
@@ -162,13 +168,18 @@ def test_products_call_cublas_through_ctypes_with_its_arguments_in_order(monkeyp
     def host(x):
         return np.asarray(x, dtype=np.float32).view(_HostArray)
 
+    workspaces = []  # alive for the test, as the Memory it stands for lives for the process
+
+    def memory(size):
+        workspaces.append(np.empty(size, np.uint8))
+        return types.SimpleNamespace(ptr=workspaces[-1].ctypes.data)
+
     fake = types.SimpleNamespace(
         asarray=host, empty=lambda shape, dtype: np.empty(shape, dtype).view(_HostArray),
         ascontiguousarray=lambda x: np.ascontiguousarray(x).view(_HostArray),
         cuda=types.SimpleNamespace(device=types.SimpleNamespace(get_cublas_handle=lambda: 1),
                                    get_current_stream=lambda: types.SimpleNamespace(ptr=0),
-                                   memory=types.SimpleNamespace(Memory=lambda size: types.SimpleNamespace(
-                                       ptr=np.empty(size, np.uint8).ctypes.data))))
+                                   memory=types.SimpleNamespace(Memory=memory)))
     monkeypatch.setattr(backend, "cupy_module", lambda: fake)
     monkeypatch.setattr(blas_gpu, "cublas_path", lambda maps: str(library))
     blas_gpu._sgemm.cache_clear()

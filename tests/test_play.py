@@ -143,7 +143,7 @@ def test_a_recording_streams_its_frames_to_the_file(tmp_path, suffix):
             recorder(frame)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    assert recorder.frames == 200 and peak < 20 * frame_bytes, peak
+    assert recorder.frame_count == 200 and peak < 20 * frame_bytes, peak
     if suffix == ".gif":
         assert gif_frames(path, (160, 210)) == (200, 200 * 1000 // FPS)
     else:
@@ -181,6 +181,26 @@ def test_a_gif_holds_up_to_256_colours_exactly_and_merges_repeated_frames(tmp_pa
     played = read_gif(tmp_path / "exact.gif")
     assert len(played) == len(frames) and all(np.array_equal(a, b) for a, b in zip(played, frames))
     assert gif_frames(tmp_path / "exact.gif", (70, 50))[0] == 1 + 20  # the changed frames only
+
+
+@pytest.mark.parametrize("fps", [30, 60])
+def test_a_gif_keeps_the_clip_s_time_even_over_a_16_bit_delay(tmp_path, fps):
+    """GIF delays are whole centiseconds of 16 bits: 1/30 s rounded per frame (3 cs) played 10%
+    fast, and a still of 20,000 frames (66,667 cs) overflowed and lost the recording."""
+    from PIL import Image, ImageSequence
+
+    from workbench.gif import GifWriter
+
+    writer = GifWriter(tmp_path / "clock.gif", 4, 4, fps)
+    still = np.zeros((4, 4, 3), np.uint8)
+    frames = [np.full((4, 4, 3), value, np.uint8) for value in range(90)] + [still] * 20_000
+    for frame in frames:
+        writer.append_data(frame)
+    writer.close()
+    with Image.open(tmp_path / "clock.gif") as image:
+        delays = [frame.info["duration"] for frame in ImageSequence.Iterator(image)]
+    assert sum(delays[:90]) == round(90 * 1000 / fps, -1)  # 3.00 s or 1.50 s, to the centisecond
+    assert abs(sum(delays) - len(frames) * 1000 / fps) <= 10 and max(delays) <= 655_350
 
 
 def test_a_gif_of_more_than_256_colours_keeps_them_spread_over_the_picture(tmp_path):

@@ -109,6 +109,12 @@ def test_mnist_mlp_learns_tiny_digits(tmp_path, capsys):
                       "--preset", "book", "--epochs", "1", run_name="book")
     _, arrays = checkpoint.read(RunDir(book).checkpoint_path())
     assert arrays["model/fc1.weight"].shape == (784, 500) and "model/fc3.weight" not in arrays
+    # a flag given keeps its value over the preset's, and a resume keeps what the run chose
+    small = run_recipe(tmp_path, "mnist-mlp", "--data", str(data), "--validation", "40",
+                       "--preset", "book", "--hidden", "30", "--epochs", "1", run_name="small")
+    assert cli.main(["recipe", "mnist-mlp", "--resume", str(small), "--epochs", "2", *FAST]) == 0
+    saved = RunDir(small).read_config()["args"]
+    assert (saved["hidden"], saved["activation"]) == ("30", "tanh")
 
 
 def test_mnist_cnn_learns_tiny_digits(tmp_path):

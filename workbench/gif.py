@@ -21,10 +21,11 @@ class GifWriter:
     the one before."""
 
     HEADER = 13  # bytes before the global colour table: "GIF89a", screen size, flags
+    LONGEST_DELAY = 65_535  # centiseconds: a GIF delay is 16 bits
 
     def __init__(self, path: Path, height: int, width: int, fps: int):
         self.file = open(path, "wb")
-        self.ms_per_frame = round(1000 / fps)
+        self.fps, self.played = fps, 0  # frames written so far, repeats included
         self.palette = np.zeros((256, 3), np.uint8)
         self.colours = 0
         # packed RGB -> palette index + 1 (0: not seen yet): one lookup per pixel, for 32 MiB
@@ -89,19 +90,26 @@ class GifWriter:
     def _write_pending(self) -> None:
         if self.pending is None:
             return
+        # delays are whole centiseconds: rounded on the clip's clock, so that 30 fps is not 10% fast
+        start, self.played = self.played, self.played + self.repeats
+        delay = round(self.played * 100 / self.fps) - round(start * 100 / self.fps)
         top, left, bottom, right = 0, 0, *self.pending.shape
         if self.shown is not None:  # the rectangle that changed; disposal 1 keeps the rest shown
             changed = self.pending != self.shown
             rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
             top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        image = Image.fromarray(self.pending[top:bottom, left:right], mode="P")
-        chunks = GifImagePlugin.getdata(image, (int(left), int(top)), disposal=1,
-                                        duration=self.repeats * self.ms_per_frame)
+        self._write_image(self.pending[top:bottom, left:right], left, top, min(delay, self.LONGEST_DELAY))
+        for rest in range(delay - self.LONGEST_DELAY, 0, -self.LONGEST_DELAY):  # a longer still:
+            self._write_image(self.pending[:1, :1], 0, 0, min(rest, self.LONGEST_DELAY))  # one pixel again
+        self.shown = self.pending
+
+    def _write_image(self, indices: np.ndarray, left: int, top: int, centiseconds: int) -> None:
+        image = Image.fromarray(indices, mode="P")
+        chunks = GifImagePlugin.getdata(image, (int(left), int(top)), disposal=1, duration=10 * centiseconds)
         self.file.write(b"".join(chunks))
         # the list belongs to a class getdata makes for each call, which only the cyclic garbage
         # collector frees: emptied, it holds no frame's bytes until then
         chunks.clear()
-        self.shown = self.pending
 
 
 def unpack(colours: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 
 import nets
 from actors import ActorFailure, ActorSpec, Diverged, InlineActors, Learner, LocalProcesses, Progress
+from actors.collector import NonFiniteEnvValue
 from actors.worker import UNGUARDED_SCRIPT
 from agents import DEFAULT_AGENT, Agent, agent_class, config_dict, make_agent, make_config
 from envs import EnvInfo, probe
@@ -205,8 +206,10 @@ class RunFailed(RuntimeError):
     started); the message says where, and which checkpoint is kept."""
 
 
-# What ends a run while it trains, as opposed to settings that cannot work (ValueError).
-RUN_ERRORS = (Diverged, ActorFailure, nets.NonFiniteError, checkpoint.CheckpointError, OSError)
+# What ends a run while it trains, as opposed to settings that cannot work (ValueError; though
+# NonFiniteEnvValue is one, it is the env's, met while training by an inline actor)
+RUN_ERRORS = (Diverged, ActorFailure, NonFiniteEnvValue, nets.NonFiniteError, checkpoint.CheckpointError,
+              OSError)
 
 
 def available_memory() -> int:

@@ -50,10 +50,11 @@ _opened_runs: ContextVar[list | None] = ContextVar("opened_runs", default=None) 
 def undone_if_failed():
     """Run folders written inside the block are put back if it raises before they hold a new
     checkpoint: one it created is removed, so that `tensorboard --logdir runs` lists only runs
-    that got somewhere; one it resumed gets its config.json back and loses the event files it
-    gained, so that flags which could not continue it (another recipe's, a size its checkpoint
-    does not fit) are not what the next --resume reads. A KeyboardInterrupt (a second Ctrl-C,
-    which stops at once) leaves them as they are, and says so: hours of curves are not a failure."""
+    that got somewhere; one it resumed gets its config.json back, so that flags which could not
+    continue it (another recipe's, a size its checkpoint does not fit) are not what the next
+    --resume reads, and loses the event files it gained that hold nothing (its curves, if it
+    trained before failing, are kept). A KeyboardInterrupt (a second Ctrl-C, which stops at once)
+    leaves them as they are, and says so: hours of curves are not a failure."""
     token = _opened_runs.set([])
     try:
         yield
@@ -68,9 +69,12 @@ def undone_if_failed():
             if before is None and not any((run.path / CHECKPOINTS).rglob("*.npz")):
                 shutil.rmtree(run.path, ignore_errors=True)
             elif before is not None and before.latest == _modified(run.latest_checkpoint()):
+                from logs.curves import events  # here: every command imports this module at its start
+
                 write_atomically(run.config_path, before.config)
-                for path in set(run.path.glob(EVENTS)) - before.events:
-                    path.unlink(missing_ok=True)
+                for path in set(run.path.glob(EVENTS)) - before.events:  # curves are kept
+                    if not any(event.HasField("summary") for event in events(path)):
+                        path.unlink(missing_ok=True)
         raise
     finally:
         _opened_runs.reset(token)
@@ -241,9 +245,11 @@ class RunDir:
 
     def write_config(self, config: dict) -> None:
         opened = _opened_runs.get()
-        if opened is not None and self.config_path.is_file() and all(run.path != self.path for run, _ in opened):
-            opened.append((self, _Before(self.config_path.read_text(encoding="utf-8"),
-                                         _modified(self.latest_checkpoint()), frozenset(self.path.glob(EVENTS)))))
+        first = opened is not None and all(run.path != self.path for run, _ in opened)
+        if first and self.config_path.is_file():  # a run resumed inside undone_if_failed
+            saved = self.config_path.read_text(encoding="utf-8")
+            opened.append((self, _Before(saved, _modified(self.latest_checkpoint()),
+                                         frozenset(self.path.glob(EVENTS)))))
         write_atomically(self.config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     def read_config(self) -> dict:

@@ -29,7 +29,8 @@ from .. import backend
 _ONE, _ZERO = np.ones(1, np.float32), np.zeros(1, np.float32)  # host scalars for alpha and beta
 _ONE_ADDRESS, _ZERO_ADDRESS = _ONE.ctypes.data, _ZERO.ctypes.data  # (.ctypes costs us per access)
 _OP_N, _OP_T, _POINTER_MODE_HOST = 0, 1, 0  # cublasOperation_t, cublasPointerMode_t
-WORKSPACE_BYTES = 32 << 20  # cuBLAS's own default on Hopper
+WORKSPACE_BYTES = 32 << 20  # cuBLAS's own default on Hopper; one for the process, which runs its
+# products on one device and one stream at a time (a graph replays on the stream the eager calls use)
 _ones_rows: dict[tuple[int, int], object] = {}  # (length, device) -> a row of ones, kept for reuse
 
 

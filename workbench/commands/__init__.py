@@ -33,7 +33,8 @@ class CommandParser(argparse.ArgumentParser):
     """The parser of `workbench` and of each (sub)command: a bad argument is one line naming the
     command whose flags to look at, e.g. `workbench recipe mnist-cnn: error: unrecognized
     arguments: --limt 9 (see workbench recipe mnist-cnn --help)`. argparse would print the usage
-    block first, and leave an unknown argument to the top parser, which names no subcommand."""
+    block first, and leave an unknown argument to the top parser, which names no subcommand; so
+    here parse_known_args leaves nothing unknown (no caller wants extras)."""
 
     def parse_known_args(self, args=None, namespace=None):
         namespace, extras = super().parse_known_args(args, namespace)

@@ -74,7 +74,7 @@ class Recorder:
             tempfile.TemporaryFile(dir=existing).close()
         except OSError as error:
             raise PlayError(f"--record {path}: cannot write into {existing} ({error.strerror})") from None
-        self.path, self.fps, self.frames = path, fps, 0
+        self.path, self.fps, self.frame_count = path, fps, 0
         # the same suffix: ffmpeg picks the container by it
         self.temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
         self.writer = None
@@ -94,7 +94,7 @@ class Recorder:
                 self.writer = imageio.get_writer(self.temporary, format="FFMPEG", fps=self.fps,
                                                  macro_block_size=1)
         self.writer.append_data(frame)
-        self.frames += 1
+        self.frame_count += 1
 
     def __enter__(self) -> "Recorder":
         return self
@@ -147,7 +147,7 @@ def play(args) -> None:
     if len(results) < args.episodes:
         ending.append(f"stopped by {received[0]} in episode {len(results) + 1} of {args.episodes}")
     if recorder:
-        ending.append(f"recorded {recorder.frames} frames to {args.record}")
+        ending.append(f"recorded {recorder.frame_count} frames to {args.record}")
     if ending:
         print("; ".join(ending))
 

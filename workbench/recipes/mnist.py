@@ -109,7 +109,7 @@ def _sizes(text: str) -> list[int]:
 def run_mlp(args) -> int:
     given = {"hidden": args.hidden, "activation": args.activation}  # None where not given
     common.setup(args)
-    if args.preset == "book":
+    if args.preset == "book" and not args.resume:  # a resumed run's config holds what it chose
         args.hidden, args.activation = given["hidden"] or "500", given["activation"] or "tanh"
     splits = vision.load(args, images=False)
     pixels = splits["train"][0].shape[1]
