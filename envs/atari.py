@@ -105,6 +105,10 @@ def ale_id(env_id: str) -> bool:
     return env_id.startswith("ALE/")
 
 
+OWN_OPTIONS = ("frame_stack", "noop_max")  # make_atari's keywords; the rest go to gymnasium.make
+FIXED_OPTIONS = ("frameskip", "obs_type")  # ALE's keywords the preprocessing sets itself
+
+
 def make_atari(env_id: str, *, training: bool = True, frame_stack: int = FRAME_STACK,
                noop_max: int = NOOP_MAX, **options) -> gym.Env:
     """The preprocessed env (see the module docstring). `options` go to `gymnasium.make`, e.g.

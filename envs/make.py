@@ -37,7 +37,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .atari import SCREEN_SIZE, FRAME_STACK, ale_id, make_atari
+from .atari import FIXED_OPTIONS, FRAME_STACK, OWN_OPTIONS, SCREEN_SIZE, ale_id, make_atari
 
 # Namespaces whose environments are registered by importing a package (not imported up front:
 # ale-py is an optional extra and slow to import).
@@ -371,6 +371,8 @@ def _keywords(spec, unknown: str) -> str:
                  and name not in MAKE_KEYWORDS]
     except (TypeError, ValueError):  # a builtin or a C class: nothing to read
         names = []
+    if ale_id(spec.id):  # the preprocessing's, less ALE's that it sets itself
+        names = [name for name in names if name not in FIXED_OPTIONS] + list(OWN_OPTIONS)
     close = difflib.get_close_matches(unknown, [*names, *MAKE_KEYWORDS], n=1)
     return ((f"did you mean {close[0]}? " if close else "")
             + (f"its own: {', '.join(names)}; " if names else "")

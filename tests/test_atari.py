@@ -164,3 +164,11 @@ def test_the_learner_gets_the_cores_its_actors_leave(monkeypatch):
     assert TrainConfig(actors=4, backend="inline").learner_threads == 12
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert TrainConfig(actors=2).learner_threads == 1
+
+
+def test_an_atari_option_it_does_not_take_names_the_preprocessing_s_own():
+    from envs import probe
+
+    with pytest.raises(ValueError, match=r"^--env-option noop: ALE/Pong-v5 takes no such keyword; did you mean "
+                                         r"noop_max\? its own: game, mode, .*, frame_stack, noop_max; "):
+        probe("ALE/Pong-v5", {"noop": 3})
