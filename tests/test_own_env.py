@@ -261,6 +261,15 @@ def test_evaluating_on_an_env_whose_observations_do_not_fit_names_both_envs(cart
     another = gym.make("CartPole-v1", max_episode_steps=5)  # another env that fits
     assert workbench.evaluate(policy, env=another, episodes=2).lengths == [5, 5]
 
+    class ThreeLevers(gym.Env):  # CartPole's observations, three actions
+        observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+        action_space = gym.spaces.Discrete(3)
+
+    with pytest.raises(ValueError, match=r"^env ThreeLevers does not fit the policy: its actions are "
+                                         r"Discrete\(3\), but the policy was trained on CartPole-v1, whose "
+                                         r"actions are Discrete\(2\)$"):
+        workbench.evaluate(policy, env=ThreeLevers())
+
 
 @pytest.mark.parametrize("keywords,message", [
     ({"episodes": 0}, "episodes must be >= 1, got 0"),

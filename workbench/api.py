@@ -86,7 +86,8 @@ class TrainedPolicy:
 
     def __init__(self, restored, seed: int = 0):
         self.agent, self.config = restored.agent, restored.config
-        self.observation_space = restored.env.observation_space
+        self.observation_space, self.action_space = (restored.env.observation_space,
+                                                     restored.env.action_space)
         self.checkpoint, self.step = restored.checkpoint, restored.step
         self.env_id = self.config["env"]
         self._rng = np.random.default_rng(seed)
@@ -175,11 +176,14 @@ def evaluate(policy: TrainedPolicy, env=None, episodes: int = 10, greedy: bool =
     else:
         made, name = prepare(env)[0], env.spec.id if env.spec else type(env.unwrapped).__name__
     wanted, shape = policy.observation_space.shape, made.observation_space.shape
-    if shape != wanted:
+    misfit = (f"its observations have shape {shape}, but the policy was trained on {policy.env_id}, whose "
+              f"observations have shape {wanted}" if shape != wanted else
+              f"its actions are {made.action_space}, but the policy was trained on {policy.env_id}, whose "
+              f"actions are {policy.action_space}" if made.action_space != policy.action_space else None)
+    if misfit:
         if own:
             made.close()
-        raise ValueError(f"env {name} does not fit the policy: its observations have shape {shape}, but "
-                         f"the policy was trained on {policy.env_id}, whose observations have shape {wanted}")
+        raise ValueError(f"env {name} does not fit the policy: {misfit}")
     made.reset(seed=seed)
     player = Player(policy.agent, greedy, np.random.default_rng(seed))
     results = play_episodes(made, player, episodes, max_steps)
