@@ -41,6 +41,12 @@ def events(path):
         offset = end + 4
 
 
+def scalar_tags(folder) -> list[str]:
+    """The tags of the scalars in a run folder's event files, sorted."""
+    return sorted({value.tag for path in Path(folder).glob("events.out.tfevents.*") for event in events(path)
+                   for value in event.summary.value if value.HasField("simple_value")})
+
+
 def read_scalars(folder, tag: str) -> Curve:
     """Every point of `tag` in the event files of a run folder, in step order."""
     points = []

@@ -93,3 +93,16 @@ def test_bad_plot_flags_are_one_line(tmp_path, args, message):
 def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "workbench.cli", "plot", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.startswith("workbench plot: error: ") and "no config.json" in result.stderr
+
+
+def test_a_run_without_the_tag_names_the_scalars_it_has(tmp_path):
+    run = tmp_path / "recipe-run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"recipe": "caesar", "args": {}}))
+    events = EventWriter(str(run))
+    events.scalars({"val/loss": 1.0, "train/loss": 2.0}, 1)
+    events.close()
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", "plot", str(run)], capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr == (
+        f"workbench plot: error: {run} has no 'charts/episodic_return' points; its scalars: train/loss, "
+        f"val/loss (choose one with --tag)\n")

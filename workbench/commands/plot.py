@@ -38,7 +38,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from logs.curves import band, draw, read_scalars
+    from logs.curves import band, draw, read_scalars, scalar_tags
     from workbench.runs import RunDir
 
     try:
@@ -59,7 +59,9 @@ def run(args) -> int:
             config = RunDir.existing(folder).read_config()
             curve = read_scalars(folder, args.tag)
             if len(curve.values) == 0:
-                raise ValueError(f"{folder} has no {args.tag!r} points yet")
+                tags = scalar_tags(folder)
+                raise ValueError(f"{folder} has no {args.tag!r} points" + (
+                    f"; its scalars: {', '.join(tags)} (choose one with --tag)" if tags else " yet"))
             envs.append(str(config.get("env", config.get("recipe", "?"))))
             rl_runs += "agent" in config
             label = args.label[i] if args.label else f"{envs[-1]} {config.get('agent', '')}".strip()
