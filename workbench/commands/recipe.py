@@ -1,7 +1,6 @@
 """`workbench recipe`: list the supervised recipes, or run one with its own flags."""
 from __future__ import annotations
 
-
 import numpy as np
 
 from nets import NonFiniteError

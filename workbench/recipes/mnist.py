@@ -96,16 +96,6 @@ def add_cnn_arguments(parser) -> None:
                               schedule="linear", lr_floor=0.0005, patience=8)
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(s) for s in str(text).split(",") if s.strip()]
-    except ValueError:
-        raise common.RecipeError(f"expected comma-separated integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise common.RecipeError(f"layer sizes must be positive integers, got {text!r}")
-    return sizes
-
-
 def run_mlp(args) -> int:
     given = {"hidden": args.hidden, "activation": args.activation}  # None where not given
     common.setup(args)
@@ -118,14 +108,14 @@ def run_mlp(args) -> int:
     if args.pca:
         pca = PCAWhitening(args.pca).fit(splits["train"][0])
         splits = {k: (pca.transform(x), y) for k, (x, y) in splits.items()}
-    sizes = [splits["train"][0].shape[1], *_sizes(args.hidden), 10]
+    sizes = [splits["train"][0].shape[1], *vision.sizes(args.hidden, "--hidden"), 10]
     model = MLP(sizes, args.activation, args.dropout, args.input_dropout)
     return _train(args, model, splits, "mnist-mlp", sizes=sizes)
 
 
 def run_cnn(args) -> int:
     common.setup(args)
-    filters = _sizes(args.filters)
+    filters = vision.sizes(args.filters, "--filters")
     if len(filters) != 2:
         raise common.RecipeError(f"--filters takes two channel counts, got {args.filters!r}")
     splits = vision.load(args, images=True)
