@@ -22,6 +22,8 @@ import numpy as np
 from numba import njit
 from numba import uint64 as u
 
+from .conv import _im2col_hwc
+
 
 @njit(cache=True, inline="always")
 def _copy_run(S, row, k, x, n, c, y, x0, length):
@@ -65,32 +67,11 @@ def _space_to_depth_chw(x, S, n0, n1, hb, wb, sy, sx, py, px):
                         k += sx
 
 
-@njit(cache=True, nogil=True)
-def _space_to_depth_hwc(x_nhwc, S, n0, n1, hb, wb, sy, sx, py, px):
-    height, width, channels = x_nhwc.shape[1], x_nhwc.shape[2], x_nhwc.shape[3]
-    for n in range(n0, n1):
-        for by in range(hb):
-            for bx in range(wb):
-                row = u(((n - n0) * hb + by) * wb + bx)
-                k = 0
-                for ry in range(sy):
-                    y = by * sy + ry - py
-                    for rx in range(sx):
-                        xx = bx * sx + rx - px
-                        if y < 0 or y >= height or xx < 0 or xx >= width:
-                            for c in range(channels):
-                                S[row, u(k + c)] = 0
-                        else:
-                            for c in range(channels):
-                                S[row, u(k + c)] = x_nhwc[u(n), u(y), u(xx), u(c)]
-                        k += channels
-
-
 def space_to_depth(x, S, n0: int, n1: int, grid, stride, padding, channels_last: bool) -> None:
     """Fill S ((n1 - n0) * hb * wb, c * sy * sx) with the sy x sx blocks of samples n0..n1-1."""
-    if channels_last:  # index the contiguous (n, h, w, c) view: the channel loop vectorises
-        _space_to_depth_hwc(x.transpose(0, 2, 3, 1), S, n0, n1, grid[0], grid[1], stride[0],
-                            stride[1], padding[0], padding[1])
+    if channels_last:  # blocks are the patches of a kernel the size of its stride
+        _im2col_hwc(x.transpose(0, 2, 3, 1), S, n0, n1, grid[0], grid[1], stride[0], stride[1],
+                    stride[0], stride[1], padding[0], padding[1])
     else:
         _space_to_depth_chw(x, S, n0, n1, grid[0], grid[1], stride[0], stride[1], padding[0],
                             padding[1])
