@@ -229,9 +229,6 @@ class RayActors(Transport):
         self._dispatch(self.slots[slot])
         return f"ray actor {self.slots[slot].handle._actor_id.hex()[:8]}"  # noqa: SLF001 - a short id
 
-    def handles(self) -> dict[int, object]:
-        return {index: slot.handle for index, slot in self.slots.items()}
-
     def stop(self):
         if self._stopped:
             return

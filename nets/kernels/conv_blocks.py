@@ -8,8 +8,9 @@ The kernel then covers qy x qx blocks (q = ceil(k / s)), and
     out[n, oy, ox] = sum over (dy, dx) of Z[(n, oy + dy, ox + dx), (dy, dx, :)]     (shift_add)
 
 costs one well-shaped matrix product and no expanded patch matrix (im2col writes every input value
-about (k / s)^2 times). The backward pass mirrors it: `spread` lays the output gradient out like Z
-(dZ), then dWb = S^T @ dZ, dS = dZ @ Wb^T, and depth_to_space is a plain permutation back to x.
+about (k / s)^2 times). The backward pass mirrors it: `spread_rows` lays the output gradient out
+like Z (dZ), then dWb = S^T @ dZ, dS = dZ @ Wb^T, and depth_to_space is a plain permutation back
+to x.
 The callers work a chunk of samples at a time, so that S, Z and dZ stay in cache.
 
 Column orders of S: (c, ry, rx) for channels-first x, (ry, rx, c) for channels-last x, so the
@@ -181,17 +182,12 @@ def rows(images):
     return images.transpose(0, 2, 3, 1).reshape(-1, images.shape[1])
 
 
-def spread(gy, dZ, n0: int, n1: int, grid, blocks, y=None, gb=None) -> None:
-    """dZ[(n, by, bx), (dy, dx, o)] = gy[n, o, by - dy, bx - dx] (zero off the output), for samples
-    n0..n1-1 of gy (n, out, oh, ow): the adjoint of shift_add. With `y` (the output of a fused
-    ReLU) the gradient is zero where y is not positive; with `gb` (out,) the bias gradient of
-    these samples is added into it. Pass gy and y as row views (see `rows`) of the whole batch
-    to avoid re-arranging them per chunk: spread_rows does that."""
-    spread_rows(rows(gy), None if y is None else rows(y), gy.shape[2:], dZ, n0, n1, grid, blocks, gb)
-
-
 def spread_rows(gy_rows, y_rows, out_hw, dZ, n0: int, n1: int, grid, blocks, gb=None) -> None:
-    """spread, with gy and y given as (n * oh * ow, out) rows."""
+    """dZ[(n, by, bx), (dy, dx, o)] = gy[n, o, by - dy, bx - dx] (zero off the output), for samples
+    n0..n1-1 of the output gradient gy, given as its (n * oh * ow, out) rows (see `rows`; the whole
+    batch's, so that they are not re-arranged per chunk): the adjoint of shift_add. With `y_rows`
+    (the output of a fused ReLU) the gradient is zero where y is not positive; with `gb` (out,)
+    the bias gradient of these samples is added into it."""
     relu = y_rows is not None
     _spread(gy_rows, y_rows if relu else gy_rows, dZ,
             gb if gb is not None else np.empty(0, dtype=gy_rows.dtype), n0, n1, out_hw[0], out_hw[1],
