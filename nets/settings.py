@@ -84,11 +84,6 @@ class Settings:
                 check(self.label(f.name), getattr(self, f.name), f.metadata["rule"])
 
 
-def rules(settings_class) -> dict[str, str]:
-    """Field name -> rule, for the fields that have one."""
-    return {f.name: f.metadata["rule"] for f in dataclasses.fields(settings_class) if "rule" in f.metadata}
-
-
 def from_dict(settings_class, values: dict, what: str | None = None):
     """A settings dataclass from a dict of JSON values: unknown keys, values of the wrong type
     and values out of range are one-line ValueErrors; `what` names the settings' owner in them

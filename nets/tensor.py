@@ -266,12 +266,3 @@ def unbroadcast(grad, shape):
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)
     return grad
-
-
-def as_array(x, xp=np, dtype=backend.float32):
-    """`x` as an xp array; Python scalars and lists become float32."""
-    if isinstance(x, Tensor):
-        return x.data
-    if isinstance(x, (int, float, list, tuple)):
-        return xp.asarray(x, dtype=dtype)
-    return x
