@@ -193,8 +193,9 @@ def median_final(runs: list[dict]) -> float | None:
 
 
 def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Measure]:
-    """`python -m benchmarks suite`: per env, the best agent's median final mean against
-    SB3 A2C's (higher is better); --quick: a tenth of the steps and one seed; --smoke: CartPole."""
+    """`python -m benchmarks suite`: per env, the best agent's median final mean against the best
+    peer's (SB3 A2C's or PPO's; higher is better); --quick: a tenth of the steps and one seed;
+    --smoke: CartPole."""
     import nets
 
     nets.threads.limit(1)  # the learner's one thread, as `workbench train` gives it on 2 cores
@@ -202,13 +203,13 @@ def run(quick: bool = False, full: bool = False, smoke: bool = False) -> list[Me
     results = suite(envs, None, 1 if quick else 3, list(PEERS), 0.1 if quick else 1.0)
     measures = []
     for env_id, by_agent in results["runs"].items():
-        own = {name: median_final(runs) for name, runs in by_agent.items() if not name.startswith("sb3-")}
-        scored = {name: value for name, value in own.items() if value is not None}
-        best = max(scored, key=scored.get) if scored else None
-        peer = median_final(by_agent.get("sb3-a2c", []))
+        medians = {name: median_final(runs) for name, runs in by_agent.items()}
+        own = {name: value for name, value in medians.items() if value is not None and not name.startswith("sb3-")}
+        peers = {name: value for name, value in medians.items() if value is not None and name.startswith("sb3-")}
+        best, best_peer = (max(side, key=side.get) if side else None for side in (own, peers))
         measures.append(Measure(f"{env_id} final last-{window(env_id)} ({best or 'none'})", "return",
-                                scored.get(best), peer, "sb3 a2c", better="higher",
-                                note="" if peer is not None else "peer not installed"))
+                                own.get(best), peers.get(best_peer), (best_peer or "sb3").replace("-", " "),
+                                better="higher", note="" if best_peer else "no peer installed or none ended an episode"))
     return measures
 
 

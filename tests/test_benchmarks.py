@@ -243,6 +243,22 @@ def test_the_suite_leaves_out_a_peer_that_is_not_installed(monkeypatch, capsys):
     assert "sb3-a2c skipped: No module named 'torch'" in out and "no episode" not in out
 
 
+def test_the_suite_report_sets_the_best_agent_against_the_best_peer(monkeypatch):
+    import suite
+
+    def runs(*finals):
+        return [{"final": f, "best": f} for f in finals]
+
+    results = {"runs": {"CliffWalking-v1": {"a3c": runs(-13, -14), "ppo": runs(-29, -27),
+                                            "sb3-a2c": runs(None), "sb3-ppo": runs(-17, -15)},
+                        "Taxi-v4": {"a3c": runs(-200), "sb3-a2c": runs(None), "sb3-ppo": runs(None)}}}
+    monkeypatch.setattr(suite, "suite", lambda *args: results)
+    cliff, taxi = suite.run()
+    assert (cliff.name, cliff.workbench, cliff.peer, cliff.peer_name) == (
+        "CliffWalking-v1 final last-100 (a3c)", -13.5, -16, "sb3 ppo")
+    assert taxi.peer is None and taxi.note
+
+
 def test_bad_input_to_a_benchmark_script_is_one_line_and_exit_2():
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "engine.py"
     result = subprocess.run([sys.executable, str(script), "--threads", "0"], capture_output=True,
