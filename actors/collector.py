@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents import Policy, Rollout
+from envs import EnvError
 
 
 class Collector:
@@ -85,7 +86,7 @@ class Collector:
         return rollout
 
 
-class NonFiniteEnvValue(ValueError):
+class NonFiniteEnvValue(EnvError):
     """The env gave a NaN or infinite observation or reward: a new actor would meet it again."""
 
 

@@ -15,7 +15,9 @@ What agents see (`prepare`), by the env's observation space:
                                         one float32 vector (Gymnasium's FlattenObservation;
                                         Discrete parts one-hot), a Dict's or Tuple's Text parts
                                         left out
-and every env is wrapped in RecordEpisodeStatistics, a Box-action env in ClipAction.
+and every env is wrapped in Checked (what it raises, or returns against Gymnasium's API or its own
+observation space, becomes an EnvError naming it) and RecordEpisodeStatistics, a Box-action env in
+ClipAction.
 `probe` makes the env once per process, checks that it keeps Gymnasium's API, and tells its
 spaces, family and tags (what agents' presets are keyed by) and the preprocessing in words.
 """
@@ -28,6 +30,7 @@ import inspect
 import json
 import os
 import re
+import reprlib
 import sys
 import warnings
 from dataclasses import dataclass
@@ -60,6 +63,11 @@ class MissingExtraError(ValueError):
 
 class UnsupportedEnvError(ValueError):
     """An env that does not keep Gymnasium's API, or whose observations no agent can read."""
+
+
+class EnvError(RuntimeError):
+    """The env failed while in use: it raised, or returned what Gymnasium's API or its own
+    observation space does not allow. A new env would do the same, so a run stops on it."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,7 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
         env_spec(env_id)  # registers ALE's envs
         env = make_atari(env_id, training=training, **_with_defaults(options))
     else:
-        env, _ = prepare(_make_raw(env_id, options))
+        env, _ = prepare(_make_raw(env_id, options), env_id)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -218,9 +226,11 @@ def _is_image(space: gym.Space) -> bool:
         len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] in (1, 3)))
 
 
-def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
+def prepare(env: gym.Env, name: str | None = None) -> tuple[gym.Env, list[str]]:
     """`env` (as gymnasium.make gives it) in the form agents learn from, and the preprocessing in
-    words (empty where there is none)."""
+    words (empty where there is none). Its faults are EnvErrors naming it as `name` (default: its
+    id, or its class)."""
+    env = Checked(env, name or (env.spec.id if env.spec else type(env.unwrapped).__name__))
     space, notes = env.observation_space, []
     if isinstance(space, (spaces.Dict, spaces.Tuple)):
         parts = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
@@ -327,7 +337,7 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
             raw_observations = raw.observation_space
             check_actions(raw.action_space, env_id)
             check_api(raw.unwrapped, env_id)  # wrappers (a time limit) assume the API
-            env, notes = prepare(raw)
+            env, notes = prepare(raw, env_id)
     except (UnknownEnvError, MissingExtraError, UnsupportedEnvError):
         raise
     except TypeError as error:
@@ -389,22 +399,92 @@ def check_actions(space: gym.Space, env_id: str) -> None:
 def check_api(env: gym.Env, env_id: str) -> None:
     """One reset and one step: a one-line UnsupportedEnvError naming the method and what Gymnasium
     expects where `env` does not keep Gymnasium's API (an env written for the old Gym API returns
-    obs from reset and four values from step)."""
+    obs from reset and four values from step), before anything starts."""
+    checked = Checked(env, env_id)
     try:
-        result = env.reset(seed=0)
-    except TypeError as error:
-        raise UnsupportedEnvError(f"environment {env_id!r}: reset(seed=0) failed ({error}); Gymnasium "
-                                  f"expects reset(*, seed=None, options=None)") from None
-    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
-        raise UnsupportedEnvError(f"environment {env_id!r}: reset() returned {_shape_of(result)}; "
-                                  f"Gymnasium expects (observation, info dict)")
-    _check_observation(result[0], env, env_id, "reset")
-    result = env.step(env.action_space.sample())
-    if not (isinstance(result, tuple) and len(result) == 5):
-        raise UnsupportedEnvError(f"environment {env_id!r}: step() returned {_shape_of(result)}; "
-                                  f"Gymnasium expects 5 values (observation, reward, terminated, "
-                                  f"truncated, info)")
-    _check_observation(result[0], env, env_id, "step")
+        checked.reset(seed=0)
+        checked.step(env.action_space.sample())
+    except EnvError as error:
+        raise UnsupportedEnvError(str(error)) from None
+
+
+class Checked(gym.Wrapper):
+    """An env whose faults are one-line EnvErrors naming it and the method: what reset and step
+    raise, and what they return that the agents would misread (a wrong tuple, an observation
+    outside the observation space, a reward that is not a number, an info that is not a dict).
+    Unchecked, these surfaced as a traceback from a wrapper or as a numpy broadcast error."""
+
+    def __init__(self, env: gym.Env, name: str):
+        super().__init__(env)
+        self.name, self.space = name, env.observation_space  # once: a wrapper's space is a property chain
+
+    def reset(self, *, seed=None, options=None):
+        try:
+            result = self.env.reset(seed=seed, options=options)
+        except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
+            raise self._raised("reset", error) from error
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+            raise self._fault(f"reset() returned {_shape_of(result)}; Gymnasium expects (observation, info dict)")
+        self._check_observation(result[0], "reset")
+        return result
+
+    def step(self, action):
+        try:
+            result = self.env.step(action)
+        except Exception as error:  # noqa: BLE001
+            raise self._raised("step", error) from error
+        if not (isinstance(result, tuple) and len(result) == 5):
+            raise self._fault(f"step() returned {_shape_of(result)}; Gymnasium expects 5 values (observation, "
+                              f"reward, terminated, truncated, info)")
+        obs, reward, _, _, info = result
+        self._check_observation(obs, "step")
+        if not _is_number(reward):
+            raise self._fault(f"step() returned the reward {reprlib.repr(reward)}; Gymnasium expects one number")
+        if not isinstance(info, dict):
+            raise self._fault(f"step() returned the info {reprlib.repr(info)}; Gymnasium expects a dict")
+        return result
+
+    def _raised(self, method: str, error: Exception) -> EnvError:
+        first = str(error).splitlines()[0] if str(error) else ""
+        old_api = isinstance(error, TypeError) and method == "reset" and "keyword" in first
+        hint = "; Gymnasium expects reset(*, seed=None, options=None)" if old_api else ""
+        return self._fault(f"{method}() raised {type(error).__name__}: {first}{hint}")
+
+    def _check_observation(self, obs, method: str) -> None:
+        misfit = _misfit(obs, self.space, "an observation")
+        if misfit:
+            raise self._fault(f"{method}() returned {misfit}")
+
+    def _fault(self, what: str) -> EnvError:
+        return EnvError(f"environment {self.name!r}: {what}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf")
+
+
+def _misfit(obs, space: gym.Space, what: str) -> str | None:
+    """How `obs` does not fit `space` where agents would misread it (None where it fits): a Box's
+    shape, a Discrete-like value out of range (its one-hot index), a Dict's keys, a Tuple's
+    length. A Box's bounds are left unchecked: many envs' are loose, and values outside them read."""
+    if isinstance(space, spaces.Box):
+        if np.shape(obs) != space.shape:
+            return f"{what} of shape {np.shape(obs)}, but its observation_space has shape {space.shape}"
+    elif isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+        if not space.contains(obs):
+            return f"{what} {reprlib.repr(obs)}, which is not in its observation space {space}"
+    elif isinstance(space, (spaces.Dict, spaces.Tuple)):
+        keys = list(space.spaces) if isinstance(space, spaces.Dict) else range(len(space.spaces))
+        if isinstance(space, spaces.Dict) and not (isinstance(obs, dict) and set(keys) <= set(obs)):
+            return f"{what} {reprlib.repr(obs)}, which lacks keys of its observation space {space}"
+        if isinstance(space, spaces.Tuple) and not (isinstance(obs, (tuple, list)) and len(obs) == len(keys)):
+            return f"{what} {reprlib.repr(obs)}, not a tuple of {len(keys)} as its observation space {space}"
+        for key in keys:
+            misfit = _misfit(obs[key], space[key], f"{what}[{key!r}]")
+            if misfit:
+                return misfit
+    return None
 
 
 def _shape_of(result) -> str:
@@ -412,10 +492,3 @@ def _shape_of(result) -> str:
         return f"{len(result)} values"
     kind = type(result).__name__
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a tuple"
-
-
-def _check_observation(obs, env: gym.Env, env_id: str, method: str) -> None:
-    space = env.observation_space
-    if isinstance(space, spaces.Box) and np.shape(obs) != space.shape:
-        raise UnsupportedEnvError(f"environment {env_id!r}: {method}() returned an observation of shape "
-                                  f"{np.shape(obs)}, but its observation_space has shape {space.shape}")

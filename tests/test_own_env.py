@@ -112,11 +112,34 @@ SOURCE = textwrap.dedent('''
             return np.array([np.nan, self.position / self.length], np.float32)
 
 
+    class Jams(Corridor):
+        """A motor that jams halfway along: step raises there."""
+
+        def step(self, action):
+            if self.position == 4:
+                raise RuntimeError("motor jammed")
+            return super().step(action)
+
+
+    class Leaky(Corridor):
+        """Positions from halfway on come out 10 too high: outside Discrete(10)."""
+
+        def observe(self):
+            return self.position + (10 if self.position >= 4 else 0)
+
+
+    class NoReward(Corridor):
+        def step(self, action):
+            obs, _, terminated, truncated, info = super().step(action)
+            return obs, None, terminated, truncated, info
+
+
     def make_corridor():
         return gym.wrappers.TimeLimit(Corridor(), 30)
 
 
-    for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken):
+    for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken, Jams,
+                Leaky, NoReward):
         gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
     gym.register("Treadmill-v0", entry_point=Treadmill)
 ''')
@@ -198,6 +221,54 @@ def test_an_env_s_nan_observation_is_named_not_taken_for_divergence(here, tmp_pa
     assert done.returncode == 1 and "replaced it" not in done.stdout
     assert re.search(r"workbench train: error: actor \d stopped on an error that a new actor would meet again "
                      r"\(NonFiniteEnvValue: " + says, done.stderr), done.stderr
+
+
+@pytest.mark.parametrize("backend", ["inline", "processes"])
+def test_an_env_that_raises_while_training_stops_the_run_with_one_line_naming_it(folder, tmp_path, backend):
+    """Inline it was the env's traceback; with actor processes each actor that met it was replaced."""
+    done = workbench_cli(folder, "train", "--env", f"{MODULE}:Jams-v0", "--backend", backend, "--steps", "20000",
+                         "--logdir", str(tmp_path))
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"environment '{MODULE}:Jams-v0': step() raised RuntimeError: motor jammed" in done.stderr
+    assert "replaced it" not in done.stdout
+
+
+def test_an_observation_outside_the_env_s_space_is_named(here, tmp_path):
+    """Discrete(10)'s 14 was an IndexError from inside Gymnasium's one-hot wrapper (and -1 was
+    read, silently, as 9)."""
+    with pytest.raises(RunFailed, match=rf"^environment '{MODULE}:Leaky-v0': step\(\) returned an observation "
+                                        rf"14, which is not in its observation space Discrete\(10\); "):
+        train(TrainConfig(env=f"{MODULE}:Leaky-v0", backend="inline", steps=3_000, logdir=str(tmp_path)),
+              name="leaky", console=lambda line: None)
+
+
+def test_playing_or_evaluating_an_env_that_raises_is_one_line(here, tmp_path):
+    """The user's env breaks after training: play says so in one line (exit 1; it was a
+    traceback), evaluate raises EnvError."""
+    from envs import EnvError
+
+    module = here / "later.py"
+    module.write_text(f"from {MODULE} import Corridor as Later\n")
+    run = workbench.train(env="later:Later", steps=500, backend="inline", logdir=str(tmp_path), verbose=False)
+    module.write_text(f"from {MODULE} import Corridor\n\n\nclass Later(Corridor):\n"  # past play's probe
+                      f"    def step(self, action):\n        if self.position == 1:\n"
+                      f"            raise RuntimeError('motor jammed')\n        return super().step(action)\n")
+    played = workbench_cli(here, "play", str(run.path), "--episodes", "10")
+    assert played.returncode == 1 and played.stderr.strip() == (
+        "workbench play: error: environment 'later:Later': step() raised RuntimeError: motor jammed")
+    import gymnasium as gym
+
+    class Jammed(gym.Env):  # an env object of the caller's
+        observation_space, action_space = gym.spaces.Discrete(10), gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return 0, {}
+
+        def step(self, action):
+            raise RuntimeError("motor jammed")
+
+    with pytest.raises(EnvError, match=r"^environment 'Jammed': step\(\) raised RuntimeError: motor jammed$"):
+        workbench.evaluate(workbench.load(run.path), env=Jammed())
 
 
 @pytest.mark.slow
@@ -328,6 +399,7 @@ def test_dict_observations_with_text_train_and_images_get_the_conv_net(here, tmp
     ("OldReset-v0", "reset() returned an int, not a tuple; Gymnasium expects (observation, info dict)"),
     ("OldStep-v0", "step() returned 4 values; Gymnasium expects 5 values (observation, reward, terminated, "
                    "truncated, info)"),
+    ("NoReward-v0", "step() returned the reward None; Gymnasium expects one number"),
     ("TwoLevers-v0", "has actions MultiDiscrete([2 2]); workbench's agents learn Discrete or "
                      "one-dimensional Box actions"),
     ("Nowhere-v0", f"module '{MODULE}' registers no environment 'Nowhere-v0' and has no function of that "

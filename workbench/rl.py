@@ -20,10 +20,9 @@ import numpy as np
 
 import nets
 from actors import ActorFailure, ActorSpec, Diverged, InlineActors, Learner, LocalProcesses, Progress
-from actors.collector import NonFiniteEnvValue
 from actors.worker import UNGUARDED_SCRIPT
 from agents import DEFAULT_AGENT, Agent, agent_class, config_dict, make_agent, make_config
-from envs import EnvInfo, probe
+from envs import EnvError, EnvInfo, probe
 from logs import EventWriter, format_duration
 from nets import backend, checkpoint, optim, settings
 from nets.settings import Settings, setting
@@ -206,9 +205,9 @@ class RunFailed(RuntimeError):
     started); the message says where, and which checkpoint is kept."""
 
 
-# What ends a run while it trains, as opposed to settings that cannot work (ValueError; though
-# NonFiniteEnvValue is one, it is the env's, met while training by an inline actor)
-RUN_ERRORS = (Diverged, ActorFailure, NonFiniteEnvValue, nets.NonFiniteError, checkpoint.CheckpointError,
+# What ends a run while it trains, as opposed to settings that cannot work (ValueError); an
+# EnvError is met by an inline actor (an actor process's ends it as an ActorFailure)
+RUN_ERRORS = (Diverged, ActorFailure, EnvError, nets.NonFiniteError, checkpoint.CheckpointError,
               OSError)
 
 

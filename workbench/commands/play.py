@@ -155,8 +155,12 @@ def play(args) -> None:
 def run(args) -> int:
     if "torch" not in sys.modules:  # see workbench train: nothing here makes a torch tensor
         sys.modules["torch"] = None
+    from envs import EnvError
+
     try:
         play(args)
     except ValueError as error:  # every one-line error (CheckpointError too): flags, run, env
         return failed("play", error)
+    except EnvError as error:  # the env raised, or returned what it may not, while playing
+        return failed("play", error, 1)
     return 0
