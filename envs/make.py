@@ -345,6 +345,13 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
         if unexpected and unexpected.group(1) in options:  # gymnasium.make passes them to the env
             raise ValueError(f"--env-option {unexpected.group(1)}: {env_id} takes no such keyword; "
                              f"{_keywords(spec, unexpected.group(1))}") from None
+        missing = _missing_keywords(spec, options)
+        if missing:  # the constructor's own arguments, with no default: gymnasium.make passes options
+            names = " and ".join(missing)
+            raise UnsupportedEnvError(f"environment {env_id!r} needs {names} to be made: give "
+                                      f"{'it' if len(missing) == 1 else 'them'} with --env-option "
+                                      f"{missing[0]}=VALUE (from Python: env_options={{{missing[0]!r}: "
+                                      f"...}})") from None
         raise UnsupportedEnvError(f"making environment {env_id!r} failed: TypeError: {error}") from None
     except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
         first = str(error).splitlines()[0] if str(error) else ""
@@ -371,16 +378,29 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
 MAKE_KEYWORDS = ("max_episode_steps", "render_mode", "disable_env_checker")  # gymnasium.make's own
 
 
-def _keywords(spec, unknown: str) -> str:
-    """The keywords an env takes, in words: its constructor's, gymnasium.make's, a close match."""
+def _parameters(spec) -> list[inspect.Parameter]:
+    """The keyword parameters of the function or class that makes the env, gymnasium.make's left out."""
     made_by = gym.envs.registration.load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) \
         else spec.entry_point
     try:
-        names = [name for name, parameter in inspect.signature(made_by).parameters.items()
-                 if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
-                 and name not in MAKE_KEYWORDS]
+        return [parameter for parameter in inspect.signature(made_by).parameters.values()
+                if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+                and parameter.name not in MAKE_KEYWORDS]
     except (TypeError, ValueError):  # a builtin or a C class: nothing to read
-        names = []
+        return []
+
+
+def _missing_keywords(spec, options: dict) -> list[str]:
+    """The env's constructor's arguments without a default that neither its registration nor
+    `options` gives."""
+    given = {**spec.kwargs, **options}
+    return [parameter.name for parameter in _parameters(spec)
+            if parameter.default is parameter.empty and parameter.name not in given]
+
+
+def _keywords(spec, unknown: str) -> str:
+    """The keywords an env takes, in words: its constructor's, gymnasium.make's, a close match."""
+    names = [parameter.name for parameter in _parameters(spec)]
     if ale_id(spec.id):  # the preprocessing's, less ALE's that it sets itself
         names = [name for name in names if name not in FIXED_OPTIONS] + list(OWN_OPTIONS)
     close = difflib.get_close_matches(unknown, [*names, *MAKE_KEYWORDS], n=1)

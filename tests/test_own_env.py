@@ -128,6 +128,13 @@ SOURCE = textwrap.dedent('''
             return self.position + (10 if self.position >= 4 else 0)
 
 
+    class Sized(Corridor):
+        """A corridor whose length must be given (--env-option length=N)."""
+
+        def __init__(self, length, *, slippery):
+            super().__init__(length)
+
+
     class NoReward(Corridor):
         def step(self, action):
             obs, _, terminated, truncated, info = super().step(action)
@@ -139,7 +146,7 @@ SOURCE = textwrap.dedent('''
 
 
     for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken, Jams,
-                Leaky, NoReward):
+                Leaky, NoReward, Sized):
         gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
     gym.register("Treadmill-v0", entry_point=Treadmill)
 ''')
@@ -410,6 +417,19 @@ def test_what_cannot_train_is_one_line_and_exit_2(folder, env, message):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr
     assert not (folder / "runs" / env).exists()
+
+
+@pytest.mark.parametrize("options,message", [
+    ([], "needs length and slippery to be made: give them with --env-option length=VALUE (from Python: "
+         "env_options={'length': ...})"),
+    (["--env-option", "length=6"], "needs slippery to be made: give it with --env-option slippery=VALUE (from "
+                                   "Python: env_options={'slippery': ...})"),
+])
+def test_an_env_whose_constructor_needs_arguments_names_them_and_the_flag(folder, options, message):
+    """It was gymnasium's TypeError, with its 'was raised from the environment creator ... with kwargs'."""
+    result = workbench_cli(folder, "train", "--env", f"{MODULE}:Sized-v0", *options)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"workbench train: error: environment '{MODULE}:Sized-v0' {message}"
 
 
 def test_a_module_that_is_nowhere_names_the_folder_it_looked_in(folder):
