@@ -212,7 +212,9 @@ def _make_raw(env_id: str, options: dict) -> gym.Env:
     if entry.startswith("gymnasium.envs.mujoco"):
         _quiet_mujoco()
     try:
-        return gym.make(spec, **_with_defaults(options))
+        with warnings.catch_warnings():  # an env that takes no render_mode fails on it, in one line
+            warnings.filterwarnings("ignore", message=".*not in the possible render_modes")
+            return gym.make(spec, **_with_defaults(options))
     except gym.error.DependencyNotInstalled:
         extra = next((name for prefix, name in _EXTRAS.items() if entry.startswith(prefix)), None)
         if extra is None:

@@ -432,6 +432,18 @@ def test_an_env_whose_constructor_needs_arguments_names_them_and_the_flag(folder
     assert result.stderr.strip() == f"workbench train: error: environment '{MODULE}:Sized-v0' {message}"
 
 
+def test_recording_an_env_without_rgb_array_rendering_is_one_line(here, tmp_path):
+    """Gymnasium's warning about the render mode came first, and its TypeError carried the kwargs."""
+    run = workbench.train(env=f"{MODULE}:Corridor-v0", steps=200, backend="inline", logdir=str(tmp_path),
+                          verbose=False)
+    played = workbench_cli(here, "play", str(run.path), "--record", str(tmp_path / "corridor.gif"))
+    assert played.returncode == 2
+    assert played.stderr == (f"workbench play: error: recording {MODULE}:Corridor-v0 needs its env to take "
+                             f"render_mode=\"rgb_array\" (Corridor.__init__() got an unexpected keyword argument "
+                             f"'render_mode')\n")
+    assert not (tmp_path / "corridor.gif").exists()
+
+
 def test_a_module_that_is_nowhere_names_the_folder_it_looked_in(folder):
     result = workbench_cli(folder, "train", "--env", "nowhere_envs:Corridor-v0")
     assert result.returncode == 2

@@ -92,9 +92,10 @@ def build(config: dict, render: bool = False, seed: int | None = None):
     except ImportError as error:  # e.g. CartPole's renderer needs pygame
         raise LoadError(f"rendering {train_config.env} needs {error.name}: "
                         f"pip install \"gymnasium[classic-control]\"") from None
-    except TypeError as error:  # a user's env function or class that takes no render_mode
+    except TypeError as error:  # a user's env function or class that takes no render_mode; the
+        # cause is the env's own error, without gymnasium.make's addition of the keywords it passed
         raise LoadError(f"recording {train_config.env} needs its env to take render_mode=\"rgb_array\" "
-                        f"({error})") from None
+                        f"({error.__cause__ or error})") from None
     agent = make_agent(train_config.agent, env.observation_space, env.action_space,
                        train_config.agent_settings())
     return env, agent
