@@ -235,16 +235,14 @@ def prepare(env: gym.Env, name: str | None = None) -> tuple[gym.Env, list[str]]:
     env = Checked(env, name or (env.spec.id if env.spec else type(env.unwrapped).__name__))
     space, notes = env.observation_space, []
     if isinstance(space, (spaces.Dict, spaces.Tuple)):
-        parts = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
-        kept = [key for key, part in parts if not isinstance(part, spaces.Text)]
-        if len(kept) < len(space.spaces):
-            if not kept:
+        left_out = _text_parts(space)
+        if left_out:
+            if not _has_numbers(space):
                 raise UnsupportedEnvError(f"the observation space {space} has nothing numeric; "
                                           f"workbench learns from {SUPPORTED_OBSERVATIONS}")
-            left_out = [str(key) for key in (space.spaces if isinstance(space, spaces.Dict)
-                                             else range(len(space.spaces))) if key not in kept]
             notes.append(f"the observations' text parts ({', '.join(left_out)}) are left out")
-            env = gym.wrappers.FilterObservation(env, kept)
+            env = gym.wrappers.TransformObservation(env, functools.partial(_numbers_of, space=space),
+                                                    _without_text(space))
             space = env.observation_space
     if _is_image(space):
         if len(space.shape) == 3:
@@ -291,6 +289,41 @@ def prepare(env: gym.Env, name: str | None = None) -> tuple[gym.Env, list[str]]:
 def _parts(space: gym.Space | None) -> list[gym.Space]:
     """The subspaces of a Tuple or Dict (none for any other space)."""
     return list(space.spaces.values() if isinstance(space, spaces.Dict) else getattr(space, "spaces", ()))
+
+
+def _text_parts(space: gym.Space, prefix: str = "") -> list[str]:
+    """The names of a Dict's or Tuple's Text parts, at any depth ("mission", "goal.name")."""
+    if isinstance(space, spaces.Text):
+        return [prefix]
+    keys = space.spaces if isinstance(space, spaces.Dict) else range(len(_parts(space)))
+    return [name for key, part in zip(keys, _parts(space))
+            for name in _text_parts(part, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def _has_numbers(space: gym.Space) -> bool:
+    """Whether `space` holds anything but text."""
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        return any(_has_numbers(part) for part in _parts(space))
+    return not isinstance(space, spaces.Text)
+
+
+def _without_text(space: gym.Space) -> gym.Space:
+    """A Dict or Tuple without its Text parts, at any depth (nested ones left with none go too):
+    what agents see of it."""
+    if isinstance(space, spaces.Dict):
+        return spaces.Dict({key: _without_text(part) for key, part in space.spaces.items() if _has_numbers(part)})
+    if isinstance(space, spaces.Tuple):
+        return spaces.Tuple([_without_text(part) for part in space.spaces if _has_numbers(part)])
+    return space
+
+
+def _numbers_of(obs, space: gym.Space):
+    """An observation of `space` as one of `_without_text(space)`."""
+    if isinstance(space, spaces.Dict):
+        return {key: _numbers_of(obs[key], part) for key, part in space.spaces.items() if _has_numbers(part)}
+    if isinstance(space, spaces.Tuple):
+        return tuple(_numbers_of(value, part) for value, part in zip(obs, space.spaces) if _has_numbers(part))
+    return obs
 
 
 def _all_discrete(space: gym.Space | None) -> bool:

@@ -63,3 +63,26 @@ def test_a_dict_with_a_float32_box_is_flattened_without_warnings():
         warnings.simplefilter("error")
         env, _ = prepare(Sensors())
     assert env.observation_space.shape == (5,) and env.observation_space.dtype == np.float32
+
+
+def test_text_parts_are_left_out_at_any_depth():
+    """A Text inside a nested Dict or Tuple was flattened into its characters' indices (ten numbers
+    in [0, 62]) while the docs say text parts are left out; only the top level's were."""
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from envs.make import prepare
+
+    class Mission(gym.Env):
+        observation_space = spaces.Tuple((spaces.Text(5),
+                                          spaces.Dict({"goal": spaces.Text(10), "at": spaces.Discrete(3)}),
+                                          spaces.Dict({"name": spaces.Text(4)})))
+        action_space = spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return ("go", {"goal": "door", "at": 2}, {"name": "bob"}), {}
+
+    env, notes = prepare(Mission())
+    assert notes[0] == "the observations' text parts (0, 1.goal, 2.name) are left out"
+    assert env.observation_space.shape == (3,)
+    np.testing.assert_array_equal(env.reset()[0], [0, 0, 1])
