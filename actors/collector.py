@@ -12,6 +12,10 @@ import numpy as np
 from agents import Policy, Rollout
 from envs import EnvError
 
+# The most steps a whole-episode rollout waits for its episode to end: past every Gymnasium time
+# limit (Atari's is 27,000). An env without one kept its actor collecting, silently, forever.
+LONGEST_EPISODE = 50_000
+
 
 class Collector:
     """`tracker` (agents.normalize.Tracker, or None) counts each rollout's observations and
@@ -68,6 +72,10 @@ class Collector:
             t += 1
             if whole_episode and returns:
                 break
+            if whole_episode and t >= LONGEST_EPISODE:
+                raise EnvError(f"an episode has gone on for {t:,} steps without ending, and this agent "
+                               f"learns from whole episodes: give the env a time limit with --env-option "
+                               f"max_episode_steps=N")
         self.episodes += len(returns)
         shape = self.obs.shape[1:]
         obs, rewards, actions = np.stack(obs), np.asarray(rewards, dtype=np.float32), np.stack(actions)

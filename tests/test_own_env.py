@@ -527,6 +527,19 @@ def test_an_env_whose_episodes_never_end_gets_a_one_line_warning(here):
     assert learner.warnings == [warnings[0].removeprefix("warning: ")]
 
 
+def test_whole_episodes_of_an_env_that_never_ends_stop_the_run_naming_the_time_limit(here, tmp_path, monkeypatch):
+    """REINFORCE's actors waited for the episode's end forever: no progress line, and inline not
+    even Ctrl-C stopped it."""
+    import actors.collector
+
+    monkeypatch.setattr(actors.collector, "LONGEST_EPISODE", 2_000)
+    with pytest.raises(RunFailed, match=r"^an episode has gone on for 2,000 steps without ending, and this agent "
+                                        r"learns from whole episodes: give the env a time limit with --env-option "
+                                        r"max_episode_steps=N; no checkpoint was written$"):
+        train(TrainConfig(env=f"{MODULE}:Treadmill-v0", agent="reinforce", backend="inline", steps=3_000,
+                          logdir=str(tmp_path)), name="treadmill", console=lambda line: None)
+
+
 def test_the_no_episode_warning_waits_the_same_steps_in_each_env():
     """Pong's first episodes last ~800 steps in each env: with 15 actors x 8 envs, 50k steps in all
     (the old threshold) was 420 in each, and every such run was told its env had no time limit."""
