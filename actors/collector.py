@@ -10,11 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents import Policy, Rollout
-from envs import EnvError
-
-# The most steps a whole-episode rollout waits for its episode to end: past every Gymnasium time
-# limit (Atari's is 27,000). An env without one kept its actor collecting, silently, forever.
-LONGEST_EPISODE = 50_000
+from envs import LONGEST_EPISODE, EnvError
 
 
 class Collector:

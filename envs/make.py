@@ -49,6 +49,9 @@ _NAMESPACE_PACKAGES = {"ALE": "ale_py"}
 _EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco"}
 # MuJoCo renders offscreen through EGL where no display is set (Mesa's EGL works without a GPU).
 MUJOCO_GL = "egl"
+# The most steps an episode is collected whole (reinforce) or played without ending: past every
+# Gymnasium time limit (Atari's is 27,000). An env without one kept an episode going forever, silently.
+LONGEST_EPISODE = 50_000
 SUPPORTED_OBSERVATIONS = ("Box, Discrete, MultiDiscrete or MultiBinary observations, or a Dict or "
                           "Tuple of them")
 

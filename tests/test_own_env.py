@@ -349,6 +349,16 @@ def test_evaluating_on_an_env_whose_observations_do_not_fit_names_both_envs(cart
         workbench.evaluate(policy, env=ThreeLevers())
 
 
+def test_an_episode_that_never_ends_is_played_to_the_longest_one(here, tmp_path, monkeypatch):
+    """Without --max-steps, play and evaluate played it forever, printing nothing."""
+    import workbench.episodes
+
+    monkeypatch.setattr(workbench.episodes, "LONGEST_EPISODE", 300)
+    treadmill = workbench.train(env=f"{MODULE}:Treadmill-v0", steps=100, backend="inline", verbose=False,
+                                logdir=str(tmp_path))
+    assert workbench.evaluate(workbench.load(treadmill.path), episodes=2).lengths == [300, 300]
+
+
 @pytest.mark.parametrize("keywords,message", [
     ({"episodes": 0}, "episodes must be >= 1, got 0"),
     ({"max_steps": 0}, "max_steps must be >= 1 (or None: the env's own time limit), got 0"),

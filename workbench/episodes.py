@@ -17,7 +17,7 @@ import numpy as np
 
 import nets
 from agents import make_agent
-from envs import make_env
+from envs import LONGEST_EPISODE, make_env
 from nets import backend, checkpoint
 
 from .runs import CONFIG, RunDir, describe, read_json
@@ -146,7 +146,8 @@ def play_episodes(env, player: Player, episodes: int, max_steps: int | None = No
                   on_frame: Callable[[np.ndarray], None] | None = None,
                   on_episode: Callable[[int, float, int], None] | None = None,
                   should_stop: Callable[[], bool] = lambda: False) -> list[tuple[float, int]]:
-    """(return, length) of `episodes` episodes; an episode stops at `max_steps` steps if given.
+    """(return, length) of `episodes` episodes; an episode stops at `max_steps` steps if given, else
+    at LONGEST_EPISODE (an env without a time limit played one episode forever).
     `on_frame` gets env.render() after the reset and after every step (an env made with
     render_mode="rgb_array"). `should_stop` is asked before every step: when it answers True, the
     episodes played to their end so far are returned."""
@@ -157,7 +158,7 @@ def play_episodes(env, player: Player, episodes: int, max_steps: int | None = No
         if on_frame:
             on_frame(env.render())
         total, steps, done = 0.0, 0, False
-        while not done and (max_steps is None or steps < max_steps):
+        while not done and steps < (max_steps or LONGEST_EPISODE):
             if should_stop():
                 return results
             obs, reward, terminated, truncated, info = env.step(player.act(obs))

@@ -45,7 +45,8 @@ def add_parser(subparsers):
                    help="write the episodes' game frames to FILE (.gif or .mp4)")
     p.add_argument("--fps", type=int, default=25, help="frames per second of the recording (default 25)")
     p.add_argument("--max-steps", type=int, metavar="N",
-                   help="stop each episode after N steps (default: the env's own time limit)")
+                   help="stop each episode after N steps (default: the env's own time limit, at "
+                        "most 50,000)")
     return p
 
 
