@@ -135,6 +135,15 @@ SOURCE = textwrap.dedent('''
             super().__init__(length)
 
 
+    class Slips(Corridor):
+        """Fails one step along: past the single step from the start that a probe takes."""
+
+        def step(self, action):
+            if self.position == 1:
+                raise RuntimeError("slipped")
+            return super().step(action)
+
+
     class NoReward(Corridor):
         def step(self, action):
             obs, _, terminated, truncated, info = super().step(action)
@@ -146,7 +155,7 @@ SOURCE = textwrap.dedent('''
 
 
     for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken, Jams,
-                Leaky, NoReward, Sized):
+                Leaky, NoReward, Sized, Slips):
         gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
     gym.register("Treadmill-v0", entry_point=Treadmill)
 ''')
@@ -238,6 +247,29 @@ def test_an_env_that_raises_while_training_stops_the_run_with_one_line_naming_it
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert f"environment '{MODULE}:Jams-v0': step() raised RuntimeError: motor jammed" in done.stderr
     assert "replaced it" not in done.stdout
+
+
+def test_an_env_that_fails_in_evaluation_ends_evaluation_with_its_reason(here):
+    """The evaluation process printed the env's traceback amid the progress lines; the learner now
+    gets the reason (rl.train says it as a warning) and training goes on."""
+    import time
+
+    from workbench.episodes import Evaluator, build
+
+    config = TrainConfig(env=f"{MODULE}:Slips-v0").to_dict()
+    reasons = []
+    evaluator = Evaluator(config, every=100, episodes=3, seed=0, report=lambda step, results: None,
+                          failed=reasons.append)
+    try:
+        weights = build(config)[1].network.flat().data
+        end = time.monotonic() + 60
+        while not reasons and time.monotonic() < end:
+            evaluator.tick(100, weights)
+            time.sleep(0.05)
+        assert reasons == [f"environment '{MODULE}:Slips-v0': step() raised RuntimeError: slipped"]
+        assert evaluator.next == float("inf")  # no more evaluations
+    finally:
+        evaluator.stop()
 
 
 def test_an_observation_outside_the_env_s_space_is_named(here, tmp_path):

@@ -17,7 +17,7 @@ import numpy as np
 
 import nets
 from agents import make_agent
-from envs import LONGEST_EPISODE, make_env
+from envs import LONGEST_EPISODE, EnvError, make_env
 from nets import backend, checkpoint
 
 from .runs import CONFIG, RunDir, describe, read_json
@@ -186,7 +186,8 @@ class Evaluator:
     """
 
     def __init__(self, config: dict, every: int, episodes: int, seed: int,
-                 report: Callable[[int, list[tuple[float, int]]], None], first_step: int = 0):
+                 report: Callable[[int, list[tuple[float, int]]], None], failed: Callable[[str], None],
+                 first_step: int = 0):
         import multiprocess as mp
 
         from actors.local import child_process
@@ -197,14 +198,19 @@ class Evaluator:
         with nets.threads.for_children(1):  # the fork server may start here (inline backend)
             self.process.start()
         child.close()
-        self.every, self.report, self.busy = every, report, False
+        self.every, self.report, self.failed, self.busy = every, report, failed, False
         self.next = (first_step // every + 1) * every
 
     def tick(self, step: int, weights: np.ndarray) -> None:
-        """An evaluation process that died (killed from outside) ends evaluation, not training."""
+        """An evaluation process that died (killed from outside), or whose env failed (`failed`
+        gets the reason), ends evaluation, not training."""
         try:
             while self.conn.poll(0):
                 done_step, results = self.conn.recv()
+                if isinstance(results, str):
+                    self.busy, self.next = True, float("inf")
+                    self.failed(results)
+                    return
                 self.busy = False
                 self.report(done_step, results)
             if step >= self.next:
@@ -235,6 +241,7 @@ def _evaluate(config: dict, episodes: int, seed: int, conn, working_dir: str) ->
     weights = agent.network.flat().data
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7A1]))
     player = Player(agent, greedy=False, rng=rng)
+    step = None
     try:
         while True:
             step, published = conn.recv()
@@ -243,3 +250,5 @@ def _evaluate(config: dict, episodes: int, seed: int, conn, working_dir: str) ->
             conn.send((step, play_episodes(env, player, episodes)))
     except (EOFError, OSError):
         pass  # the learner closed the pipe
+    except EnvError as error:  # the learner says it in one line (it was a traceback amid the progress)
+        conn.send((step, str(error)))

@@ -349,8 +349,12 @@ def _train_run(config: TrainConfig, run: RunDir, agent: Agent, progress: Progres
             console(f"evaluation at step {step:,}: return {np.mean(returns):g} "
                     f"(episodes: {', '.join(f'{r:g}' for r in returns)})")
 
+        def failed(reason: str) -> None:
+            learner.warnings.append(f"evaluation stopped: {reason}")
+            console("warning: " + learner.warnings[-1])
+
         evaluator = Evaluator(config.to_dict(), config.eval_every, config.eval_episodes, config.seed,
-                              report, first_step=progress.step)
+                              report, failed, first_step=progress.step)
         run_until = should_stop
 
         def should_stop(p: Progress) -> bool:  # the learner asks every loop: the evaluator's tick
