@@ -273,6 +273,9 @@ def prepare(env: gym.Env, name: str | None = None) -> tuple[gym.Env, list[str]]:
         else:
             one_hot = " (Discrete parts one-hot)" if _has_discrete(space) else ""
             notes.append(f"observations {space} are flattened to vectors of {size}{one_hot}")
+    if env.observation_space.shape == (0,):  # an empty Box, Dict or Tuple: a numpy reshape error later
+        raise UnsupportedEnvError(f"the observation space {space} holds no numbers; workbench learns from "
+                                  f"{SUPPORTED_OBSERVATIONS}")
     env = gym.wrappers.RecordEpisodeStatistics(env)
     actions = env.action_space
     if isinstance(actions, spaces.Discrete) and actions.start != 0:  # agents number actions from 0
@@ -449,9 +452,12 @@ def _keywords(spec, unknown: str) -> str:
 
 def check_actions(space: gym.Space, env_id: str) -> None:
     """The action spaces some agent learns (agents say which of them each one does)."""
-    if not (isinstance(space, spaces.Discrete) or (isinstance(space, spaces.Box) and len(space.shape) == 1)):
+    # Gaussian policies and SAC's squashing give real numbers: an integer Box got them unrounded,
+    # out of its dtype, and an empty Box made a network without outputs
+    if not (isinstance(space, spaces.Discrete) or (isinstance(space, spaces.Box) and len(space.shape) == 1
+                                                   and space.shape[0] > 0 and space.dtype.kind == "f")):
         raise UnsupportedEnvError(f"environment {env_id!r} has actions {space}; workbench's agents learn "
-                                  f"Discrete or one-dimensional Box actions")
+                                  f"Discrete or one-dimensional Box actions of floats")
 
 
 def check_api(env: gym.Env, env_id: str) -> None:
