@@ -537,7 +537,11 @@ def _misfit(obs, space: gym.Space, what: str) -> str | None:
             return f"{what} of shape {np.shape(obs)}, but its observation_space has shape {space.shape}"
     elif isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         if not space.contains(obs):
-            return f"{what} {reprlib.repr(obs)}, which is not in its observation space {space}"
+            expected = (f"one int from {space.start} to {space.start + space.n - 1}"
+                        if isinstance(space, spaces.Discrete) else
+                        f"an integer array of shape {space.shape} in its range"
+                        if isinstance(space, spaces.MultiDiscrete) else f"0s and 1s of shape {space.shape}")
+            return f"{what} {reprlib.repr(obs)}, which is not in its observation space {space}: {expected}"
     elif isinstance(space, (spaces.Dict, spaces.Tuple)):
         keys = list(space.spaces) if isinstance(space, spaces.Dict) else range(len(space.spaces))
         if isinstance(space, spaces.Dict) and not (isinstance(obs, dict) and set(keys) <= set(obs)):

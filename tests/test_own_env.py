@@ -276,7 +276,8 @@ def test_an_observation_outside_the_env_s_space_is_named(here, tmp_path):
     """Discrete(10)'s 14 was an IndexError from inside Gymnasium's one-hot wrapper (and -1 was
     read, silently, as 9)."""
     with pytest.raises(RunFailed, match=rf"^environment '{MODULE}:Leaky-v0': step\(\) returned an observation "
-                                        rf"14, which is not in its observation space Discrete\(10\); "):
+                                        rf"14, which is not in its observation space Discrete\(10\): one int from 0 "
+                                        rf"to 9; "):
         train(TrainConfig(env=f"{MODULE}:Leaky-v0", backend="inline", steps=3_000, logdir=str(tmp_path)),
               name="leaky", console=lambda line: None)
 
