@@ -9,7 +9,8 @@ in evaluation and in `play`.
 
 What agents see (`prepare`), by the env's observation space:
     Box vector                          as it is
-    image: (H, W) or (H, W, 1 or 3) uint8   grayscale, 84x84, the last 4 frames stacked: Atari's
+    image: (H, W) or (H, W, 1 or 3) uint8 in [0, 255]
+                                        grayscale, 84x84, the last 4 frames stacked: Atari's
                                         input (envs/atari.py), for the conv nets
     Discrete, MultiDiscrete, MultiBinary, Dict, Tuple, or a Box of more dimensions
                                         one float32 vector (Gymnasium's FlattenObservation;
@@ -227,8 +228,11 @@ def _make_raw(env_id: str, options: dict) -> gym.Env:
 
 
 def _is_image(space: gym.Space) -> bool:
+    """Pixels, by stable-baselines3's rule: uint8 with bounds 0 and 255. A uint8 grid with other
+    bounds (a board of 0, 1 and 2) is no image, and resizing it failed on its bounds."""
     return isinstance(space, spaces.Box) and space.dtype == np.uint8 and (
-        len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] in (1, 3)))
+        len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] in (1, 3))) and (
+        np.all(space.low == 0) and np.all(space.high == 255))
 
 
 def prepare(env: gym.Env, name: str | None = None) -> tuple[gym.Env, list[str]]:

@@ -120,3 +120,20 @@ def test_an_observation_space_with_no_numbers_is_refused_in_one_line():
     with pytest.raises(UnsupportedEnvError, match=r"^the observation space Box\(\[\], \[\], \(0,\), float32\) holds "
                                                   r"no numbers; workbench learns from Box, Discrete"):
         prepare(Blind())
+
+
+def test_a_uint8_grid_that_is_no_image_is_flattened():
+    """Pixels are uint8 in [0, 255] (stable-baselines3's rule too): a board of 0, 1 and 2 was taken
+    for an image and its resizing failed on the bounds, so the env could not train at all."""
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from envs.make import prepare
+
+    class Board(gym.Env):
+        observation_space = spaces.Box(0, 2, (3, 3), np.uint8)
+        action_space = spaces.Discrete(9)
+
+    env, notes = prepare(Board())
+    assert env.observation_space.shape == (9,) and notes == ["observations Box(0, 2, (3, 3), uint8) are flattened "
+                                                             "to vectors of 9"]
