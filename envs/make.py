@@ -477,8 +477,8 @@ def check_api(env: gym.Env, env_id: str) -> None:
 
 
 class Checked(gym.Wrapper):
-    """An env whose faults are one-line EnvErrors naming it and the method: what reset and step
-    raise, and what they return that the agents would misread (a wrong tuple, an observation
+    """An env whose faults are one-line EnvErrors naming it and the method: what reset, step and
+    render raise, and what they return that the agents would misread (a wrong tuple, an observation
     outside the observation space, a reward that is not a number, an info that is not a dict).
     Unchecked, these surfaced as a traceback from a wrapper or as a numpy broadcast error."""
 
@@ -512,11 +512,17 @@ class Checked(gym.Wrapper):
             raise self._fault(f"step() returned the info {reprlib.repr(info)}; Gymnasium expects a dict")
         return result
 
+    def render(self):
+        try:
+            return self.env.render()
+        except Exception as error:  # noqa: BLE001 - gymnasium.Env's own raises NotImplementedError
+            raise self._raised("render", error) from error
+
     def _raised(self, method: str, error: Exception) -> EnvError:
         first = str(error).splitlines()[0] if str(error) else ""
         old_api = isinstance(error, TypeError) and method == "reset" and "keyword" in first
         hint = "; Gymnasium expects reset(*, seed=None, options=None)" if old_api else ""
-        return self._fault(f"{method}() raised {type(error).__name__}: {first}{hint}")
+        return self._fault(f"{method}() raised {type(error).__name__}{': ' if first else ''}{first}{hint}")
 
     def _check_observation(self, obs, method: str) -> None:
         misfit = _misfit(obs, self.space, "an observation")

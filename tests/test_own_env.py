@@ -144,6 +144,16 @@ SOURCE = textwrap.dedent('''
             return super().step(action)
 
 
+    class Unpainted(Corridor):
+        """Takes render_mode, as Gymnasium's template does, but has no render()."""
+
+        metadata = {"render_modes": ["rgb_array"]}
+
+        def __init__(self, render_mode=None):
+            super().__init__()
+            self.render_mode = render_mode
+
+
     class NoReward(Corridor):
         def step(self, action):
             obs, _, terminated, truncated, info = super().step(action)
@@ -155,7 +165,7 @@ SOURCE = textwrap.dedent('''
 
 
     for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken, Jams,
-                Leaky, NoReward, Sized, Slips):
+                Leaky, NoReward, Sized, Slips, Unpainted):
         gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
     gym.register("Treadmill-v0", entry_point=Treadmill)
 ''')
@@ -485,6 +495,14 @@ def test_recording_an_env_without_rgb_array_rendering_is_one_line(here, tmp_path
                              f"render_mode=\"rgb_array\" (Corridor.__init__() got an unexpected keyword argument "
                              f"'render_mode')\n")
     assert not (tmp_path / "corridor.gif").exists()
+
+    run = workbench.train(env=f"{MODULE}:Unpainted-v0", steps=200, backend="inline", logdir=str(tmp_path),
+                          verbose=False)
+    played = workbench_cli(here, "play", str(run.path), "--record", str(tmp_path / "unpainted.gif"))
+    assert played.returncode == 1  # it was gymnasium.Env.render's NotImplementedError, a traceback
+    assert played.stderr == (f"workbench play: error: environment '{MODULE}:Unpainted-v0': render() raised "
+                             f"NotImplementedError\n")
+    assert not list(tmp_path.glob("*unpainted*"))
 
 
 def test_a_module_that_is_nowhere_names_the_folder_it_looked_in(folder):
