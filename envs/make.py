@@ -383,8 +383,12 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
             check_actions(raw.action_space, env_id)
             check_api(raw.unwrapped, env_id)  # wrappers (a time limit) assume the API
             env, notes = prepare(raw, env_id)
+        observations, actions = env.observation_space, env.action_space
+        env.close()
     except (UnknownEnvError, MissingExtraError, UnsupportedEnvError):
         raise
+    except EnvError as error:  # closing it failed
+        raise UnsupportedEnvError(str(error)) from None
     except TypeError as error:
         unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
         if unexpected and unexpected.group(1) in options:  # gymnasium.make passes them to the env
@@ -403,8 +407,6 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
         given = f" with --env-option {', '.join(f'{k}={v!r}' for k, v in options.items())}" if options else ""
         raise UnsupportedEnvError(f"environment {env_id!r}{given} failed: {type(error).__name__}: "
                                   f"{first}") from None
-    observations, actions = env.observation_space, env.action_space
-    env.close()
     if isinstance(observations, spaces.Box) and len(observations.shape) == 3:
         family = "pixels"
     elif isinstance(actions, spaces.Box):
@@ -477,8 +479,8 @@ def check_api(env: gym.Env, env_id: str) -> None:
 
 
 class Checked(gym.Wrapper):
-    """An env whose faults are one-line EnvErrors naming it and the method: what reset, step and
-    render raise, and what they return that the agents would misread (a wrong tuple, an observation
+    """An env whose faults are one-line EnvErrors naming it and the method: what reset, step,
+    render and close raise, and what they return that the agents would misread (a wrong tuple, an observation
     outside the observation space, a reward that is not a number, an info that is not a dict).
     Unchecked, these surfaced as a traceback from a wrapper or as a numpy broadcast error."""
 
@@ -517,6 +519,12 @@ class Checked(gym.Wrapper):
             return self.env.render()
         except Exception as error:  # noqa: BLE001 - gymnasium.Env's own raises NotImplementedError
             raise self._raised("render", error) from error
+
+    def close(self):
+        try:
+            self.env.close()
+        except Exception as error:  # noqa: BLE001 - at the end of a run it lost the final checkpoint
+            raise self._raised("close", error) from error
 
     def _raised(self, method: str, error: Exception) -> EnvError:
         first = str(error).splitlines()[0] if str(error) else ""

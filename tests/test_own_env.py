@@ -154,6 +154,13 @@ SOURCE = textwrap.dedent('''
             self.render_mode = render_mode
 
 
+    class Stuck(Corridor):
+        """A door that will not close."""
+
+        def close(self):
+            raise RuntimeError("door stuck")
+
+
     class NoReward(Corridor):
         def step(self, action):
             obs, _, terminated, truncated, info = super().step(action)
@@ -165,7 +172,7 @@ SOURCE = textwrap.dedent('''
 
 
     for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken, Jams,
-                Leaky, NoReward, Sized, Slips, Unpainted):
+                Leaky, NoReward, Sized, Slips, Unpainted, Stuck):
         gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
     gym.register("Treadmill-v0", entry_point=Treadmill)
 ''')
@@ -460,6 +467,7 @@ def test_dict_observations_with_text_train_and_images_get_the_conv_net(here, tmp
     ("OldStep-v0", "step() returned 4 values; Gymnasium expects 5 values (observation, reward, terminated, "
                    "truncated, info)"),
     ("NoReward-v0", "step() returned the reward None; Gymnasium expects one number"),
+    ("Stuck-v0", "close() raised RuntimeError: door stuck"),  # the probe's close: a traceback
     ("TwoLevers-v0", "has actions MultiDiscrete([2 2]); workbench's agents learn Discrete or "
                      "one-dimensional Box actions"),
     ("Nowhere-v0", f"module '{MODULE}' registers no environment 'Nowhere-v0' and has no function of that "
