@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents import Policy, Rollout
+from envs import LONGEST_EPISODE, EnvError
 
 
 class Collector:
@@ -67,6 +68,10 @@ class Collector:
             t += 1
             if whole_episode and returns:
                 break
+            if whole_episode and t >= LONGEST_EPISODE:
+                raise EnvError(f"an episode has gone on for {t:,} steps without ending, and this agent "
+                               f"learns from whole episodes: give the env a time limit with --env-option "
+                               f"max_episode_steps=N")
         self.episodes += len(returns)
         shape = self.obs.shape[1:]
         obs, rewards, actions = np.stack(obs), np.asarray(rewards, dtype=np.float32), np.stack(actions)
@@ -85,7 +90,7 @@ class Collector:
         return rollout
 
 
-class NonFiniteEnvValue(ValueError):
+class NonFiniteEnvValue(EnvError):
     """The env gave a NaN or infinite observation or reward: a new actor would meet it again."""
 
 

@@ -17,11 +17,11 @@ import time
 import numpy as np
 
 from agents import Gradient, make_agent
-from envs import make_env
+from envs import EnvError, make_env
 import nets
 from nets import threads
 
-from .collector import Collector, NonFiniteEnvValue
+from .collector import Collector
 from .shared import Layout, SharedState
 from .transport import ActorSpec, actor_seeds
 
@@ -62,7 +62,7 @@ def act_with_newest(agent, shared: SharedState, slot: int, known_version: int) -
 
 # Exit codes of an actor that a replacement would not mend: the learner stops the run on them.
 UNGUARDED_SCRIPT = 78  # its start re-ran the caller's script, which has no __main__ guard (rl.train)
-STOPS_THE_RUN = 79  # an error every new actor would meet (NonFiniteEnvValue)
+STOPS_THE_RUN = 79  # an error every new actor would meet: the env's (EnvError)
 
 
 def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout, conn,
@@ -112,6 +112,6 @@ def run_actor(spec: ActorSpec, slot: int, generation: int, block, layout: Layout
             conn.send_bytes(pickle.dumps(f"{type(error).__name__}: {error}".splitlines()[0]))
         except OSError:
             pass
-        raise SystemExit(STOPS_THE_RUN if isinstance(error, NonFiniteEnvValue) else 1) from None
+        raise SystemExit(STOPS_THE_RUN if isinstance(error, EnvError) else 1) from None
     finally:
         conn.close()

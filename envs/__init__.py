@@ -1,6 +1,6 @@
 """Environment construction on Gymnasium, with Gymnasium's own wrappers."""
-from .make import (EnvInfo, MissingExtraError, UnknownEnvError, UnsupportedEnvError, check_env_id, env_spec,
+from .make import (LONGEST_EPISODE, EnvError, EnvInfo, MissingExtraError, UnknownEnvError, UnsupportedEnvError, check_env_id, env_spec,
                    make_env, own_module, prepare, probe)
 
-__all__ = ["EnvInfo", "MissingExtraError", "UnknownEnvError", "UnsupportedEnvError", "check_env_id", "env_spec",
+__all__ = ["LONGEST_EPISODE", "EnvError", "EnvInfo", "MissingExtraError", "UnknownEnvError", "UnsupportedEnvError", "check_env_id", "env_spec",
            "make_env", "own_module", "prepare", "probe"]

@@ -9,13 +9,16 @@ in evaluation and in `play`.
 
 What agents see (`prepare`), by the env's observation space:
     Box vector                          as it is
-    image: (H, W) or (H, W, 1 or 3) uint8   grayscale, 84x84, the last 4 frames stacked: Atari's
+    image: (H, W) or (H, W, 1 or 3) uint8 in [0, 255]
+                                        grayscale, 84x84, the last 4 frames stacked: Atari's
                                         input (envs/atari.py), for the conv nets
     Discrete, MultiDiscrete, MultiBinary, Dict, Tuple, or a Box of more dimensions
                                         one float32 vector (Gymnasium's FlattenObservation;
                                         Discrete parts one-hot), a Dict's or Tuple's Text parts
                                         left out
-and every env is wrapped in RecordEpisodeStatistics, a Box-action env in ClipAction.
+and every env is wrapped in Checked (what it raises, or returns against Gymnasium's API or its own
+observation space, becomes an EnvError naming it) and RecordEpisodeStatistics, a Box-action env in
+ClipAction.
 `probe` makes the env once per process, checks that it keeps Gymnasium's API, and tells its
 spaces, family and tags (what agents' presets are keyed by) and the preprocessing in words.
 """
@@ -28,6 +31,7 @@ import inspect
 import json
 import os
 import re
+import reprlib
 import sys
 import warnings
 from dataclasses import dataclass
@@ -46,6 +50,9 @@ _NAMESPACE_PACKAGES = {"ALE": "ale_py"}
 _EXTRAS = {"gymnasium.envs.box2d": "box2d", "gymnasium.envs.mujoco": "mujoco"}
 # MuJoCo renders offscreen through EGL where no display is set (Mesa's EGL works without a GPU).
 MUJOCO_GL = "egl"
+# The most steps an episode is collected whole (reinforce) or played without ending: past every
+# Gymnasium time limit (Atari's is 27,000). An env without one kept an episode going forever, silently.
+LONGEST_EPISODE = 50_000
 SUPPORTED_OBSERVATIONS = ("Box, Discrete, MultiDiscrete or MultiBinary observations, or a Dict or "
                           "Tuple of them")
 
@@ -60,6 +67,11 @@ class MissingExtraError(ValueError):
 
 class UnsupportedEnvError(ValueError):
     """An env that does not keep Gymnasium's API, or whose observations no agent can read."""
+
+
+class EnvError(RuntimeError):
+    """The env failed while in use: it raised, or returned what Gymnasium's API or its own
+    observation space does not allow. A new env would do the same, so a run stops on it."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +195,7 @@ def make_env(env_id: str, seed: int | None = None, *, training: bool = True, **o
         env_spec(env_id)  # registers ALE's envs
         env = make_atari(env_id, training=training, **_with_defaults(options))
     else:
-        env, _ = prepare(_make_raw(env_id, options))
+        env, _ = prepare(_make_raw(env_id, options), env_id)
     if seed is not None:
         env.reset(seed=seed)
         env.action_space.seed(seed)
@@ -204,7 +216,9 @@ def _make_raw(env_id: str, options: dict) -> gym.Env:
     if entry.startswith("gymnasium.envs.mujoco"):
         _quiet_mujoco()
     try:
-        return gym.make(spec, **_with_defaults(options))
+        with warnings.catch_warnings():  # an env that takes no render_mode fails on it, in one line
+            warnings.filterwarnings("ignore", message=".*not in the possible render_modes")
+            return gym.make(spec, **_with_defaults(options))
     except gym.error.DependencyNotInstalled:
         extra = next((name for prefix, name in _EXTRAS.items() if entry.startswith(prefix)), None)
         if extra is None:
@@ -214,25 +228,28 @@ def _make_raw(env_id: str, options: dict) -> gym.Env:
 
 
 def _is_image(space: gym.Space) -> bool:
+    """Pixels, by stable-baselines3's rule: uint8 with bounds 0 and 255. A uint8 grid with other
+    bounds (a board of 0, 1 and 2) is no image, and resizing it failed on its bounds."""
     return isinstance(space, spaces.Box) and space.dtype == np.uint8 and (
-        len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] in (1, 3)))
+        len(space.shape) == 2 or (len(space.shape) == 3 and space.shape[2] in (1, 3))) and (
+        np.all(space.low == 0) and np.all(space.high == 255))
 
 
-def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
+def prepare(env: gym.Env, name: str | None = None) -> tuple[gym.Env, list[str]]:
     """`env` (as gymnasium.make gives it) in the form agents learn from, and the preprocessing in
-    words (empty where there is none)."""
+    words (empty where there is none). Its faults are EnvErrors naming it as `name` (default: its
+    id, or its class)."""
+    env = Checked(env, name or (env.spec.id if env.spec else type(env.unwrapped).__name__))
     space, notes = env.observation_space, []
     if isinstance(space, (spaces.Dict, spaces.Tuple)):
-        parts = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
-        kept = [key for key, part in parts if not isinstance(part, spaces.Text)]
-        if len(kept) < len(space.spaces):
-            if not kept:
+        left_out = _text_parts(space)
+        if left_out:
+            if not _has_numbers(space):
                 raise UnsupportedEnvError(f"the observation space {space} has nothing numeric; "
                                           f"workbench learns from {SUPPORTED_OBSERVATIONS}")
-            left_out = [str(key) for key in (space.spaces if isinstance(space, spaces.Dict)
-                                             else range(len(space.spaces))) if key not in kept]
             notes.append(f"the observations' text parts ({', '.join(left_out)}) are left out")
-            env = gym.wrappers.FilterObservation(env, kept)
+            env = gym.wrappers.TransformObservation(env, functools.partial(_numbers_of, space=space),
+                                                    _without_text(space))
             space = env.observation_space
     if _is_image(space):
         if len(space.shape) == 3:
@@ -260,6 +277,9 @@ def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
         else:
             one_hot = " (Discrete parts one-hot)" if _has_discrete(space) else ""
             notes.append(f"observations {space} are flattened to vectors of {size}{one_hot}")
+    if env.observation_space.shape == (0,):  # an empty Box, Dict or Tuple: a numpy reshape error later
+        raise UnsupportedEnvError(f"the observation space {space} holds no numbers; workbench learns from "
+                                  f"{SUPPORTED_OBSERVATIONS}")
     env = gym.wrappers.RecordEpisodeStatistics(env)
     actions = env.action_space
     if isinstance(actions, spaces.Discrete) and actions.start != 0:  # agents number actions from 0
@@ -279,6 +299,41 @@ def prepare(env: gym.Env) -> tuple[gym.Env, list[str]]:
 def _parts(space: gym.Space | None) -> list[gym.Space]:
     """The subspaces of a Tuple or Dict (none for any other space)."""
     return list(space.spaces.values() if isinstance(space, spaces.Dict) else getattr(space, "spaces", ()))
+
+
+def _text_parts(space: gym.Space, prefix: str = "") -> list[str]:
+    """The names of a Dict's or Tuple's Text parts, at any depth ("mission", "goal.name")."""
+    if isinstance(space, spaces.Text):
+        return [prefix]
+    keys = space.spaces if isinstance(space, spaces.Dict) else range(len(_parts(space)))
+    return [name for key, part in zip(keys, _parts(space))
+            for name in _text_parts(part, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def _has_numbers(space: gym.Space) -> bool:
+    """Whether `space` holds anything but text."""
+    if isinstance(space, (spaces.Dict, spaces.Tuple)):
+        return any(_has_numbers(part) for part in _parts(space))
+    return not isinstance(space, spaces.Text)
+
+
+def _without_text(space: gym.Space) -> gym.Space:
+    """A Dict or Tuple without its Text parts, at any depth (nested ones left with none go too):
+    what agents see of it."""
+    if isinstance(space, spaces.Dict):
+        return spaces.Dict({key: _without_text(part) for key, part in space.spaces.items() if _has_numbers(part)})
+    if isinstance(space, spaces.Tuple):
+        return spaces.Tuple([_without_text(part) for part in space.spaces if _has_numbers(part)])
+    return space
+
+
+def _numbers_of(obs, space: gym.Space):
+    """An observation of `space` as one of `_without_text(space)`."""
+    if isinstance(space, spaces.Dict):
+        return {key: _numbers_of(obs[key], part) for key, part in space.spaces.items() if _has_numbers(part)}
+    if isinstance(space, spaces.Tuple):
+        return tuple(_numbers_of(value, part) for value, part in zip(obs, space.spaces) if _has_numbers(part))
+    return obs
 
 
 def _all_discrete(space: gym.Space | None) -> bool:
@@ -327,22 +382,31 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
             raw_observations = raw.observation_space
             check_actions(raw.action_space, env_id)
             check_api(raw.unwrapped, env_id)  # wrappers (a time limit) assume the API
-            env, notes = prepare(raw)
+            env, notes = prepare(raw, env_id)
+        observations, actions = env.observation_space, env.action_space
+        env.close()
     except (UnknownEnvError, MissingExtraError, UnsupportedEnvError):
         raise
+    except EnvError as error:  # closing it failed
+        raise UnsupportedEnvError(str(error)) from None
     except TypeError as error:
         unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
         if unexpected and unexpected.group(1) in options:  # gymnasium.make passes them to the env
             raise ValueError(f"--env-option {unexpected.group(1)}: {env_id} takes no such keyword; "
                              f"{_keywords(spec, unexpected.group(1))}") from None
+        missing = _missing_keywords(spec, options)
+        if missing:  # the constructor's own arguments, with no default: gymnasium.make passes options
+            names = " and ".join(missing)
+            raise UnsupportedEnvError(f"environment {env_id!r} needs {names} to be made: give "
+                                      f"{'it' if len(missing) == 1 else 'them'} with --env-option "
+                                      f"{missing[0]}=VALUE (from Python: env_options={{{missing[0]!r}: "
+                                      f"...}})") from None
         raise UnsupportedEnvError(f"making environment {env_id!r} failed: TypeError: {error}") from None
     except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
         first = str(error).splitlines()[0] if str(error) else ""
         given = f" with --env-option {', '.join(f'{k}={v!r}' for k, v in options.items())}" if options else ""
         raise UnsupportedEnvError(f"environment {env_id!r}{given} failed: {type(error).__name__}: "
                                   f"{first}") from None
-    observations, actions = env.observation_space, env.action_space
-    env.close()
     if isinstance(observations, spaces.Box) and len(observations.shape) == 3:
         family = "pixels"
     elif isinstance(actions, spaces.Box):
@@ -361,16 +425,29 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
 MAKE_KEYWORDS = ("max_episode_steps", "render_mode", "disable_env_checker")  # gymnasium.make's own
 
 
-def _keywords(spec, unknown: str) -> str:
-    """The keywords an env takes, in words: its constructor's, gymnasium.make's, a close match."""
+def _parameters(spec) -> list[inspect.Parameter]:
+    """The keyword parameters of the function or class that makes the env, gymnasium.make's left out."""
     made_by = gym.envs.registration.load_env_creator(spec.entry_point) if isinstance(spec.entry_point, str) \
         else spec.entry_point
     try:
-        names = [name for name, parameter in inspect.signature(made_by).parameters.items()
-                 if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
-                 and name not in MAKE_KEYWORDS]
+        return [parameter for parameter in inspect.signature(made_by).parameters.values()
+                if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+                and parameter.name not in MAKE_KEYWORDS]
     except (TypeError, ValueError):  # a builtin or a C class: nothing to read
-        names = []
+        return []
+
+
+def _missing_keywords(spec, options: dict) -> list[str]:
+    """The env's constructor's arguments without a default that neither its registration nor
+    `options` gives."""
+    given = {**spec.kwargs, **options}
+    return [parameter.name for parameter in _parameters(spec)
+            if parameter.default is parameter.empty and parameter.name not in given]
+
+
+def _keywords(spec, unknown: str) -> str:
+    """The keywords an env takes, in words: its constructor's, gymnasium.make's, a close match."""
+    names = [parameter.name for parameter in _parameters(spec)]
     if ale_id(spec.id):  # the preprocessing's, less ALE's that it sets itself
         names = [name for name in names if name not in FIXED_OPTIONS] + list(OWN_OPTIONS)
     close = difflib.get_close_matches(unknown, [*names, *MAKE_KEYWORDS], n=1)
@@ -381,30 +458,119 @@ def _keywords(spec, unknown: str) -> str:
 
 def check_actions(space: gym.Space, env_id: str) -> None:
     """The action spaces some agent learns (agents say which of them each one does)."""
-    if not (isinstance(space, spaces.Discrete) or (isinstance(space, spaces.Box) and len(space.shape) == 1)):
+    # Gaussian policies and SAC's squashing give real numbers: an integer Box got them unrounded,
+    # out of its dtype, and an empty Box made a network without outputs
+    if not (isinstance(space, spaces.Discrete) or (isinstance(space, spaces.Box) and len(space.shape) == 1
+                                                   and space.shape[0] > 0 and space.dtype.kind == "f")):
         raise UnsupportedEnvError(f"environment {env_id!r} has actions {space}; workbench's agents learn "
-                                  f"Discrete or one-dimensional Box actions")
+                                  f"Discrete or one-dimensional Box actions of floats")
 
 
 def check_api(env: gym.Env, env_id: str) -> None:
     """One reset and one step: a one-line UnsupportedEnvError naming the method and what Gymnasium
     expects where `env` does not keep Gymnasium's API (an env written for the old Gym API returns
-    obs from reset and four values from step)."""
+    obs from reset and four values from step), before anything starts."""
+    checked = Checked(env, env_id)
     try:
-        result = env.reset(seed=0)
-    except TypeError as error:
-        raise UnsupportedEnvError(f"environment {env_id!r}: reset(seed=0) failed ({error}); Gymnasium "
-                                  f"expects reset(*, seed=None, options=None)") from None
-    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
-        raise UnsupportedEnvError(f"environment {env_id!r}: reset() returned {_shape_of(result)}; "
-                                  f"Gymnasium expects (observation, info dict)")
-    _check_observation(result[0], env, env_id, "reset")
-    result = env.step(env.action_space.sample())
-    if not (isinstance(result, tuple) and len(result) == 5):
-        raise UnsupportedEnvError(f"environment {env_id!r}: step() returned {_shape_of(result)}; "
-                                  f"Gymnasium expects 5 values (observation, reward, terminated, "
-                                  f"truncated, info)")
-    _check_observation(result[0], env, env_id, "step")
+        checked.reset(seed=0)
+        checked.step(env.action_space.sample())
+    except EnvError as error:
+        raise UnsupportedEnvError(str(error)) from None
+
+
+class Checked(gym.Wrapper):
+    """An env whose faults are one-line EnvErrors naming it and the method: what reset, step,
+    render and close raise, and what they return that the agents would misread (a wrong tuple, an observation
+    outside the observation space, a reward that is not a number, an info that is not a dict).
+    Unchecked, these surfaced as a traceback from a wrapper or as a numpy broadcast error."""
+
+    def __init__(self, env: gym.Env, name: str):
+        super().__init__(env)
+        self.name, self.space = name, env.observation_space  # once: a wrapper's space is a property chain
+
+    def reset(self, *, seed=None, options=None):
+        try:
+            result = self.env.reset(seed=seed, options=options)
+        except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
+            raise self._raised("reset", error) from error
+        if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict)):
+            raise self._fault(f"reset() returned {_shape_of(result)}; Gymnasium expects (observation, info dict)")
+        self._check_observation(result[0], "reset")
+        return result
+
+    def step(self, action):
+        try:
+            result = self.env.step(action)
+        except Exception as error:  # noqa: BLE001
+            raise self._raised("step", error) from error
+        if not (isinstance(result, tuple) and len(result) == 5):
+            raise self._fault(f"step() returned {_shape_of(result)}; Gymnasium expects 5 values (observation, "
+                              f"reward, terminated, truncated, info)")
+        obs, reward, _, _, info = result
+        self._check_observation(obs, "step")
+        if not _is_number(reward):
+            raise self._fault(f"step() returned the reward {reprlib.repr(reward)}; Gymnasium expects one number")
+        if not isinstance(info, dict):
+            raise self._fault(f"step() returned the info {reprlib.repr(info)}; Gymnasium expects a dict")
+        return result
+
+    def render(self):
+        try:
+            return self.env.render()
+        except Exception as error:  # noqa: BLE001 - gymnasium.Env's own raises NotImplementedError
+            raise self._raised("render", error) from error
+
+    def close(self):
+        try:
+            self.env.close()
+        except Exception as error:  # noqa: BLE001 - at the end of a run it lost the final checkpoint
+            raise self._raised("close", error) from error
+
+    def _raised(self, method: str, error: Exception) -> EnvError:
+        first = str(error).splitlines()[0] if str(error) else ""
+        old_api = isinstance(error, TypeError) and method == "reset" and "keyword" in first
+        hint = "; Gymnasium expects reset(*, seed=None, options=None)" if old_api else ""
+        return self._fault(f"{method}() raised {type(error).__name__}{': ' if first else ''}{first}{hint}")
+
+    def _check_observation(self, obs, method: str) -> None:
+        misfit = _misfit(obs, self.space, "an observation")
+        if misfit:
+            raise self._fault(f"{method}() returned {misfit}")
+
+    def _fault(self, what: str) -> EnvError:
+        return EnvError(f"environment {self.name!r}: {what}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf")
+
+
+def _misfit(obs, space: gym.Space, what: str) -> str | None:
+    """How `obs` does not fit `space` where agents would misread it (None where it fits): a Box's
+    shape, a Discrete-like value out of range (its one-hot index), a Dict's keys, a Tuple's
+    length. A Box's bounds are left unchecked: many envs' are loose, and values outside them read."""
+    if isinstance(space, spaces.Box):
+        if np.shape(obs) != space.shape:
+            return f"{what} of shape {np.shape(obs)}, but its observation_space has shape {space.shape}"
+    elif isinstance(space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+        if not space.contains(obs):
+            expected = (f"one int from {space.start} to {space.start + space.n - 1}"
+                        if isinstance(space, spaces.Discrete) else
+                        f"an integer array of shape {space.shape} in its range"
+                        if isinstance(space, spaces.MultiDiscrete) else f"0s and 1s of shape {space.shape}")
+            return f"{what} {reprlib.repr(obs)}, which is not in its observation space {space}: {expected}"
+    elif isinstance(space, (spaces.Dict, spaces.Tuple)):
+        keys = list(space.spaces) if isinstance(space, spaces.Dict) else range(len(space.spaces))
+        if isinstance(space, spaces.Dict) and not (isinstance(obs, dict) and set(keys) <= set(obs)):
+            return f"{what} {reprlib.repr(obs)}, which lacks keys of its observation space {space}"
+        if isinstance(space, spaces.Tuple) and not (isinstance(obs, (tuple, list)) and len(obs) == len(keys)):
+            return f"{what} {reprlib.repr(obs)}, not a tuple of {len(keys)} as its observation space {space}"
+        for key in keys:
+            misfit = _misfit(obs[key], space[key], f"{what}[{key!r}]")
+            if misfit:
+                return misfit
+    return None
 
 
 def _shape_of(result) -> str:
@@ -412,10 +578,3 @@ def _shape_of(result) -> str:
         return f"{len(result)} values"
     kind = type(result).__name__
     return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a tuple"
-
-
-def _check_observation(obs, env: gym.Env, env_id: str, method: str) -> None:
-    space = env.observation_space
-    if isinstance(space, spaces.Box) and np.shape(obs) != space.shape:
-        raise UnsupportedEnvError(f"environment {env_id!r}: {method}() returned an observation of shape "
-                                  f"{np.shape(obs)}, but its observation_space has shape {space.shape}")

@@ -1,6 +1,7 @@
 """make_env: seeding, Gymnasium's episode statistics, options, and unknown ids."""
 import numpy as np
 import pytest
+from gymnasium.spaces import Box
 
 from envs import UnknownEnvError, make_env
 
@@ -63,3 +64,76 @@ def test_a_dict_with_a_float32_box_is_flattened_without_warnings():
         warnings.simplefilter("error")
         env, _ = prepare(Sensors())
     assert env.observation_space.shape == (5,) and env.observation_space.dtype == np.float32
+
+
+def test_text_parts_are_left_out_at_any_depth():
+    """A Text inside a nested Dict or Tuple was flattened into its characters' indices (ten numbers
+    in [0, 62]) while the docs say text parts are left out; only the top level's were."""
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from envs.make import prepare
+
+    class Mission(gym.Env):
+        observation_space = spaces.Tuple((spaces.Text(5),
+                                          spaces.Dict({"goal": spaces.Text(10), "at": spaces.Discrete(3)}),
+                                          spaces.Dict({"name": spaces.Text(4)})))
+        action_space = spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return ("go", {"goal": "door", "at": 2}, {"name": "bob"}), {}
+
+    env, notes = prepare(Mission())
+    assert notes[0] == "the observations' text parts (0, 1.goal, 2.name) are left out"
+    assert env.observation_space.shape == (3,)
+    np.testing.assert_array_equal(env.reset()[0], [0, 0, 1])
+
+
+@pytest.mark.parametrize("space,message", [
+    (Box(0, 10, (2,), np.int64), "has actions Box(0, 10, (2,), int64); workbench's agents learn Discrete or "
+                                 "one-dimensional Box actions of floats"),
+    (Box(-1, 1, (0,), np.float32), "has actions Box([], [], (0,), float32); workbench's agents learn"),
+])
+def test_integer_or_empty_box_actions_are_refused_in_one_line(space, message):
+    """Gaussian policies sent an integer Box unrounded floats; an empty one made a network with no
+    outputs."""
+    from envs import UnsupportedEnvError
+    from envs.make import check_actions
+
+    with pytest.raises(UnsupportedEnvError) as error:
+        check_actions(space, "mine:Levers-v0")
+    assert f"environment 'mine:Levers-v0' {message}" in str(error.value)
+
+
+def test_an_observation_space_with_no_numbers_is_refused_in_one_line():
+    """It was numpy's 'cannot reshape array of size 0 into shape (0)', with exit 2."""
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from envs import UnsupportedEnvError
+    from envs.make import prepare
+
+    class Blind(gym.Env):
+        observation_space = spaces.Box(0, 1, (0,), np.float32)
+        action_space = spaces.Discrete(2)
+
+    with pytest.raises(UnsupportedEnvError, match=r"^the observation space Box\(\[\], \[\], \(0,\), float32\) holds "
+                                                  r"no numbers; workbench learns from Box, Discrete"):
+        prepare(Blind())
+
+
+def test_a_uint8_grid_that_is_no_image_is_flattened():
+    """Pixels are uint8 in [0, 255] (stable-baselines3's rule too): a board of 0, 1 and 2 was taken
+    for an image and its resizing failed on the bounds, so the env could not train at all."""
+    import gymnasium as gym
+    from gymnasium import spaces
+
+    from envs.make import prepare
+
+    class Board(gym.Env):
+        observation_space = spaces.Box(0, 2, (3, 3), np.uint8)
+        action_space = spaces.Discrete(9)
+
+    env, notes = prepare(Board())
+    assert env.observation_space.shape == (9,) and notes == ["observations Box(0, 2, (3, 3), uint8) are flattened "
+                                                             "to vectors of 9"]

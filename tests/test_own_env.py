@@ -112,11 +112,67 @@ SOURCE = textwrap.dedent('''
             return np.array([np.nan, self.position / self.length], np.float32)
 
 
+    class Jams(Corridor):
+        """A motor that jams halfway along: step raises there."""
+
+        def step(self, action):
+            if self.position == 4:
+                raise RuntimeError("motor jammed")
+            return super().step(action)
+
+
+    class Leaky(Corridor):
+        """Positions from halfway on come out 10 too high: outside Discrete(10)."""
+
+        def observe(self):
+            return self.position + (10 if self.position >= 4 else 0)
+
+
+    class Sized(Corridor):
+        """A corridor whose length must be given (--env-option length=N)."""
+
+        def __init__(self, length, *, slippery):
+            super().__init__(length)
+
+
+    class Slips(Corridor):
+        """Fails one step along: past the single step from the start that a probe takes."""
+
+        def step(self, action):
+            if self.position == 1:
+                raise RuntimeError("slipped")
+            return super().step(action)
+
+
+    class Unpainted(Corridor):
+        """Takes render_mode, as Gymnasium's template does, but has no render()."""
+
+        metadata = {"render_modes": ["rgb_array"]}
+
+        def __init__(self, render_mode=None):
+            super().__init__()
+            self.render_mode = render_mode
+
+
+    class Stuck(Corridor):
+        """A door that will not close."""
+
+        def close(self):
+            raise RuntimeError("door stuck")
+
+
+    class NoReward(Corridor):
+        def step(self, action):
+            obs, _, terminated, truncated, info = super().step(action)
+            return obs, None, terminated, truncated, info
+
+
     def make_corridor():
         return gym.wrappers.TimeLimit(Corridor(), 30)
 
 
-    for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken):
+    for env in (Corridor, DictCorridor, PictureCorridor, OldReset, OldStep, TwoLevers, FromOne, Broken, Jams,
+                Leaky, NoReward, Sized, Slips, Unpainted, Stuck):
         gym.register(f"{env.__name__}-v0", entry_point=env, max_episode_steps=30)
     gym.register("Treadmill-v0", entry_point=Treadmill)
 ''')
@@ -200,6 +256,78 @@ def test_an_env_s_nan_observation_is_named_not_taken_for_divergence(here, tmp_pa
                      r"\(NonFiniteEnvValue: " + says, done.stderr), done.stderr
 
 
+@pytest.mark.parametrize("backend", ["inline", "processes"])
+def test_an_env_that_raises_while_training_stops_the_run_with_one_line_naming_it(folder, tmp_path, backend):
+    """Inline it was the env's traceback; with actor processes each actor that met it was replaced."""
+    done = workbench_cli(folder, "train", "--env", f"{MODULE}:Jams-v0", "--backend", backend, "--steps", "20000",
+                         "--logdir", str(tmp_path))
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"environment '{MODULE}:Jams-v0': step() raised RuntimeError: motor jammed" in done.stderr
+    assert "replaced it" not in done.stdout
+
+
+def test_an_env_that_fails_in_evaluation_ends_evaluation_with_its_reason(here):
+    """The evaluation process printed the env's traceback amid the progress lines; the learner now
+    gets the reason (rl.train says it as a warning) and training goes on."""
+    import time
+
+    from workbench.episodes import Evaluator, build
+
+    config = TrainConfig(env=f"{MODULE}:Slips-v0").to_dict()
+    reasons = []
+    evaluator = Evaluator(config, every=100, episodes=3, seed=0, report=lambda step, results: None,
+                          failed=reasons.append)
+    try:
+        weights = build(config)[1].network.flat().data
+        end = time.monotonic() + 60
+        while not reasons and time.monotonic() < end:
+            evaluator.tick(100, weights)
+            time.sleep(0.05)
+        assert reasons == [f"environment '{MODULE}:Slips-v0': step() raised RuntimeError: slipped"]
+        assert evaluator.next == float("inf")  # no more evaluations
+    finally:
+        evaluator.stop()
+
+
+def test_an_observation_outside_the_env_s_space_is_named(here, tmp_path):
+    """Discrete(10)'s 14 was an IndexError from inside Gymnasium's one-hot wrapper (and -1 was
+    read, silently, as 9)."""
+    with pytest.raises(RunFailed, match=rf"^environment '{MODULE}:Leaky-v0': step\(\) returned an observation "
+                                        rf"14, which is not in its observation space Discrete\(10\): one int from 0 "
+                                        rf"to 9; "):
+        train(TrainConfig(env=f"{MODULE}:Leaky-v0", backend="inline", steps=3_000, logdir=str(tmp_path)),
+              name="leaky", console=lambda line: None)
+
+
+def test_playing_or_evaluating_an_env_that_raises_is_one_line(here, tmp_path):
+    """The user's env breaks after training: play says so in one line (exit 1; it was a
+    traceback), evaluate raises EnvError."""
+    from envs import EnvError
+
+    module = here / "later.py"
+    module.write_text(f"from {MODULE} import Corridor as Later\n")
+    run = workbench.train(env="later:Later", steps=500, backend="inline", logdir=str(tmp_path), verbose=False)
+    module.write_text(f"from {MODULE} import Corridor\n\n\nclass Later(Corridor):\n"  # past play's probe
+                      f"    def step(self, action):\n        if self.position == 1:\n"
+                      f"            raise RuntimeError('motor jammed')\n        return super().step(action)\n")
+    played = workbench_cli(here, "play", str(run.path), "--episodes", "10")
+    assert played.returncode == 1 and played.stderr.strip() == (
+        "workbench play: error: environment 'later:Later': step() raised RuntimeError: motor jammed")
+    import gymnasium as gym
+
+    class Jammed(gym.Env):  # an env object of the caller's
+        observation_space, action_space = gym.spaces.Discrete(10), gym.spaces.Discrete(2)
+
+        def reset(self, *, seed=None, options=None):
+            return 0, {}
+
+        def step(self, action):
+            raise RuntimeError("motor jammed")
+
+    with pytest.raises(EnvError, match=r"^environment 'Jammed': step\(\) raised RuntimeError: motor jammed$"):
+        workbench.evaluate(workbench.load(run.path), env=Jammed())
+
+
 @pytest.mark.slow
 def test_the_python_api_trains_a_factory_in_actor_processes_then_loads_and_evaluates_it(here, tmp_path):
     own_envs = pytest.importorskip(MODULE)
@@ -271,6 +399,16 @@ def test_evaluating_on_an_env_whose_observations_do_not_fit_names_both_envs(cart
         workbench.evaluate(policy, env=ThreeLevers())
 
 
+def test_an_episode_that_never_ends_is_played_to_the_longest_one(here, tmp_path, monkeypatch):
+    """Without --max-steps, play and evaluate played it forever, printing nothing."""
+    import workbench.episodes
+
+    monkeypatch.setattr(workbench.episodes, "LONGEST_EPISODE", 300)
+    treadmill = workbench.train(env=f"{MODULE}:Treadmill-v0", steps=100, backend="inline", verbose=False,
+                                logdir=str(tmp_path))
+    assert workbench.evaluate(workbench.load(treadmill.path), episodes=2).lengths == [300, 300]
+
+
 @pytest.mark.parametrize("keywords,message", [
     ({"episodes": 0}, "episodes must be >= 1, got 0"),
     ({"max_steps": 0}, "max_steps must be >= 1 (or None: the env's own time limit), got 0"),
@@ -328,6 +466,8 @@ def test_dict_observations_with_text_train_and_images_get_the_conv_net(here, tmp
     ("OldReset-v0", "reset() returned an int, not a tuple; Gymnasium expects (observation, info dict)"),
     ("OldStep-v0", "step() returned 4 values; Gymnasium expects 5 values (observation, reward, terminated, "
                    "truncated, info)"),
+    ("NoReward-v0", "step() returned the reward None; Gymnasium expects one number"),
+    ("Stuck-v0", "close() raised RuntimeError: door stuck"),  # the probe's close: a traceback
     ("TwoLevers-v0", "has actions MultiDiscrete([2 2]); workbench's agents learn Discrete or "
                      "one-dimensional Box actions"),
     ("Nowhere-v0", f"module '{MODULE}' registers no environment 'Nowhere-v0' and has no function of that "
@@ -338,6 +478,39 @@ def test_what_cannot_train_is_one_line_and_exit_2(folder, env, message):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert message in result.stderr
     assert not (folder / "runs" / env).exists()
+
+
+@pytest.mark.parametrize("options,message", [
+    ([], "needs length and slippery to be made: give them with --env-option length=VALUE (from Python: "
+         "env_options={'length': ...})"),
+    (["--env-option", "length=6"], "needs slippery to be made: give it with --env-option slippery=VALUE (from "
+                                   "Python: env_options={'slippery': ...})"),
+])
+def test_an_env_whose_constructor_needs_arguments_names_them_and_the_flag(folder, options, message):
+    """It was gymnasium's TypeError, with its 'was raised from the environment creator ... with kwargs'."""
+    result = workbench_cli(folder, "train", "--env", f"{MODULE}:Sized-v0", *options)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"workbench train: error: environment '{MODULE}:Sized-v0' {message}"
+
+
+def test_recording_an_env_without_rgb_array_rendering_is_one_line(here, tmp_path):
+    """Gymnasium's warning about the render mode came first, and its TypeError carried the kwargs."""
+    run = workbench.train(env=f"{MODULE}:Corridor-v0", steps=200, backend="inline", logdir=str(tmp_path),
+                          verbose=False)
+    played = workbench_cli(here, "play", str(run.path), "--record", str(tmp_path / "corridor.gif"))
+    assert played.returncode == 2
+    assert played.stderr == (f"workbench play: error: recording {MODULE}:Corridor-v0 needs its env to take "
+                             f"render_mode=\"rgb_array\" (Corridor.__init__() got an unexpected keyword argument "
+                             f"'render_mode')\n")
+    assert not (tmp_path / "corridor.gif").exists()
+
+    run = workbench.train(env=f"{MODULE}:Unpainted-v0", steps=200, backend="inline", logdir=str(tmp_path),
+                          verbose=False)
+    played = workbench_cli(here, "play", str(run.path), "--record", str(tmp_path / "unpainted.gif"))
+    assert played.returncode == 1  # it was gymnasium.Env.render's NotImplementedError, a traceback
+    assert played.stderr == (f"workbench play: error: environment '{MODULE}:Unpainted-v0': render() raised "
+                             f"NotImplementedError\n")
+    assert not list(tmp_path.glob("*unpainted*"))
 
 
 def test_a_module_that_is_nowhere_names_the_folder_it_looked_in(folder):
@@ -421,6 +594,19 @@ def test_an_env_whose_episodes_never_end_gets_a_one_line_warning(here):
     assert warnings == ["warning: no episode has ended in the first 200 env steps: if the env has no time "
                         "limit, give it one with --env-option max_episode_steps=N"]
     assert learner.warnings == [warnings[0].removeprefix("warning: ")]
+
+
+def test_whole_episodes_of_an_env_that_never_ends_stop_the_run_naming_the_time_limit(here, tmp_path, monkeypatch):
+    """REINFORCE's actors waited for the episode's end forever: no progress line, and inline not
+    even Ctrl-C stopped it."""
+    import actors.collector
+
+    monkeypatch.setattr(actors.collector, "LONGEST_EPISODE", 2_000)
+    with pytest.raises(RunFailed, match=r"^an episode has gone on for 2,000 steps without ending, and this agent "
+                                        r"learns from whole episodes: give the env a time limit with --env-option "
+                                        r"max_episode_steps=N; no checkpoint was written$"):
+        train(TrainConfig(env=f"{MODULE}:Treadmill-v0", agent="reinforce", backend="inline", steps=3_000,
+                          logdir=str(tmp_path)), name="treadmill", console=lambda line: None)
 
 
 def test_the_no_episode_warning_waits_the_same_steps_in_each_env():

@@ -324,7 +324,7 @@ def test_the_evaluator_plays_with_the_weights_it_is_sent(runs):
     config = json.loads((cartpole / "config.json").read_text())
     reports = []
     evaluator = Evaluator(config, every=100, episodes=2, seed=0,
-                          report=lambda step, results: reports.append((step, results)))
+                          report=lambda step, results: reports.append((step, results)), failed=pytest.fail)
     try:
         _, agent = build(config)
         weights = agent.network.flat().data

@@ -157,7 +157,8 @@ def evaluate(policy: TrainedPolicy, env=None, episodes: int = 10, greedy: bool =
     """Play `episodes` whole episodes: on the run's own env (None), on another one named as
     `train` takes it, or on a Gymnasium env object (made with gymnasium.make: workbench's
     preprocessing is applied to it here). An env whose observations do not fit the policy is a
-    one-line ValueError."""
+    one-line ValueError; one that fails while played (raises, or breaks Gymnasium's API) an
+    envs.EnvError."""
     import gymnasium as gym
 
     from envs import make_env, prepare

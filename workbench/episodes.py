@@ -17,7 +17,7 @@ import numpy as np
 
 import nets
 from agents import make_agent
-from envs import make_env
+from envs import LONGEST_EPISODE, EnvError, make_env
 from nets import backend, checkpoint
 
 from .runs import CONFIG, RunDir, describe, read_json
@@ -92,9 +92,10 @@ def build(config: dict, render: bool = False, seed: int | None = None):
     except ImportError as error:  # e.g. CartPole's renderer needs pygame
         raise LoadError(f"rendering {train_config.env} needs {error.name}: "
                         f"pip install \"gymnasium[classic-control]\"") from None
-    except TypeError as error:  # a user's env function or class that takes no render_mode
+    except TypeError as error:  # a user's env function or class that takes no render_mode; the
+        # cause is the env's own error, without gymnasium.make's addition of the keywords it passed
         raise LoadError(f"recording {train_config.env} needs its env to take render_mode=\"rgb_array\" "
-                        f"({error})") from None
+                        f"({error.__cause__ or error})") from None
     agent = make_agent(train_config.agent, env.observation_space, env.action_space,
                        train_config.agent_settings())
     return env, agent
@@ -145,7 +146,8 @@ def play_episodes(env, player: Player, episodes: int, max_steps: int | None = No
                   on_frame: Callable[[np.ndarray], None] | None = None,
                   on_episode: Callable[[int, float, int], None] | None = None,
                   should_stop: Callable[[], bool] = lambda: False) -> list[tuple[float, int]]:
-    """(return, length) of `episodes` episodes; an episode stops at `max_steps` steps if given.
+    """(return, length) of `episodes` episodes; an episode stops at `max_steps` steps if given, else
+    at LONGEST_EPISODE (an env without a time limit played one episode forever).
     `on_frame` gets env.render() after the reset and after every step (an env made with
     render_mode="rgb_array"). `should_stop` is asked before every step: when it answers True, the
     episodes played to their end so far are returned."""
@@ -156,7 +158,7 @@ def play_episodes(env, player: Player, episodes: int, max_steps: int | None = No
         if on_frame:
             on_frame(env.render())
         total, steps, done = 0.0, 0, False
-        while not done and (max_steps is None or steps < max_steps):
+        while not done and steps < (max_steps or LONGEST_EPISODE):
             if should_stop():
                 return results
             obs, reward, terminated, truncated, info = env.step(player.act(obs))
@@ -184,7 +186,8 @@ class Evaluator:
     """
 
     def __init__(self, config: dict, every: int, episodes: int, seed: int,
-                 report: Callable[[int, list[tuple[float, int]]], None], first_step: int = 0):
+                 report: Callable[[int, list[tuple[float, int]]], None], failed: Callable[[str], None],
+                 first_step: int = 0):
         import multiprocess as mp
 
         from actors.local import child_process
@@ -195,14 +198,19 @@ class Evaluator:
         with nets.threads.for_children(1):  # the fork server may start here (inline backend)
             self.process.start()
         child.close()
-        self.every, self.report, self.busy = every, report, False
+        self.every, self.report, self.failed, self.busy = every, report, failed, False
         self.next = (first_step // every + 1) * every
 
     def tick(self, step: int, weights: np.ndarray) -> None:
-        """An evaluation process that died (killed from outside) ends evaluation, not training."""
+        """An evaluation process that died (killed from outside), or whose env failed (`failed`
+        gets the reason), ends evaluation, not training."""
         try:
             while self.conn.poll(0):
                 done_step, results = self.conn.recv()
+                if isinstance(results, str):
+                    self.busy, self.next = True, float("inf")
+                    self.failed(results)
+                    return
                 self.busy = False
                 self.report(done_step, results)
             if step >= self.next:
@@ -233,6 +241,7 @@ def _evaluate(config: dict, episodes: int, seed: int, conn, working_dir: str) ->
     weights = agent.network.flat().data
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7A1]))
     player = Player(agent, greedy=False, rng=rng)
+    step = None
     try:
         while True:
             step, published = conn.recv()
@@ -241,3 +250,5 @@ def _evaluate(config: dict, episodes: int, seed: int, conn, working_dir: str) ->
             conn.send((step, play_episodes(env, player, episodes)))
     except (EOFError, OSError):
         pass  # the learner closed the pipe
+    except EnvError as error:  # the learner says it in one line (it was a traceback amid the progress)
+        conn.send((step, str(error)))

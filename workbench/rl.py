@@ -20,10 +20,9 @@ import numpy as np
 
 import nets
 from actors import ActorFailure, ActorSpec, Diverged, InlineActors, Learner, LocalProcesses, Progress
-from actors.collector import NonFiniteEnvValue
 from actors.worker import UNGUARDED_SCRIPT
 from agents import DEFAULT_AGENT, Agent, agent_class, config_dict, make_agent, make_config
-from envs import EnvInfo, probe
+from envs import EnvError, EnvInfo, probe
 from logs import EventWriter, format_duration
 from nets import backend, checkpoint, optim, settings
 from nets.settings import Settings, setting
@@ -206,9 +205,9 @@ class RunFailed(RuntimeError):
     started); the message says where, and which checkpoint is kept."""
 
 
-# What ends a run while it trains, as opposed to settings that cannot work (ValueError; though
-# NonFiniteEnvValue is one, it is the env's, met while training by an inline actor)
-RUN_ERRORS = (Diverged, ActorFailure, NonFiniteEnvValue, nets.NonFiniteError, checkpoint.CheckpointError,
+# What ends a run while it trains, as opposed to settings that cannot work (ValueError); an
+# EnvError is met by an inline actor (an actor process's ends it as an ActorFailure)
+RUN_ERRORS = (Diverged, ActorFailure, EnvError, nets.NonFiniteError, checkpoint.CheckpointError,
               OSError)
 
 
@@ -350,8 +349,12 @@ def _train_run(config: TrainConfig, run: RunDir, agent: Agent, progress: Progres
             console(f"evaluation at step {step:,}: return {np.mean(returns):g} "
                     f"(episodes: {', '.join(f'{r:g}' for r in returns)})")
 
+        def failed(reason: str) -> None:
+            learner.warnings.append(f"evaluation stopped: {reason}")
+            console("warning: " + learner.warnings[-1])
+
         evaluator = Evaluator(config.to_dict(), config.eval_every, config.eval_episodes, config.seed,
-                              report, first_step=progress.step)
+                              report, failed, first_step=progress.step)
         run_until = should_stop
 
         def should_stop(p: Progress) -> bool:  # the learner asks every loop: the evaluator's tick

@@ -45,7 +45,8 @@ def add_parser(subparsers):
                    help="write the episodes' game frames to FILE (.gif or .mp4)")
     p.add_argument("--fps", type=int, default=25, help="frames per second of the recording (default 25)")
     p.add_argument("--max-steps", type=int, metavar="N",
-                   help="stop each episode after N steps (default: the env's own time limit)")
+                   help="stop each episode after N steps (default: the env's own time limit, at "
+                        "most 50,000)")
     return p
 
 
@@ -155,8 +156,12 @@ def play(args) -> None:
 def run(args) -> int:
     if "torch" not in sys.modules:  # see workbench train: nothing here makes a torch tensor
         sys.modules["torch"] = None
+    from envs import EnvError
+
     try:
         play(args)
     except ValueError as error:  # every one-line error (CheckpointError too): flags, run, env
         return failed("play", error)
+    except EnvError as error:  # the env raised, or returned what it may not, while playing
+        return failed("play", error, 1)
     return 0
