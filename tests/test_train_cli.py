@@ -116,6 +116,28 @@ def test_bad_settings_fail_with_one_line(tmp_path, args, message):
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
+@pytest.mark.parametrize("contents,message", [
+    # a config file's keys are named as written there, not in their flag's form
+    ('{"actor-timeout": 30}', "a run's config has no setting actor-timeout (did you mean actor_timeout?); "
+                              "its settings: actor_timeout, actors,"),
+    (b"GIF89a\x90\x01", "settings.json is not a JSON text file (not UTF-8)"),
+    (None, "is a folder, not a JSON file: name its config.json, "),
+])
+def test_config_file_mistakes_fail_with_one_line(tmp_path, contents, message):
+    config = tmp_path / "settings.json"
+    if contents is None:  # a run folder given for its config.json
+        config.mkdir()
+        (config / "config.json").write_text("{}")
+    elif isinstance(contents, bytes):
+        config.write_bytes(contents)
+    else:
+        config.write_text(contents)
+    result = workbench("train", "--config", str(config), "--logdir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("workbench train: error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_config_file_is_read_and_flags_override_it(tmp_path):
     config = tmp_path / "settings.json"
     config.write_text(json.dumps({"agent": "nstep-q", "steps": 999, "seed": 3,

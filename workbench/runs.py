@@ -150,12 +150,17 @@ def write_atomically(path: Path, text: str) -> None:
 
 def read_json(path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        inside = f": name its {CONFIG}, {path / CONFIG}" if (path / CONFIG).is_file() else ""
+        raise RunError(f"{path} is a folder, not a JSON file{inside}")
     if not path.is_file():
         raise RunError(f"no config file at {path}")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise RunError(f"{path} is not valid JSON (line {error.lineno}: {error.msg})") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path} is not a JSON text file (not UTF-8)") from None
     if not isinstance(value, dict):
         raise RunError(f"{path} must hold a JSON object, not {type(value).__name__}")
     return value
