@@ -340,6 +340,16 @@ def test_what_cannot_train_is_one_line_and_exit_2(folder, env, message):
     assert not (folder / "runs" / env).exists()
 
 
+def test_recording_an_env_that_cannot_render_is_one_line_without_gymnasium_s_warning(folder):
+    trained = workbench_cli(folder, "train", "--env", f"{MODULE}:Corridor-v0", "--backend", "inline",
+                            "--steps", "200", "--name", "unrendered")
+    assert trained.returncode == 0, trained.stderr
+    result = workbench_cli(folder, "play", str(folder / "runs" / "unrendered"), "--record", "corridor.gif")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"workbench play: error: recording {MODULE}:Corridor-v0 needs its env "
+                                    f"to take render_mode=\"rgb_array\"")
+
+
 def test_a_module_that_is_nowhere_names_the_folder_it_looked_in(folder):
     result = workbench_cli(folder, "train", "--env", "nowhere_envs:Corridor-v0")
     assert result.returncode == 2

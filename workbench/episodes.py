@@ -9,6 +9,7 @@ protocol; a Gaussian policy's greedy action is its mean).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -88,7 +89,9 @@ def build(config: dict, render: bool = False, seed: int | None = None):
     if render:
         options["render_mode"] = "rgb_array"
     try:
-        env = make_env(train_config.env, seed=seed, training=False, **options)
+        with warnings.catch_warnings():  # an env that cannot render is told below, in one line
+            warnings.filterwarnings("ignore", ".*initialised with render_mode")
+            env = make_env(train_config.env, seed=seed, training=False, **options)
     except ImportError as error:  # e.g. CartPole's renderer needs pygame
         raise LoadError(f"rendering {train_config.env} needs {error.name}: "
                         f"pip install \"gymnasium[classic-control]\"") from None
