@@ -106,3 +106,11 @@ def test_a_run_without_the_tag_names_the_scalars_it_has(tmp_path):
     assert result.returncode == 2 and result.stderr == (
         f"workbench plot: error: {run} has no 'charts/episodic_return' points; its scalars: train/loss, "
         f"val/loss (choose one with --tag)\n")
+
+
+def test_a_point_s_wall_time_is_the_one_it_is_written_with(tmp_path):
+    events = EventWriter(str(tmp_path))  # the learner writes each episode at the time it ended
+    events.scalars({"charts/episodic_return": 1.0}, 100, 1000.0)
+    events.scalars({"charts/episodic_return": 2.0}, 200, 1012.5)
+    events.close()
+    np.testing.assert_array_equal(read_scalars(tmp_path, "charts/episodic_return").seconds, [0.0, 12.5])
