@@ -95,6 +95,14 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("workbench plot: error: ") and "no config.json" in result.stderr
 
 
+def test_a_run_s_config_json_given_for_the_run_names_the_folder(tmp_path):
+    run = fake_run(tmp_path / "r", "CartPole-v1", "a3c", [1.0])
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", "plot", str(run / "config.json")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == f"workbench plot: error: {run / 'config.json'} is a file of run {run}: name the run folder\n"
+
+
 def test_a_run_without_the_tag_names_the_scalars_it_has(tmp_path):
     run = tmp_path / "recipe-run"
     run.mkdir()

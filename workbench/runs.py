@@ -205,6 +205,8 @@ class RunDir:
         run = cls(path)
         if not run.path.exists():
             raise RunError(f"run folder not found: {run.path}")
+        if run.path.is_file() and (run.path.parent / CONFIG).is_file():  # e.g. RUN/config.json
+            raise RunError(f"{run.path} is a file of run {run.path.parent}: name the run folder")
         if not (run.path / CONFIG).is_file():
             raise RunError(f"{run.path} is not a run folder (no {CONFIG})")
         return run
