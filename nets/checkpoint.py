@@ -60,6 +60,13 @@ def save(path, model, optimizer=None, meta: dict | None = None) -> None:
     _write_atomically(path, arrays)
 
 
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the umask (mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomically(path: str, arrays: dict) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -69,6 +76,7 @@ def _write_atomically(path: str, arrays: dict) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temp, new_file_mode())  # readable as the run's other files are, by whoever plays it
         os.replace(temp, path)
     except BaseException:
         os.unlink(temp)

@@ -35,6 +35,8 @@ import time
 from contextvars import ContextVar
 from pathlib import Path
 
+from nets.checkpoint import new_file_mode
+
 CONFIG, SUMMARY, CHECKPOINTS, LATEST, OWNER = "config.json", "summary.txt", "checkpoints", "latest.npz", ".owner"
 EVENTS = "events.out.tfevents.*"
 
@@ -121,12 +123,6 @@ def default_name(*parts: str) -> str:
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
 def write_atomically(path: Path, text: str) -> None:
     """`text` into `path` whole or not at all; an OSError names `path` (a full disk's does not)."""
     try:
@@ -137,7 +133,7 @@ def write_atomically(path: Path, text: str) -> None:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are ordinary files
+            os.chmod(temp, new_file_mode())  # mkstemp makes 0600; a run's files are ordinary files
             os.replace(temp, path)
         except BaseException:
             os.unlink(temp)
