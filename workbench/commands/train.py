@@ -197,7 +197,8 @@ def add_parser(subparsers):
     evaluation.add_argument("--eval-every", type=int, metavar="STEPS",
                             help="env steps between evaluations: a low-priority process plays "
                                  "--eval-episodes whole episodes with the current weights and logs "
-                                 "eval/episodic_return (default 0: none)")
+                                 "eval/episodic_return; a point passed while the last evaluation "
+                                 "still plays is skipped, not queued (default 0: none)")
     evaluation.add_argument("--eval-episodes", type=int, metavar="N",
                             help="episodes per evaluation (default 3)")
     return p
