@@ -31,6 +31,10 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, damaged, of another format, or that does not fit the model."""
 
 
+class ModelMismatch(CheckpointError):
+    """A sound checkpoint of another model: other parameters, shapes or dtypes."""
+
+
 def save(path, model, optimizer=None, meta: dict | None = None) -> None:
     """Write `model` (and `optimizer`, and the JSON-serializable `meta`) to `path` atomically."""
     path = os.fspath(path)
@@ -189,12 +193,12 @@ def _check_model(path: str, model, saved: dict) -> None:
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
     if missing or unexpected:
-        raise CheckpointError(f"{path} does not fit {type(model).__name__}: missing {missing}, "
+        raise ModelMismatch(f"{path} does not fit {type(model).__name__}: missing {missing}, "
                               f"unexpected {unexpected}")
     for name, value in own.items():
         if saved[name].shape != value.shape:
-            raise CheckpointError(f"{path}: shape mismatch for {name!r}: checkpoint "
+            raise ModelMismatch(f"{path}: shape mismatch for {name!r}: checkpoint "
                                   f"{saved[name].shape}, model {value.shape}")
         if saved[name].dtype != value.dtype:
-            raise CheckpointError(f"{path}: dtype mismatch for {name!r}: checkpoint "
+            raise ModelMismatch(f"{path}: dtype mismatch for {name!r}: checkpoint "
                                   f"{saved[name].dtype}, model {value.dtype}")
