@@ -330,13 +330,12 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
             env, notes = prepare(raw)
     except (UnknownEnvError, MissingExtraError, UnsupportedEnvError):
         raise
-    except TypeError as error:
+    except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
         unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
-        if unexpected and unexpected.group(1) in options:  # gymnasium.make passes them to the env
+        if isinstance(error, TypeError) and unexpected and unexpected.group(1) in options:
+            # gymnasium.make passes the options to the env
             raise ValueError(f"--env-option {unexpected.group(1)}: {env_id} takes no such keyword; "
                              f"{_keywords(spec, unexpected.group(1))}") from None
-        raise UnsupportedEnvError(f"making environment {env_id!r} failed: TypeError: {error}") from None
-    except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
         first = str(error).splitlines()[0] if str(error) else ""
         given = f" with --env-option {', '.join(f'{k}={v!r}' for k, v in options.items())}" if options else ""
         raise UnsupportedEnvError(f"environment {env_id!r}{given} failed: {type(error).__name__}: "
