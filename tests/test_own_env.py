@@ -201,12 +201,16 @@ def test_an_env_s_nan_observation_is_named_not_taken_for_divergence(here, tmp_pa
 
 
 @pytest.mark.slow
-def test_the_python_api_trains_a_factory_in_actor_processes_then_loads_and_evaluates_it(here, tmp_path):
-    own_envs = pytest.importorskip(MODULE)
+def test_the_python_api_trains_a_factory_in_actor_processes_then_loads_and_evaluates_it(here, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.syspath_prepend(str(here))  # as `python script.py` run there has it (not pytest)
+    import own_envs
     run = workbench.train(env=own_envs.make_corridor, steps=20_000, actors=2, logdir=str(tmp_path),
                           name="api", verbose=False)
     assert run.outcome == "finished" and run.mean_return >= 0.95
     assert "finished at step" in run.summary
+    assert repr(run) == (f"RunResult({run.path} finished at step {run.progress.step:,}: mean return "
+                         f"{run.mean_return:g} over the last 100 episodes)")
     policy = workbench.load(run.path)
     assert policy.env_id == f"{MODULE}:make_corridor"
     evaluation = workbench.evaluate(policy, episodes=3)
