@@ -233,6 +233,18 @@ def test_a_lambda_or_an_env_object_is_refused_in_one_line(here):
         workbench.train(env=gym.make("CartPole-v1"))
 
 
+@pytest.mark.parametrize("keywords,message", [
+    ({"stepz": 300}, "workbench.train() takes no keyword stepz (did you mean steps?): its keywords are its "
+                     "arguments, workbench train's settings (actor_timeout, "),
+    ({"agent": "ppo", "clip_rnge": 0.1}, "workbench.train() takes no keyword clip_rnge (did you mean "
+                                         "clip_range?): "),
+])
+def test_a_mistyped_keyword_is_matched_against_the_run_s_settings_and_the_agent_s(tmp_path, keywords, message):
+    with pytest.raises(ValueError) as error:
+        workbench.train(logdir=str(tmp_path), **keywords)
+    assert str(error.value).startswith(message) and not any(tmp_path.iterdir())
+
+
 @pytest.fixture(scope="module")
 def cartpole(tmp_path_factory):
     """A CartPole A3C run of a few hundred steps through the Python API, actors in process."""
