@@ -101,6 +101,7 @@ def test_help_explains_every_flag():
     (["--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'; close matches: CartPole-v1"),
     (["--actors", "0"], "actors must be >= 1, got 0"),
     (["--set", "lrr=0.1"], "a3c has no setting lrr (did you mean lr?); its settings: entropy_beta"),
+    (["--set", "steps=1000"], "--set steps: steps is a run setting, not a3c's: give it as --steps 1000"),
     (["--agent", "reinforce", "--envs-per-actor", "4"], "envs-per-actor must be 1"),
     (["--entropy-beta", "0.1", "--agent", "nstep-q"], "--entropy-beta does not apply to nstep-q, which has "
                                                       "no entropy_beta setting"),

@@ -234,6 +234,10 @@ def _settings(args) -> tuple[dict, RunDir | None]:
                 raise ValueError(f"--{flag.replace('_', '-')} does not apply to {agent}, which has no "
                                  f"{field_name} setting (workbench agents {agent} lists them)")
             agent_config[field_name] = getattr(args, flag)
+    for key, value in args.agent_set or []:
+        if key in RUN_FLAGS:  # --set is for the agent's settings; the run's each have a flag
+            raise ValueError(f"--set {key}: {key} is a run setting, not {agent}'s: give it as "
+                             f"--{key.replace('_', '-')} {value if isinstance(value, str) else json.dumps(value)}")
     agent_config.update(dict(args.agent_set or []))
     env_options.update(dict(args.env_option or []))
     values["agent_config"], values["env_options"] = agent_config, env_options
