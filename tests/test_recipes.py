@@ -207,6 +207,13 @@ def test_char_rnn_learns_and_generates_reproducibly(tmp_path, capsys):
     assert "never saw" in capsys.readouterr().err
 
 
+def test_from_another_recipe_s_run_names_what_wrote_it(tmp_path, capsys):
+    run_dir = run_recipe(tmp_path, "caesar", "--epochs", "1", "--samples", "52")
+    assert cli.main(["recipe", "char-rnn", "--from", str(run_dir), "--generate", "10"]) == 2
+    assert capsys.readouterr().err.endswith("is not a char-rnn checkpoint but caesar's; name a run of "
+                                            "workbench recipe char-rnn\n")
+
+
 def test_char_rnn_resumed_continues_where_it_stopped(tmp_path):
     text = tmp_path / "input.txt"
     text.write_text(TEXT)
