@@ -81,7 +81,9 @@ class Learner:
         self.log_every, self.scalar_every, self.supervise_every = log_every, scalar_every, supervise_every
         self.max_startup_failures = max_startup_failures
         self.window = Window()
-        self.finished_episodes: list[tuple[int, float, int]] = []  # (step, return, length) to log
+        # (step, return, length, wall time) to log: the time the update took it, not the write's,
+        # which comes once a second (scalar_every) and would stack that second's episodes at its time
+        self.finished_episodes: list[tuple[int, float, int, float]] = []
         self.startup_failures = [0] * transport.n_actors  # deaths in a row before a first rollout
         self.restarts = 0
         self.nonfinite = 0  # updates in a row with a NaN/Inf statistic
@@ -223,7 +225,7 @@ class Learner:
             window.add("charts/policy_lag", (version - 2 - r.version) / 2)  # publishes behind
             window.add_all("charts", r.scalars)
             for ret, length in zip(r.episode_returns, r.episode_lengths):
-                self.finished_episodes.append((p.step, ret, length))
+                self.finished_episodes.append((p.step, ret, length, time.time()))
                 p.recent_returns.append(ret)
             p.episodes += len(r.episode_returns)
         window.add("charts/batch_steps", sum(r.steps for r in arrived))
@@ -269,9 +271,9 @@ class Learner:
         self._last_scalars = step, now
         if self.events:
             self.events.scalars(means, step)
-            for episode_step, ret, length in self.finished_episodes:  # one point per episode, as
-                self.events.scalars({"charts/episodic_return": ret,   # CleanRL and SB3 log them
-                                     "charts/episodic_length": length}, episode_step)
+            for episode_step, ret, length, wall_time in self.finished_episodes:  # one point per
+                self.events.scalars({"charts/episodic_return": ret,  # episode, as CleanRL and SB3 log them
+                                     "charts/episodic_length": length}, episode_step, wall_time)
         self.finished_episodes.clear()
 
     def _supervise(self) -> None:

@@ -389,20 +389,19 @@ def _probe(env_id: str, options_json: str) -> EnvInfo:
         raise
     except EnvError as error:  # closing it failed
         raise UnsupportedEnvError(str(error)) from None
-    except TypeError as error:
-        unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
-        if unexpected and unexpected.group(1) in options:  # gymnasium.make passes them to the env
-            raise ValueError(f"--env-option {unexpected.group(1)}: {env_id} takes no such keyword; "
-                             f"{_keywords(spec, unexpected.group(1))}") from None
-        missing = _missing_keywords(spec, options)
-        if missing:  # the constructor's own arguments, with no default: gymnasium.make passes options
-            names = " and ".join(missing)
-            raise UnsupportedEnvError(f"environment {env_id!r} needs {names} to be made: give "
-                                      f"{'it' if len(missing) == 1 else 'them'} with --env-option "
-                                      f"{missing[0]}=VALUE (from Python: env_options={{{missing[0]!r}: "
-                                      f"...}})") from None
-        raise UnsupportedEnvError(f"making environment {env_id!r} failed: TypeError: {error}") from None
     except Exception as error:  # noqa: BLE001 - a user's env may raise anything: one line
+        if isinstance(error, TypeError):  # gymnasium.make passes the options to the env's constructor
+            unexpected = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+            if unexpected and unexpected.group(1) in options:
+                raise ValueError(f"--env-option {unexpected.group(1)}: {env_id} takes no such keyword; "
+                                 f"{_keywords(spec, unexpected.group(1))}") from None
+            missing = _missing_keywords(spec, options)
+            if missing:  # the constructor's own arguments, with no default
+                names = " and ".join(missing)
+                raise UnsupportedEnvError(f"environment {env_id!r} needs {names} to be made: give "
+                                          f"{'it' if len(missing) == 1 else 'them'} with --env-option "
+                                          f"{missing[0]}=VALUE (from Python: env_options={{{missing[0]!r}: "
+                                          f"...}})") from None
         first = str(error).splitlines()[0] if str(error) else ""
         given = f" with --env-option {', '.join(f'{k}={v!r}' for k, v in options.items())}" if options else ""
         raise UnsupportedEnvError(f"environment {env_id!r}{given} failed: {type(error).__name__}: "

@@ -81,10 +81,10 @@ class EventWriter:
         if self._file.error is not None:
             raise self._file.error
 
-    def scalars(self, values: dict[str, float], step: int) -> None:
+    def scalars(self, values: dict[str, float], step: int, wall_time: float | None = None) -> None:
         self.check()
         for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+            self.writer.add_scalar(tag, value, step, walltime=wall_time)
 
     def histograms(self, module, step: int) -> None:
         """weights/<name> and biases/<name> for every parameter of `module`, except those with a

@@ -31,6 +31,10 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, damaged, of another format, or that does not fit the model."""
 
 
+class ModelMismatch(CheckpointError):
+    """A sound checkpoint of another model: other parameters, shapes or dtypes."""
+
+
 def save(path, model, optimizer=None, meta: dict | None = None) -> None:
     """Write `model` (and `optimizer`, and the JSON-serializable `meta`) to `path` atomically."""
     path = os.fspath(path)
@@ -60,6 +64,13 @@ def save(path, model, optimizer=None, meta: dict | None = None) -> None:
     _write_atomically(path, arrays)
 
 
+def new_file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the umask (mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _write_atomically(path: str, arrays: dict) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -69,6 +80,7 @@ def _write_atomically(path: str, arrays: dict) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temp, new_file_mode())  # readable as the run's other files are, by whoever plays it
         os.replace(temp, path)
     except BaseException:
         os.unlink(temp)
@@ -181,12 +193,12 @@ def _check_model(path: str, model, saved: dict) -> None:
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
     if missing or unexpected:
-        raise CheckpointError(f"{path} does not fit {type(model).__name__}: missing {missing}, "
+        raise ModelMismatch(f"{path} does not fit {type(model).__name__}: missing {missing}, "
                               f"unexpected {unexpected}")
     for name, value in own.items():
         if saved[name].shape != value.shape:
-            raise CheckpointError(f"{path}: shape mismatch for {name!r}: checkpoint "
+            raise ModelMismatch(f"{path}: shape mismatch for {name!r}: checkpoint "
                                   f"{saved[name].shape}, model {value.shape}")
         if saved[name].dtype != value.dtype:
-            raise CheckpointError(f"{path}: dtype mismatch for {name!r}: checkpoint "
+            raise ModelMismatch(f"{path}: dtype mismatch for {name!r}: checkpoint "
                                   f"{saved[name].dtype}, model {value.dtype}")

@@ -91,12 +91,12 @@ def from_dict(settings_class, values: dict, what: str | None = None):
     fields = sorted(f.name for f in dataclasses.fields(settings_class))
     label = getattr(settings_class, "label", Settings.label)
     unknown = sorted(set(values) - set(fields))
-    if unknown:
+    if unknown:  # keys are named as they are written (a config file's), not by their flag's form
         close = [match for key in unknown for match in difflib.get_close_matches(key, fields, n=1)]
-        hint = f" (did you mean {', '.join(map(label, close))}?)" if close else ""
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
         owner, plural = what or settings_class.__name__, "s" if len(unknown) > 1 else ""
-        raise ValueError(f"{owner} has no setting{plural} {', '.join(map(label, unknown))}{hint}; its "
-                         f"settings: {', '.join(map(label, fields))}")
+        raise ValueError(f"{owner} has no setting{plural} {', '.join(unknown)}{hint}; its "
+                         f"settings: {', '.join(fields)}")
     hints = typing.get_type_hints(settings_class)
     return settings_class(**{key: typed(label(key), value, hints[key]) for key, value in values.items()})
 

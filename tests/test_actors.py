@@ -258,10 +258,12 @@ def test_learner_counts_steps_checkpoints_and_stops_on_request():
 class RecordedEvents:
     def __init__(self):
         self.points: dict[str, list[tuple[int, float]]] = {}
+        self.wall_times: dict[str, list[float | None]] = {}
 
-    def scalars(self, values, step):
+    def scalars(self, values, step, wall_time=None):
         for tag, value in values.items():
             self.points.setdefault(tag, []).append((step, value))
+            self.wall_times.setdefault(tag, []).append(wall_time)
 
 
 def test_every_episode_is_one_point_at_the_step_it_ended():
@@ -278,6 +280,10 @@ def test_every_episode_is_one_point_at_the_step_it_ended():
     assert steps == sorted(steps) and len(set(steps)) > 10 and steps[-1] <= 3000
     assert [value for _, value in returns] == [value for _, value in lengths]  # CartPole: +1 a step
     assert len(events.points["losses/policy_loss"]) == 1  # update statistics stay windowed
+    # each at the time it ended, not the window's write at the end (plot --x time would stack them)
+    times = events.wall_times["charts/episodic_return"]
+    assert None not in times and times == sorted(times)
+    assert times[-1] - times[0] > 0.5 * learner.progress.elapsed
 
 
 def test_progress_lines_wait_for_the_first_rollouts_before_an_eta():

@@ -91,6 +91,16 @@ def test_load_without_model_returns_meta_and_read_exposes_everything(saved):
         assert json.loads(raw["__header__"].tobytes())["meta"]["step"] == 3
 
 
+def test_a_checkpoint_gets_a_new_file_s_mode_not_its_temporary_file_s_0600(saved):
+    path = saved[0]
+    umask = os.umask(0o022)
+    try:
+        checkpoint.save(path, *saved[1:3])
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # others may play a run they can read the rest of
+
+
 def test_missing_file(tmp_path):
     path = tmp_path / "nope.npz"
     assert error(path) == f"no checkpoint at {path}"

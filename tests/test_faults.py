@@ -304,6 +304,8 @@ def test_runs_started_in_the_same_second_get_a_folder_each_even_when_both_looked
      "--env-option slipery: FrozenLake-v1 takes no such keyword; did you mean is_slippery? its own: desc, "),
     (["--env-option", "max_episode_steps=-3"],
      "environment 'CartPole-v1' with --env-option max_episode_steps=-3 failed: ValueError: "),
+    (["--env-option", "max_episode_steps=abc"],  # a TypeError names the option as a ValueError does
+     "environment 'CartPole-v1' with --env-option max_episode_steps='abc' failed: TypeError: "),
     # what cannot work is bounded up front (issue 29)
     (["--seed", "-1"], "seed must be >= 0, got -1"),
     (["--entropy-beta", "inf"], "entropy_beta must be a finite number >= 0, got inf"),

@@ -329,12 +329,16 @@ def test_playing_or_evaluating_an_env_that_raises_is_one_line(here, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_python_api_trains_a_factory_in_actor_processes_then_loads_and_evaluates_it(here, tmp_path):
-    own_envs = pytest.importorskip(MODULE)
+def test_the_python_api_trains_a_factory_in_actor_processes_then_loads_and_evaluates_it(here, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.syspath_prepend(str(here))  # as `python script.py` run there has it (not pytest)
+    import own_envs
     run = workbench.train(env=own_envs.make_corridor, steps=20_000, actors=2, logdir=str(tmp_path),
                           name="api", verbose=False)
     assert run.outcome == "finished" and run.mean_return >= 0.95
     assert "finished at step" in run.summary
+    assert repr(run) == (f"RunResult({run.path} finished at step {run.progress.step:,}: mean return "
+                         f"{run.mean_return:g} over the last 100 episodes)")
     policy = workbench.load(run.path)
     assert policy.env_id == f"{MODULE}:make_corridor"
     evaluation = workbench.evaluate(policy, episodes=3)
@@ -355,6 +359,18 @@ def test_a_lambda_or_an_env_object_is_refused_in_one_line(here):
         workbench.train(env=lambda: gym.make("CartPole-v1"))
     with pytest.raises(ValueError, match=r"not an env object \(TimeLimit\)"):
         workbench.train(env=gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize("keywords,message", [
+    ({"stepz": 300}, "workbench.train() takes no keyword stepz (did you mean steps?): its keywords are its "
+                     "arguments, workbench train's settings (actor_timeout, "),
+    ({"agent": "ppo", "clip_rnge": 0.1}, "workbench.train() takes no keyword clip_rnge (did you mean "
+                                         "clip_range?): "),
+])
+def test_a_mistyped_keyword_is_matched_against_the_run_s_settings_and_the_agent_s(tmp_path, keywords, message):
+    with pytest.raises(ValueError) as error:
+        workbench.train(logdir=str(tmp_path), **keywords)
+    assert str(error.value).startswith(message) and not any(tmp_path.iterdir())
 
 
 @pytest.fixture(scope="module")

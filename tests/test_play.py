@@ -222,11 +222,12 @@ def test_a_gif_of_more_than_256_colours_keeps_them_spread_over_the_picture(tmp_p
 def test_a_checkpoint_is_named_by_run_folder_file_or_latest(runs, capsys):
     breakout, _ = runs
     outputs = []
-    for target in (breakout, breakout / "checkpoints" / "latest", breakout / "checkpoints" / "latest.npz"):
+    for target in (breakout, breakout / "config.json", breakout / "checkpoints" / "latest",
+                   breakout / "checkpoints" / "latest.npz"):
         code, out, err = play(capsys, target, "--episodes", 1, "--max-steps", 15, "--greedy", "--seed", 4)
         assert code == 0, err
         outputs.append(out.splitlines()[1:])  # after the line naming the path
-    assert outputs[0] == outputs[1] == outputs[2]  # same checkpoint, same seed: same episode
+    assert outputs[0] == outputs[1] == outputs[2] == outputs[3]  # same checkpoint and seed: same episode
     periodic = sorted((breakout / "checkpoints").glob("step-*.npz"))[0]
     code, out, _ = play(capsys, periodic, "--episodes", 1, "--max-steps", 5)
     assert code == 0 and f"step {int(periodic.stem[5:]):,}" in out

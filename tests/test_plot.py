@@ -95,6 +95,14 @@ def test_a_folder_that_is_not_a_run_is_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("workbench plot: error: ") and "no config.json" in result.stderr
 
 
+def test_a_run_s_config_json_given_for_the_run_names_the_folder(tmp_path):
+    run = fake_run(tmp_path / "r", "CartPole-v1", "a3c", [1.0])
+    result = subprocess.run([sys.executable, "-m", "workbench.cli", "plot", str(run / "config.json")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr == f"workbench plot: error: {run / 'config.json'} is a file of run {run}: name the run folder\n"
+
+
 def test_a_run_without_the_tag_names_the_scalars_it_has(tmp_path):
     run = tmp_path / "recipe-run"
     run.mkdir()
@@ -106,3 +114,11 @@ def test_a_run_without_the_tag_names_the_scalars_it_has(tmp_path):
     assert result.returncode == 2 and result.stderr == (
         f"workbench plot: error: {run} has no 'charts/episodic_return' points; its scalars: train/loss, "
         f"val/loss (choose one with --tag)\n")
+
+
+def test_a_point_s_wall_time_is_the_one_it_is_written_with(tmp_path):
+    events = EventWriter(str(tmp_path))  # the learner writes each episode at the time it ended
+    events.scalars({"charts/episodic_return": 1.0}, 100, 1000.0)
+    events.scalars({"charts/episodic_return": 2.0}, 200, 1012.5)
+    events.close()
+    np.testing.assert_array_equal(read_scalars(tmp_path, "charts/episodic_return").seconds, [0.0, 12.5])

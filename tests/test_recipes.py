@@ -155,7 +155,10 @@ def test_a_resume_that_cannot_continue_the_run_leaves_its_config_as_it_was(tmp_p
     says = f"a caesar run; continue it with workbench recipe caesar --resume {run_dir}"
     assert says in capsys.readouterr().err
     assert cli.main([*resume, "--hidden", "30"]) == 2
-    assert "shape mismatch" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith("shape mismatch for 'hidden.weight': checkpoint (26, 20), model "
+                                            "(26, 30); the run's model is built from its config.json and the "
+                                            "flags given again: leave out those that change its sizes, or "
+                                            "start a new run\n")
     assert (run_dir / "config.json").read_text() == config
     assert sorted(run_dir.glob("events.out.tfevents.*")) == events
     assert cli.main(resume) == 0
@@ -202,6 +205,13 @@ def test_char_rnn_learns_and_generates_reproducibly(tmp_path, capsys):
     assert capsys.readouterr().out == first  # the folder means its best checkpoint
     assert cli.main(["recipe", "char-rnn", "--from", str(run_dir), "--seed-text", "Q!"]) == 2
     assert "never saw" in capsys.readouterr().err
+
+
+def test_from_another_recipe_s_run_names_what_wrote_it(tmp_path, capsys):
+    run_dir = run_recipe(tmp_path, "caesar", "--epochs", "1", "--samples", "52")
+    assert cli.main(["recipe", "char-rnn", "--from", str(run_dir), "--generate", "10"]) == 2
+    assert capsys.readouterr().err.endswith("is not a char-rnn checkpoint but caesar's; name a run of "
+                                            "workbench recipe char-rnn\n")
 
 
 def test_char_rnn_resumed_continues_where_it_stopped(tmp_path):

@@ -101,6 +101,7 @@ def test_help_explains_every_flag():
     (["--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'; close matches: CartPole-v1"),
     (["--actors", "0"], "actors must be >= 1, got 0"),
     (["--set", "lrr=0.1"], "a3c has no setting lrr (did you mean lr?); its settings: entropy_beta"),
+    (["--set", "steps=1000"], "--set steps: steps is a run setting, not a3c's: give it as --steps 1000"),
     (["--agent", "reinforce", "--envs-per-actor", "4"], "envs-per-actor must be 1"),
     (["--entropy-beta", "0.1", "--agent", "nstep-q"], "--entropy-beta does not apply to nstep-q, which has "
                                                       "no entropy_beta setting"),
@@ -114,6 +115,28 @@ def test_bad_settings_fail_with_one_line(tmp_path, args, message):
     assert result.stderr.startswith("workbench train: error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+@pytest.mark.parametrize("contents,message", [
+    # a config file's keys are named as written there, not in their flag's form
+    ('{"actor-timeout": 30}', "a run's config has no setting actor-timeout (did you mean actor_timeout?); "
+                              "its settings: actor_timeout, actors,"),
+    (b"GIF89a\x90\x01", "settings.json is not a JSON text file (not UTF-8)"),
+    (None, "is a folder, not a JSON file: name its config.json, "),
+])
+def test_config_file_mistakes_fail_with_one_line(tmp_path, contents, message):
+    config = tmp_path / "settings.json"
+    if contents is None:  # a run folder given for its config.json
+        config.mkdir()
+        (config / "config.json").write_text("{}")
+    elif isinstance(contents, bytes):
+        config.write_bytes(contents)
+    else:
+        config.write_text(contents)
+    result = workbench("train", "--config", str(config), "--logdir", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("workbench train: error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_config_file_is_read_and_flags_override_it(tmp_path):

@@ -20,6 +20,8 @@ and `train` returns it; `train(resume=run.path)` continues it (a run folder, or 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +48,22 @@ def env_name(env) -> str:
     return f"{module}:{name}"
 
 
+def _check_keywords(settings: dict, fields: set[str], agent: str) -> None:
+    """A keyword neither a run setting nor the agent's is named with the closest of all (a typo of
+    `steps` would otherwise be reported as a setting the agent lacks)."""
+    from agents import agent_class
+
+    agent_fields = set(agent_class(agent).Config.__dataclass_fields__)
+    unknown = sorted(set(settings) - fields - agent_fields - {"agent_config"})
+    if unknown:
+        known = [*inspect.signature(train).parameters][:-1] + sorted(fields) + sorted(agent_fields)
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ValueError(f"workbench.train() takes no keyword {unknown[0]}{hint}: its keywords are its "
+                         f"arguments, workbench train's settings ({', '.join(sorted(fields))}) and "
+                         f"{agent}'s ({', '.join(sorted(agent_fields))})")
+
+
 def train(env=None, agent: str | None = None, steps: int | None = None,
           actors: int | None = None, *, name: str | None = None, resume=None, verbose: bool = True,
           **settings):
@@ -54,6 +72,7 @@ def train(env=None, agent: str | None = None, steps: int | None = None,
     `.summary`, `.mean_return`, `.outcome`: "already finished" where a resumed run had no steps
     left). Settings that cannot work raise a one-line ValueError before anything starts; a run
     that fails while training raises RunFailed."""
+    from agents import DEFAULT_AGENT
     from nets import threads
     from workbench.rl import TrainConfig, resumed_run
     from workbench.rl import train as run_training
@@ -61,6 +80,7 @@ def train(env=None, agent: str | None = None, steps: int | None = None,
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     run, values = (None, {}) if resume is None else resumed_run(resume, agent)
+    _check_keywords(settings, fields, agent or values.get("agent", DEFAULT_AGENT))
     # what is not given comes from the resumed run's config.json, else TrainConfig's defaults
     given = {"env": None if env is None else env_name(env), "agent": agent, "steps": steps, "actors": actors}
     values.update({key: value for key, value in given.items() if value is not None})

@@ -45,9 +45,12 @@ class LoadError(ValueError):
 
 
 def find_checkpoint(target) -> tuple[Path, dict | None, Path | None]:
-    """(checkpoint file, the run's config or None, run folder or None) for a run folder, a
-    checkpoint file, or a checkpoint path without its .npz suffix."""
+    """(checkpoint file, the run's config or None, run folder or None) for a run folder (or its
+    config.json, as --resume takes it), a checkpoint file, or a checkpoint path without its .npz
+    suffix."""
     path = Path(target)
+    if path.name == CONFIG and path.is_file():
+        path = path.parent
     if path.is_dir():
         run = RunDir.existing(path)
         latest = run.latest_checkpoint()

@@ -199,6 +199,11 @@ class RunResult:
         """summary.txt: how the run ended, its return, time and checkpoint."""
         return (self.run.path / "summary.txt").read_text()
 
+    def __repr__(self) -> str:  # a notebook shows it: not the RunDir object and 100 returns
+        returns = len(self.progress.recent_returns)
+        mean = f"mean return {self.mean_return:g} over the last {returns} episodes" if returns else "no episode"
+        return f"RunResult({self.path} {self.outcome} at step {self.progress.step:,}: {mean})"
+
 
 class RunFailed(RuntimeError):
     """The run stopped on an error while training (it diverged, a write failed, actors never

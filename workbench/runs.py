@@ -35,6 +35,8 @@ import time
 from contextvars import ContextVar
 from pathlib import Path
 
+from nets.checkpoint import new_file_mode
+
 CONFIG, SUMMARY, CHECKPOINTS, LATEST, OWNER = "config.json", "summary.txt", "checkpoints", "latest.npz", ".owner"
 EVENTS = "events.out.tfevents.*"
 
@@ -121,12 +123,6 @@ def default_name(*parts: str) -> str:
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
 def write_atomically(path: Path, text: str) -> None:
     """`text` into `path` whole or not at all; an OSError names `path` (a full disk's does not)."""
     try:
@@ -137,7 +133,7 @@ def write_atomically(path: Path, text: str) -> None:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a run's files are ordinary files
+            os.chmod(temp, new_file_mode())  # mkstemp makes 0600; a run's files are ordinary files
             os.replace(temp, path)
         except BaseException:
             os.unlink(temp)
@@ -150,12 +146,17 @@ def write_atomically(path: Path, text: str) -> None:
 
 def read_json(path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        inside = f": name its {CONFIG}, {path / CONFIG}" if (path / CONFIG).is_file() else ""
+        raise RunError(f"{path} is a folder, not a JSON file{inside}")
     if not path.is_file():
         raise RunError(f"no config file at {path}")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise RunError(f"{path} is not valid JSON (line {error.lineno}: {error.msg})") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path} is not a JSON text file (not UTF-8)") from None
     if not isinstance(value, dict):
         raise RunError(f"{path} must hold a JSON object, not {type(value).__name__}")
     return value
@@ -200,6 +201,8 @@ class RunDir:
         run = cls(path)
         if not run.path.exists():
             raise RunError(f"run folder not found: {run.path}")
+        if run.path.is_file() and (run.path.parent / CONFIG).is_file():  # e.g. RUN/config.json
+            raise RunError(f"{run.path} is a file of run {run.path.parent}: name the run folder")
         if not (run.path / CONFIG).is_file():
             raise RunError(f"{run.path} is not a run folder (no {CONFIG})")
         return run

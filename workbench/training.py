@@ -208,7 +208,12 @@ def fit(task: Task, optimizer: nets.optim.Optimizer, config: FitConfig, run, eve
     in_epoch = None  # from a checkpoint written mid-epoch (at a stop): how far that epoch got
 
     if resume:
-        saved = checkpoint.load(latest, model, optimizer)
+        try:
+            saved = checkpoint.load(latest, model, optimizer)
+        except checkpoint.ModelMismatch as error:
+            raise checkpoint.ModelMismatch(f"{error}; the run's model is built from its config.json "
+                                           f"and the flags given again: leave out those that change "
+                                           f"its sizes, or start a new run") from None
         epoch, step, history = saved["epoch"], saved["step"], saved["history"]
         if schedule is not None:
             if saved["schedule"] is None:

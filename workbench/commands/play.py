@@ -32,8 +32,8 @@ def add_parser(subparsers):
                "  workbench play runs/cartpole/checkpoints/step-000050000.npz --record cartpole.mp4",
         formatter_class=HelpFormatter)
     p.add_argument("target", metavar="RUN_OR_CHECKPOINT",
-                   help="a run folder (plays checkpoints/latest.npz), a checkpoint file, or "
-                        "RUN/checkpoints/latest")
+                   help="a run folder or its config.json (plays checkpoints/latest.npz), a "
+                        "checkpoint file, or RUN/checkpoints/latest")
     p.add_argument("--episodes", type=int, metavar="N",
                    help="episodes to play (default 3, or 1 with --record: rendering costs more "
                         "than playing)")

@@ -197,7 +197,8 @@ def add_parser(subparsers):
     evaluation.add_argument("--eval-every", type=int, metavar="STEPS",
                             help="env steps between evaluations: a low-priority process plays "
                                  "--eval-episodes whole episodes with the current weights and logs "
-                                 "eval/episodic_return (default 0: none)")
+                                 "eval/episodic_return; a point passed while the last evaluation "
+                                 "still plays is skipped, not queued (default 0: none)")
     evaluation.add_argument("--eval-episodes", type=int, metavar="N",
                             help="episodes per evaluation (default 3)")
     return p
@@ -233,6 +234,10 @@ def _settings(args) -> tuple[dict, RunDir | None]:
                 raise ValueError(f"--{flag.replace('_', '-')} does not apply to {agent}, which has no "
                                  f"{field_name} setting (workbench agents {agent} lists them)")
             agent_config[field_name] = getattr(args, flag)
+    for key, value in args.agent_set or []:
+        if key in RUN_FLAGS:  # --set is for the agent's settings; the run's each have a flag
+            raise ValueError(f"--set {key}: {key} is a run setting, not {agent}'s: give it as "
+                             f"--{key.replace('_', '-')} {value if isinstance(value, str) else json.dumps(value)}")
     agent_config.update(dict(args.agent_set or []))
     env_options.update(dict(args.env_option or []))
     values["agent_config"], values["env_options"] = agent_config, env_options

@@ -22,6 +22,8 @@ def find(source: str | Path, recipe: str) -> tuple[Path, dict, RunDir | None]:
         run = RunDir(path.parent.parent)
     meta = checkpoint.read(path)[0]["meta"]
     if meta.get("recipe") != recipe:
-        raise common.RecipeError(f"--from {source}: {path} is not a {recipe} checkpoint "
-                                 f"(recipe {meta.get('recipe')!r})")
+        written = (f"{meta['recipe']}'s" if meta.get("recipe") else
+                   f"{meta['agent']}'s on {meta['env']}, of workbench train" if "agent" in meta else "no recipe's")
+        raise common.RecipeError(f"--from {source}: {path} is not a {recipe} checkpoint but {written}; "
+                                 f"name a run of workbench recipe {recipe}")
     return path, meta, run
