@@ -14,6 +14,7 @@ it). Non-finite weights are never written. Loading never unpickles, and every pr
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -64,6 +65,7 @@ def save(path, model, optimizer=None, meta: dict | None = None) -> None:
     _write_atomically(path, arrays)
 
 
+@functools.cache  # read once: reading the umask sets it, for a moment, in every thread
 def new_file_mode() -> int:
     """The mode open() gives a new file: 0666 less the umask (mkstemp's files are 0600)."""
     umask = os.umask(0)
