@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 
 try:
     import ray
-    from ray.exceptions import GetTimeoutError, RayActorError
+    from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 except ImportError:  # pragma: no cover - depends on the installation
     raise ImportError('--backend ray needs ray: pip install -e ".[cluster]"') from None
 
 import numpy as np
 
 from agents import Gradient
-from envs import own_module
+from envs import EnvError, own_module
 from nets import backend, threads
 
 from .learner import ActorFailure
@@ -190,7 +190,7 @@ class RayActors(Transport):
             slot.pending.append(slot.handle.collect.remote(self._weights, self.version, self.step))
 
     def receive(self, timeout):
-        owner = {ref: s for s in self.slots.values() for ref in s.pending}
+        owner = {ref: (index, s) for index, s in self.slots.items() for ref in s.pending}
         if not owner:
             time.sleep(timeout)
             return []
@@ -199,7 +199,7 @@ class RayActors(Transport):
             ready, _ = ray.wait(list(owner), num_returns=len(owner), timeout=0)
         rollouts, now = [], time.monotonic()
         for ref in ready:
-            slot = owner[ref]
+            index, slot = owner[ref]
             slot.pending.remove(ref)
             try:
                 item = ray.get(ref)
@@ -209,6 +209,13 @@ class RayActors(Transport):
                 slot.last_delivery = now
             except RayActorError as error:
                 slot.failure = f"died ({_short(error)})"
+                slot.pending.clear()
+            except RayTaskError as error:  # collect raised, in one line (Ray's message holds its traceback)
+                cause = f"{type(error.cause).__name__}: {error.cause}".splitlines()[0]
+                if isinstance(error.cause, EnvError):  # as an actor process's STOPS_THE_RUN
+                    raise ActorFailure(f"actor {index} stopped on an error that a new actor would meet "
+                                       f"again ({cause})") from None
+                slot.failure = f"raised {cause}"
                 slot.pending.clear()
         return rollouts
 

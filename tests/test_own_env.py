@@ -256,13 +256,20 @@ def test_an_env_s_nan_observation_is_named_not_taken_for_divergence(here, tmp_pa
                      r"\(NonFiniteEnvValue: " + says, done.stderr), done.stderr
 
 
-@pytest.mark.parametrize("backend", ["inline", "processes"])
+@pytest.mark.parametrize("backend", ["inline", "processes", pytest.param("ray", marks=pytest.mark.slow)])
 def test_an_env_that_raises_while_training_stops_the_run_with_one_line_naming_it(folder, tmp_path, backend):
-    """Inline it was the env's traceback; with actor processes each actor that met it was replaced."""
+    """Inline it was the env's traceback; with actor processes each actor that met it was replaced;
+    with Ray actors the learner stopped on Ray's message, its traceback included."""
+    if backend == "ray":
+        pytest.importorskip("ray")
     done = workbench_cli(folder, "train", "--env", f"{MODULE}:Jams-v0", "--backend", backend, "--steps", "20000",
                          "--logdir", str(tmp_path))
-    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert f"environment '{MODULE}:Jams-v0': step() raised RuntimeError: motor jammed" in done.stderr
+    lines = done.stderr.strip().splitlines()
+    if backend == "ray":  # Ray's own notices (of its token authentication) may come first; no traceback
+        assert "Traceback" not in done.stderr, done.stderr
+        lines = [line for line in lines if line.startswith("workbench train")]
+    assert done.returncode == 1 and len(lines) == 1, done.stderr
+    assert f"environment '{MODULE}:Jams-v0': step() raised RuntimeError: motor jammed" in lines[0]
     assert "replaced it" not in done.stdout
 
 
