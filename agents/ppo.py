@@ -41,8 +41,8 @@ class PPOConfig(Settings):
     as A3C's and CleanRL's; SB3's vf_coef multiplies (V - R)^2, so on vector observations with
     Discrete actions (PRESETS) value_coef is 1, SB3's weight: the value's larger share of the
     gradient norm clipped at 0.5 makes the policy's steps smaller, and LunarLander-v3 (300k steps)
-    ended at a median of 114 over seeds 0-6 (29 to 163) where with 0.5 it peaked at 100-130 and
-    fell back to 48 over seeds 0-9 (-97 to 111; SB3 PPO 114 over seeds 0-4 in the same runs);
+    ended at a median of 91 over seeds 0-9 (-118 to 163) where with 0.5 it peaked at 100-130 and
+    fell back to 48 (-97 to 111; SB3 PPO 114 over seeds 0-4, 52 to 200, in the same runs);
     CartPole-v1, Acrobot-v1 the same either way (seeds 0-2). One-hot observations keep 0.5 (with
     1: FrozenLake-v1 0.58 against 0.70, CliffWalking-v1's loop on 3 of 3 seeds against 1), as do
     Box actions (Pendulum-v1 -170 against -176, MountainCarContinuous-v0 alike) and images
