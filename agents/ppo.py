@@ -37,22 +37,23 @@ class PPOConfig(Settings):
     env steps per update (2 actors x 2 envs x t_max 512), gamma 0.99, GAE lambda 0.95, 10 epochs
     of 32 minibatches (64 steps each), advantages normalised per minibatch, clip range 0.2, no
     value clipping, no entropy bonus, value coefficient 0.5, gradient norm clipped at 0.5, no
-    target KL; the loss is a mean over the minibatch. The value term is value_coef / 2 (V - R)^2,
-    as A3C's and CleanRL's; SB3's vf_coef multiplies (V - R)^2, so on vector observations with
-    Discrete actions (PRESETS) value_coef is 1, SB3's weight: the value's larger share of the
-    gradient norm clipped at 0.5 makes the policy's steps smaller, and LunarLander-v3 (300k steps)
-    ended at a median of 91 over seeds 0-9 (-118 to 163) where with 0.5 it peaked at 100-130 and
-    fell back to 48 (-97 to 111; SB3 PPO 114 over seeds 0-4, 52 to 200, in the same runs);
-    CartPole-v1, Acrobot-v1 the same either way (seeds 0-2). One-hot observations keep 0.5 (with
-    1: FrozenLake-v1 0.58 against 0.70, CliffWalking-v1's loop on 3 of 3 seeds against 1), as do
-    Box actions (Pendulum-v1 -170 against -176, MountainCarContinuous-v0 alike) and images
-    (CleanRL's Atari weight). On CartPole-v1 they reached a last-100
+    target KL; the loss is a mean over the minibatch. On CartPole-v1 they reached a last-100
     return of 500 by 100k steps (seeds 0 and 1, inline), where CleanRL's ppo.py defaults (lr
     2.5e-4 annealed, 512 steps per update, 4 epochs of 4 minibatches, entropy 0.01, value
-    clipping) were at 315. `clip_anneal` anneals the clip range to 0 over the run, `lr_anneal`
-    the learning rate (RL Zoo's lin_ schedules); `target_kl` stops an update's epochs once a
-    minibatch's approximate KL exceeds it (SB3's and CleanRL's option); `value_clip` clips the
-    value's change as the ratio's (CleanRL's clip_vloss).
+    clipping) were at 315. `clip_anneal` anneals the clip range to 0 over the run, `lr_anneal` the
+    learning rate (RL Zoo's lin_ schedules); `target_kl` stops an update's epochs once a minibatch's
+    approximate KL exceeds it (SB3's and CleanRL's option); `value_clip` clips the value's change as
+    the ratio's (CleanRL's clip_vloss).
+
+    The value term is value_coef / 2 (V - R)^2, as A3C's and CleanRL's; SB3's vf_coef multiplies
+    (V - R)^2, so on vector observations with Discrete actions (PRESETS) value_coef is 1, SB3's weight:
+    the value's larger share of the gradient norm clipped at 0.5 makes the policy's steps smaller,
+    and LunarLander-v3 (300k steps) ended at a median of 91 over seeds 0-9 (-118 to 163) where with
+    0.5 it peaked at 100-130 and fell back to 48 (-97 to 111; SB3 PPO 114 over seeds 0-4, 52 to 200,
+    in the same runs); CartPole-v1, Acrobot-v1 the same either way (seeds 0-2). One-hot observations
+    keep 0.5 (with 1: FrozenLake-v1 0.58 against 0.70, CliffWalking-v1's loop on 3 of 3 seeds
+    against 1), as do Box actions (Pendulum-v1 -170 against -176, MountainCarContinuous-v0 alike)
+    and images (CleanRL's Atari weight).
 
     On Atari (PRESETS): CleanRL's ppo_atari.py and RL Zoo's Atari PPO: lr 2.5e-4 annealed,
     rollouts of 128 steps in 8 envs (2 actors x 4), 4 epochs of 4 minibatches, clip range 0.1
