@@ -503,14 +503,12 @@ class Checked(gym.Wrapper):
             result = self.env.step(action)
         except Exception as error:  # noqa: BLE001
             raise self._raised("step", error) from error
-        if result.__class__ is tuple and len(result) == 5:  # the usual step, checked in a microsecond
-            obs, reward, _, _, info = result
-            if self._fits(obs) and reward.__class__ in _NUMBERS and info.__class__ is dict:
-                return result
-        elif not (isinstance(result, tuple) and len(result) == 5):
+        if not (isinstance(result, tuple) and len(result) == 5):
             raise self._fault(f"step() returned {_shape_of(result)}; Gymnasium expects 5 values (observation, "
                               f"reward, terminated, truncated, info)")
         obs, reward, _, _, info = result
+        if self._fits(obs) and reward.__class__ in _NUMBERS and info.__class__ is dict:
+            return result  # the usual step, passed in well under a microsecond
         self._check_observation(obs, "step")
         if not _is_number(reward):
             raise self._fault(f"step() returned the reward {reprlib.repr(reward)}; Gymnasium expects one number")
